@@ -1,0 +1,225 @@
+"""The command line: ``python -m lit_nets {fit,validate,test,predict} --config configs/cnn.yaml``.
+
+A :class:`~lightning.pytorch.cli.LightningCLI` subclass. What it adds to Lightning's own:
+
+- the data module's shape, class count, class names and normalisation are linked into the model;
+- always-on callbacks: checkpoints (``last.ckpt`` plus the best by ``val/acc``) and a learning-rate monitor,
+  configurable under ``--checkpoint.*`` and ``--lr_monitor.*``;
+- TensorBoard under ``lightning_logs/``, a fixed seed, and a precision default (``precision: null``) that
+  means bf16 mixed precision on GPUs that support it and fp32 everywhere else;
+- ``--ckpt_path last|best`` find the newest earlier run's checkpoints (see :mod:`lit_nets.checkpoints`);
+- ``fit`` ends with a test of the best checkpoint (``--test_after_fit false`` to skip) and says where the
+  logs and checkpoints are;
+- bad input ends with one line ``error: ...`` and exit status 2 (``LIT_NETS_TRACEBACK=1`` shows the
+  traceback).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from lit_nets import checkpoints
+from lit_nets.data.base import TensorDataModule, quiet_worker_warning
+from lit_nets.errors import UserError
+from lit_nets.models.classifier import Classifier
+
+LINKED = ("num_classes", "input_shape", "mean", "std", "class_names")
+
+
+def default_precision(accelerator: Any) -> str:
+    """bf16 mixed precision on a CUDA GPU that supports it, fp32 elsewhere (bf16 is ~8x slower on CPUs
+    without AVX-512 BF16)."""
+    wants_gpu = str(accelerator) in ("auto", "gpu", "cuda")
+    if wants_gpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "32-true"
+
+
+class LitNetsCLI(LightningCLI):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("model_class", Classifier)
+        kwargs.setdefault("subclass_mode_model", True)
+        kwargs.setdefault("datamodule_class", TensorDataModule)
+        kwargs.setdefault("subclass_mode_data", True)
+        kwargs.setdefault("seed_everything_default", 42)
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})  # a resumed run rewrites its config
+        kwargs.setdefault("auto_configure_optimizers", False)  # the optimiser is a flat model argument
+        kwargs.setdefault(
+            "trainer_defaults",
+            {
+                "logger": {
+                    "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                    "init_args": {"save_dir": ".", "name": "lightning_logs", "default_hp_metric": False},
+                },
+                "max_epochs": 5,
+            },
+        )
+        super().__init__(*args, **kwargs)
+
+    def _prepare_subcommand_parser(
+        self, klass: type, subcommand: str, **kwargs: Any
+    ) -> LightningArgumentParser:
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand == "fit":
+            parser.add_argument(
+                "--test_after_fit",
+                type=bool,
+                default=True,
+                help="After fit, test the best checkpoint on the test split (when the data has one).",
+            )
+        return parser
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        for name in LINKED:
+            parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "model": {"class_path": "lit_nets.models.CNNClassifier"},
+                "data": {"class_path": "lit_nets.data.MNISTDataModule"},
+                "checkpoint.monitor": "val/acc",
+                "checkpoint.mode": "max",
+                "checkpoint.save_last": True,
+                "checkpoint.save_top_k": 1,
+                "checkpoint.filename": "epoch{epoch:02d}-val_acc{val/acc:.4f}",
+                "checkpoint.auto_insert_metric_name": False,
+            }
+        )
+        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.set_defaults({"lr_monitor.logging_interval": "epoch"})
+
+    # -- before anything is built ---------------------------------------------------------------------------
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.trainer.precision is None:
+            config.trainer.precision = default_precision(config.trainer.accelerator)
+        if torch.cuda.is_available():
+            torch.set_float32_matmul_precision("high")  # TF32 matmuls on Ampere and newer
+        quiet_worker_warning()
+        if self.subcommand != "fit":  # testing a checkpoint from another run folder is the normal case here
+            warnings.filterwarnings("ignore", message=r".*The dirpath has changed from.*")
+        # Lightning 2.6 still calls a pytree API that torch 2.14 deprecates; nothing for a user to act on.
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+
+    # -- checkpoints of earlier runs ------------------------------------------------------------------------
+    def _logs_root(self) -> Path:
+        logger = self.trainer.logger
+        if isinstance(logger, TensorBoardLogger):
+            return Path(logger.root_dir)
+        return Path(self.trainer.default_root_dir) / "lightning_logs"
+
+    def _resolve_ckpt_path(self) -> None:
+        config = self.config_init[self.subcommand]
+        config["ckpt_path"] = checkpoints.resolve(config.get("ckpt_path"), self._logs_root(), self.subcommand)
+        if config["ckpt_path"] and self.trainer.is_global_zero:
+            print(f"Checkpoint: {config['ckpt_path']}")
+
+    def before_fit(self) -> None:
+        self._resolve_ckpt_path()
+
+    def before_validate(self) -> None:
+        self._resolve_ckpt_path()
+
+    def before_test(self) -> None:
+        self._resolve_ckpt_path()
+
+    def before_predict(self) -> None:
+        self._resolve_ckpt_path()
+
+    # -- after fit: test the best checkpoint and say where everything is ------------------------------------
+    def after_fit(self) -> None:
+        trainer = self.trainer
+        if trainer.interrupted:
+            return
+        ckpt = trainer.checkpoint_callback
+        best = ckpt.best_model_path if ckpt else ""
+        last = ckpt.last_model_path if ckpt else ""  # read now: testing restores the callback's older state
+        test_results: list[dict[str, float]] = []
+        wants_test = self.config_init["fit"].get("test_after_fit", True)
+        has_test = (
+            getattr(self.datamodule, "splits", None) is not None and self.datamodule.splits.test is not None
+        )
+        if wants_test and has_test and best and not trainer.fast_dev_run:
+            test_results = trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)
+        if trainer.is_global_zero:
+            print(run_summary(trainer, best, last, test_results, getattr(self.datamodule, "source", "")))
+
+
+def run_summary(trainer: Any, best: str, last: str, test_results: list[dict[str, float]], source: str) -> str:
+    """A few lines that say where a run's logs and checkpoints are and how it did."""
+    lines = ["", "=" * 100]
+    log_dir = trainer.log_dir
+    if log_dir:
+        root = Path(log_dir).parent
+        lines.append(f"Run folder:   {log_dir}    (view: tensorboard --logdir {root})")
+        lines.append(f"Config:       {Path(log_dir) / 'config.yaml'}")
+    ckpt = trainer.checkpoint_callback
+    if best:
+        score = ckpt.best_model_score
+        score_text = f" ({ckpt.monitor} {float(score):.4f})" if score is not None else ""
+        lines.append(f"Best:         {best}{score_text}")
+    if last:
+        lines.append(f"Last:         {last}    (resume: --ckpt_path last)")
+    if test_results:
+        metrics = "  ".join(f"{k} {v:.4f}" for k, v in sorted(test_results[0].items()))
+        lines.append(f"Test (best):  {metrics}")
+    if source:
+        lines.append(f"Data:         {source}")
+    lines.append("=" * 100)
+    return "\n".join(lines)
+
+
+class _NoAdverts(logging.Filter):
+    """Drop Lightning's "💡 Tip: try installing ..." lines: advertising, not information about the run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+def setup_logging() -> None:
+    """Our own messages (``lit_nets.*`` loggers) go to stderr like Lightning's."""
+    logger = logging.getLogger("lit_nets")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).addFilter(_NoAdverts())
+        for handler in logging.getLogger(name).handlers:
+            handler.addFilter(_NoAdverts())
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of ``python -m lit_nets`` and the ``lit-nets`` console script."""
+    setup_logging()
+    try:
+        LitNetsCLI(args=args)
+    except Exception as e:
+        user_error = find_user_error(e)
+        if user_error is None or os.environ.get("LIT_NETS_TRACEBACK"):
+            raise
+        print(f"error: {user_error}", file=sys.stderr)
+        sys.exit(2)
+
+
+def find_user_error(error: BaseException | None) -> UserError | None:
+    """The :class:`UserError` behind ``error``, if any (jsonargparse wraps errors raised while it builds
+    the model and data in a ValueError of its own)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, UserError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None

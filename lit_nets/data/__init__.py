@@ -1,0 +1,7 @@
+"""Data modules: everything a model trains on, held in memory as tensors."""
+
+from lit_nets.data.base import TensorDataModule
+from lit_nets.data.images import ImageDataModule
+from lit_nets.data.mnist import MNISTDataModule
+
+__all__ = ["ImageDataModule", "MNISTDataModule", "TensorDataModule"]

@@ -1,0 +1,204 @@
+"""In-memory data modules: decode once, keep tensors, batch by index.
+
+A data set is a few tensors held in memory (images as uint8). The loaders hand whole batches out by index
+(``dataset[list_of_indices]``), so there is no per-sample Python work and no collate step; normalisation
+lives in the model and augmentation runs on the batch on its device (``on_after_batch_transfer``).
+
+The loader is torch's own ``DataLoader`` with a ``BatchSampler`` as its sampler and ``batch_size=None``,
+so Lightning's machinery (distributed samplers, device transfer, pinning) applies unchanged.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.accelerators import CUDAAccelerator
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+
+from lit_nets.errors import UserError
+
+
+class IndexedTensors(Dataset):
+    """Tensors of equal length, indexed by one index or by a whole batch of indices at once."""
+
+    def __init__(self, *tensors: torch.Tensor) -> None:
+        if len({len(t) for t in tensors}) != 1:
+            raise ValueError(f"tensors differ in length: {[len(t) for t in tensors]}")
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return len(self.tensors[0])
+
+    def __getitem__(self, index: Any) -> tuple[torch.Tensor, ...]:
+        if isinstance(index, list):
+            index = torch.as_tensor(index)
+        return tuple(t[index] for t in self.tensors)
+
+
+@dataclass
+class Splits:
+    """What a data module loads: tensors per split plus what the model must know about them."""
+
+    train: tuple[torch.Tensor, torch.Tensor]
+    val: tuple[torch.Tensor, torch.Tensor]
+    test: tuple[torch.Tensor, torch.Tensor] | None
+    class_names: list[str]
+    predict: tuple[torch.Tensor, ...] | None = None
+    source: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def stratified_split(
+    labels: torch.Tensor, fraction: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split indices into (rest, held_out) with ``fraction`` of every class held out, seeded.
+
+    Every class with at least two members keeps at least one in each part.
+    """
+    g = torch.Generator().manual_seed(seed)
+    held, rest = [], []
+    for c in labels.unique(sorted=True):
+        idx = (labels == c).nonzero().flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        k = round(len(idx) * fraction)
+        if len(idx) >= 2:
+            k = min(max(k, 1), len(idx) - 1)
+        held.append(idx[:k])
+        rest.append(idx[k:])
+    return torch.cat(rest).sort().values, torch.cat(held).sort().values
+
+
+def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of uint8 images (N, C, H, W) on the [0, 1] scale.
+
+    Exact, from a 256-bin histogram per channel: no float copy of the whole data set.
+    """
+    means, stds = [], []
+    values = torch.arange(256, dtype=torch.float64) / 255.0
+    for c in range(images.shape[1]):
+        counts = torch.bincount(images[:, c].reshape(-1), minlength=256).double()
+        n = counts.sum()
+        mean = (counts * values).sum() / n
+        var = (counts * (values - mean) ** 2).sum() / n
+        means.append(round(float(mean), 4))
+        stds.append(round(max(float(var.sqrt()), 1e-3), 4))
+    return means, stds
+
+
+class TensorDataModule(LightningDataModule):
+    """Base for data modules whose splits fit in memory as tensors.
+
+    Subclasses implement :meth:`load`; the base makes the loaders and exposes what the CLI links into the
+    model (``num_classes``, ``input_shape``, ``class_names``, ``mean``, ``std``). Loading happens once, on
+    first use of any of these or at ``setup``.
+
+    Args:
+        batch_size: samples per batch.
+        num_workers: DataLoader worker processes; 0 is right for in-memory tensors (workers would only add
+            inter-process copies).
+        seed: seed of the train/validation split and of the shuffling order.
+    """
+
+    def __init__(self, batch_size: int = 64, num_workers: int = 0, seed: int = 42) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise UserError(f"data.batch_size must be a positive integer, got {batch_size}")
+        if num_workers < 0:
+            raise UserError(f"data.num_workers must be 0 or more, got {num_workers}")
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self._splits: Splits | None = None
+
+    # -- what subclasses provide ----------------------------------------------------------------------------
+    def load(self) -> Splits:
+        """Load every split into memory (subclasses implement this)."""
+        raise NotImplementedError
+
+    def normalization(self, splits: Splits) -> tuple[list[float] | None, list[float] | None]:
+        """Mean and std the model should normalise its inputs with; none by default."""
+        return None, None
+
+    # -- loading --------------------------------------------------------------------------------------------
+    @property
+    def splits(self) -> Splits:
+        if self._splits is None:
+            self._splits = self.load()
+            self._mean, self._std = self.normalization(self._splits)
+            # recorded with the run's hyper-parameters (Lightning logs the initial ones, so set both)
+            self.save_hyperparameters({**self.hparams, "data_source": self._splits.source})
+        return self._splits
+
+    def setup(self, stage: str) -> None:
+        self.splits  # noqa: B018 (loads once)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.splits.class_names)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.splits.class_names)
+
+    @property
+    def input_shape(self) -> list[int]:
+        return list(self.splits.train[0].shape[1:])
+
+    @property
+    def mean(self) -> list[float] | None:
+        self.splits  # noqa: B018
+        return self._mean
+
+    @property
+    def std(self) -> list[float] | None:
+        self.splits  # noqa: B018
+        return self._std
+
+    @property
+    def source(self) -> str:
+        """Where the data came from, in words (also logged as the ``data_source`` hyper-parameter)."""
+        return self.splits.source
+
+    # -- loaders --------------------------------------------------------------------------------------------
+    def _loader(self, tensors: tuple[torch.Tensor, ...], shuffle: bool) -> DataLoader:
+        dataset = IndexedTensors(*tensors)
+        if shuffle:
+            generator = torch.Generator().manual_seed(self.seed)
+            sampler: Any = RandomSampler(dataset, generator=generator)
+        else:
+            sampler = SequentialSampler(dataset)
+        on_gpu = self.trainer is not None and isinstance(self.trainer.accelerator, CUDAAccelerator)
+        return DataLoader(
+            dataset,
+            sampler=BatchSampler(sampler, self.batch_size, drop_last=False),
+            batch_size=None,  # the sampler hands out whole batches; the dataset indexes them at once
+            num_workers=self.num_workers,
+            pin_memory=on_gpu,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.splits.train, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.splits.val, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        if self.splits.test is None:
+            raise UserError(f"{type(self).__name__} has no test split")
+        return self._loader(self.splits.test, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        tensors = self.splits.predict if self.splits.predict is not None else self.splits.test
+        if tensors is None:
+            raise UserError(f"{type(self).__name__} has nothing to predict on")
+        return self._loader(tensors, shuffle=False)
+
+
+def quiet_worker_warning() -> None:
+    """In-memory loaders need no workers; silence Lightning's advice to add some."""
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")

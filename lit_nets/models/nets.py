@@ -1,0 +1,172 @@
+"""Plain ``nn.Module`` networks: no Lightning, no data, no files.
+
+Everything here can be built, trained, saved and exported with PyTorch alone.
+Shapes always come from the caller (the data), never from constants in this file.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+}
+INITS = ("default", "kaiming", "xavier")
+
+
+def make_activation(name: str) -> nn.Module:
+    """Return a fresh activation module by name (one of ``ACTIVATIONS``)."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+def init_weights(module: nn.Module, scheme: str, activation: str = "relu") -> None:
+    """Initialise every conv and linear layer of ``module`` in place.
+
+    Args:
+        module: the network to initialise.
+        scheme: ``default`` (PyTorch's own), ``kaiming`` (He normal, for ReLU-like activations)
+            or ``xavier`` (Glorot uniform).
+        activation: the activation that follows the layers, for the kaiming gain.
+    """
+    if scheme not in INITS:
+        raise ValueError(f"unknown init {scheme!r}; choose one of {', '.join(INITS)}")
+    if scheme == "default":
+        return
+    nonlinearity = "leaky_relu" if activation == "leaky_relu" else "relu"
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            if scheme == "kaiming":
+                nn.init.kaiming_normal_(m.weight, nonlinearity=nonlinearity)
+            else:
+                nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+class Standardize(nn.Module):
+    """Input normalisation, kept inside the model so an exported model takes raw inputs.
+
+    ``uint8`` inputs are pixels and are scaled to [0, 1] first (the torchvision convention:
+    the dtype says the range). Then ``(x - mean) / std`` per channel (dim 1).
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        if len(mean) != len(std):
+            raise ValueError(f"mean has {len(mean)} values but std has {len(std)}")
+        if any(s <= 0 for s in std):
+            raise ValueError(f"std must be positive, got {list(std)}")
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255.0)
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return (x - self.mean.view(shape)) / self.std.view(shape)
+
+
+class CNN(nn.Module):
+    """A small convolutional classifier; the default is the seed architecture.
+
+    ``conv3x3(32) → act → pool → conv3x3(64) → act → pool → fc(128) → act → fc(classes)``.
+    Each conv block is ``conv{i}`` [``bn{i}``] ``act{i}`` ``pool{i}`` inside ``features`` and the head is
+    ``flatten drop1 fc1 act_fc1 drop2 fc2`` inside ``classifier`` (so the seed's ``model.conv1.weight`` is
+    ``net.features.conv1.weight`` here).
+
+    Args:
+        in_channels: channels of the input images (1 grey, 3 RGB).
+        num_outputs: size of the last layer (classes, or 1 for a binary BCE head).
+        image_size: (height, width) of the input images.
+        channels: output channels of each conv block; one block per entry.
+        hidden: width of the fully connected hidden layer (0 for none).
+        kernel_size: conv kernel size (odd; padding keeps the spatial size).
+        batch_norm: BatchNorm after each conv.
+        dropout: dropout probability before each fully connected layer.
+        activation: relu, leaky_relu, elu, gelu or silu.
+        init: weight initialisation: default, kaiming or xavier.
+        freeze: conv blocks (1-based) whose weights and BatchNorm statistics stay fixed.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_outputs: int = 10,
+        image_size: Sequence[int] = (28, 28),
+        channels: Sequence[int] = (32, 64),
+        hidden: int = 128,
+        kernel_size: int = 3,
+        batch_norm: bool = False,
+        dropout: float = 0.0,
+        activation: str = "relu",
+        init: str = "default",
+        freeze: Sequence[int] = (),
+    ) -> None:
+        super().__init__()
+        if not channels:
+            raise ValueError("channels must list at least one conv block, e.g. [32, 64]")
+        if kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd so padding keeps the size, got {kernel_size}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        bad = [b for b in freeze if not 1 <= b <= len(channels)]
+        if bad:
+            raise ValueError(f"freeze lists blocks {bad}, but the blocks are numbered 1..{len(channels)}")
+        height, width = (int(s) for s in image_size)
+        layers: OrderedDict[str, nn.Module] = OrderedDict()
+        c_in = in_channels
+        for i, c_out in enumerate(channels, start=1):
+            layers[f"conv{i}"] = nn.Conv2d(
+                c_in, c_out, kernel_size, padding=kernel_size // 2, bias=not batch_norm
+            )
+            if batch_norm:
+                layers[f"bn{i}"] = nn.BatchNorm2d(c_out)
+            layers[f"act{i}"] = make_activation(activation)
+            layers[f"pool{i}"] = nn.MaxPool2d(2)
+            height, width, c_in = height // 2, width // 2, c_out
+        if height < 1 or width < 1:
+            raise ValueError(
+                f"images of {tuple(image_size)} are too small for {len(channels)} pooling blocks; "
+                "use fewer channels entries or larger images"
+            )
+        self.features = nn.Sequential(layers)
+        flat = c_in * height * width  # computed from the data's shape, never hard-coded
+        head: OrderedDict[str, nn.Module] = OrderedDict(flatten=nn.Flatten())
+        if hidden > 0:
+            head["drop1"] = nn.Dropout(dropout)
+            head["fc1"] = nn.Linear(flat, hidden)
+            head["act_fc1"] = make_activation(activation)
+            flat = hidden
+        head["drop2"] = nn.Dropout(dropout)
+        head["fc2"] = nn.Linear(flat, num_outputs)
+        self.classifier = nn.Sequential(head)
+        init_weights(self, init, activation)
+        self.frozen_blocks = tuple(sorted(set(freeze)))
+        for block in self.frozen_blocks:
+            for module in self.block_modules(block):
+                module.requires_grad_(False)
+
+    def block_modules(self, block: int) -> list[nn.Module]:
+        """The conv (and BatchNorm) modules of conv block ``block`` (1-based)."""
+        return [m for name, m in self.features.named_children() if name in (f"conv{block}", f"bn{block}")]
+
+    def train(self, mode: bool = True) -> CNN:
+        super().train(mode)
+        # Frozen blocks keep their BatchNorm running statistics too.
+        for block in self.frozen_blocks:
+            for module in self.block_modules(block):
+                module.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))

@@ -1,0 +1,155 @@
+"""End to end through the CLI in subprocesses, on the shipped MNIST sample, offline.
+
+One 2-epoch fit is shared by the tests of this module (it is the slow part); each test then reads what it
+left behind or continues from it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import CONFIGS, run_cli, scalars
+
+CNN = str(CONFIGS / "cnn.yaml")
+OFFLINE = ("--data.init_args.download", "false", "--trainer.enable_progress_bar", "false")
+STEPS_PER_EPOCH = 57  # 3,600 training digits in batches of 64
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, object]:
+    work = tmp_path_factory.mktemp("cli")
+    proc = run_cli("fit", "--config", CNN, "--trainer.max_epochs", "2", *OFFLINE, cwd=work)
+    return work, proc
+
+
+def test_fit_logs_checkpoints_and_reaches_the_accuracy_bar(trained) -> None:
+    work, proc = trained
+    run = work / "lightning_logs" / "version_0"
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert len(list((run / "checkpoints").glob("epoch*-val_acc*.ckpt"))) == 1
+    assert (run / "config.yaml").is_file()
+    logged = scalars(run)
+    for tag in ("train/loss", "val/loss", "val/acc", "val/f1", "test/loss", "test/acc"):
+        assert tag in logged, f"{tag} missing from the event file; logged: {sorted(logged)}"
+    assert [step for step, _ in logged["val/acc"]] == [STEPS_PER_EPOCH - 1, 2 * STEPS_PER_EPOCH - 1]
+    test_acc = logged["test/acc"][-1][1]
+    assert test_acc >= 0.90, f"test accuracy {test_acc:.3f} after 2 epochs on the sample"
+    # the run says where things are, and says loudly that it used the sample
+    assert (
+        "Run folder:" in proc.stdout
+        and "last.ckpt" in proc.stdout
+        and "Test (best):  test/acc" in proc.stdout
+    )
+    assert "OFFLINE SAMPLE" in proc.stderr
+    hparams = yaml.safe_load((run / "hparams.yaml").read_text().replace("!!python/tuple", ""))
+    assert "NOT the full MNIST" in hparams["data_source"]
+    assert hparams["num_classes"] == 10 and hparams["input_shape"] == [1, 28, 28]
+
+
+def test_resume_continues_epochs_and_steps(trained) -> None:
+    work, _ = trained
+    first = torch.load(work / "lightning_logs/version_0/checkpoints/last.ckpt", weights_only=True)
+    assert (first["epoch"], first["global_step"]) == (1, 2 * STEPS_PER_EPOCH)
+    proc = run_cli(
+        "fit", "--config", CNN, "--ckpt_path", "last", "--trainer.max_epochs", "3", *OFFLINE, cwd=work
+    )
+    assert "Restored all states from the checkpoint" in proc.stderr + proc.stdout
+    resumed = work / "lightning_logs" / "version_1"
+    last = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)
+    assert (last["epoch"], last["global_step"]) == (2, 3 * STEPS_PER_EPOCH)
+    steps = [step for step, _ in scalars(resumed)["val/acc"]]
+    assert steps == [3 * STEPS_PER_EPOCH - 1], "only the third epoch ran, numbered after the first two"
+
+
+def test_test_subcommand_uses_the_best_checkpoint(trained) -> None:
+    work, _ = trained
+    proc = run_cli("test", "--config", CNN, "--ckpt_path", "best", *OFFLINE, cwd=work)
+    assert "Checkpoint: lightning_logs/version_" in proc.stdout
+    acc = float(
+        next(line.split()[1] for line in proc.stdout.splitlines() if line.strip().startswith("test/acc "))
+    )
+    assert acc >= 0.90
+
+
+def test_print_config_round_trips(tmp_path: Path) -> None:
+    overrides = (
+        "--model.init_args.dropout",
+        "0.25",
+        "--data.init_args.batch_size",
+        "32",
+        "--trainer.max_epochs",
+        "1",
+    )
+    printed = run_cli("fit", "--config", CNN, *overrides, *OFFLINE, "--print_config", cwd=tmp_path).stdout
+    (tmp_path / "printed.yaml").write_text(printed)
+    again = run_cli("fit", "--config", "printed.yaml", "--print_config", cwd=tmp_path).stdout
+    assert again == printed
+    config = yaml.safe_load(printed)
+    assert config["model"]["init_args"]["dropout"] == 0.25 and config["data"]["init_args"]["batch_size"] == 32
+    # and the printed file runs
+    run_cli(
+        "fit",
+        "--config",
+        "printed.yaml",
+        "--trainer.limit_train_batches",
+        "2",
+        "--trainer.limit_val_batches",
+        "1",
+        "--test_after_fit",
+        "false",
+        cwd=tmp_path,
+    )
+    saved = yaml.safe_load((tmp_path / "lightning_logs/version_0/config.yaml").read_text())
+    assert saved["model"] == config["model"] and saved["data"] == config["data"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--data.init_args.batch_size", "0"), "error: data.batch_size must be a positive integer, got 0"),
+        (
+            ("--data.init_args.dataset", "FashionMNIST"),
+            "error: FashionMNIST is not in data/FashionMNIST/raw/",
+        ),
+        (("--ckpt_path", "missing.ckpt"), "error: --ckpt_path missing.ckpt: no such checkpoint file"),
+    ],
+)
+def test_bad_input_ends_with_one_clear_line(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    proc = run_cli("fit", "--config", CNN, *OFFLINE, *args, cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_test_without_an_earlier_run_says_so(tmp_path: Path) -> None:
+    proc = run_cli("test", "--config", CNN, "--ckpt_path", "best", *OFFLINE, cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "no earlier run with checkpoints under lightning_logs/" in proc.stderr
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in CONFIGS.glob("*.yaml") if p.name != "debug.yaml"))
+def test_every_config_parses_and_names_real_classes(tmp_path: Path, config: str) -> None:
+    printed = yaml.safe_load(
+        run_cli("fit", "--config", str(CONFIGS / config), "--print_config", cwd=tmp_path).stdout
+    )
+    assert printed["model"]["class_path"].startswith("lit_nets.models.")
+    assert printed["data"]["class_path"].startswith("lit_nets.data.")
+
+
+def test_debug_overlay_stacks_on_a_config(tmp_path: Path) -> None:
+    proc = run_cli(
+        "fit",
+        "--config",
+        CNN,
+        "--config",
+        str(CONFIGS / "debug.yaml"),
+        "--data.init_args.download",
+        "false",
+        cwd=tmp_path,
+    )
+    last = torch.load(tmp_path / "lightning_logs/version_0/checkpoints/last.ckpt", weights_only=True)
+    assert (last["epoch"], last["global_step"]) == (0, 10)
+    assert "Test (best):" in proc.stdout
