@@ -136,6 +136,11 @@ class LitNetsCLI(LightningCLI):
     def before_predict(self) -> None:
         self._resolve_ckpt_path()
 
+    def predict(self, model: Any, **kwargs: Any) -> None:
+        predictions = self.trainer.predict(model, **kwargs)
+        if self.trainer.is_global_zero:
+            print(predict_summary(predictions))
+
     # -- after fit: test the best checkpoint and say where everything is ------------------------------------
     def after_fit(self) -> None:
         trainer = self.trainer
@@ -153,6 +158,18 @@ class LitNetsCLI(LightningCLI):
             test_results = trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)
         if trainer.is_global_zero:
             print(run_summary(trainer, best, last, test_results, getattr(self.datamodule, "source", "")))
+
+
+def predict_summary(batches: list[dict[str, torch.Tensor]] | None) -> str:
+    """How many inputs were predicted, and the accuracy where the inputs had labels."""
+    if not batches:
+        return "Predicted nothing."
+    preds = torch.cat([b["preds"] for b in batches])
+    text = f"Predicted {len(preds):,} inputs"
+    if all("target" in b for b in batches):
+        acc = (preds == torch.cat([b["target"] for b in batches])).float().mean().item()
+        text += f"; accuracy against their labels {acc:.4f}"
+    return text + "."
 
 
 def run_summary(trainer: Any, best: str, last: str, test_results: list[dict[str, float]], source: str) -> str:

@@ -75,6 +75,13 @@ def test_test_subcommand_uses_the_best_checkpoint(trained) -> None:
     assert acc >= 0.90
 
 
+def test_predict_covers_every_test_image(trained) -> None:
+    work, _ = trained
+    proc = run_cli("predict", "--config", CNN, "--ckpt_path", "best", *OFFLINE, cwd=work)
+    line = proc.stdout.strip().splitlines()[-1]
+    assert line.startswith("Predicted 1,000 inputs; accuracy against their labels 0.9"), line
+
+
 def test_print_config_round_trips(tmp_path: Path) -> None:
     overrides = (
         "--model.init_args.dropout",

@@ -52,9 +52,7 @@ class Splits:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def stratified_split(
-    labels: torch.Tensor, fraction: float, seed: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Split indices into (rest, held_out) with ``fraction`` of every class held out, seeded.
 
     Every class with at least two members keeps at least one in each part.

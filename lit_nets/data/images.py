@@ -47,7 +47,9 @@ class ImageDataModule(TensorDataModule):
         seed: seed of the train/validation split and of the shuffling order.
     """
 
-    def __init__(self, augment: bool = False, batch_size: int = 64, num_workers: int = 0, seed: int = 42) -> None:
+    def __init__(
+        self, augment: bool = False, batch_size: int = 64, num_workers: int = 0, seed: int = 42
+    ) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
         self.augment = augment
 

@@ -127,7 +127,8 @@ class MNISTDataModule(ImageDataModule):
     def load(self) -> Splits:
         try:
             x_train, y_train, x_test, y_test, names = self._load_torchvision()
-            source = f"{self.dataset}{'/' + self.split if self.dataset == 'EMNIST' else ''} (torchvision, {self.data_dir})"
+            name = f"{self.dataset}/{self.split}" if self.dataset == "EMNIST" else self.dataset
+            source = f"{name} (torchvision, {self.data_dir})"
             rest, val = stratified_split(y_train, self.val_fraction, self.seed)
         except _NotAvailable as e:
             if self.dataset != "MNIST" or not self.allow_sample:
@@ -142,7 +143,8 @@ class MNISTDataModule(ImageDataModule):
             _warn_rank_zero(
                 f"\n{'=' * 100}\nOFFLINE SAMPLE: {e}.\nTraining on the {MNIST_SAMPLE_NAME}: "
                 f"{len(rest):,} train / {len(val):,} val / {len(test):,} test images.\n"
-                "Figures from this run are NOT full-MNIST figures. Set data.allow_sample=false to forbid this.\n"
+                "Figures from this run are NOT full-MNIST figures. "
+                "Set data.allow_sample=false to forbid this.\n"
                 f"{'=' * 100}"
             )
         splits = Splits(

@@ -26,7 +26,9 @@ def _package_file(package: str, *parts: str, extra: str) -> Path:
         )
     path = Path(next(iter(spec.submodule_search_locations)), *parts)
     if not path.is_file():
-        raise UserError(f"'{package}' is installed but lacks {path}; reinstall it with: pip install -e \".[{extra}]\"")
+        raise UserError(
+            f"'{package}' is installed but lacks {path}; reinstall it with: pip install -e \".[{extra}]\""
+        )
     return path
 
 

