@@ -26,14 +26,15 @@ from typing import Any
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from lit_nets import checkpoints
+from lit_nets.callbacks import PredictionWriter
 from lit_nets.data.base import TensorDataModule, quiet_worker_warning
 from lit_nets.errors import UserError
 from lit_nets.models.classifier import Classifier
 
-LINKED = ("num_classes", "input_shape", "mean", "std", "class_names")
+LINKED = ("num_classes", "input_shape", "mean", "std", "class_names", "class_weights", "schema")
 
 
 def default_precision(accelerator: Any) -> str:
@@ -66,9 +67,7 @@ class LitNetsCLI(LightningCLI):
         )
         super().__init__(*args, **kwargs)
 
-    def _prepare_subcommand_parser(
-        self, klass: type, subcommand: str, **kwargs: Any
-    ) -> LightningArgumentParser:
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
         if subcommand == "fit":
             parser.add_argument(
@@ -97,10 +96,19 @@ class LitNetsCLI(LightningCLI):
         )
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "epoch"})
+        parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
 
     # -- before anything is built ---------------------------------------------------------------------------
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        # Resolve --ckpt_path before anything is built, so a data module can read what it needs from it.
+        config.ckpt_path = checkpoints.resolve(config.ckpt_path, logs_root(config), self.subcommand)
+        if config.ckpt_path:
+            rank_zero_info(f"Checkpoint: {config.ckpt_path}")
+            init_args = config.data.get("init_args") if config.get("data") else None
+            wants_schema = init_args is not None and "schema_from" in init_args and not init_args.schema_from
+            if self.subcommand != "fit" and wants_schema:
+                init_args.schema_from = config.ckpt_path  # predict new files with the trained encoding
         if config.trainer.precision is None:
             config.trainer.precision = default_precision(config.trainer.accelerator)
         if torch.cuda.is_available():
@@ -108,33 +116,12 @@ class LitNetsCLI(LightningCLI):
         quiet_worker_warning()
         if self.subcommand != "fit":  # testing a checkpoint from another run folder is the normal case here
             warnings.filterwarnings("ignore", message=r".*The dirpath has changed from.*")
+        # Small tabular sets have fewer batches than the step-logging interval; epoch metrics are what we log.
+        warnings.filterwarnings("ignore", message=r".*is smaller than the logging interval.*")
+        # Predict batches carry their own row index (see TensorDataModule.predict_dataloader).
+        warnings.filterwarnings("ignore", message=r".*Couldn't infer the batch indices.*")
         # Lightning 2.6 still calls a pytree API that torch 2.14 deprecates; nothing for a user to act on.
         warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-
-    # -- checkpoints of earlier runs ------------------------------------------------------------------------
-    def _logs_root(self) -> Path:
-        logger = self.trainer.logger
-        if isinstance(logger, TensorBoardLogger):
-            return Path(logger.root_dir)
-        return Path(self.trainer.default_root_dir) / "lightning_logs"
-
-    def _resolve_ckpt_path(self) -> None:
-        config = self.config_init[self.subcommand]
-        config["ckpt_path"] = checkpoints.resolve(config.get("ckpt_path"), self._logs_root(), self.subcommand)
-        if config["ckpt_path"] and self.trainer.is_global_zero:
-            print(f"Checkpoint: {config['ckpt_path']}")
-
-    def before_fit(self) -> None:
-        self._resolve_ckpt_path()
-
-    def before_validate(self) -> None:
-        self._resolve_ckpt_path()
-
-    def before_test(self) -> None:
-        self._resolve_ckpt_path()
-
-    def before_predict(self) -> None:
-        self._resolve_ckpt_path()
 
     def predict(self, model: Any, **kwargs: Any) -> None:
         predictions = self.trainer.predict(model, **kwargs)
@@ -151,13 +138,21 @@ class LitNetsCLI(LightningCLI):
         last = ckpt.last_model_path if ckpt else ""  # read now: testing restores the callback's older state
         test_results: list[dict[str, float]] = []
         wants_test = self.config_init["fit"].get("test_after_fit", True)
-        has_test = (
-            getattr(self.datamodule, "splits", None) is not None and self.datamodule.splits.test is not None
-        )
+        has_test = getattr(self.datamodule, "splits", None) is not None and self.datamodule.splits.test is not None
         if wants_test and has_test and best and not trainer.fast_dev_run:
             test_results = trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)
         if trainer.is_global_zero:
             print(run_summary(trainer, best, last, test_results, getattr(self.datamodule, "source", "")))
+
+
+def logs_root(config: Any) -> Path:
+    """The folder that holds the runs (``lightning_logs`` under the logger's save_dir), from the config."""
+    logger = config.trainer.logger
+    init = logger.get("init_args") if hasattr(logger, "get") else None
+    base = config.trainer.default_root_dir or "."
+    if init is not None and init.get("save_dir") is not None:
+        return Path(init.save_dir) / str(init.get("name") or "lightning_logs")
+    return Path(base) / "lightning_logs"
 
 
 def predict_summary(batches: list[dict[str, torch.Tensor]] | None) -> str:

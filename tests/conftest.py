@@ -29,10 +29,7 @@ def run_cli(*args: str, cwd: Path, check: bool = True, timeout: float = 600) -> 
         timeout=timeout,
     )
     if check and proc.returncode != 0:
-        pytest.fail(
-            f"lit_nets {' '.join(args)} exited {proc.returncode}\n"
-            f"{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
-        )
+        pytest.fail(f"lit_nets {' '.join(args)} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
     return proc
 
 
@@ -45,9 +42,7 @@ def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
-def write_idx(
-    raw: Path, prefix: str, images: torch.Tensor, labels: torch.Tensor, gzipped: bool = True
-) -> None:
+def write_idx(raw: Path, prefix: str, images: torch.Tensor, labels: torch.Tensor, gzipped: bool = True) -> None:
     """Write images (N, 28, 28) uint8 and labels in the MNIST idx format torchvision reads."""
     raw.mkdir(parents=True, exist_ok=True)
     n, h, w = images.shape
@@ -56,6 +51,20 @@ def write_idx(
         f.write(struct.pack(">IIII", 0x0803, n, h, w) + images.numpy().tobytes())
     with opener(raw / f"{prefix}-labels-idx1-ubyte{suffix}", "wb") as f:
         f.write(struct.pack(">II", 0x0801, n) + labels.to(torch.uint8).numpy().tobytes())
+
+
+def quiet_trainer(**kwargs):
+    """A CPU Trainer that writes and prints nothing, for in-process tests."""
+    from lightning.pytorch import Trainer
+
+    defaults = dict(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    return Trainer(**{**defaults, **kwargs})
 
 
 @pytest.fixture(scope="session")

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch import seed_everything
 
 from lit_nets.cli import default_precision
 from lit_nets.data.base import Splits, stratified_split
 from lit_nets.data.images import ImageDataModule
 from lit_nets.errors import UserError
 from lit_nets.models import CNNClassifier
+
+from conftest import quiet_trainer
 
 
 class ThreesAndEights(ImageDataModule):
@@ -46,20 +48,7 @@ def model_for(dm: ImageDataModule, **kwargs) -> CNNClassifier:
     )
 
 
-def quiet_trainer(**kwargs) -> Trainer:
-    return Trainer(
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        **kwargs,
-    )
-
-
-@pytest.mark.parametrize(
-    ("optimizer", "lr", "scheduler"), [("adam", 1e-3, "none"), ("sgd", 0.05, "onecycle")]
-)
+@pytest.mark.parametrize(("optimizer", "lr", "scheduler"), [("adam", 1e-3, "none"), ("sgd", 0.05, "onecycle")])
 def test_binary_bce_head_learns_threes_from_eights(sample, optimizer: str, lr: float, scheduler: str) -> None:
     seed_everything(0)
     dm = ThreesAndEights(sample)
@@ -83,9 +72,7 @@ def test_bce_refuses_more_than_two_classes() -> None:
 def test_a_checkpoint_alone_rebuilds_the_model(sample, tmp_path) -> None:
     dm = ThreesAndEights(sample)
     model = model_for(dm, batch_norm=True, freeze=[1])
-    trainer = quiet_trainer(
-        max_epochs=1, limit_train_batches=3, limit_val_batches=1, default_root_dir=tmp_path
-    )
+    trainer = quiet_trainer(max_epochs=1, limit_train_batches=3, limit_val_batches=1, default_root_dir=tmp_path)
     trainer.fit(model, dm)
     path = tmp_path / "model.ckpt"
     trainer.save_checkpoint(path)

@@ -39,11 +39,7 @@ def test_fit_logs_checkpoints_and_reaches_the_accuracy_bar(trained) -> None:
     test_acc = logged["test/acc"][-1][1]
     assert test_acc >= 0.90, f"test accuracy {test_acc:.3f} after 2 epochs on the sample"
     # the run says where things are, and says loudly that it used the sample
-    assert (
-        "Run folder:" in proc.stdout
-        and "last.ckpt" in proc.stdout
-        and "Test (best):  test/acc" in proc.stdout
-    )
+    assert "Run folder:" in proc.stdout and "last.ckpt" in proc.stdout and "Test (best):  test/acc" in proc.stdout
     assert "OFFLINE SAMPLE" in proc.stderr
     hparams = yaml.safe_load((run / "hparams.yaml").read_text())  # plain YAML: no Python tags
     assert "NOT the full MNIST" in hparams["data_source"]
@@ -54,9 +50,7 @@ def test_resume_continues_epochs_and_steps(trained) -> None:
     work, _ = trained
     first = torch.load(work / "lightning_logs/version_0/checkpoints/last.ckpt", weights_only=True)
     assert (first["epoch"], first["global_step"]) == (1, 2 * STEPS_PER_EPOCH)
-    proc = run_cli(
-        "fit", "--config", CNN, "--ckpt_path", "last", "--trainer.max_epochs", "3", *OFFLINE, cwd=work
-    )
+    proc = run_cli("fit", "--config", CNN, "--ckpt_path", "last", "--trainer.max_epochs", "3", *OFFLINE, cwd=work)
     assert "Restored all states from the checkpoint" in proc.stderr + proc.stdout
     resumed = work / "lightning_logs" / "version_1"
     last = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)
@@ -68,10 +62,8 @@ def test_resume_continues_epochs_and_steps(trained) -> None:
 def test_test_subcommand_uses_the_best_checkpoint(trained) -> None:
     work, _ = trained
     proc = run_cli("test", "--config", CNN, "--ckpt_path", "best", *OFFLINE, cwd=work)
-    assert "Checkpoint: lightning_logs/version_" in proc.stdout
-    acc = float(
-        next(line.split()[1] for line in proc.stdout.splitlines() if line.strip().startswith("test/acc "))
-    )
+    assert "Checkpoint: lightning_logs/version_" in proc.stderr
+    acc = float(next(line.split()[1] for line in proc.stdout.splitlines() if line.strip().startswith("test/acc ")))
     assert acc >= 0.90
 
 
@@ -139,9 +131,7 @@ def test_test_without_an_earlier_run_says_so(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("config", sorted(p.name for p in CONFIGS.glob("*.yaml") if p.name != "debug.yaml"))
 def test_every_config_parses_and_names_real_classes(tmp_path: Path, config: str) -> None:
-    printed = yaml.safe_load(
-        run_cli("fit", "--config", str(CONFIGS / config), "--print_config", cwd=tmp_path).stdout
-    )
+    printed = yaml.safe_load(run_cli("fit", "--config", str(CONFIGS / config), "--print_config", cwd=tmp_path).stdout)
     assert printed["model"]["class_path"].startswith("lit_nets.models.")
     assert printed["data"]["class_path"].startswith("lit_nets.data.")
 

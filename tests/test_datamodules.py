@@ -39,9 +39,7 @@ def test_the_split_seed_is_really_used(tmp_path: Path) -> None:
     a, b, c = offline(tmp_path, seed=1), offline(tmp_path, seed=1), offline(tmp_path, seed=2)
     assert torch.equal(a.splits.val[0], b.splits.val[0])
     assert not torch.equal(a.splits.val[0], c.splits.val[0])
-    assert torch.equal(a.splits.test[0], c.splits.test[0]), (
-        "the sample's test set must not move with the seed"
-    )
+    assert torch.equal(a.splits.test[0], c.splits.test[0]), "the sample's test set must not move with the seed"
 
 
 def test_normalisation_is_measured_on_the_training_split(tmp_path: Path) -> None:
@@ -64,9 +62,7 @@ def test_loaders_hand_out_whole_uint8_batches_by_index(tmp_path: Path) -> None:
     x, y = batches[0]
     assert x.dtype == torch.uint8 and x.shape == (128, 1, 28, 28) and y.dtype == torch.int64
     seen = torch.cat([y for _, y in batches])
-    assert torch.equal(seen.sort().values, dm.splits.train[1].sort().values), (
-        "one epoch covers every image once"
-    )
+    assert torch.equal(seen.sort().values, dm.splits.train[1].sort().values), "one epoch covers every image once"
     second_epoch = torch.cat([y for _, y in loader])
     assert not torch.equal(second_epoch, seen), "each epoch draws a new order"
     again = torch.cat([y for _, y in dm.train_dataloader()])
@@ -96,9 +92,7 @@ def test_torchvision_files_in_data_dir_are_used_instead_of_the_sample(tmp_path: 
 
 
 def test_mnist_without_the_sample_fallback_names_the_missing_files(tmp_path: Path) -> None:
-    with pytest.raises(
-        UserError, match=r"MNIST is not in .*MNIST/raw/ and download was off.*allow_sample is off"
-    ):
+    with pytest.raises(UserError, match=r"MNIST is not in .*MNIST/raw/ and download was off.*allow_sample is off"):
         offline(tmp_path, allow_sample=False).setup("fit")
 
 

@@ -24,9 +24,7 @@ def test_default_cnn_is_the_seed_architecture() -> None:
 
 @pytest.mark.parametrize(("shape", "classes"), [((1, 28, 28), 10), ((3, 32, 32), 7), ((3, 45, 61), 2)])
 def test_cnn_takes_its_shape_from_the_data(shape: tuple[int, int, int], classes: int) -> None:
-    model = CNNClassifier(
-        num_classes=classes, input_shape=shape, mean=[0.5] * shape[0], std=[0.25] * shape[0]
-    )
+    model = CNNClassifier(num_classes=classes, input_shape=shape, mean=[0.5] * shape[0], std=[0.25] * shape[0])
     x = torch.randint(0, 256, (4, *shape), dtype=torch.uint8)
     assert model(x).shape == (4, classes)
     assert model(x.float() / 255).shape == (4, classes)

@@ -3,5 +3,6 @@
 from lit_nets.data.base import TensorDataModule
 from lit_nets.data.images import ImageDataModule
 from lit_nets.data.mnist import MNISTDataModule
+from lit_nets.data.tabular import CSVDataModule
 
-__all__ = ["ImageDataModule", "MNISTDataModule", "TensorDataModule"]
+__all__ = ["CSVDataModule", "ImageDataModule", "MNISTDataModule", "TensorDataModule"]

@@ -11,8 +11,8 @@ so Lightning's machinery (distributed samplers, device transfer, pinning) applie
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from lightning.pytorch import LightningDataModule
@@ -41,21 +41,25 @@ class IndexedTensors(Dataset):
 
 @dataclass
 class Splits:
-    """What a data module loads: tensors per split plus what the model must know about them."""
+    """What a data module loads: tensors per split plus what the model must know about them.
 
-    train: tuple[torch.Tensor, torch.Tensor]
-    val: tuple[torch.Tensor, torch.Tensor]
+    A split that a run does not need may be None (predicting on new files needs no training data).
+    ``predict`` is ``(x,)`` or ``(x, y)``; ``predict_ids`` names its rows for the prediction file.
+    """
+
+    train: tuple[torch.Tensor, torch.Tensor] | None
+    val: tuple[torch.Tensor, torch.Tensor] | None
     test: tuple[torch.Tensor, torch.Tensor] | None
     class_names: list[str]
     predict: tuple[torch.Tensor, ...] | None = None
+    predict_ids: list[Any] | None = None
     source: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Split indices into (rest, held_out) with ``fraction`` of every class held out, seeded.
 
-    Every class with at least two members keeps at least one in each part.
+    With ``fraction > 0``, every class with at least two members keeps at least one in each part.
     """
     g = torch.Generator().manual_seed(seed)
     held, rest = [], []
@@ -63,7 +67,7 @@ def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[
         idx = (labels == c).nonzero().flatten()
         idx = idx[torch.randperm(len(idx), generator=g)]
         k = round(len(idx) * fraction)
-        if len(idx) >= 2:
+        if len(idx) >= 2 and fraction > 0:
             k = min(max(k, 1), len(idx) - 1)
         held.append(idx[:k])
         rest.append(idx[k:])
@@ -99,9 +103,17 @@ class TensorDataModule(LightningDataModule):
         num_workers: DataLoader worker processes; 0 is right for in-memory tensors (workers would only add
             inter-process copies).
         seed: seed of the train/validation split and of the shuffling order.
+        class_weights: ``balanced`` weights the loss of each class by n_samples / (n_classes * n_class) of the
+            training split, for imbalanced data; none by default.
     """
 
-    def __init__(self, batch_size: int = 64, num_workers: int = 0, seed: int = 42) -> None:
+    def __init__(
+        self,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        seed: int = 42,
+        class_weights: Literal["balanced"] | None = None,
+    ) -> None:
         super().__init__()
         if batch_size < 1:
             raise UserError(f"data.batch_size must be a positive integer, got {batch_size}")
@@ -110,6 +122,8 @@ class TensorDataModule(LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.seed = seed
+        self.class_weighting = class_weights  # the property ``class_weights`` is the weights themselves
+        self.stage: str | None = None
         self._splits: Splits | None = None
 
     # -- what subclasses provide ----------------------------------------------------------------------------
@@ -132,11 +146,12 @@ class TensorDataModule(LightningDataModule):
         return self._splits
 
     def setup(self, stage: str) -> None:
+        self.stage = stage
         self.splits  # noqa: B018 (loads once)
 
     @property
     def num_classes(self) -> int:
-        return len(self.splits.class_names)
+        return len(self.class_names)
 
     @property
     def class_names(self) -> list[str]:
@@ -144,7 +159,8 @@ class TensorDataModule(LightningDataModule):
 
     @property
     def input_shape(self) -> list[int]:
-        return list(self.splits.train[0].shape[1:])
+        tensors = next(t for t in (self.splits.train, self.splits.test, self.splits.predict) if t is not None)
+        return list(tensors[0].shape[1:])
 
     @property
     def mean(self) -> list[float] | None:
@@ -155,6 +171,24 @@ class TensorDataModule(LightningDataModule):
     def std(self) -> list[float] | None:
         self.splits  # noqa: B018
         return self._std
+
+    def train_class_counts(self) -> list[int]:
+        """Samples per class in the training split."""
+        return torch.bincount(self._need("train")[1], minlength=self.num_classes).tolist()
+
+    @property
+    def class_weights(self) -> list[float] | None:
+        """Loss weight per class (``balanced``: inverse frequency in the training split), or None."""
+        if self.class_weighting is None:
+            return None
+        counts = self.train_class_counts()
+        total, k = sum(counts), len(counts)
+        return [round(total / (k * c), 6) if c else 0.0 for c in counts]
+
+    @property
+    def schema(self) -> dict[str, Any] | None:
+        """How raw records become inputs (CSV data); None for images."""
+        return None
 
     @property
     def source(self) -> str:
@@ -179,22 +213,40 @@ class TensorDataModule(LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
+    def _need(self, split: str) -> tuple[torch.Tensor, ...]:
+        tensors = getattr(self.splits, split)
+        if tensors is None:
+            raise UserError(f"{type(self).__name__} has no {split} data in this run")
+        return tensors
+
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.splits.train, shuffle=True)
+        return self._loader(self._need("train"), shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.splits.val, shuffle=False)
+        return self._loader(self._need("val"), shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        if self.splits.test is None:
-            raise UserError(f"{type(self).__name__} has no test split")
-        return self._loader(self.splits.test, shuffle=False)
+        return self._loader(self._need("test"), shuffle=False)
+
+    @property
+    def predict_tensors(self) -> tuple[torch.Tensor, ...]:
+        """What ``predict`` runs on: the predict inputs if the data module has some, else the test split."""
+        if self.splits.predict is not None:
+            return self.splits.predict
+        return self._need("test")
+
+    @property
+    def predict_ids(self) -> list[Any]:
+        """A name per predicted row (a row number, a file name) for the prediction file."""
+        if self.splits.predict is not None and self.splits.predict_ids is not None:
+            return list(self.splits.predict_ids)
+        return list(range(len(self.predict_tensors[0])))
 
     def predict_dataloader(self) -> DataLoader:
-        tensors = self.splits.predict if self.splits.predict is not None else self.splits.test
-        if tensors is None:
-            raise UserError(f"{type(self).__name__} has nothing to predict on")
-        return self._loader(tensors, shuffle=False)
+        """Batches of ``(x, y, index)``: ``y`` is -1 for unlabelled rows, ``index`` numbers the rows."""
+        x, *rest = self.predict_tensors
+        y = rest[0] if rest else torch.full((len(x),), -1, dtype=torch.long)
+        return self._loader((x, y, torch.arange(len(x))), shuffle=False)
 
 
 def quiet_worker_warning() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -45,12 +45,18 @@ class ImageDataModule(TensorDataModule):
         batch_size: images per batch.
         num_workers: DataLoader worker processes; 0 is right for in-memory tensors.
         seed: seed of the train/validation split and of the shuffling order.
+        class_weights: ``balanced`` weights the loss by inverse class frequency (imbalanced data).
     """
 
     def __init__(
-        self, augment: bool = False, batch_size: int = 64, num_workers: int = 0, seed: int = 42
+        self,
+        augment: bool = False,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        seed: int = 42,
+        class_weights: Literal["balanced"] | None = None,
     ) -> None:
-        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
+        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed, class_weights=class_weights)
         self.augment = augment
 
     def normalization(self, splits: Splits) -> tuple[list[float], list[float]]:

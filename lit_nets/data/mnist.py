@@ -60,6 +60,7 @@ class MNISTDataModule(ImageDataModule):
         batch_size: images per batch.
         num_workers: DataLoader worker processes; 0 is right for in-memory tensors.
         seed: seed of the train/validation split and of the shuffling order.
+        class_weights: ``balanced`` weights the loss by inverse class frequency (imbalanced data).
     """
 
     def __init__(
@@ -74,8 +75,15 @@ class MNISTDataModule(ImageDataModule):
         batch_size: int = 64,
         num_workers: int = 0,
         seed: int = 42,
+        class_weights: Literal["balanced"] | None = None,
     ) -> None:
-        super().__init__(augment=augment, batch_size=batch_size, num_workers=num_workers, seed=seed)
+        super().__init__(
+            augment=augment,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            seed=seed,
+            class_weights=class_weights,
+        )
         self.save_hyperparameters()
         if not 0.0 < val_fraction < 1.0:
             raise UserError(f"data.val_fraction must be between 0 and 1, got {val_fraction}")

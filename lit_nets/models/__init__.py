@@ -1,5 +1,5 @@
 """Models: plain networks (``nets``) and the Lightning classifiers that train them."""
 
-from lit_nets.models.classifier import Classifier, CNNClassifier
+from lit_nets.models.classifier import Classifier, CNNClassifier, MLPClassifier
 
-__all__ = ["CNNClassifier", "Classifier"]
+__all__ = ["CNNClassifier", "Classifier", "MLPClassifier"]

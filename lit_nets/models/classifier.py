@@ -24,7 +24,7 @@ from torchmetrics.classification import (
 )
 
 from lit_nets.errors import UserError
-from lit_nets.models.nets import CNN, Standardize
+from lit_nets.models.nets import CNN, MLP, Standardize
 
 Loss = Literal["ce", "bce"]
 Optimizer = Literal["adam", "adamw", "sgd"]
@@ -41,6 +41,10 @@ class Classifier(LightningModule):
             (set from the data by the CLI; none for already-normalised inputs).
         std: per-channel (or per-feature) standard deviation of the inputs (set from the data by the CLI).
         class_names: a name per class, for predictions and plots (set from the data by the CLI).
+        class_weights: a loss weight per class, for imbalanced data (set from the data by the CLI when
+            ``data.class_weights: balanced``; for ``bce`` the positive class gets weight[1] / weight[0]).
+        schema: how raw records become the input vector: columns, encodings, imputation (set from CSV data by
+            the CLI; kept in the checkpoint so predicting on new files needs nothing else).
         loss: ``ce`` (cross-entropy over C logits) or ``bce`` (binary: one logit, BCE-with-logits).
         optimizer: adam, adamw or sgd (with momentum).
         lr: learning rate.
@@ -57,6 +61,8 @@ class Classifier(LightningModule):
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         class_names: Sequence[str] | None = None,
+        class_weights: Sequence[float] | None = None,
+        schema: dict[str, Any] | None = None,
         loss: Loss = "ce",
         optimizer: Optimizer = "adam",
         lr: float = 1e-3,
@@ -70,8 +76,7 @@ class Classifier(LightningModule):
             raise UserError(f"a classifier needs at least 2 classes, the data has {num_classes}")
         if loss == "bce" and num_classes != 2:
             raise UserError(
-                f"loss 'bce' is for binary tasks (2 classes), but the data has {num_classes} classes; "
-                "use loss: ce"
+                f"loss 'bce' is for binary tasks (2 classes), but the data has {num_classes} classes; use loss: ce"
             )
         if lr <= 0:
             raise UserError(f"model.lr must be positive, got {lr}")
@@ -81,6 +86,11 @@ class Classifier(LightningModule):
         if len(self.class_names) != num_classes:
             raise UserError(f"{len(self.class_names)} class names given for {num_classes} classes")
         self.binary = loss == "bce"
+        self.schema = schema
+        if class_weights is not None and len(class_weights) != num_classes:
+            raise UserError(f"{len(class_weights)} class weights given for {num_classes} classes")
+        weights = torch.tensor(list(class_weights), dtype=torch.float32) if class_weights else None
+        self.register_buffer("class_weights", weights, persistent=False)  # rebuilt from hparams on load
         self.normalize: nn.Module = Standardize(mean, std) if mean is not None else nn.Identity()
         self.net = self.build_net(num_outputs=1 if self.binary else num_classes)
         self.example_input_array = torch.zeros(2, *self.input_shape)
@@ -119,9 +129,11 @@ class Classifier(LightningModule):
         return logits.float().softmax(dim=1)
 
     def compute_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        w = self.class_weights
         if self.binary:
-            return F.binary_cross_entropy_with_logits(logits.squeeze(1), y.to(logits.dtype))
-        return F.cross_entropy(logits, y)
+            pos_weight = None if w is None else (w[1] / w[0]).reshape(1)
+            return F.binary_cross_entropy_with_logits(logits.squeeze(1), y.to(logits.dtype), pos_weight=pos_weight)
+        return F.cross_entropy(logits, y, weight=None if w is None else w.to(logits.dtype))
 
     def _step(self, batch: Any, metrics: MetricCollection) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch
@@ -153,11 +165,16 @@ class Classifier(LightningModule):
         self.log_dict(self.test_metrics)
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
-        x = batch[0] if isinstance(batch, (list, tuple)) else batch
-        probs = self.probabilities(self(x))
+        """Probabilities and predicted class per input; the batch is ``x``, ``(x, y)`` or ``(x, y, index)``
+        where ``y < 0`` marks unlabelled inputs and ``index`` numbers the inputs for the prediction writer."""
+        if not isinstance(batch, (list, tuple)):
+            batch = (batch,)
+        probs = self.probabilities(self(batch[0]))
         out = {"probs": probs, "preds": probs.argmax(dim=1)}
-        if isinstance(batch, (list, tuple)) and len(batch) > 1:
+        if len(batch) > 1 and bool((batch[1] >= 0).all()):
             out["target"] = batch[1]
+        if len(batch) > 2:
+            out["index"] = batch[2]
         return out
 
     # -- optimisation ---------------------------------------------------------------------------------------
@@ -237,8 +254,7 @@ class CNNClassifier(Classifier):
     def build_net(self, num_outputs: int) -> nn.Module:
         if len(self.input_shape) != 3:
             raise UserError(
-                "CNNClassifier needs images (channels, height, width), "
-                f"the data gives shape {self.input_shape}"
+                f"CNNClassifier needs images (channels, height, width), the data gives shape {self.input_shape}"
             )
         c, h, w = self.input_shape
         try:
@@ -251,3 +267,38 @@ class CNNClassifier(Classifier):
         if self._channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return super().forward(x)
+
+
+class MLPClassifier(Classifier):
+    """A multilayer perceptron classifier for CSV features (or flattened images).
+
+    The input size is the product of the data's input shape, so it also runs on MNIST-family images.
+
+    Args:
+        hidden: width of each hidden layer (one layer per entry; [] for logistic regression).
+        dropout: dropout probability after each hidden layer.
+        activation: relu, leaky_relu, elu, gelu or silu.
+        batch_norm: BatchNorm after each hidden layer.
+        init: weight initialisation: default (PyTorch's), kaiming or xavier.
+        **kwargs: the :class:`Classifier` arguments (loss, optimizer, lr, ...).
+    """
+
+    def __init__(
+        self,
+        hidden: list[int] = [64, 32],  # noqa: B006 (jsonargparse shows list defaults; never mutated)
+        dropout: float = 0.0,
+        activation: Literal["relu", "leaky_relu", "elu", "gelu", "silu"] = "relu",
+        batch_norm: bool = False,
+        init: Literal["default", "kaiming", "xavier"] = "default",
+        **kwargs: Any,
+    ) -> None:
+        self._mlp_args = dict(
+            hidden=list(hidden), dropout=dropout, activation=activation, batch_norm=batch_norm, init=init
+        )
+        super().__init__(**kwargs)
+
+    def build_net(self, num_outputs: int) -> nn.Module:
+        try:
+            return MLP(in_features=math.prod(self.input_shape), num_outputs=num_outputs, **self._mlp_args)
+        except ValueError as e:
+            raise UserError(f"model: {e}") from e

@@ -126,9 +126,7 @@ class CNN(nn.Module):
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         c_in = in_channels
         for i, c_out in enumerate(channels, start=1):
-            layers[f"conv{i}"] = nn.Conv2d(
-                c_in, c_out, kernel_size, padding=kernel_size // 2, bias=not batch_norm
-            )
+            layers[f"conv{i}"] = nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2, bias=not batch_norm)
             if batch_norm:
                 layers[f"bn{i}"] = nn.BatchNorm2d(c_out)
             layers[f"act{i}"] = make_activation(activation)
@@ -170,3 +168,51 @@ class CNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
+
+
+class MLP(nn.Module):
+    """A multilayer perceptron for feature vectors (or flattened images).
+
+    ``[fc → [bn] → act → dropout] × len(hidden) → fc(outputs)``; layers are ``fc1, bn1, act1, drop1, ...``
+    inside ``layers`` and the last one is ``out``.
+
+    Args:
+        in_features: size of one input vector (images are flattened first).
+        num_outputs: size of the last layer (classes, or 1 for a binary BCE head).
+        hidden: width of each hidden layer; one layer per entry (empty for logistic regression).
+        dropout: dropout probability after each hidden layer.
+        activation: relu, leaky_relu, elu, gelu or silu.
+        batch_norm: BatchNorm after each hidden linear layer.
+        init: weight initialisation: default, kaiming or xavier.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        num_outputs: int,
+        hidden: Sequence[int] = (64, 32),
+        dropout: float = 0.0,
+        activation: str = "relu",
+        batch_norm: bool = False,
+        init: str = "default",
+    ) -> None:
+        super().__init__()
+        if in_features < 1:
+            raise ValueError(f"in_features must be positive, got {in_features}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        layers: OrderedDict[str, nn.Module] = OrderedDict(flatten=nn.Flatten())
+        width = in_features
+        for i, h in enumerate(hidden, start=1):
+            layers[f"fc{i}"] = nn.Linear(width, h, bias=not batch_norm)
+            if batch_norm:
+                layers[f"bn{i}"] = nn.BatchNorm1d(h)
+            layers[f"act{i}"] = make_activation(activation)
+            layers[f"drop{i}"] = nn.Dropout(dropout)
+            width = h
+        self.layers = nn.Sequential(layers)
+        self.out = nn.Linear(width, num_outputs)
+        init_weights(self, init, activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.layers(x))

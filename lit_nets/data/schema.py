@@ -1,0 +1,225 @@
+"""How the rows of a CSV file become input vectors and class indices: fitted once, kept in the checkpoint.
+
+A :class:`TabularSchema` is fitted on the training split and holds only primitives (names, numbers), so it
+travels in the model's hyper-parameters and loads with ``torch.load(weights_only=True)``:
+
+- numeric columns: missing values are imputed with the training median; the model standardises them with
+  the training mean and std (the statistics are the model's ``mean``/``std``);
+- text / categorical columns: one-hot encoded over the categories seen in training (a missing value is the
+  category ``(missing)``); a category never seen in training encodes as all zeros and is counted in a log line;
+- the target: any values (ints, strings) mapped to class indices in sorted order.
+
+No Lightning here: pandas and NumPy only.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lit_nets.errors import UserError
+
+log = logging.getLogger(__name__)
+MISSING = "(missing)"
+MOSTLY_NUMBERS = 0.9  # a text column whose values are at least this share of numbers is a numeric column
+
+
+def _line(index: Any) -> int:
+    """The line of the CSV file that holds the row with this (0-based, default) index; the header is line 1."""
+    return int(index) + 2
+
+
+def label_text(value: Any) -> str:
+    """A class label as text; whole floats (from an int column with gaps) lose their ``.0``."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def class_order(values: pd.Series) -> list[str]:
+    """Sorted class names: numerically when every label is a number, else alphabetically."""
+    unique = values.dropna().unique()
+    numeric = pd.to_numeric(pd.Series(unique), errors="coerce")
+    if numeric.notna().all():
+        unique = [unique[i] for i in np.argsort(numeric.to_numpy(), kind="stable")]
+        return [label_text(v) for v in unique]
+    return sorted(label_text(v) for v in unique)
+
+
+def _first_non_number(column: pd.Series) -> tuple[Any, Any]:
+    """(index, value) of the first value that is present but not a number."""
+    parsed = pd.to_numeric(column, errors="coerce")
+    bad = column.notna() & parsed.isna()
+    index = bad.idxmax()
+    return index, column[index]
+
+
+@dataclass
+class TabularSchema:
+    """The fitted encoding of a CSV file's columns (see the module docstring)."""
+
+    target: str
+    classes: list[str]
+    class_counts: list[int]
+    numeric: list[dict[str, Any]] = field(default_factory=list)  # name, fill, mean, std
+    categorical: list[dict[str, Any]] = field(default_factory=list)  # name, categories
+
+    # -- fitting ----------------------------------------------------------------------------------------
+    @classmethod
+    def fit(
+        cls,
+        train: pd.DataFrame,
+        target: str,
+        classes: list[str],
+        features: list[str],
+        categorical: list[str],
+        max_categories: int,
+        file: str | Path,
+        whole: pd.DataFrame | None = None,
+    ) -> TabularSchema:
+        """Fit on the training rows ``train`` of ``file`` (which holds ``features`` and ``target``).
+
+        Which columns are numbers is decided on ``whole`` (all rows of the file, default ``train``), so a
+        stray text value is reported wherever it is; the statistics come from ``train`` alone.
+        """
+        whole = train if whole is None else whole
+        counts = train[target].map(label_text).value_counts()
+        schema = cls(target=target, classes=classes, class_counts=[int(counts.get(c, 0)) for c in classes])
+        for name in features:
+            column = train[name]
+            if name not in categorical and not pd.api.types.is_bool_dtype(column):
+                is_numeric = _as_numbers(whole[name], name, file) is not None
+                values = _as_numbers(column, name, file) if is_numeric else None
+                if values is not None:
+                    median = float(values.median()) if values.notna().any() else 0.0
+                    filled = values.fillna(median)
+                    std = float(filled.std(ddof=0)) if len(filled) > 1 else 1.0
+                    schema.numeric.append(
+                        {
+                            "name": name,
+                            "fill": median,
+                            "mean": float(filled.mean()),
+                            "std": std if std > 0 else 1.0,
+                        }
+                    )
+                    continue
+            categories = sorted(set(_as_categories(column)))
+            if len(categories) > max_categories:
+                index, value = column.index[0], column.iloc[0]
+                raise UserError(
+                    f"{file}: column '{name}' has {len(categories)} different text values (e.g. {value!r} on "
+                    f"line {_line(index)}), more than data.max_categories={max_categories}: leave it out with "
+                    "data.features, raise max_categories, or fix it if it should hold numbers"
+                )
+            schema.categorical.append({"name": name, "categories": categories})
+        return schema
+
+    # -- what the model sees ------------------------------------------------------------------------------
+    @property
+    def features(self) -> list[str]:
+        """The CSV columns the model reads, in encoding order."""
+        return [c["name"] for c in self.numeric] + [c["name"] for c in self.categorical]
+
+    @property
+    def encoded_names(self) -> list[str]:
+        """A name per input of the model: numeric columns, then ``column=category`` one-hot inputs."""
+        return [c["name"] for c in self.numeric] + [
+            f"{c['name']}={cat}" for c in self.categorical for cat in c["categories"]
+        ]
+
+    @property
+    def input_size(self) -> int:
+        return len(self.numeric) + sum(len(c["categories"]) for c in self.categorical)
+
+    def normalization(self) -> tuple[list[float], list[float]]:
+        """Mean and std per model input: training statistics for numbers, (0, 1) for one-hot inputs."""
+        one_hot = self.input_size - len(self.numeric)
+        means = [c["mean"] for c in self.numeric] + [0.0] * one_hot
+        stds = [c["std"] for c in self.numeric] + [1.0] * one_hot
+        return means, stds
+
+    # -- applying it ----------------------------------------------------------------------------------------
+    def encode(self, frame: pd.DataFrame, file: str | Path) -> np.ndarray:
+        """Rows of ``frame`` (read from ``file``) as float32 input vectors (raw numbers, one-hot categories)."""
+        missing = [name for name in self.features if name not in frame.columns]
+        if missing:
+            raise UserError(
+                f"{file}: missing feature column(s) {', '.join(repr(m) for m in missing)}; the model was trained "
+                f"on {', '.join(repr(f) for f in self.features)}"
+            )
+        parts, imputed, unseen = [], {}, {}
+        for c in self.numeric:
+            values = _as_numbers(frame[c["name"]], c["name"], file, strict=True)
+            if values.isna().any():
+                imputed[c["name"]] = int(values.isna().sum())
+            parts.append(values.fillna(c["fill"]).to_numpy(np.float32)[:, None])
+        for c in self.categorical:
+            values = pd.Series(_as_categories(frame[c["name"]]), index=frame.index)
+            known = values.isin(c["categories"])
+            if not known.all():
+                unseen[c["name"]] = int((~known).sum())
+            one_hot = values.to_numpy()[:, None] == np.array(c["categories"], dtype=object)[None, :]
+            parts.append(one_hot.astype(np.float32))
+        _log_counts(logging.INFO, file, "imputed {} missing value(s) with training medians", imputed)
+        _log_counts(logging.WARNING, file, "{} value(s) of categories not seen in training, encoded as none", unseen)
+        if not parts:
+            return np.zeros((len(frame), 0), dtype=np.float32)
+        return np.concatenate(parts, axis=1)
+
+    def encode_target(self, column: pd.Series, file: str | Path) -> np.ndarray:
+        """Class indices of the labels in ``column``; a label not among the classes is an error."""
+        index = {name: i for i, name in enumerate(self.classes)}
+        labels = column.map(label_text)
+        unknown = ~labels.isin(list(index))
+        if unknown.any():
+            at = unknown.idxmax()
+            raise UserError(
+                f"{file}: column '{self.target}', line {_line(at)}: label {labels[at]!r} is not one of the "
+                f"classes the model knows ({', '.join(self.classes)})"
+            )
+        return np.array(labels.map(index), dtype=np.int64)  # a copy: pandas 3 hands out read-only views
+
+    # -- storage ----------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TabularSchema:
+        return cls(**data)
+
+
+def _log_counts(level: int, file: str | Path, what: str, counts: dict[str, int]) -> None:
+    """One log line: ``FILE: <what with the total>: column (count), ...``; nothing when there are no counts."""
+    if counts:
+        per_column = ", ".join(f"{name} ({n})" for name, n in counts.items())
+        log.log(level, "%s: %s: %s", file, what.format(sum(counts.values())), per_column)
+
+
+def _as_categories(column: pd.Series) -> list[str]:
+    return [MISSING if pd.isna(v) else label_text(v) for v in column]
+
+
+def _as_numbers(column: pd.Series, name: str, file: str | Path, strict: bool = False) -> pd.Series | None:
+    """The column as floats; None when it is a text column (categories). A column of mostly numbers with a
+    stray text value, or (``strict``) any text in a numeric column, is an error naming the line."""
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        return column.astype(float)
+    parsed = pd.to_numeric(column, errors="coerce")
+    present = int(column.notna().sum())
+    numbers = int(parsed.notna().sum())
+    if numbers == present:
+        return parsed.astype(float)
+    if strict or (present and numbers / present >= MOSTLY_NUMBERS):
+        index, value = _first_non_number(column)
+        what = "holds numbers" if not strict else "was numeric in training"
+        raise UserError(
+            f"{file}: column '{name}' {what}, but line {_line(index)} has {value!r} "
+            f"({present - numbers} value(s) of the column are not numbers): fix the file"
+            + ("" if strict else ", or list the column in data.categorical to treat it as categories")
+        )
+    return None
