@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.callbacks import BasePredictionWriter, LearningRateMonitor
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -70,3 +70,21 @@ class PredictionWriter(BasePredictionWriter):
         if trainer.world_size > 1:  # each process writes the rows it predicted
             path = path.with_name(f"{path.stem}.rank{trainer.global_rank}{path.suffix}")
         return path
+
+
+class LearningRateLogger(LearningRateMonitor):
+    """Lightning's ``LearningRateMonitor``, standing aside in runs without a logger (``--trainer.logger false``),
+    where Lightning's own raises: the CLI adds it to every run."""
+
+    def on_train_start(self, trainer: Any, *args: Any, **kwargs: Any) -> None:
+        self._active = bool(trainer.loggers)
+        if self._active:
+            super().on_train_start(trainer, *args, **kwargs)
+
+    def on_train_batch_start(self, trainer: Any, *args: Any, **kwargs: Any) -> None:
+        if getattr(self, "_active", False):
+            super().on_train_batch_start(trainer, *args, **kwargs)
+
+    def on_train_epoch_start(self, trainer: Any, *args: Any, **kwargs: Any) -> None:
+        if getattr(self, "_active", False):
+            super().on_train_epoch_start(trainer, *args, **kwargs)

@@ -39,8 +39,11 @@ def best_checkpoint_of(last: Path) -> Path | None:
     return None
 
 
-def resolve(ckpt_path: str | None, root: Path, subcommand: str) -> str | None:
-    """Turn ``last``/``best`` into a file of an earlier run under ``root``; check explicit paths exist."""
+def resolve(ckpt_path: str | None, root: Path, subcommand: str, what: str = "--ckpt_path") -> str | None:
+    """Turn ``last``/``best`` into a file of an earlier run under ``root``; check explicit paths exist.
+
+    ``what`` names the setting in messages (``--ckpt_path``, ``model.init_from``).
+    """
     if ckpt_path is None:
         return None
     if ckpt_path in ("last", "best"):
@@ -49,21 +52,33 @@ def resolve(ckpt_path: str | None, root: Path, subcommand: str) -> str | None:
             if subcommand == "fit" and ckpt_path == "last":
                 return None  # nothing to resume yet: start fresh, as Lightning does
             raise UserError(
-                f"--ckpt_path {ckpt_path}: no earlier run with checkpoints under {root}/; "
+                f"{what} {ckpt_path}: no earlier run with checkpoints under {root}/; "
                 "train first (python -m lit_nets fit --config ...) or give a checkpoint file"
             )
         if ckpt_path == "last":
             return str(last)
         best = best_checkpoint_of(last)
         if best is None:
-            raise UserError(f"--ckpt_path best: {last} records no best checkpoint; give a checkpoint file")
+            raise UserError(f"{what} best: {last} records no best checkpoint; give a checkpoint file")
         return str(best)
     path = Path(ckpt_path)
     if path.is_dir():  # a run folder or its checkpoints/ folder: take its last checkpoint
         found = sorted(path.glob("last*.ckpt")) or sorted(path.glob("checkpoints/last*.ckpt"))
         if not found:
-            raise UserError(f"--ckpt_path {ckpt_path} is a folder without a last.ckpt")
+            raise UserError(f"{what} {ckpt_path} is a folder without a last.ckpt")
         return str(found[-1])
     if not path.is_file():
-        raise UserError(f"--ckpt_path {ckpt_path}: no such checkpoint file")
+        raise UserError(f"{what} {ckpt_path}: no such checkpoint file")
     return str(path)
+
+
+def hparams_of(path: str | Path) -> dict:
+    """The hyper-parameters saved in a checkpoint file (loaded with weights_only=True)."""
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"no such checkpoint file {path}")
+    try:
+        checkpoint = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:
+        raise UserError(f"cannot read checkpoint {path}: {e}") from None
+    return dict(checkpoint.get("hyper_parameters") or {})

@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from lit_nets import checkpoints
-from lit_nets.callbacks import PredictionWriter
+from lit_nets.callbacks import LearningRateLogger, PredictionWriter
 from lit_nets.data.base import TensorDataModule, quiet_worker_warning
 from lit_nets.errors import UserError
 from lit_nets.models.classifier import Classifier
@@ -94,7 +94,7 @@ class LitNetsCLI(LightningCLI):
                 "checkpoint.auto_insert_metric_name": False,
             }
         )
-        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.add_lightning_class_args(LearningRateLogger, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "epoch"})
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
 
@@ -102,13 +102,20 @@ class LitNetsCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         # Resolve --ckpt_path before anything is built, so a data module can read what it needs from it.
-        config.ckpt_path = checkpoints.resolve(config.ckpt_path, logs_root(config), self.subcommand)
-        if config.ckpt_path:
+        if "ckpt_path" in config:  # absent when the CLI is built with run=False
+            config.ckpt_path = checkpoints.resolve(config.ckpt_path, logs_root(config), self.subcommand)
+        if config.get("ckpt_path"):
             rank_zero_info(f"Checkpoint: {config.ckpt_path}")
             init_args = config.data.get("init_args") if config.get("data") else None
             wants_schema = init_args is not None and "schema_from" in init_args and not init_args.schema_from
             if self.subcommand != "fit" and wants_schema:
                 init_args.schema_from = config.ckpt_path  # predict new files with the trained encoding
+        model_args = config.model.get("init_args") if config.get("model") else None
+        if model_args is not None and model_args.get("init_from") in ("best", "last"):
+            model_args.init_from = checkpoints.resolve(
+                model_args.init_from, logs_root(config), "init_from", what="model.init_from"
+            )
+            rank_zero_info(f"Transfer: model.init_from {model_args.init_from}")
         if config.trainer.precision is None:
             config.trainer.precision = default_precision(config.trainer.accelerator)
         if torch.cuda.is_available():
@@ -118,6 +125,8 @@ class LitNetsCLI(LightningCLI):
             warnings.filterwarnings("ignore", message=r".*The dirpath has changed from.*")
         # Small tabular sets have fewer batches than the step-logging interval; epoch metrics are what we log.
         warnings.filterwarnings("ignore", message=r".*is smaller than the logging interval.*")
+        # Frozen conv blocks keep their BatchNorm in eval mode on purpose (model.freeze).
+        warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
         # Predict batches carry their own row index (see TensorDataModule.predict_dataloader).
         warnings.filterwarnings("ignore", message=r".*Couldn't infer the batch indices.*")
         # Lightning 2.6 still calls a pytree API that torch 2.14 deprecates; nothing for a user to act on.

