@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter, LearningRateMonitor
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback, LearningRateMonitor
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -88,3 +88,113 @@ class LearningRateLogger(LearningRateMonitor):
     def on_train_epoch_start(self, trainer: Any, *args: Any, **kwargs: Any) -> None:
         if getattr(self, "_active", False):
             super().on_train_epoch_start(trainer, *args, **kwargs)
+
+
+class FigureLogger(Callback):
+    """Pictures of a run, saved as PNG in the run folder and logged to TensorBoard (``figures/...``).
+
+    - after test (and after ``validate``): the confusion matrix with class names (torchmetrics' own plot) and a
+      CSV of precision, recall, F1 and support per class; for images, a grid of the most confident mistakes;
+    - at the end of fit, for CNNs: the first conv layer's filters, and its activations of one validation image.
+
+    Args:
+        enabled: draw the figures (off: nothing is drawn, e.g. for benchmarks).
+        max_mistakes: how many mistakes the grid shows, the most confident first.
+    """
+
+    def __init__(self, enabled: bool = True, max_mistakes: int = 24) -> None:
+        self.enabled = enabled
+        self.max_mistakes = max_mistakes
+        self.written: list[Path] = []
+
+    # -- collecting during test / validate ------------------------------------------------------------------
+    def _collecting(self, trainer: Any, stage: str) -> bool:
+        # validation inside fit runs every epoch: drawn only for the validate subcommand
+        return self.enabled and (stage == "test" or trainer.state.fn == "validate")
+
+    def _start(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if not self._collecting(trainer, stage):
+            return
+        from torchmetrics.classification import MulticlassConfusionMatrix
+
+        self.confmat = MulticlassConfusionMatrix(pl_module.num_classes).to(pl_module.device)
+        self.mistakes: list[tuple[float, torch.Tensor, int, int]] = []
+
+    def _batch(self, trainer: Any, pl_module: Any, probs: Any, batch: Any, stage: str) -> None:
+        if not self._collecting(trainer, stage) or not isinstance(probs, torch.Tensor):
+            return
+        x, y = batch[0], batch[1]
+        preds = probs.argmax(1)
+        self.confmat.update(preds, y)
+        if x.dim() == 4:  # images: keep the most confident mistakes seen so far
+            wrong = (preds != y).nonzero().flatten()
+            confidence = probs.gather(1, preds[:, None]).squeeze(1)
+            for i in wrong.tolist():
+                self.mistakes.append((float(confidence[i]), x[i].cpu(), int(y[i]), int(preds[i])))
+            self.mistakes = sorted(self.mistakes, key=lambda m: -m[0])[: self.max_mistakes]
+
+    def _end(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if not self._collecting(trainer, stage):
+            return
+        from lit_nets import plots
+
+        counts = self.confmat.compute().cpu()  # synchronised across processes
+        if not trainer.is_global_zero:
+            return
+        names, n = list(pl_module.class_names), int(counts.sum())
+        acc = float(counts.diag().sum()) / max(n, 1)
+        title = f"Confusion matrix, {stage}: {n:,} inputs, accuracy {acc:.4f}"
+        self._emit(trainer, plots.plot_confusion(self.confmat, names, title), f"confusion_matrix_{stage}")
+        self.written.append(plots.write_per_class(counts, names, self._folder(trainer) / f"per_class_{stage}.csv"))
+        if self.mistakes:
+            title = f"The {len(self.mistakes)} most confident mistakes, {stage} (true / predicted, confidence)"
+            self._emit(trainer, plots.plot_mistakes(self.mistakes, names, title), f"mistakes_{stage}")
+
+    def on_test_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        self._start(trainer, pl_module, "test")
+
+    def on_test_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, *args: Any) -> None:
+        self._batch(trainer, pl_module, outputs, batch, "test")
+
+    def on_test_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        self._end(trainer, pl_module, "test")
+
+    def on_validation_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        self._start(trainer, pl_module, "val")
+
+    def on_validation_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, *args: Any) -> None:
+        self._batch(trainer, pl_module, outputs, batch, "val")
+
+    def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        self._end(trainer, pl_module, "val")
+
+    # -- what a CNN learned, at the end of fit ----------------------------------------------------------------
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        conv = getattr(getattr(pl_module, "net", None), "features", None)
+        if not self.enabled or conv is None or not trainer.is_global_zero or trainer.sanity_checking:
+            return
+        from lit_nets import plots
+
+        self._emit(trainer, plots.plot_filters(conv.conv1.weight), "filters_conv1")
+        loader = trainer.datamodule.val_dataloader() if trainer.datamodule is not None else None
+        if loader is None:
+            return
+        x, y = next(iter(loader))[:2]
+        image = x[:1].to(pl_module.device)
+        first_block = torch.nn.Sequential(*[m for name, m in conv.named_children() if name.endswith("1")][:-1])
+        with torch.no_grad():
+            maps = first_block(pl_module.normalize(image))[0]  # conv1 [bn1] act1, before pooling
+        caption = f"the first validation image (class {pl_module.class_names[int(y[0])]})"
+        self._emit(trainer, plots.plot_activations(x[0], maps, "conv1", caption), "activations_conv1")
+
+    # -- output ------------------------------------------------------------------------------------------------
+    def _folder(self, trainer: Any) -> Path:
+        return Path(trainer.log_dir or trainer.default_root_dir)
+
+    def _emit(self, trainer: Any, fig: Any, name: str) -> None:
+        from lit_nets import plots
+
+        for logger in trainer.loggers:
+            if hasattr(logger.experiment, "add_figure"):  # TensorBoard
+                logger.experiment.add_figure(f"figures/{name}", fig, global_step=trainer.global_step, close=False)
+        self.written.append(plots.save(fig, self._folder(trainer) / f"{name}.png"))

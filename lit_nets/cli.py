@@ -29,7 +29,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from lit_nets import checkpoints
-from lit_nets.callbacks import LearningRateLogger, PredictionWriter
+from lit_nets.callbacks import FigureLogger, LearningRateLogger, PredictionWriter
 from lit_nets.data.base import TensorDataModule, quiet_worker_warning
 from lit_nets.errors import UserError
 from lit_nets.models.classifier import Classifier
@@ -97,6 +97,7 @@ class LitNetsCLI(LightningCLI):
         parser.add_lightning_class_args(LearningRateLogger, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "epoch"})
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
+        parser.add_lightning_class_args(FigureLogger, "figures")
 
     # -- before anything is built ---------------------------------------------------------------------------
     def before_instantiate_classes(self) -> None:
@@ -221,10 +222,30 @@ def setup_logging() -> None:
             handler.addFilter(_NoAdverts())
 
 
+def run_tool(name: str, argv: list[str]) -> None:
+    """The subcommands that are not Trainer methods: plot, explain."""
+    if name == "plot":
+        from lit_nets.plots import main as tool
+    else:
+        from lit_nets.explain import main as tool
+    tool(argv)
+
+
+TOOLS = ("plot", "explain")
+
+
 def main(args: list[str] | None = None) -> None:
-    """Entry point of ``python -m lit_nets`` and the ``lit-nets`` console script."""
+    """Entry point of ``python -m lit_nets`` and the ``lit-nets`` console script.
+
+    Trainer subcommands (fit, validate, test, predict) go to the LightningCLI; ``plot`` and ``explain`` are
+    plain tools with their own arguments (``python -m lit_nets plot --help``).
+    """
     setup_logging()
+    argv = sys.argv[1:] if args is None else list(args)
     try:
+        if argv and argv[0] in TOOLS:
+            run_tool(argv[0], argv[1:])
+            return
         LitNetsCLI(args=args)
     except Exception as e:
         user_error = find_user_error(e)

@@ -205,16 +205,18 @@ class Classifier(LightningModule):
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
         return loss
 
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        loss, _ = self._step(batch, self.val_metrics)
+    def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        loss, probs = self._step(batch, self.val_metrics)
         self.log("val/loss", loss, prog_bar=True)
         for name, metric in self.val_metrics.items():
             self.log(name, metric, prog_bar=name == "val/acc")
+        return probs  # for the figure callback (confusion matrix, mistakes)
 
-    def test_step(self, batch: Any, batch_idx: int) -> None:
-        loss, _ = self._step(batch, self.test_metrics)
+    def test_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        loss, probs = self._step(batch, self.test_metrics)
         self.log("test/loss", loss)
         self.log_dict(self.test_metrics)
+        return probs  # for the figure callback (confusion matrix, mistakes)
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
         """Probabilities and predicted class per input; the batch is ``x``, ``(x, y)`` or ``(x, y, index)``

@@ -1,0 +1,108 @@
+"""Grad-CAM: where a CNN looks when it classifies an image, from a checkpoint alone.
+
+    python -m lit_nets explain --ckpt_path best.ckpt --images a.png b.png [--out explain/] [--layer features.act2]
+
+Uses torchcam's GradCAM (hooks on the chosen layer; by default the last conv block's activation). For each
+image it writes ``NAME.cam.png`` (the image with its heat map overlaid, at the image's own size) and
+``NAME.explain.png`` (input and overlay side by side, the predicted label and its probability in the title).
+The class names, channels, image size and normalisation all come from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from lit_nets.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def load_classifier(ckpt_path: str | Path, device: str = "cpu") -> Any:
+    """The trained classifier of a checkpoint (its class is recorded in the hyper-parameters), in eval mode."""
+    import importlib
+
+    from lit_nets.checkpoints import hparams_of
+
+    hparams = hparams_of(ckpt_path)
+    # the CLI records the class; a checkpoint saved from Python is told apart by its arguments
+    guess = "lit_nets.models.CNNClassifier" if "kernel_size" in hparams else "lit_nets.models.MLPClassifier"
+    module_name, _, class_name = str(hparams.get("_class_path", guess)).rpartition(".")
+    if not module_name.startswith("lit_nets."):
+        raise UserError(f"{ckpt_path} holds a {module_name}.{class_name}, not a lit_nets model")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    model = cls.load_from_checkpoint(ckpt_path, map_location=device, weights_only=True, init_from=None)
+    return model.eval()
+
+
+def default_layer(model: Any) -> str:
+    """The last conv block's activation: the deepest layer that still has a spatial map."""
+    features = getattr(model.net, "features", None)
+    if features is None:
+        raise UserError("explain needs a CNN checkpoint (Grad-CAM looks at conv layers); this model has none")
+    acts = [name for name, _ in features.named_children() if name.startswith("act")]
+    return f"net.features.{acts[-1]}"
+
+
+def explain(ckpt_path: str, images: list[str], out: str, layer: str | None = None, device: str = "cpu") -> list[Path]:
+    """Write a Grad-CAM overlay and a titled figure per image; return the written files."""
+    from torchcam.methods import GradCAM
+    from torchcam.utils import overlay_mask
+    from torchvision.transforms.v2.functional import to_pil_image
+
+    from lit_nets import plots
+    from lit_nets.data.folder import BadImage, decode
+
+    model = load_classifier(ckpt_path, device)
+    schema = model.schema or {"channels": model.input_shape[0], "image_size": list(model.input_shape[1:])}
+    target = f"net.{layer}" if layer and not layer.startswith("net.") else (layer or default_layer(model))
+    names = {name for name, _ in model.named_modules()}
+    if target not in names:
+        raise UserError(f"--layer {layer}: no such layer; the conv layers are " + ", ".join(
+            n.removeprefix("net.") for n in sorted(names) if n.startswith("net.features.")))  # fmt: skip
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    plt = plots._pyplot()
+    with GradCAM(model, target_layer=target, input_shape=tuple(model.input_shape)) as cam:
+        for image_path in images:
+            path = Path(image_path)
+            if not path.is_file():
+                raise UserError(f"--images: no such file {path}")
+            try:
+                x = decode(path, schema["channels"], tuple(schema["image_size"]))
+            except BadImage as e:
+                raise UserError(str(e)) from None
+            scores = model(x[None].to(device))
+            probs = model.probabilities(scores)[0].detach()
+            pred = int(probs.argmax())
+            # a binary (BCE) model has one logit: its map shows the evidence for the positive class
+            index = 0 if scores.shape[1] == 1 else pred
+            heat = cam(class_idx=index, scores=scores)[0][0].detach().cpu()
+            original = to_pil_image(x)
+            overlay = overlay_mask(original.convert("RGB"), to_pil_image(heat, mode="F"), alpha=0.5)
+            stem = out_dir / path.stem
+            overlay.save(stem.with_suffix(".cam.png"))
+            fig, (ax_in, ax_cam) = plt.subplots(1, 2, figsize=(6.4, 3.6))
+            plots._show(ax_in, x, "input")
+            ax_cam.imshow(overlay, interpolation="nearest")
+            ax_cam.set_xticks([]), ax_cam.set_yticks([])
+            ax_cam.set_title(f"Grad-CAM at {target.removeprefix('net.')}", fontsize=8)
+            label = model.class_names[pred]
+            fig.suptitle(f"{path.name}: predicted {label!r} with probability {float(probs[pred]):.1%}", fontsize=10)
+            written += [stem.with_suffix(".cam.png"), plots.save(fig, stem.with_suffix(".explain.png"))]
+            print(f"{path}: {label} ({float(probs[pred]):.4f}) -> {stem}.explain.png")
+    return written
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lit_nets explain", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ckpt_path", required=True, help="checkpoint of a CNN classifier")
+    parser.add_argument("--images", nargs="+", required=True, help="image files (PNG, JPEG)")
+    parser.add_argument("--out", default="explain", help="folder for the overlays (default: explain/)")
+    parser.add_argument("--layer", help="layer to explain, e.g. features.act1 (default: the last conv block's)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    args = parser.parse_args(argv)
+    explain(args.ckpt_path, args.images, args.out, args.layer, args.device)
