@@ -223,15 +223,17 @@ def setup_logging() -> None:
 
 
 def run_tool(name: str, argv: list[str]) -> None:
-    """The subcommands that are not Trainer methods: plot, explain."""
+    """The subcommands that are not Trainer methods: plot, explain, export."""
     if name == "plot":
         from lit_nets.plots import main as tool
+    elif name == "export":
+        from lit_nets.export import main as tool
     else:
         from lit_nets.explain import main as tool
     tool(argv)
 
 
-TOOLS = ("plot", "explain")
+TOOLS = ("plot", "explain", "export")
 
 
 def main(args: list[str] | None = None) -> None:

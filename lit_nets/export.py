@@ -1,0 +1,178 @@
+"""Take a trained model out of Lightning: state_dict, TorchScript, torch.export (pt2) and ONNX, with parity checks.
+
+    python -m lit_nets export --ckpt_path best.ckpt --format torchscript     # also: state_dict, pt2, onnx, all
+
+The exported module is ``Standardize`` + the plain network, so a client sends raw inputs and gets logits:
+images as uint8 pixels (N, C, H, W), CSV rows as float32 vectors encoded as the sidecar's ``schema`` says
+(numeric columns raw, text columns one-hot). The batch size is dynamic. Beside each file a JSON sidecar holds the
+class names, input shape and dtype, the schema and the parity figure. Each artefact is loaded back and run on a
+real batch of the checkpoint's own data (its test split); the export fails when any logit differs from the
+Lightning model's by more than 1e-4. TorchScript and pickled files are code: load them only from sources you trust.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lit_nets.errors import UserError
+
+log = logging.getLogger(__name__)
+FORMATS = ("state_dict", "torchscript", "pt2", "onnx")
+TOLERANCE = 1e-4
+SUFFIX = {"state_dict": ".pt", "torchscript": ".torchscript.pt", "pt2": ".pt2", "onnx": ".onnx"}
+
+
+class Deployable(nn.Module):
+    """Normalisation and the plain network: raw inputs in, logits out."""
+
+    def __init__(self, normalize: nn.Module, net: nn.Module) -> None:
+        super().__init__()
+        self.normalize, self.net = normalize, net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.normalize(x))
+
+
+def real_batch(ckpt_path: str, model: Any, size: int = 256) -> torch.Tensor:
+    """Up to ``size`` inputs of the checkpoint's own data (test split, else validation), as the model takes them."""
+    import importlib
+
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+    args = dict(checkpoint.get("datamodule_hyper_parameters") or {})
+    class_path = args.pop("_class_path", None)
+    for key in [k for k in args if k.startswith("_")] + ["data_source"]:
+        args.pop(key, None)
+    if class_path is None:
+        raise UserError(f"{ckpt_path} records no data module, so there is no real batch to check parity on")
+    module_name, _, class_name = class_path.rpartition(".")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    if "schema_from" in args:
+        args["schema_from"] = ckpt_path
+    if class_name == "MNISTDataModule":
+        args["download"] = False  # never fetch for a parity check: the sample fallback is real data too
+    try:
+        dm = cls(**args)
+        dm.setup("test")
+        split = dm.splits.test if dm.splits.test is not None else dm.splits.val
+    except UserError as e:
+        raise UserError(f"cannot load the checkpoint's data for the parity check: {e}") from None
+    if isinstance(split, tuple):
+        return split[0][:size]
+    return torch.stack([split[i][0] for i in range(min(size, len(split)))])
+
+
+def export(ckpt_path: str, formats: list[str], out: str | None = None) -> dict[str, dict[str, Any]]:
+    """Export the checkpoint in each format, check parity, write sidecars; return a report per format."""
+    from lit_nets.explain import load_classifier
+
+    model = load_classifier(ckpt_path)
+    deployable = Deployable(model.normalize, model.net).eval()
+    if hasattr(model.net, "features"):  # exported graphs are simplest in the default memory layout
+        deployable = deployable.to(memory_format=torch.contiguous_format)
+    x = real_batch(ckpt_path, model)
+    with torch.no_grad():
+        reference = model(x).float()
+    out_dir = Path(out) if out else Path(ckpt_path).parent.parent / "export"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = Path(ckpt_path).stem
+    report = {}
+    for fmt in formats:
+        path = out_dir / f"{stem}{SUFFIX[fmt]}"
+        runner = EXPORTERS[fmt](deployable, x, path)
+        with torch.no_grad():
+            got = torch.as_tensor(runner(x)).float()
+        diff = float((got - reference).abs().max())
+        same_top1 = bool((got.argmax(1) == reference.argmax(1)).all())
+        meta = {
+            "format": fmt,
+            "file": path.name,
+            "class_names": list(model.class_names),
+            "input_shape": ["batch", *model.input_shape],
+            "input_dtype": str(x.dtype).removeprefix("torch."),
+            "output": "logits" + (" (one: sigmoid gives the probability of the second class)" if model.binary else ""),
+            "schema": model.schema,
+            "parity": {"inputs": len(x), "max_abs_diff": diff, "same_top1": same_top1, "tolerance": TOLERANCE},
+            "checkpoint": str(ckpt_path),
+            "torch": torch.__version__,
+        }
+        path.with_suffix(path.suffix + ".json").write_text(json.dumps(meta, indent=2))
+        print(f"{fmt:12s} {path}  parity on {len(x)} real inputs: max |diff| {diff:.2e}, same top-1: {same_top1}")
+        if diff > TOLERANCE:
+            raise UserError(f"{fmt}: exported outputs differ from the checkpoint's by {diff:.2e} > {TOLERANCE}")
+        report[fmt] = {"path": path, **meta["parity"]}
+    return report
+
+
+# -- one exporter per format: write the file, return a function that runs the reloaded artefact -------------
+def _state_dict(module: nn.Module, x: torch.Tensor, path: Path):
+    torch.save(module.state_dict(), path)  # plain tensors: torch.load(path, weights_only=True)
+    try:
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(path.with_suffix(".safetensors")))
+    except ImportError:
+        pass
+    fresh = _rebuild(module)
+    fresh.load_state_dict(torch.load(path, weights_only=True))
+    return fresh.eval()
+
+
+def _rebuild(module: nn.Module) -> nn.Module:
+    import copy
+
+    fresh = copy.deepcopy(module)
+    for p in fresh.parameters():
+        p.data.zero_()
+    return fresh
+
+
+def _torchscript(module: nn.Module, x: torch.Tensor, path: Path):
+    traced = torch.jit.trace(module, x[:2], check_trace=False)
+    traced.save(str(path))
+    return torch.jit.load(str(path))
+
+
+def _pt2(module: nn.Module, x: torch.Tensor, path: Path):
+    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    program = torch.export.export(module, (x[:2],), dynamic_shapes={"x": {0: batch}})
+    torch.export.save(program, str(path))
+    return torch.export.load(str(path)).module()
+
+
+def _onnx(module: nn.Module, x: torch.Tensor, path: Path):
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise UserError('ONNX export needs onnx and onnxscript: pip install -e ".[export]"') from None
+    torch.onnx.export(
+        module, (x[:2],), str(path), dynamo=True, input_names=["x"], output_names=["logits"],
+        dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=1 << 16)}},
+    )  # fmt: skip
+    try:
+        import onnxruntime
+    except ImportError:  # no runtime: check the file with the exporter's own reference run instead
+        log.warning("onnxruntime is not installed: ONNX parity is checked with torch instead of onnxruntime")
+        return module
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda inputs: session.run(None, {"x": inputs.numpy()})[0]
+
+
+EXPORTERS = {"state_dict": _state_dict, "torchscript": _torchscript, "pt2": _pt2, "onnx": _onnx}
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lit_nets export", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ckpt_path", required=True, help="checkpoint of a trained classifier")
+    parser.add_argument("--format", nargs="+", default=["all"], choices=[*FORMATS, "all"], help="default: all")
+    parser.add_argument("--out", help="folder for the files (default: export/ in the run folder)")
+    args = parser.parse_args(argv)
+    formats = list(FORMATS) if "all" in args.format else args.format
+    export(args.ckpt_path, formats, args.out)

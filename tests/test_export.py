@@ -1,0 +1,82 @@
+"""Export every format, reload it in a Python process that never imports lit_nets, compare predictions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import CONFIGS, run_cli
+
+# Runs in a fresh interpreter: torch (and onnxruntime) only. The state_dict is run through the seed CNN written
+# with torch.nn.functional, which shows the file holds every weight a plain re-implementation needs.
+RELOAD = r"""
+import sys, torch
+fmt, path, inputs, out = sys.argv[1:5]
+x = torch.load(inputs, weights_only=True)
+if fmt == "state_dict":
+    import torch.nn.functional as F
+    w = torch.load(path, weights_only=True)
+    h = (x.float() / 255 - w["normalize.mean"].view(1, -1, 1, 1)) / w["normalize.std"].view(1, -1, 1, 1)
+    for i in (1, 2):
+        conv = F.conv2d(h, w[f"net.features.conv{i}.weight"], w[f"net.features.conv{i}.bias"], padding=1)
+        h = F.max_pool2d(F.relu(conv), 2)
+    h = F.relu(F.linear(h.flatten(1), w["net.classifier.fc1.weight"], w["net.classifier.fc1.bias"]))
+    logits = F.linear(h, w["net.classifier.fc2.weight"], w["net.classifier.fc2.bias"])
+elif fmt == "torchscript":
+    logits = torch.jit.load(path)(x)
+elif fmt == "pt2":
+    logits = torch.export.load(path).module()(x)
+else:
+    import onnxruntime
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    logits = torch.from_numpy(session.run(None, {"x": x.numpy()})[0])
+assert "lit_nets" not in sys.modules
+torch.save(logits.detach(), out)
+"""
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> tuple[Path, str]:
+    work = tmp_path_factory.mktemp("export")
+    run_cli("fit", "--config", str(CONFIGS / "cnn.yaml"), "--trainer.max_epochs", "1", "--data.download", "false",
+            "--trainer.enable_progress_bar", "false", "--test_after_fit", "false", cwd=work)  # fmt: skip
+    ckpt = str(work / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt")
+    proc = run_cli("export", "--ckpt_path", ckpt, "--out", "exported", cwd=work)
+    return work, proc.stdout
+
+
+@pytest.mark.parametrize("fmt", ["state_dict", "torchscript", "pt2", "onnx"])
+def test_each_format_reloads_without_lit_nets_and_predicts_the_same(exported, fmt: str) -> None:
+    from lit_nets.data import MNISTDataModule
+    from lit_nets.explain import load_classifier
+    from lit_nets.export import SUFFIX
+
+    work, stdout = exported
+    assert f"{fmt} " in stdout and "same top-1: True" in stdout
+    sidecar = json.loads((work / "exported" / f"last{SUFFIX[fmt]}.json").read_text())
+    assert sidecar["class_names"] == [str(d) for d in range(10)] and sidecar["input_dtype"] == "uint8"
+    assert sidecar["parity"]["max_abs_diff"] <= 1e-4
+    dm = MNISTDataModule(data_dir=str(work / "data"), download=False)
+    x = dm.splits.test[0]  # all 1,000 test digits: another batch size than the export used
+    torch.save(x, work / "inputs.pt")
+    model = load_classifier(work / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt")
+    with torch.no_grad():
+        expected = model(x).argmax(1)
+    out = work / f"{fmt}.out.pt"
+    script = [sys.executable, "-c", RELOAD, fmt, str(work / "exported" / f"last{SUFFIX[fmt]}"), str(work / "inputs.pt")]
+    subprocess.run([*script, str(out)], check=True, cwd=work, capture_output=True, text=True, timeout=300)
+    got = torch.load(out, weights_only=True)
+    assert got.shape == (1000, 10)
+    assert torch.equal(got.argmax(1), expected), f"{fmt}: top-1 differs on {(got.argmax(1) != expected).sum()} digits"
+
+
+def test_export_of_a_missing_checkpoint_is_one_line(tmp_path: Path) -> None:
+    proc = run_cli("export", "--ckpt_path", "nope.ckpt", cwd=tmp_path, check=False)
+    assert (
+        proc.returncode == 2 and "no such checkpoint file nope.ckpt" in proc.stderr and "Traceback" not in proc.stderr
+    )
