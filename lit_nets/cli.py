@@ -223,24 +223,20 @@ def setup_logging() -> None:
 
 
 def run_tool(name: str, argv: list[str]) -> None:
-    """The subcommands that are not Trainer methods: plot, explain, export."""
-    if name == "plot":
-        from lit_nets.plots import main as tool
-    elif name == "export":
-        from lit_nets.export import main as tool
-    else:
-        from lit_nets.explain import main as tool
-    tool(argv)
+    """The subcommands that are not Trainer methods, each a module with a ``main(argv)``."""
+    import importlib
+
+    importlib.import_module(f"lit_nets.{TOOLS[name]}").main(argv)
 
 
-TOOLS = ("plot", "explain", "export")
+TOOLS = {"plot": "plots", "explain": "explain", "export": "export", "serve": "serve"}
 
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``python -m lit_nets`` and the ``lit-nets`` console script.
 
-    Trainer subcommands (fit, validate, test, predict) go to the LightningCLI; ``plot`` and ``explain`` are
-    plain tools with their own arguments (``python -m lit_nets plot --help``).
+    Trainer subcommands (fit, validate, test, predict) go to the LightningCLI; ``plot``, ``explain``, ``export``
+    and ``serve`` are plain tools with their own arguments (``python -m lit_nets serve --help``).
     """
     setup_logging()
     argv = sys.argv[1:] if args is None else list(args)

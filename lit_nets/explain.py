@@ -15,6 +15,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from lit_nets.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -46,11 +48,23 @@ def default_layer(model: Any) -> str:
     return f"net.features.{acts[-1]}"
 
 
+def explain_one(model: Any, cam: Any, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
+    """Class probabilities of one uint8 image (C, H, W) and its Grad-CAM overlay (a PIL image at the image's size)
+    for the predicted class, from an open torchcam ``cam`` on ``model``."""
+    from torchcam.utils import overlay_mask
+    from torchvision.transforms.v2.functional import to_pil_image
+
+    scores = model(x[None].to(model.device))
+    probs = model.probabilities(scores)[0].detach().cpu()
+    # a binary (BCE) model has one logit: its map shows the evidence for the positive class
+    index = 0 if scores.shape[1] == 1 else int(probs.argmax())
+    heat = cam(class_idx=index, scores=scores)[0][0].detach().cpu()
+    return probs, overlay_mask(to_pil_image(x).convert("RGB"), to_pil_image(heat, mode="F"), alpha=0.5)
+
+
 def explain(ckpt_path: str, images: list[str], out: str, layer: str | None = None, device: str = "cpu") -> list[Path]:
     """Write a Grad-CAM overlay and a titled figure per image; return the written files."""
     from torchcam.methods import GradCAM
-    from torchcam.utils import overlay_mask
-    from torchvision.transforms.v2.functional import to_pil_image
 
     from lit_nets import plots
     from lit_nets.data.folder import BadImage, decode
@@ -75,14 +89,8 @@ def explain(ckpt_path: str, images: list[str], out: str, layer: str | None = Non
                 x = decode(path, schema["channels"], tuple(schema["image_size"]))
             except BadImage as e:
                 raise UserError(str(e)) from None
-            scores = model(x[None].to(device))
-            probs = model.probabilities(scores)[0].detach()
+            probs, overlay = explain_one(model, cam, x)
             pred = int(probs.argmax())
-            # a binary (BCE) model has one logit: its map shows the evidence for the positive class
-            index = 0 if scores.shape[1] == 1 else pred
-            heat = cam(class_idx=index, scores=scores)[0][0].detach().cpu()
-            original = to_pil_image(x)
-            overlay = overlay_mask(original.convert("RGB"), to_pil_image(heat, mode="F"), alpha=0.5)
             stem = out_dir / path.stem
             overlay.save(stem.with_suffix(".cam.png"))
             fig, (ax_in, ax_cam) = plt.subplots(1, 2, figsize=(6.4, 3.6))

@@ -1,12 +1,17 @@
-"""Shared test helpers: run the CLI in a subprocess, read TensorBoard events, write MNIST idx files."""
+"""Shared test helpers: run the CLI in a subprocess, read TensorBoard events, write MNIST idx files, a trained and
+exported CNN, and a model service on a free port."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
+import signal
+import socket
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -73,3 +78,64 @@ def sample() -> tuple[torch.Tensor, torch.Tensor]:
     from lit_nets.data.samples import mnist_sample
 
     return mnist_sample()
+
+
+@pytest.fixture(scope="session")
+def cnn_run(tmp_path_factory) -> tuple[Path, str]:
+    """configs/cnn.yaml trained for one epoch on the shipped digits, every format exported: (folder, export output).
+    The checkpoint is ``lightning_logs/version_0/checkpoints/last.ckpt``, the exports are in ``exported/``."""
+    work = tmp_path_factory.mktemp("cnn_run")
+    run_cli("fit", "--config", str(CONFIGS / "cnn.yaml"), "--trainer.max_epochs", "1", "--data.download", "false",
+            "--trainer.enable_progress_bar", "false", "--test_after_fit", "false", cwd=work)  # fmt: skip
+    ckpt = str(work / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt")
+    proc = run_cli("export", "--ckpt_path", ckpt, "--out", "exported", cwd=work)
+    return work, proc.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(model: Path, cwd: Path, *args: str, startup_timeout: float = 120):
+    """``python -m lit_nets serve`` on a free port until the block ends; yields the base URL once /health is ok."""
+    import requests
+
+    port = free_port()
+    log = open(cwd / f"serve-{port}.log", "w")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lit_nets", "serve", "--ckpt_path", str(model), "--port", str(port), *args],
+        cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"serve exited {proc.returncode}:\n{(cwd / log.name).read_text()[-4000:]}")
+            with contextlib.suppress(requests.ConnectionError):
+                if requests.get(f"{url}/health", timeout=5).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(f"serve not healthy after {startup_timeout} s:\n{(cwd / log.name).read_text()[-4000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # LitServe runs workers in child processes: end the whole group
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def cnn_service(cnn_run):
+    """The one-epoch CNN checkpoint served on a free port: (base URL, checkpoint path). Per module: an idle
+    LitServe service still polls its queues, which would slow every later test on a 2-core machine."""
+    work, _ = cnn_run
+    ckpt = work / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    with serving(ckpt, work) as url:
+        yield url, ckpt

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import CONFIGS, run_cli
+from conftest import run_cli
 
 # Runs in a fresh interpreter: torch (and onnxruntime) only. The state_dict is run through the seed CNN written
 # with torch.nn.functional, which shows the file holds every weight a plain re-implementation needs.
@@ -40,23 +40,13 @@ torch.save(logits.detach(), out)
 """
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> tuple[Path, str]:
-    work = tmp_path_factory.mktemp("export")
-    run_cli("fit", "--config", str(CONFIGS / "cnn.yaml"), "--trainer.max_epochs", "1", "--data.download", "false",
-            "--trainer.enable_progress_bar", "false", "--test_after_fit", "false", cwd=work)  # fmt: skip
-    ckpt = str(work / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt")
-    proc = run_cli("export", "--ckpt_path", ckpt, "--out", "exported", cwd=work)
-    return work, proc.stdout
-
-
 @pytest.mark.parametrize("fmt", ["state_dict", "torchscript", "pt2", "onnx"])
-def test_each_format_reloads_without_lit_nets_and_predicts_the_same(exported, fmt: str) -> None:
+def test_each_format_reloads_without_lit_nets_and_predicts_the_same(cnn_run, fmt: str) -> None:
     from lit_nets.data import MNISTDataModule
     from lit_nets.explain import load_classifier
     from lit_nets.export import SUFFIX
 
-    work, stdout = exported
+    work, stdout = cnn_run
     assert f"{fmt} " in stdout and "same top-1: True" in stdout
     sidecar = json.loads((work / "exported" / f"last{SUFFIX[fmt]}.json").read_text())
     assert sidecar["class_names"] == [str(d) for d in range(10)] and sidecar["input_dtype"] == "uint8"

@@ -45,18 +45,20 @@ def class_folders(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def decode(path: Path, channels: int | None, size: tuple[int, int] | None) -> torch.Tensor:
-    """One image as uint8 (C, H, W): 16-bit scaled to 8-bit, palette expanded, alpha dropped.
-
-    ``channels`` None keeps 1 channel for grey images (R = G = B) and 3 for colour ones.
+def decode(source: Path | bytes, channels: int | None, size: tuple[int, int] | None, name: str = "") -> torch.Tensor:
+    """One image (a file, or its bytes called ``name``) as uint8 (C, H, W): 16-bit scaled to 8-bit, palette
+    expanded, alpha dropped. ``channels`` None keeps 1 channel for grey images (R = G = B) and 3 for colour ones.
     """
     from torchvision.io import ImageReadMode, decode_image, read_file
     from torchvision.transforms.v2 import functional as TF
 
+    is_file = isinstance(source, Path)
+    data = read_file(str(source)) if is_file else torch.frombuffer(bytearray(source), dtype=torch.uint8)
     try:
-        image = decode_image(read_file(str(path)), mode=ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB)
+        image = decode_image(data, mode=ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB)
     except RuntimeError as e:
-        raise BadImage(f"{path}: not a readable image ({str(e).splitlines()[-1].strip()[:120]})") from None
+        what = source if is_file else name or "the image"
+        raise BadImage(f"{what}: not a readable image ({str(e).splitlines()[-1].strip()[:120]})") from None
     if image.dtype != torch.uint8:  # 16-bit PNG: 0..65535 onto 0..255, not clipped
         image = TF.to_dtype(image, torch.uint8, scale=True)
     if channels is None and image.shape[0] == 3 and torch.equal(image[0], image[1]) and torch.equal(image[1], image[2]):

@@ -1,0 +1,87 @@
+"""The web page in a real browser: headless Chromium (Debian's package) driven by Playwright.
+
+Skipped where there is no Chromium, except when LIT_NETS_REQUIRE_BROWSER=1 (CI sets it and installs Chromium):
+then a missing browser fails the test instead of hiding it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = os.environ.get("LIT_NETS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+REQUIRED = os.environ.get("LIT_NETS_REQUIRE_BROWSER") == "1"
+if not REQUIRED:
+    pytest.importorskip("playwright")
+    if CHROMIUM is None:
+        pytest.skip("no chromium on PATH (apt-get install chromium)", allow_module_level=True)
+# Chromium as root needs --no-sandbox; the network flags stop it calling home on a machine with no internet
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--no-first-run"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def page(cnn_service):
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM, "LIT_NETS_REQUIRE_BROWSER=1 but no chromium on PATH"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1100, "height": 760})
+        page.goto(cnn_service[0] + "/")
+        page.wait_for_selector("#image-input:not(.hidden)")
+        yield page
+        browser.close()
+
+
+def test_upload_a_real_digit_shows_its_label_bars_and_gradcam(page, cnn_run, tmp_path: Path) -> None:
+    from torchvision.io import encode_png
+
+    from lit_nets.data import MNISTDataModule
+
+    work, _ = cnn_run
+    x, y = MNISTDataModule(data_dir=str(work / "data"), download=False).splits.test
+    index = int((y == 7).nonzero()[0])  # a real 7 from the test split
+    digit = tmp_path / "seven.png"
+    digit.write_bytes(encode_png(x[index]).numpy().tobytes())
+    page.set_input_files("#file", str(digit))
+    page.wait_for_function("document.querySelector('#label').textContent !== '–'")
+    assert page.inner_text("#label") == "7"
+    assert page.locator("#bars .bar").count() == 10 and page.inner_text("#bars .bar.top .name") == "7"
+    page.wait_for_selector("#gradcam-panel:not(.hidden)")
+    assert page.eval_on_selector("#gradcam", "img => img.complete && img.naturalWidth") == 224
+    page.screenshot(path=str(tmp_path / "page-upload.png"), full_page=True)
+    print(f"screenshot: {tmp_path / 'page-upload.png'}")
+
+
+def test_draw_a_one_on_the_canvas(page, tmp_path: Path) -> None:
+    page.click("#clear")
+    box = page.locator("#canvas").bounding_box()
+    page.mouse.move(box["x"] + 140, box["y"] + 40)
+    page.mouse.down()
+    for step in range(1, 21):
+        page.mouse.move(box["x"] + 140, box["y"] + 40 + 10 * step)
+    page.mouse.up()
+    page.evaluate("document.querySelector('#label').textContent = '–'")
+    page.click("#predict-drawing")
+    page.wait_for_function("document.querySelector('#label').textContent !== '–'")
+    assert page.inner_text("#label") == "1"
+    page.screenshot(path=str(tmp_path / "page-drawing.png"), full_page=True)
+    print(f"screenshot: {tmp_path / 'page-drawing.png'}")
+
+
+def test_an_error_is_shown_not_swallowed(page, tmp_path: Path) -> None:
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    page.set_input_files("#file", str(bad))
+    page.wait_for_selector("#error", state="visible")
+    assert "400: the file is not a PNG or JPEG image" in page.inner_text("#error")
+
+
+def test_drawing_nothing_says_so(page) -> None:
+    page.click("#clear")
+    page.click("#predict-drawing")
+    assert page.inner_text("#error") == "draw something first"
