@@ -29,7 +29,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from lit_nets import checkpoints
-from lit_nets.callbacks import FigureLogger, LearningRateLogger, PredictionWriter
+from lit_nets.callbacks import FigureLogger, LearningRateLogger, PredictionWriter, ProgressBar
 from lit_nets.data.base import TensorDataModule, quiet_worker_warning
 from lit_nets.errors import UserError
 from lit_nets.models.classifier import Classifier
@@ -100,6 +100,17 @@ class LitNetsCLI(LightningCLI):
         parser.add_lightning_class_args(FigureLogger, "figures")
 
     # -- before anything is built ---------------------------------------------------------------------------
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
+        from lightning.pytorch.callbacks import ProgressBar as AnyProgressBar
+
+        given = config.get("callbacks") or []
+        given = given if isinstance(given, list) else [given]
+        if config.get("enable_progress_bar", True) is not False and not any(
+            isinstance(c, AnyProgressBar) for c in [*given, *callbacks]
+        ):
+            callbacks = [*callbacks, ProgressBar()]  # the bar that redraws by time, not every batch
+        return super()._instantiate_trainer(config, callbacks)
+
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         # Resolve --ckpt_path before anything is built, so a data module can read what it needs from it.

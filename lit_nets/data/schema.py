@@ -17,12 +17,14 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from lit_nets.errors import UserError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 MISSING = "(missing)"
@@ -43,6 +45,8 @@ def label_text(value: Any) -> str:
 
 def class_order(values: pd.Series) -> list[str]:
     """Sorted class names: numerically when every label is a number, else alphabetically."""
+    import pandas as pd
+
     unique = values.dropna().unique()
     numeric = pd.to_numeric(pd.Series(unique), errors="coerce")
     if numeric.notna().all():
@@ -53,6 +57,8 @@ def class_order(values: pd.Series) -> list[str]:
 
 def _first_non_number(column: pd.Series) -> tuple[Any, Any]:
     """(index, value) of the first value that is present but not a number."""
+    import pandas as pd
+
     parsed = pd.to_numeric(column, errors="coerce")
     bad = column.notna() & parsed.isna()
     index = bad.idxmax()
@@ -87,6 +93,8 @@ class TabularSchema:
         Which columns are numbers is decided on ``whole`` (all rows of the file, default ``train``), so a
         stray text value is reported wherever it is; the statistics come from ``train`` alone.
         """
+        import pandas as pd
+
         whole = train if whole is None else whole
         counts = train[target].map(label_text).value_counts()
         schema = cls(target=target, classes=classes, class_counts=[int(counts.get(c, 0)) for c in classes])
@@ -146,6 +154,8 @@ class TabularSchema:
     # -- applying it ----------------------------------------------------------------------------------------
     def encode(self, frame: pd.DataFrame, file: str | Path) -> np.ndarray:
         """Rows of ``frame`` (read from ``file``) as float32 input vectors (raw numbers, one-hot categories)."""
+        import pandas as pd
+
         missing = [name for name in self.features if name not in frame.columns]
         if missing:
             raise UserError(
@@ -201,12 +211,16 @@ def _log_counts(level: int, file: str | Path, what: str, counts: dict[str, int])
 
 
 def _as_categories(column: pd.Series) -> list[str]:
+    import pandas as pd
+
     return [MISSING if pd.isna(v) else label_text(v) for v in column]
 
 
 def _as_numbers(column: pd.Series, name: str, file: str | Path, strict: bool = False) -> pd.Series | None:
     """The column as floats; None when it is a text column (categories). A column of mostly numbers with a
     stray text value, or (``strict``) any text in a numeric column, is an error naming the line."""
+    import pandas as pd
+
     if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
         return column.astype(float)
     parsed = pd.to_numeric(column, errors="coerce")

@@ -1,0 +1,404 @@
+"""Time the seed's plain PyTorch loop (A), a tuned plain loop (B) and ``lit_nets fit`` (C) on the same data.
+
+    python scripts/benchmark.py                                   # the CNN on the offline MNIST sample, the MLP on wine
+    python scripts/benchmark.py --task cnn --epochs 5 --json benchmark.json
+    python scripts/benchmark.py --task cnn --config configs/fashion_mnist.yaml        # any image data config on top
+    python scripts/benchmark.py --task cnn --device cuda --precision bf16-mixed --batch_size 1024 --synthetic 60000
+
+The three runs share the data split, the model (built by the same lit_nets class, so the same layers and init),
+the optimiser, learning rate, batch size, seed and number of epochs:
+
+- A, the seed's loop as its cheat sheet writes it: a torchvision data set that makes a PIL image of each sample and
+  runs ``ToTensor`` and ``Normalize`` on it, a ``DataLoader(batch_size, shuffle=True)``, ``loss.item()`` summed
+  every step. For 1x28x28 images the data set is torchvision's own ``datasets.MNIST`` over idx files of the split;
+  CSV rows come as a ``TensorDataset`` of standardised rows.
+- B, a tuned plain loop: uint8 tensors in memory, a random permutation cut into index batches, normalisation on
+  the batch, ``channels_last``, no host sync in the step.
+- C, ``python -m lit_nets fit`` in a subprocess, exactly as a user runs it (TensorBoard, checkpoints, progress bar,
+  figures, the test of the best checkpoint at the end), plus the Throughput callback that clocks it.
+
+Each run is its own process, so its peak memory (max RSS) is its own. Reported per run: training samples/s (the mean
+over epochs after the first, which warms up), end-to-end wall time of the process (start-up, data, training,
+evaluation), peak memory, and the test accuracy of the model after the last epoch; then the ratios C/A and C/B. The
+table goes to the screen, everything to ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = {"cnn": REPO / "configs" / "cnn.yaml", "mlp": REPO / "configs" / "mlp.yaml"}
+
+
+# -- what the three runs share -----------------------------------------------------------------------------------
+def load_config(paths: list[str]) -> dict[str, Any]:
+    """The model and data sections of stacked YAML configs (later files override earlier ones, key by key)."""
+    import yaml
+
+    merged: dict[str, Any] = {}
+    for path in paths:
+        config = yaml.safe_load(Path(path).read_text()) or {}
+        for section in ("model", "data", "seed_everything", "trainer"):
+            if section not in config:
+                continue
+            if isinstance(config[section], dict) and isinstance(merged.get(section), dict):
+                init = {**merged[section].get("init_args", {}), **config[section].get("init_args", {})}
+                merged[section] = {**merged[section], **config[section], "init_args": init}
+            else:
+                merged[section] = config[section]
+    return merged
+
+
+def build(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
+    """The data module (set up for fitting) and the Lightning classifier, both as the config says."""
+    import importlib
+
+    import torch
+
+    config = load_config(args.configs)
+    seed = int(config.get("seed_everything", 42))
+    torch.manual_seed(seed)
+    data_args = dict(config["data"].get("init_args", {}))
+    if args.batch_size:
+        data_args["batch_size"] = args.batch_size
+    if args.synthetic:
+        dm = synthetic_data(args.synthetic, data_args["batch_size"], seed)
+    else:
+        module, _, name = config["data"]["class_path"].rpartition(".")
+        dm = getattr(importlib.import_module(module), name)(**data_args)
+    dm.setup("fit")
+    module, _, name = config["model"]["class_path"].rpartition(".")
+    torch.manual_seed(seed)
+    model = getattr(importlib.import_module(module), name)(
+        **config["model"].get("init_args", {}), num_classes=dm.num_classes, input_shape=dm.input_shape,
+        mean=dm.mean, std=dm.std, class_names=dm.class_names, schema=dm.schema,
+    )  # fmt: skip
+    return dm, model, config
+
+
+def synthetic_data(n: int, batch_size: int, seed: int) -> Any:
+    """MNIST-shaped random digits (n train, n // 6 test): throughput does not depend on the pixel values."""
+    import torch
+
+    from lit_nets.data.base import Splits, TensorDataModule
+
+    class Synthetic(TensorDataModule):
+        def load_splits(self) -> Splits:
+            g = torch.Generator().manual_seed(seed)
+            x = torch.randint(0, 256, (n + n // 3, 1, 28, 28), dtype=torch.uint8, generator=g)
+            y = torch.randint(0, 10, (n + n // 3,), generator=g)
+            return Splits(train=(x[:n], y[:n]), val=(x[n : n + n // 6], y[n : n + n // 6]),
+                          test=(x[n + n // 6 :], y[n + n // 6 :]), source="synthetic MNIST-shaped data")  # fmt: skip
+
+    return Synthetic(batch_size=batch_size, seed=seed)
+
+
+def optimizer_of(model: Any, params: Any) -> Any:
+    import torch
+
+    options = {"lr": model.hparams.lr, "weight_decay": model.hparams.weight_decay}
+    if model.hparams.optimizer == "sgd":
+        return torch.optim.SGD(params, momentum=model.hparams.momentum, **options)
+    return (torch.optim.AdamW if model.hparams.optimizer == "adamw" else torch.optim.Adam)(params, **options)
+
+
+def accuracy(forward: Any, x: Any, y: Any, device: str, batch: int = 1024) -> float:
+    import torch
+
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            correct += int((forward(x[i : i + batch].to(device)).argmax(1).cpu() == y[i : i + batch]).sum())
+    return correct / len(y)
+
+
+def autocast(args: argparse.Namespace) -> Any:
+    import contextlib
+
+    import torch
+
+    if args.precision == "bf16-mixed":
+        return torch.autocast(args.device.split(":")[0], dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+# -- A: the seed's loop ------------------------------------------------------------------------------------------
+def run_a(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+
+    dm, model, _ = build(args)
+    (x, y), (tx, ty) = dm.splits.train, dm.splits.test
+    net = model.net.to(args.device)  # the same layers, fed normalised float tensors
+    if x.dtype == torch.uint8:
+        from torchvision import datasets, transforms
+
+        transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize(dm.mean, dm.std)])
+        if tuple(x.shape[1:]) == (1, 28, 28):  # torchvision's MNIST over idx files of this very split
+            root = Path(tempfile.mkdtemp())
+            write_idx(root / "MNIST" / "raw", "train", x[:, 0], y)
+            write_idx(root / "MNIST" / "raw", "t10k", tx[:, 0], ty)
+            train_set = datasets.MNIST(str(root), train=True, download=False, transform=transform)
+        else:
+            train_set = PerSampleImages(x, y, transform)
+        test_x = torch.stack([transform(to_pil(img)) for img in tx])
+    else:  # CSV rows, standardised up front as the seed does with a scaler
+        mean, std = torch.tensor(dm.mean), torch.tensor(dm.std)
+        train_set = TensorDataset((x - mean) / std, y)
+        test_x = (tx - mean) / std
+    loader = DataLoader(train_set, batch_size=dm.batch_size, shuffle=True)
+    optimizer = optimizer_of(model, net.parameters())
+    criterion = nn.CrossEntropyLoss()
+    epoch_rates = []
+    for _ in range(args.epochs):
+        net.train()
+        start, seen, running_loss = time.perf_counter(), 0, 0.0
+        for data, target in loader:
+            data, target = data.to(args.device), target.to(args.device)
+            optimizer.zero_grad()
+            with autocast(args):
+                output = net(data)
+                loss = criterion(output, target)
+            loss.backward()
+            optimizer.step()
+            running_loss += loss.item()
+            seen += len(data)
+        sync(args.device)
+        epoch_rates.append(seen / (time.perf_counter() - start))
+    net.eval()
+    return {"epoch_rates": epoch_rates, "test_acc": accuracy(net, test_x, ty, args.device), "data": dm.source}
+
+
+class PerSampleImages:
+    """What torchvision's image data sets do per item: a PIL image of the sample, then the transform."""
+
+    def __init__(self, x: Any, y: Any, transform: Any) -> None:
+        self.x, self.y, self.transform = x, y, transform
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> tuple[Any, int]:
+        return self.transform(to_pil(self.x[i])), int(self.y[i])
+
+
+def to_pil(image: Any) -> Any:
+    from torchvision.transforms.v2.functional import to_pil_image
+
+    return to_pil_image(image)
+
+
+def write_idx(raw: Path, prefix: str, images: Any, labels: Any) -> None:
+    import struct
+
+    raw.mkdir(parents=True, exist_ok=True)
+    n, h, w = images.shape
+    (raw / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 2051, n, h, w) + images.numpy().tobytes())
+    (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, n) + labels.byte().numpy().tobytes())
+
+
+# -- B: the tuned plain loop -------------------------------------------------------------------------------------
+def run_b(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+    import torch.nn.functional as F
+
+    dm, model, _ = build(args)
+    (x, y), (tx, ty) = dm.splits.train, dm.splits.test
+    model = model.to(args.device)  # normalize + net; CNNs are already channels_last
+    x, y = x.to(args.device), y.to(args.device)
+    optimizer = optimizer_of(model, model.parameters())
+    generator = torch.Generator().manual_seed(0)
+    epoch_rates = []
+    for _ in range(args.epochs):
+        model.train()
+        start = time.perf_counter()
+        order = torch.randperm(len(x), generator=generator).to(args.device)
+        for batch in order.split(dm.batch_size):
+            optimizer.zero_grad(set_to_none=True)
+            with autocast(args):
+                loss = F.cross_entropy(model(x[batch]), y[batch])
+            loss.backward()
+            optimizer.step()
+        sync(args.device)
+        epoch_rates.append(len(x) / (time.perf_counter() - start))
+    model.eval()
+    return {"epoch_rates": epoch_rates, "test_acc": accuracy(model, tx, ty, args.device), "data": dm.source}
+
+
+# -- C: lit_nets fit ---------------------------------------------------------------------------------------------
+def run_c(args: argparse.Namespace) -> dict[str, Any]:
+    """``python -m lit_nets fit`` in its own process; its throughput and metrics read back from TensorBoard."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from lit_nets.explain import load_classifier
+
+    work = Path(tempfile.mkdtemp(prefix="bench_c_"))
+    command = [sys.executable, "-m", "lit_nets", "fit", *[f"--config={c}" for c in map(os.path.abspath, args.configs)],
+               f"--trainer.max_epochs={args.epochs}", "--trainer.callbacks+=lit_nets.callbacks.Throughput",
+               f"--trainer.accelerator={'cpu' if args.device == 'cpu' else 'gpu'}"]  # fmt: skip
+    if args.precision:
+        command.append(f"--trainer.precision={args.precision}")
+    if args.batch_size:
+        command.append(f"--data.init_args.batch_size={args.batch_size}")
+    if args.synthetic:
+        raise SystemExit("--synthetic is for A and B only: C trains on what the config names")
+    start = time.perf_counter()
+    proc = subprocess.run(command, cwd=work, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"C failed ({' '.join(command)}):\n{proc.stderr[-3000:]}")
+    run_dir = work / "lightning_logs" / "version_0"
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    rates = [e.value for e in events.Scalars("perf/train_samples_per_sec")]
+    dm, _, _ = build(args)
+    model = load_classifier(run_dir / "checkpoints" / "last.ckpt")
+    tx, ty = dm.splits.test
+    return {"epoch_rates": rates, "test_acc": accuracy(model, tx, ty, "cpu"), "wall_s_inner": wall, "data": dm.source}
+
+
+RUNS = {"A": run_a, "B": run_b, "C": run_c}
+LABELS = {"A": "A: seed's plain loop", "B": "B: tuned plain loop", "C": "C: lit_nets fit"}
+
+
+def worker(args: argparse.Namespace) -> None:
+    import logging
+
+    logging.basicConfig(level=logging.ERROR)  # the offline-sample warning is printed once, by the table
+    logging.getLogger("lit_nets").setLevel(logging.ERROR)
+    result = RUNS[args.worker](args)
+    Path(args.out).write_text(json.dumps(result))
+
+
+def run_one(name: str, args: argparse.Namespace, configs: list[str]) -> dict[str, Any]:
+    """One run in a fresh process: its wall time and peak memory measured from outside."""
+    out = Path(tempfile.mkstemp(suffix=".json")[1])
+    command = [sys.executable, __file__, "--worker", name, "--out", str(out), "--epochs", str(args.epochs),
+               "--device", args.device, "--configs", *configs]  # fmt: skip
+    for option in ("precision", "batch_size", "synthetic"):
+        if getattr(args, option):
+            command += [f"--{option}", str(getattr(args, option))]
+    start = time.perf_counter()
+    proc = subprocess.Popen(command)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if status != 0:
+        raise SystemExit(f"run {name} failed (status {status})")
+    result = json.loads(out.read_text())
+    out.unlink()
+    if name == "C":  # the fit process is a child of the worker: its own wall time, and the larger peak
+        wall = result.pop("wall_s_inner")
+    rates = result["epoch_rates"][1:] or result["epoch_rates"]
+    peak = usage.ru_maxrss / 1024  # the largest of the process and the processes it waited for (C's fit)
+    return {
+        "run": LABELS[name], "samples_per_s": sum(rates) / len(rates), "wall_s": wall, "peak_mb": peak,
+        "test_acc": result["test_acc"], "epoch_samples_per_s": result["epoch_rates"], "data": result["data"],
+    }  # fmt: skip
+
+
+def median_of(repeats: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from repeated runs of the same thing: the median throughput and wall time, the largest peak."""
+    import statistics
+
+    row = dict(repeats[0])
+    row["samples_per_s"] = statistics.median(r["samples_per_s"] for r in repeats)
+    row["wall_s"] = statistics.median(r["wall_s"] for r in repeats)
+    row["peak_mb"] = max(r["peak_mb"] for r in repeats)
+    row["repeats"] = [{k: r[k] for k in ("samples_per_s", "wall_s", "test_acc")} for r in repeats]
+    return row
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    cpu = platform.processor()
+    if Path("/proc/cpuinfo").exists():
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")]  # fmt: skip
+        cpu = f"{names[0]} ({len(names)} logical cores)" if names else cpu
+    info = {
+        "cpu": cpu,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", choices=["cnn", "mlp", "all"], default="all", help="default: both")
+    parser.add_argument("--config", action="append", default=[], help="a config stacked on the task's (repeatable)")
+    parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS))
+    parser.add_argument("--epochs", type=int, help="default: the task config's max_epochs")
+    parser.add_argument("--batch_size", type=int, help="default: the config's")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--precision", choices=["32-true", "bf16-mixed"], help="default: fp32 (bf16-mixed on GPUs)")
+    parser.add_argument("--synthetic", type=int, help="A and B on this many random MNIST-shaped images instead")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each; the table shows the medians")
+    parser.add_argument("--json", help="write the results here too")
+    parser.add_argument("--worker", choices=list(RUNS), help=argparse.SUPPRESS)
+    parser.add_argument("--configs", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        return worker(args)
+
+    results = []
+    for task in ["cnn", "mlp"] if args.task == "all" else [args.task]:
+        configs = [str(CONFIGS[task]), *args.config]
+        epochs = args.epochs or int(load_config(configs).get("trainer", {}).get("max_epochs", 5))
+        task_args = argparse.Namespace(**{**vars(args), "epochs": epochs})
+        print(f"--- {task}: {', '.join(configs)}, {epochs} epochs, device {args.device}", file=sys.stderr, flush=True)
+        repeats: dict[str, list[dict[str, Any]]] = {name: [] for name in args.runs}
+        for _ in range(args.repeat):  # A, B, C in turn, so that a slow spell of the machine hits them all
+            for name in args.runs:
+                repeats[name].append(run_one(name, task_args, configs))
+        rows = {name: median_of(runs) for name, runs in repeats.items()}
+        summary = {"task": task, "configs": configs, "epochs": epochs, "repeat": args.repeat,
+                   "data": next(iter(rows.values()))["data"], "runs": list(rows.values())}  # fmt: skip
+        for other in ("A", "B"):
+            if "C" in rows and other in rows:
+                summary[f"C/{other}"] = rows["C"]["samples_per_s"] / rows[other]["samples_per_s"]
+        results.append(summary)
+        print_table(summary)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": machine(), "results": results}, indent=2))
+    return results
+
+
+def print_table(summary: dict[str, Any]) -> None:
+    print(f"\n{summary['task']} on {summary['data']}: {summary['epochs']} epochs, samples/s averaged over epochs "
+          f"2..{summary['epochs']}, median of {summary['repeat']} run(s) each")  # fmt: skip
+    print("| run | train samples/s | wall s | peak MB | test acc |\n| --- | ---: | ---: | ---: | ---: |")
+    for row in summary["runs"]:
+        print(f"| {row['run']} | {row['samples_per_s']:,.0f} | {row['wall_s']:.1f} | {row['peak_mb']:,.0f} "
+              f"| {row['test_acc']:.4f} |")  # fmt: skip
+    ratios = [f"{key} = {summary[key]:.2f}" for key in ("C/A", "C/B") if key in summary]
+    if ratios:
+        print("throughput " + ", ".join(ratios))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))
+    main()

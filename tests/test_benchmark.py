@@ -1,0 +1,40 @@
+"""The benchmark harness runs end to end (A, B and C on real data), and the fast-path pieces it relies on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from lit_nets.models import CNNClassifier
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_benchmark_script_times_all_three_runs_on_the_wine_sample(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "benchmark.py"), "--task", "mlp", "--epochs", "3", "--json", str(out)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| A: seed's plain loop |" in proc.stdout and "| C: lit_nets fit |" in proc.stdout
+    assert "throughput C/A = " in proc.stdout
+    result = json.loads(out.read_text())
+    assert result["machine"]["torch"] == torch.__version__
+    (mlp,) = result["results"]
+    runs = {r["run"][0]: r for r in mlp["runs"]}
+    assert set(runs) == {"A", "B", "C"} and mlp["C/A"] > 0 and mlp["C/B"] > 0
+    for run in runs.values():
+        assert len(run["epoch_samples_per_s"]) == 3 and run["samples_per_s"] > 0 and run["peak_mb"] > 50
+        assert run["test_acc"] >= 0.6, run  # 3 epochs on wine: well above the 0.40 of the largest class
+
+
+def test_compile_keeps_the_checkpoint_names() -> None:
+    plain = CNNClassifier(num_classes=10, input_shape=[1, 28, 28])
+    compiled = CNNClassifier(num_classes=10, input_shape=[1, 28, 28], compile=True)
+    compiled.configure_model()
+    assert list(compiled.state_dict()) == list(plain.state_dict())
