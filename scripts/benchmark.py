@@ -147,7 +147,8 @@ def run_a(args: argparse.Namespace) -> dict[str, Any]:
 
     dm, model, _ = build(args)
     (x, y), (tx, ty) = dm.splits.train, dm.splits.test
-    net = model.net.to(args.device)  # the same layers, fed normalised float tensors
+    # the same layers and initial weights, in PyTorch's default memory layout as the seed's model is
+    net = model.net.to(args.device, memory_format=torch.contiguous_format)
     if x.dtype == torch.uint8:
         from torchvision import datasets, transforms
 
