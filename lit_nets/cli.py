@@ -29,7 +29,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from lit_nets import checkpoints
-from lit_nets.callbacks import FigureLogger, LearningRateLogger, PredictionWriter, ProgressBar
+from lit_nets.callbacks import FigureLogger, LearningRateLogger, PredictionWriter, ProgressBar, SaveOnInterrupt
 from lit_nets.data.base import TensorDataModule, quiet_worker_warning
 from lit_nets.errors import UserError
 from lit_nets.models.classifier import Classifier
@@ -100,6 +100,14 @@ class LitNetsCLI(LightningCLI):
         parser.add_lightning_class_args(FigureLogger, "figures")
 
     # -- before anything is built ---------------------------------------------------------------------------
+    def _parse_ckpt_path(self) -> None:
+        # Lightning reads a --ckpt_path file here, before any hook of ours: check it first, for a clear message
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and Path(ckpt_path).is_file():
+            checkpoints.load(ckpt_path, "--ckpt_path")
+        super()._parse_ckpt_path()
+
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
         from lightning.pytorch.callbacks import ProgressBar as AnyProgressBar
 
@@ -109,13 +117,19 @@ class LitNetsCLI(LightningCLI):
             isinstance(c, AnyProgressBar) for c in [*given, *callbacks]
         ):
             callbacks = [*callbacks, ProgressBar()]  # the bar that redraws by time, not every batch
+        callbacks = [*callbacks, SaveOnInterrupt()]
         return super()._instantiate_trainer(config, callbacks)
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         # Resolve --ckpt_path before anything is built, so a data module can read what it needs from it.
+        if config.get("weights_only", False) is None:  # Lightning would unpickle remote checkpoints as code
+            config.weights_only = True
         if "ckpt_path" in config:  # absent when the CLI is built with run=False
-            config.ckpt_path = checkpoints.resolve(config.ckpt_path, logs_root(config), self.subcommand)
+            trusted = config.get("weights_only") is False
+            config.ckpt_path = checkpoints.resolve(
+                config.ckpt_path, logs_root(config), self.subcommand, trusted=trusted
+            )
         if config.get("ckpt_path"):
             rank_zero_info(f"Checkpoint: {config.ckpt_path}")
             init_args = config.data.get("init_args") if config.get("data") else None
@@ -150,6 +164,25 @@ class LitNetsCLI(LightningCLI):
             print(predict_summary(predictions))
 
     # -- after fit: test the best checkpoint and say where everything is ------------------------------------
+    def _check_checkpoint_fits(self) -> None:
+        """A --ckpt_path of another model or data (classes, input shape) ends with one line, not a state_dict
+        size-mismatch traceback."""
+        ckpt_path = self.config[self.subcommand].get("ckpt_path")
+        if not ckpt_path or not hasattr(self.model, "num_classes"):
+            return
+        saved = checkpoints.hparams_of(ckpt_path)
+        here = {"num_classes": self.model.num_classes, "input_shape": list(self.model.input_shape)}
+        there = {"num_classes": saved.get("num_classes"), "input_shape": list(saved.get("input_shape") or [])}
+        if saved and here != there:
+            kind = str(saved.get("_class_path", "a model")).rpartition(".")[2]
+            raise UserError(
+                f"--ckpt_path {ckpt_path} holds {kind} for {there['num_classes']} classes of input "
+                f"{there['input_shape']}, but this run's data gives {here['num_classes']} classes of input "
+                f"{here['input_shape']}; use the config the checkpoint was trained with"
+            )
+
+    before_fit = before_validate = before_test = before_predict = _check_checkpoint_fits
+
     def after_fit(self) -> None:
         trainer = self.trainer
         if trainer.interrupted:
@@ -267,10 +300,14 @@ def main(args: list[str] | None = None) -> None:
 def find_user_error(error: BaseException | None) -> UserError | None:
     """The :class:`UserError` behind ``error``, if any (jsonargparse wraps errors raised while it builds
     the model and data in a ValueError of its own)."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
     seen = set()
     while error is not None and id(error) not in seen:
         if isinstance(error, UserError):
             return error
+        if isinstance(error, MisconfigurationException):  # Lightning's word for a bad trainer setting
+            return UserError(f"trainer: {error}")
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None

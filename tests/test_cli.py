@@ -115,6 +115,11 @@ def test_print_config_round_trips(tmp_path: Path) -> None:
             "error: FashionMNIST is not in data/FashionMNIST/raw/",
         ),
         (("--ckpt_path", "missing.ckpt"), "error: --ckpt_path missing.ckpt: no such checkpoint file"),
+        (("--data.init_args.batch_size", "-5"), "error: data.batch_size must be a positive integer, got -5"),
+        (("--model.init_args.lrr", "0.1"), "Option 'lrr' is not accepted"),
+        (("--model.init_args.lr", "abc"), "Expected a <class 'float'>. Got value: abc"),
+        (("--trainer.accelerator", "cpu", "--trainer.devices", "0"), "error: trainer: `Trainer(devices='0')` value is"),
+        (("--trainer.max_epochs", "-3"), "error: trainer: `max_epochs` must be a non-negative integer or -1"),
     ],
 )
 def test_bad_input_ends_with_one_clear_line(tmp_path: Path, args: tuple[str, ...], message: str) -> None:

@@ -68,5 +68,5 @@ def test_each_format_reloads_without_lit_nets_and_predicts_the_same(cnn_run, fmt
 def test_export_of_a_missing_checkpoint_is_one_line(tmp_path: Path) -> None:
     proc = run_cli("export", "--ckpt_path", "nope.ckpt", cwd=tmp_path, check=False)
     assert (
-        proc.returncode == 2 and "no such checkpoint file nope.ckpt" in proc.stderr and "Traceback" not in proc.stderr
+        proc.returncode == 2 and "nope.ckpt: no such checkpoint file" in proc.stderr and "Traceback" not in proc.stderr
     )

@@ -4,12 +4,14 @@ A data set is a few tensors held in memory (images as uint8). The loaders hand w
 (``dataset[list_of_indices]``), so there is no per-sample Python work and no collate step; normalisation
 lives in the model and augmentation runs on the batch on its device (``on_after_batch_transfer``).
 
-The loader is torch's own ``DataLoader`` with a ``BatchSampler`` as its sampler and ``batch_size=None``,
-so Lightning's machinery (distributed samplers, device transfer, pinning) applies unchanged.
+The loader is torch's own ``DataLoader`` with a sampler of whole index batches and ``batch_size=None``, so
+Lightning's machinery (device transfer, pinning) applies unchanged; the training loader also keeps its place in
+the epoch in checkpoints (:class:`ResumableLoader`).
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -17,7 +19,7 @@ from typing import Any, Literal
 import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.accelerators import CUDAAccelerator
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
 from lit_nets.errors import UserError
 
@@ -108,6 +110,61 @@ class WithIndex(Dataset):
 
     def __getitem__(self, i: int) -> tuple[Any, ...]:
         return (*self.dataset[i], i)
+
+
+class EpochBatches(Sampler):
+    """Index batches of one epoch. Shuffled, epoch ``e``'s order is the permutation drawn from ``seed + e`` alone, so
+    any epoch can be replayed; ``start(epoch, skip)`` sets which epoch the next pass serves and how many of its
+    batches were already consumed (a resumed run)."""
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int) -> None:
+        self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
+        self.epoch, self.skip = 0, 0
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.batch_size)
+
+    def start(self, epoch: int, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
+
+    def __iter__(self):
+        if self.shuffle:
+            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        else:
+            order = torch.arange(self.n)
+        yield from order.split(self.batch_size)[self.skip :]
+
+
+class ResumableLoader(DataLoader):
+    """The training loader of in-memory data: a DataLoader whose position in the epoch goes into checkpoints.
+
+    Lightning saves ``state_dict()`` with every checkpoint and hands it back on resume, so a run stopped in the
+    middle of an epoch continues with the same epoch's order after the batches it had trained on; with
+    ``deterministic`` it ends with the same weights as a run never stopped. ``consumed`` counts the batches
+    the training step received (the data module counts them as they reach the device), not those Lightning
+    fetched ahead.
+    """
+
+    epoch_of: Any = None  # set by the data module: the trainer's current epoch (None without a trainer)
+    consumed: int = 0
+    _resume: tuple[int, int] | None = None
+    _passes: int = 0
+
+    def __iter__(self):
+        epoch = self.epoch_of() if self.epoch_of else None
+        epoch = self._passes if epoch is None else epoch  # used on its own: a new order each pass
+        self._passes += 1
+        skip = self._resume[1] if self._resume and self._resume[0] == epoch else 0
+        self._resume = None
+        self.sampler.start(epoch, skip)
+        self.consumed = skip
+        return super().__iter__()
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.sampler.epoch, "consumed": self.consumed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume = (int(state["epoch"]), int(state["consumed"]))
 
 
 def labels_of(data: Any) -> torch.Tensor:
@@ -221,23 +278,28 @@ class TensorDataModule(LightningDataModule):
 
     # -- loaders --------------------------------------------------------------------------------------------
     def _loader(self, data: tuple[torch.Tensor, ...] | Dataset, shuffle: bool) -> DataLoader:
-        """Tensors: whole batches by index. A per-item Dataset (streaming from disk): the usual DataLoader."""
-        dataset = data if isinstance(data, Dataset) else IndexedTensors(*data)
-        if shuffle:
-            generator = torch.Generator().manual_seed(self.seed)
-            sampler: Any = RandomSampler(dataset, generator=generator)
-        else:
-            sampler = SequentialSampler(dataset)
+        """Tensors: whole batches by index (resumable mid-epoch when shuffled: the training loader). A per-item
+        Dataset (streaming from disk): the usual DataLoader."""
         on_gpu = self.trainer is not None and isinstance(self.trainer.accelerator, CUDAAccelerator)
         common = dict(num_workers=self.num_workers, pin_memory=on_gpu, persistent_workers=self.num_workers > 0)
         if isinstance(data, Dataset):
-            return DataLoader(dataset, sampler=sampler, batch_size=self.batch_size, **common)
-        return DataLoader(
-            dataset,
-            sampler=BatchSampler(sampler, self.batch_size, drop_last=False),
-            batch_size=None,  # the sampler hands out whole batches; the dataset indexes them at once
-            **common,
-        )
+            generator = torch.Generator().manual_seed(self.seed)
+            sampler: Any = RandomSampler(data, generator=generator) if shuffle else SequentialSampler(data)
+            return DataLoader(data, sampler=sampler, batch_size=self.batch_size, **common)
+        dataset = IndexedTensors(*data)
+        batches = EpochBatches(len(dataset), self.batch_size, shuffle, self.seed)
+        # the sampler hands out whole batches (batch_size None); the dataset indexes each at once
+        loader = (ResumableLoader if shuffle else DataLoader)(dataset, sampler=batches, batch_size=None, **common)
+        if shuffle:
+            loader.epoch_of = lambda: self.trainer.current_epoch if self.trainer is not None else None
+            self._train_loader = loader
+        return loader
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        loader = getattr(self, "_train_loader", None)
+        if loader is not None and self.trainer is not None and self.trainer.training:
+            loader.consumed += 1  # a batch the training step is about to receive
+        return batch
 
     def _need(self, split: str) -> tuple[torch.Tensor, ...]:
         tensors = getattr(self.splits, split)

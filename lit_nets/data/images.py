@@ -70,6 +70,7 @@ class ImageDataModule(TensorDataModule):
         return channel_stats(splits.train[0])
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        batch = super().on_after_batch_transfer(batch, dataloader_idx)
         if self.augment and self.trainer is not None and self.trainer.training:
             x, *rest = batch
             x = random_affine(x.float().div_(255.0))

@@ -1,0 +1,127 @@
+"""Faults: crafted and torn checkpoints, SIGTERM in the middle of training, and resuming after each."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import CONFIGS, run_cli
+
+FAST = ["--trainer.limit_train_batches", "20", "--trainer.limit_val_batches", "2", "--data.download", "false",
+        "--trainer.enable_progress_bar", "false", "--figures.enabled", "false",
+        "--test_after_fit", "false"]  # fmt: skip
+
+
+class Payload:
+    """What a crafted checkpoint carries: unpickling it runs a shell command."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize(
+    ("command", "container"),
+    [("test", "torch.save"), ("test", "pickle.dump"), ("export", "torch.save"), ("explain", "torch.save"),
+     ("serve", "pickle.dump")],
+)  # fmt: skip
+def test_a_crafted_pickle_checkpoint_is_refused_and_runs_nothing(tmp_path: Path, container: str, command: str) -> None:
+    marker, evil = tmp_path / "PWNED", tmp_path / "evil.ckpt"
+    content = {"state_dict": {}, "hyper_parameters": {"lr": Payload(marker)}}
+    if container == "torch.save":
+        torch.save(content, evil)
+    else:
+        evil.write_bytes(pickle.dumps(content))
+    args = {
+        "test": ["test", "--config", str(CONFIGS / "cnn.yaml"), "--ckpt_path", str(evil)],
+        "export": ["export", "--ckpt_path", str(evil)],
+        "explain": ["explain", "--ckpt_path", str(evil), "--images", str(evil)],
+        "serve": ["serve", "--ckpt_path", str(evil)],
+    }[command]
+    proc = run_cli(*args, cwd=tmp_path, check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "refused to load" in proc.stderr and "Traceback" not in proc.stderr
+    if container == "torch.save":
+        assert "unsupported GLOBAL posix.system" in proc.stderr  # the message names what it wanted to run
+    assert not marker.exists(), "the payload ran"
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory) -> Path:
+    """Two short epochs of the seed CNN: last.ckpt and a best checkpoint."""
+    work = tmp_path_factory.mktemp("short_run")
+    run_cli("fit", "--config", str(CONFIGS / "cnn.yaml"), "--trainer.max_epochs", "2", *FAST, cwd=work)
+    return work
+
+
+def test_a_torn_last_checkpoint_falls_back_to_the_newest_intact_one(short_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    work = tmp_path / "run"
+    shutil.copytree(short_run, work)
+    checkpoints = work / "lightning_logs" / "version_0" / "checkpoints"
+    last = checkpoints / "last.ckpt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # killed while writing it
+    explicit = run_cli("test", "--config", str(CONFIGS / "cnn.yaml"), "--ckpt_path", str(last), cwd=work, check=False)
+    assert explicit.returncode == 2 and "not a complete checkpoint (truncated, torn" in explicit.stderr
+    proc = run_cli("fit", "--config", str(CONFIGS / "cnn.yaml"), "--ckpt_path", "last", "--trainer.max_epochs", "3",
+                   *FAST, cwd=work)  # fmt: skip
+    best = next(p for p in checkpoints.glob("epoch*.ckpt")).relative_to(work)
+    assert f"{last.relative_to(work)} is torn (cut short while being written); using {best} instead" in proc.stderr
+    resumed = torch.load(work / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert resumed["epoch"] == 2 and resumed["global_step"] == 60  # 3 epochs of 20 steps: none lost, none repeated
+
+
+def test_sigterm_mid_epoch_then_resume_ends_with_the_weights_of_an_unbroken_run(tmp_path: Path) -> None:
+    """SIGTERM saves the step reached; the resumed run continues the same epoch's order after the batches already
+    trained on (the loader's place is in the checkpoint), so with deterministic on the weights come out equal."""
+    common = ["--config", str(CONFIGS / "cnn.yaml"), "--trainer.max_epochs", "3", *FAST[2:],
+              "--trainer.limit_train_batches", "40", "--trainer.deterministic", "true"]  # fmt: skip
+    unbroken = tmp_path / "unbroken"
+    unbroken.mkdir()
+    run_cli("fit", *common, cwd=unbroken)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "lit_nets", "fit", *common], cwd=broken, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    started = broken / "lightning_logs" / "version_0" / "hparams.yaml"  # written when training starts
+    deadline = time.monotonic() + 120
+    while not started.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    time.sleep(1.5)  # some steps into the first epoch
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert "Interrupted at epoch" in out, out[-3000:]
+    saved = torch.load(broken / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+    said = out.split("Interrupted at epoch ")[1].split(":")[0]  # "E, step S"
+    assert said == f"{saved['epoch']}, step {saved['global_step']}" and 0 < saved["global_step"] < 120
+    assert saved["global_step"] % 40 != 0, "stopped between epochs: this test wants the middle of one"
+    run_cli("fit", *common, "--ckpt_path", "last", cwd=broken)
+    final = torch.load(broken / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt", weights_only=True)
+    reference = torch.load(unbroken / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert (final["epoch"], final["global_step"]) == (reference["epoch"], reference["global_step"]) == (2, 120)
+    diff = max(
+        (final["state_dict"][k].float() - v.float()).abs().max().item() for k, v in reference["state_dict"].items()
+    )
+    print(f"stopped at step {saved['global_step']}; max |weight difference| after resuming: {diff:.3g}")
+    assert diff == 0.0
+
+
+def test_a_checkpoint_of_another_model_and_data_is_one_line(tmp_path: Path) -> None:
+    run_cli("fit", "--config", str(CONFIGS / "mlp.yaml"), "--trainer.max_epochs", "1", "--test_after_fit", "false",
+            "--figures.enabled", "false", "--trainer.enable_progress_bar", "false", cwd=tmp_path)  # fmt: skip
+    wine = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    proc = run_cli("test", "--config", str(CONFIGS / "cnn.yaml"), "--data.download", "false", "--ckpt_path", str(wine),
+                   cwd=tmp_path, check=False)  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "holds MLPClassifier for 3 classes of input [13], but this run's data gives 10 classes" in proc.stderr
