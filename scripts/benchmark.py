@@ -3,7 +3,8 @@
     python scripts/benchmark.py                                   # the CNN on the offline MNIST sample, the MLP on wine
     python scripts/benchmark.py --task cnn --epochs 5 --json benchmark.json
     python scripts/benchmark.py --task cnn --config configs/fashion_mnist.yaml        # any image data config on top
-    python scripts/benchmark.py --task cnn --device cuda --precision bf16-mixed --batch_size 1024 --synthetic 60000
+    python scripts/benchmark.py --task cnn --runs A B --device cuda --precision bf16-mixed --batch_size 1024 \
+        --synthetic 60000
 
 The three runs share the data split, the model (built by the same lit_nets class, so the same layers and init),
 the optimiser, learning rate, batch size, seed and number of epochs:
