@@ -195,8 +195,9 @@ class LitNetsCLI(LightningCLI):
         has_test = getattr(self.datamodule, "splits", None) is not None and self.datamodule.splits.test is not None
         if wants_test and has_test and best and not trainer.fast_dev_run:
             test_results = trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)
+        log_dir = trainer.log_dir  # a collective under DDP: every process asks, rank 0 prints
         if trainer.is_global_zero:
-            print(run_summary(trainer, best, last, test_results, getattr(self.datamodule, "source", "")))
+            print(run_summary(trainer, log_dir, best, last, test_results, getattr(self.datamodule, "source", "")))
 
 
 def logs_root(config: Any) -> Path:
@@ -221,10 +222,11 @@ def predict_summary(batches: list[dict[str, torch.Tensor]] | None) -> str:
     return text + "."
 
 
-def run_summary(trainer: Any, best: str, last: str, test_results: list[dict[str, float]], source: str) -> str:
+def run_summary(
+    trainer: Any, log_dir: str | None, best: str, last: str, test_results: list[dict[str, float]], source: str
+) -> str:
     """A few lines that say where a run's logs and checkpoints are and how it did."""
     lines = ["", "=" * 100]
-    log_dir = trainer.log_dir
     if log_dir:
         root = Path(log_dir).parent
         lines.append(f"Run folder:   {log_dir}    (view: tensorboard --logdir {root})")

@@ -125,3 +125,24 @@ def test_a_checkpoint_of_another_model_and_data_is_one_line(tmp_path: Path) -> N
                    cwd=tmp_path, check=False)  # fmt: skip
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "holds MLPClassifier for 3 classes of input [13], but this run's data gives 10 classes" in proc.stderr
+
+
+def test_ddp_with_two_cpu_processes_logs_metrics_of_the_whole_validation_set(tmp_path: Path) -> None:
+    """2 gloo processes: the logged val/acc is the synchronised torchmetrics value over every validation batch,
+    so validating the same checkpoint in one process gives the same figure (up to the one padded batch)."""
+    from conftest import scalars
+
+    run_cli("fit", "--config", str(CONFIGS / "cnn.yaml"), "--config", str(CONFIGS / "ddp.yaml"),
+            "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.max_epochs", "2", *FAST[4:],
+            cwd=tmp_path)  # fmt: skip
+    run = tmp_path / "lightning_logs" / "version_0"
+    logged = dict(scalars(run)["val/acc"])
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 2 * 29  # each process: every other of the 57 batches of 64, for 2 epochs
+    run_cli("validate", "--config", str(CONFIGS / "cnn.yaml"), "--data.download", "false",
+            "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), cwd=tmp_path)  # fmt: skip
+    single = scalars(tmp_path / "lightning_logs" / "version_1")["val/acc"][-1][1]
+    print(
+        f"val/acc logged by 2 DDP processes {logged[max(logged)]:.4f}, one process on the same checkpoint {single:.4f}"
+    )
+    assert abs(logged[max(logged)] - single) <= 0.01, (logged, single)

@@ -150,18 +150,29 @@ class ResumableLoader(DataLoader):
     _resume: tuple[int, int] | None = None
     _passes: int = 0
 
+    @property
+    def batches(self) -> EpochBatches:
+        """Our sampler, also where Lightning's DistributedSamplerWrapper (DDP) keeps it."""
+        if isinstance(self.sampler, EpochBatches):
+            return self.sampler
+        return self.sampler.dataset._sampler
+
     def __iter__(self):
         epoch = self.epoch_of() if self.epoch_of else None
         epoch = self._passes if epoch is None else epoch  # used on its own: a new order each pass
         self._passes += 1
         skip = self._resume[1] if self._resume and self._resume[0] == epoch else 0
         self._resume = None
-        self.sampler.start(epoch, skip)
+        if skip and not isinstance(self.sampler, EpochBatches):
+            # each process got every world_size-th batch: skipping in the shared order is not done yet
+            warnings.warn("resuming mid-epoch across processes restarts that epoch's order", stacklevel=2)
+            skip = 0
+        self.batches.start(epoch, skip)
         self.consumed = skip
         return super().__iter__()
 
     def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.sampler.epoch, "consumed": self.consumed}
+        return {"epoch": self.batches.epoch, "consumed": self.consumed}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self._resume = (int(state["epoch"]), int(state["consumed"]))
