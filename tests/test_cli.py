@@ -120,6 +120,7 @@ def test_print_config_round_trips(tmp_path: Path) -> None:
         (("--model.init_args.lr", "abc"), "Expected a <class 'float'>. Got value: abc"),
         (("--trainer.accelerator", "cpu", "--trainer.devices", "0"), "error: trainer: `Trainer(devices='0')` value is"),
         (("--trainer.max_epochs", "-3"), "error: trainer: `max_epochs` must be a non-negative integer or -1"),
+        (("--trainer.accelerator", "cuda", "--trainer.devices", "64"), "error: trainer: "),  # more than exist
     ],
 )
 def test_bad_input_ends_with_one_clear_line(tmp_path: Path, args: tuple[str, ...], message: str) -> None:

@@ -117,6 +117,29 @@ def test_sigterm_mid_epoch_then_resume_ends_with_the_weights_of_an_unbroken_run(
     assert diff == 0.0
 
 
+def test_sigkill_loses_at_most_the_steps_since_the_last_checkpoint(tmp_path: Path) -> None:
+    """SIGKILL cannot be caught: with configs/preemptible.yaml (here every 10 steps) a resumed run repeats at most
+    the steps since the last save and still ends with all its epochs."""
+    common = ["--config", str(CONFIGS / "cnn.yaml"), "--config", str(CONFIGS / "preemptible.yaml"),
+              "--checkpoint.every_n_train_steps", "10", "--trainer.max_epochs", "3", *FAST[2:],
+              "--trainer.limit_train_batches", "40"]  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "lit_nets", "fit", *common], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 120
+    while not last.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.7)
+    proc.kill()
+    proc.wait(timeout=60)
+    saved = torch.load(last, weights_only=True)
+    assert 0 < saved["global_step"] < 120 and saved["global_step"] % 10 == 0, saved["global_step"]
+    run_cli("fit", *common, "--ckpt_path", "last", cwd=tmp_path)
+    final = torch.load(tmp_path / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt", weights_only=True)
+    print(f"killed after the save at step {saved['global_step']}; resumed to step {final['global_step']}")
+    assert (final["epoch"], final["global_step"]) == (2, 120)
+
+
 def test_a_checkpoint_of_another_model_and_data_is_one_line(tmp_path: Path) -> None:
     run_cli("fit", "--config", str(CONFIGS / "mlp.yaml"), "--trainer.max_epochs", "1", "--test_after_fit", "false",
             "--figures.enabled", "false", "--trainer.enable_progress_bar", "false", cwd=tmp_path)  # fmt: skip
