@@ -16,6 +16,7 @@ A :class:`~lightning.pytorch.cli.LightningCLI` subclass. What it adds to Lightni
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -310,6 +311,13 @@ def find_user_error(error: BaseException | None) -> UserError | None:
             return error
         if isinstance(error, MisconfigurationException):  # Lightning's word for a bad trainer setting
             return UserError(f"trainer: {error}")
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            where = f" writing {error.filename}" if error.filename else ""
+            return UserError(
+                f"no space left on the device{where}. Free some (old runs under lightning_logs/, or fewer "
+                "checkpoints with --checkpoint.save_top_k), then resume with --ckpt_path last: a checkpoint is "
+                "written to a temporary file first, so the last complete one is still there"
+            )
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None

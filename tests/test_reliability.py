@@ -140,6 +140,27 @@ def test_sigkill_loses_at_most_the_steps_since_the_last_checkpoint(tmp_path: Pat
     assert (final["epoch"], final["global_step"]) == (2, 120)
 
 
+def test_a_full_disk_while_saving_a_checkpoint_is_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The disk fills up as a checkpoint is written (torch.save raises ENOSPC, as it does on a full disk)."""
+    import errno
+
+    import lightning.fabric.utilities.cloud_io as cloud_io
+
+    from lit_nets import cli
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cloud_io.torch, "save", full)
+    monkeypatch.setattr(sys, "argv", ["lit_nets"])  # the CLI gets its arguments below, not pytest's
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["fit", "--config", str(CONFIGS / "mlp.yaml"), "--trainer.max_epochs", "1",
+                  "--trainer.enable_progress_bar", "false", "--figures.enabled", "false"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "error: no space left on the device" in err and "Traceback" not in err
+
+
 def test_a_checkpoint_of_another_model_and_data_is_one_line(tmp_path: Path) -> None:
     run_cli("fit", "--config", str(CONFIGS / "mlp.yaml"), "--trainer.max_epochs", "1", "--test_after_fit", "false",
             "--figures.enabled", "false", "--trainer.enable_progress_bar", "false", cwd=tmp_path)  # fmt: skip
