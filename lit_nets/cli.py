@@ -29,8 +29,15 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
-from lit_nets import checkpoints
-from lit_nets.callbacks import FigureLogger, LearningRateLogger, PredictionWriter, ProgressBar, SaveOnInterrupt
+from lit_nets import checkpoints, runtime
+from lit_nets.callbacks import (
+    FigureLogger,
+    LearningRateLogger,
+    PredictionWriter,
+    ProgressBar,
+    QuietProfiler,
+    SaveOnInterrupt,
+)
 from lit_nets.data.base import TensorDataModule, quiet_worker_warning
 from lit_nets.errors import UserError
 from lit_nets.models.classifier import Classifier
@@ -91,6 +98,8 @@ class LitNetsCLI(LightningCLI):
                 "checkpoint.mode": "max",
                 "checkpoint.save_last": True,
                 "checkpoint.save_top_k": 1,
+                # each run has a folder of its own, and a PeriodicCheckpoint writes the same last.ckpt
+                "checkpoint.enable_version_counter": False,
                 "checkpoint.filename": "epoch{epoch:02d}-val_acc{val/acc:.4f}",
                 "checkpoint.auto_insert_metric_name": False,
             }
@@ -119,6 +128,8 @@ class LitNetsCLI(LightningCLI):
         ):
             callbacks = [*callbacks, ProgressBar()]  # the bar that redraws by time, not every batch
         callbacks = [*callbacks, SaveOnInterrupt()]
+        if config.get("profiler") is None:
+            config = {**config, "profiler": QuietProfiler()}
         return super()._instantiate_trainer(config, callbacks)
 
     def before_instantiate_classes(self) -> None:
@@ -299,6 +310,7 @@ def main(args: list[str] | None = None) -> None:
     and ``serve`` are plain tools with their own arguments (``python -m lit_nets serve --help``).
     """
     setup_logging()
+    runtime.tune()
     argv = sys.argv[1:] if args is None else list(args)
     try:
         if argv and argv[0] in TOOLS:

@@ -14,7 +14,8 @@ the optimiser, learning rate, batch size, seed and number of epochs:
   every step. For 1x28x28 images the data set is torchvision's own ``datasets.MNIST`` over idx files of the split;
   CSV rows come as a ``TensorDataset`` of standardised rows.
 - B, a tuned plain loop: uint8 tensors in memory, a random permutation cut into index batches, normalisation on
-  the batch, ``channels_last``, no host sync in the step.
+  the batch, ``channels_last``, no host sync in the step, the process settings of :mod:`lit_nets.runtime`; it
+  keeps the epoch's training loss and accuracy on the device, as C logs them, so both do the same work.
 - C, ``python -m lit_nets fit`` in a subprocess, exactly as a user runs it (TensorBoard, checkpoints, progress bar,
   figures, the test of the best checkpoint at the end), plus the Throughput callback that clocks it.
 
@@ -146,7 +147,10 @@ def run_a(args: argparse.Namespace) -> dict[str, Any]:
     from torch import nn
     from torch.utils.data import DataLoader, TensorDataset
 
+    from lit_nets.runtime import cheap_cuda_check
+
     dm, model, _ = build(args)
+    cheap_cuda_check()  # undo what importing Lightning (for build) did to torch's GPU check: the seed has no Lightning
     (x, y), (tx, ty) = dm.splits.train, dm.splits.test
     # the same layers and initial weights, in PyTorch's default memory layout as the seed's model is
     net = model.net.to(args.device, memory_format=torch.contiguous_format)
@@ -222,7 +226,10 @@ def run_b(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     import torch.nn.functional as F
 
+    from lit_nets.runtime import tune
+
     dm, model, _ = build(args)
+    tune()  # the process settings lit_nets uses: malloc keeps freed memory, a cached GPU check
     (x, y), (tx, ty) = dm.splits.train, dm.splits.test
     model = model.to(args.device)  # normalize + net; CNNs are already channels_last
     x, y = x.to(args.device), y.to(args.device)
@@ -233,16 +240,23 @@ def run_b(args: argparse.Namespace) -> dict[str, Any]:
         model.train()
         start = time.perf_counter()
         order = torch.randperm(len(x), generator=generator).to(args.device)
+        loss_sum, correct = torch.zeros((), device=args.device), torch.zeros((), device=args.device, dtype=torch.long)
         for batch in order.split(dm.batch_size):
             optimizer.zero_grad(set_to_none=True)
             with autocast(args):
-                loss = F.cross_entropy(model(x[batch]), y[batch])
+                logits = model(x[batch])
+                loss = F.cross_entropy(logits, y[batch])
             loss.backward()
             optimizer.step()
+            with torch.no_grad():  # the epoch's loss and accuracy, as C logs them: on the device, no host sync
+                loss_sum += loss.detach() * len(batch)
+                correct += (logits.argmax(1) == y[batch]).sum()
         sync(args.device)
         epoch_rates.append(len(x) / (time.perf_counter() - start))
+        train_loss, train_acc = float(loss_sum) / len(x), int(correct) / len(x)
     model.eval()
-    return {"epoch_rates": epoch_rates, "test_acc": accuracy(model, tx, ty, args.device), "data": dm.source}
+    return {"epoch_rates": epoch_rates, "test_acc": accuracy(model, tx, ty, args.device), "data": dm.source,
+            "train_loss": train_loss, "train_acc": train_acc}  # fmt: skip
 
 
 # -- C: lit_nets fit ---------------------------------------------------------------------------------------------

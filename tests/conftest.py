@@ -24,6 +24,7 @@ CONFIGS = REPO / "configs"
 def run_cli(*args: str, cwd: Path, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
     """``python -m lit_nets ARGS`` in ``cwd``; fails the test with the output when ``check`` and rc != 0."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent), env.get("PYTHONPATH")]))  # faults
     env.pop("LIT_NETS_TRACEBACK", None)
     proc = subprocess.run(
         [sys.executable, "-m", "lit_nets", *args],

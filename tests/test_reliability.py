@@ -82,21 +82,39 @@ def test_a_torn_last_checkpoint_falls_back_to_the_newest_intact_one(short_run: P
     assert resumed["epoch"] == 2 and resumed["global_step"] == 60  # 3 epochs of 20 steps: none lost, none repeated
 
 
-def test_sigterm_mid_epoch_then_resume_ends_with_the_weights_of_an_unbroken_run(tmp_path: Path) -> None:
-    """SIGTERM saves the step reached; the resumed run continues the same epoch's order after the batches already
-    trained on (the loader's place is in the checkpoint), so with deterministic on the weights come out equal."""
-    # a last.ckpt every 5 steps only tells the test that training is under way (saving changes no weights)
-    common = ["--config", str(CONFIGS / "cnn.yaml"), "--trainer.max_epochs", "3", *FAST[2:],
-              "--trainer.limit_train_batches", "40", "--trainer.deterministic", "true",
-              "--checkpoint.every_n_train_steps", "5"]  # fmt: skip
-    unbroken = tmp_path / "unbroken"
-    unbroken.mkdir()
-    run_cli("fit", *common, cwd=unbroken)
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "lit_nets", "fit", *common], cwd=broken, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    started = broken / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"  # step 5 trained
+# 3 epochs of 40 steps with configs/preemptible.yaml saving last.ckpt every 10 steps, deterministic: a run stopped
+# and resumed with --ckpt_path last must end with exactly the weights of a run never stopped
+RESUMABLE = ["--config", str(CONFIGS / "cnn.yaml"), "--config", str(CONFIGS / "preemptible.yaml"),
+             "--trainer.callbacks.init_args.every_n_train_steps", "10", "--trainer.max_epochs", "3", *FAST[2:],
+             "--trainer.limit_train_batches", "40", "--trainer.deterministic", "true"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def unbroken(tmp_path_factory) -> dict:
+    """The final checkpoint of the run never stopped."""
+    work = tmp_path_factory.mktemp("unbroken")
+    run_cli("fit", *RESUMABLE, cwd=work)
+    return torch.load(work / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+
+
+def resume_and_compare(work: Path, reference: dict) -> float:
+    """Resume the stopped run in ``work`` with --ckpt_path last; check that it ended where the unbroken run did and
+    return the largest difference between their weights."""
+    run_cli("fit", *RESUMABLE, "--ckpt_path", "last", cwd=work)
+    final = torch.load(work / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert (final["epoch"], final["global_step"]) == (reference["epoch"], reference["global_step"]) == (2, 120)
+    return max(
+        (final["state_dict"][k].float() - v.float()).abs().max().item() for k, v in reference["state_dict"].items()
+    )
+
+
+def test_sigterm_then_resume_ends_with_the_weights_of_an_unbroken_run(tmp_path: Path, unbroken: dict) -> None:
+    """A real SIGTERM from outside, at whatever step the run has reached: it saves that step, and the resumed run
+    continues the same epoch's order after the batches already trained on (the loader's place is in the
+    checkpoint), so with deterministic on the weights come out equal."""
+    proc = subprocess.Popen([sys.executable, "-m", "lit_nets", "fit", *RESUMABLE], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    started = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"  # step 10 trained
     deadline = time.monotonic() + 300
     while not started.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -104,44 +122,37 @@ def test_sigterm_mid_epoch_then_resume_ends_with_the_weights_of_an_unbroken_run(
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
     assert "Interrupted at epoch" in out, out[-3000:]
-    saved = torch.load(broken / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+    saved = torch.load(started, weights_only=True)
     said = out.split("Interrupted at epoch ")[1].split(":")[0]  # "E, step S"
     assert said == f"{saved['epoch']}, step {saved['global_step']}" and 0 < saved["global_step"] < 120
-    assert saved["global_step"] % 40 != 0, "stopped between epochs: this test wants the middle of one"
-    run_cli("fit", *common, "--ckpt_path", "last", cwd=broken)
-    final = torch.load(broken / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt", weights_only=True)
-    reference = torch.load(unbroken / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
-    assert (final["epoch"], final["global_step"]) == (reference["epoch"], reference["global_step"]) == (2, 120)
-    diff = max(
-        (final["state_dict"][k].float() - v.float()).abs().max().item() for k, v in reference["state_dict"].items()
-    )
-    print(f"stopped at step {saved['global_step']}; max |weight difference| after resuming: {diff:.3g}")
+    diff = resume_and_compare(tmp_path, unbroken)
+    print(f"SIGTERM at step {saved['global_step']}; max |weight difference| after resuming: {diff:.3g}")
     assert diff == 0.0
 
 
-def test_sigkill_loses_at_most_the_steps_since_the_last_checkpoint(tmp_path: Path) -> None:
-    """SIGKILL cannot be caught: with configs/preemptible.yaml (here every 7 steps, never an epoch's last of 40: a
-    periodic save on an epoch's last batch does not resume right yet, see docs/reliability.md) a resumed run
-    repeats at most the steps since the last save and still ends with all its epochs."""
-    common = ["--config", str(CONFIGS / "cnn.yaml"), "--config", str(CONFIGS / "preemptible.yaml"),
-              "--checkpoint.every_n_train_steps", "7", "--trainer.max_epochs", "3", *FAST[2:],
-              "--trainer.limit_train_batches", "40"]  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-m", "lit_nets", "fit", *common], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
-    deadline = time.monotonic() + 120
-    while not last.exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.7)
-    proc.kill()
-    proc.wait(timeout=60)
-    saved = torch.load(last, weights_only=True)
-    assert 0 < saved["global_step"] < 120 and saved["global_step"] % 7 == 0, saved["global_step"]
-    run_cli("fit", *common, "--ckpt_path", "last", cwd=tmp_path)
-    final = torch.load(tmp_path / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt", weights_only=True)
-    print(f"killed after the save at step {saved['global_step']}; resumed to step {final['global_step']}")
-    # all 3 epochs; at most the 7 steps since the last save are lost (one is, today: see docs/reliability.md)
-    assert final["epoch"] == 2 and 120 - 7 <= final["global_step"] <= 120, final["global_step"]
+@pytest.mark.parametrize(
+    ("fault", "step", "saved_step"),
+    [
+        ("KillAfterStep", 75, 70),  # SIGKILL mid-epoch: the 5 steps since the periodic save at 70 are lost
+        ("KillBeforeValidation", 40, 40),  # SIGKILL after an epoch's last step, saved periodically, before its end
+        ("TerminateDuringStep", 39, 40),  # SIGTERM during an epoch's last step: saved there, then it stops
+    ],
+)  # fmt: skip
+def test_killed_at_an_exact_moment_then_resume_ends_with_the_weights_of_an_unbroken_run(
+    tmp_path: Path, unbroken: dict, fault: str, step: int, saved_step: int
+) -> None:
+    """SIGKILL cannot be caught: the newest last.ckpt (every 10 steps with configs/preemptible.yaml) is what
+    survives, and the resumed run repeats the steps since. Killed on an epoch's last step, the saved loader
+    position says "the next epoch, from its start", as Lightning resumes there."""
+    proc = run_cli("fit", *RESUMABLE, f"--trainer.callbacks+=faults.{fault}", "--trainer.callbacks.init_args.step",
+                   str(step), cwd=tmp_path, check=False)  # fmt: skip
+    # SIGKILL ends the process there; after SIGTERM Lightning ends the run itself, once the step is saved
+    assert proc.returncode == -signal.SIGKILL or f"Interrupted at epoch 0, step {saved_step}" in proc.stdout
+    saved = torch.load(tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == saved_step
+    diff = resume_and_compare(tmp_path, unbroken)
+    print(f"{fault} at step {step}: resumed from step {saved_step}; max |weight difference|: {diff:.3g}")
+    assert diff == 0.0
 
 
 def test_a_full_disk_while_saving_a_checkpoint_is_one_line(tmp_path: Path, monkeypatch, capsys) -> None:

@@ -146,6 +146,7 @@ class ResumableLoader(DataLoader):
     """
 
     epoch_of: Any = None  # set by the data module: the trainer's current epoch (None without a trainer)
+    epoch_length: Any = None  # set by the data module: batches the trainer takes per epoch (limit_train_batches)
     consumed: int = 0
     _resume: tuple[int, int] | None = None
     _passes: int = 0
@@ -158,11 +159,17 @@ class ResumableLoader(DataLoader):
         return self.sampler.dataset._sampler
 
     def __iter__(self):
-        epoch = self.epoch_of() if self.epoch_of else None
-        epoch = self._passes if epoch is None else epoch  # used on its own: a new order each pass
+        if self._resume is not None:
+            # The first pass after a checkpoint was loaded (Lightning loads it just before creating the iterator):
+            # where the checkpoint left off, whichever epoch the trainer says at this moment.
+            epoch, skip = self._resume
+            self._resume = None
+            if skip >= self._length():  # an older checkpoint saved on an epoch's last batch
+                epoch, skip = epoch + 1, 0
+        else:
+            epoch = self.epoch_of() if self.epoch_of else None
+            epoch, skip = (self._passes if epoch is None else epoch), 0  # used on its own: a new order each pass
         self._passes += 1
-        skip = self._resume[1] if self._resume and self._resume[0] == epoch else 0
-        self._resume = None
         if skip and not isinstance(self.sampler, EpochBatches):
             # each process got every world_size-th batch: skipping in the shared order is not done yet
             warnings.warn("resuming mid-epoch across processes restarts that epoch's order", stacklevel=2)
@@ -171,7 +178,16 @@ class ResumableLoader(DataLoader):
         self.consumed = skip
         return super().__iter__()
 
+    def _length(self) -> int | float:
+        """Batches of an epoch as the trainer takes them (``limit_train_batches`` included)."""
+        length = self.epoch_length() if self.epoch_length else None
+        return length if length else len(self.batches)
+
     def state_dict(self) -> dict[str, int]:
+        if self.consumed >= self._length():
+            # Saved on the epoch's last batch (a periodic checkpoint, SIGTERM): Lightning resumes with the next
+            # epoch, so that is where the loader resumes too, from its first batch.
+            return {"epoch": self.batches.epoch + 1, "consumed": 0}
         return {"epoch": self.batches.epoch, "consumed": self.consumed}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
@@ -303,6 +319,7 @@ class TensorDataModule(LightningDataModule):
         loader = (ResumableLoader if shuffle else DataLoader)(dataset, sampler=batches, batch_size=None, **common)
         if shuffle:
             loader.epoch_of = lambda: self.trainer.current_epoch if self.trainer is not None else None
+            loader.epoch_length = lambda: self.trainer.num_training_batches if self.trainer is not None else None
             self._train_loader = loader
         return loader
 

@@ -107,10 +107,22 @@ class Classifier(LightningModule):
         self.normalize: nn.Module = Standardize(mean, std) if mean is not None else nn.Identity()
         self.net = self.build_net(num_outputs=1 if self.binary else num_classes)
         self.example_input_array = torch.zeros(2, *self.input_shape)
-        self.train_metrics = self._metrics("train/", top5=False)
+        # Training logs loss and accuracy only, checked for nothing: each step's update must stay cheap and free
+        # of host syncs (argument checks and NaN checks read values back from the device). A NaN loss then
+        # shows as a NaN train/loss instead of being dropped with a warning.
+        self.train_metrics = self._metrics("train/", top5=False, f1=False, validate_args=False)
         self.val_metrics = self._metrics("val/")
         self.test_metrics = self._metrics("test/")
-        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        self.train_loss = MeanMetric(nan_strategy="disable")
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Lightning sets this plain attribute before every hook it calls (~15 times a training step), and
+        # nn.Module.__setattr__ first looks through parameters, buffers and sub-modules (~5 us each time).
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     def build_net(self, num_outputs: int) -> nn.Module:
         """Build the plain network (subclasses implement this)."""
@@ -164,17 +176,19 @@ class Classifier(LightningModule):
             log.info("init_from: not loaded: %s", "; ".join(f"{k} ({why})" for k, why in skipped.items()))
         return list(loaded), skipped
 
-    def _metrics(self, prefix: str, top5: bool = True) -> MetricCollection:
+    def _metrics(self, prefix: str, top5: bool = True, f1: bool = True, validate_args: bool = True) -> MetricCollection:
+        check = {"validate_args": validate_args}
         if self.binary:
-            metrics: dict[str, Any] = {"acc": BinaryAccuracy(), "f1": BinaryF1Score()}
+            metrics: dict[str, Any] = {"acc": BinaryAccuracy(**check)}
+            if f1:
+                metrics["f1"] = BinaryF1Score(**check)
         else:
             c = self.num_classes
-            metrics = {
-                "acc": MulticlassAccuracy(c, average="micro"),
-                "f1": MulticlassF1Score(c, average="macro"),
-            }
+            metrics = {"acc": MulticlassAccuracy(c, average="micro", **check)}
+            if f1:
+                metrics["f1"] = MulticlassF1Score(c, average="macro", **check)
             if top5 and c > 5:
-                metrics["acc_top5"] = MulticlassAccuracy(c, top_k=5, average="micro")
+                metrics["acc_top5"] = MulticlassAccuracy(c, top_k=5, average="micro", **check)
         # compute_groups off: with it, F1 and top-5 accuracy (same state shapes) were merged, reported alike
         return MetricCollection(metrics, prefix=prefix, compute_groups=False)
 
@@ -201,7 +215,7 @@ class Classifier(LightningModule):
         x, y = batch
         logits = self(x)
         loss = self.compute_loss(logits, y)
-        probs = self.probabilities(logits)
+        probs = self.probabilities(logits.detach())  # metrics and figures need no graph
         metrics.update(probs[:, 1] if self.binary else probs, y)
         mean_loss.update(loss.detach(), weight=len(y))
         return loss, probs
@@ -212,7 +226,13 @@ class Classifier(LightningModule):
     # Metric objects from every step, cost about 1 ms per metric per step here (each self.log call moves its
     # result collection to the device): more than a whole training step of a small MLP.
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        loss, _ = self._step(batch, self.train_metrics, self.train_loss)
+        x, y = batch
+        logits = self(x)
+        loss = self.compute_loss(logits, y)
+        with torch.no_grad():  # predicted labels are all that accuracy needs: no softmax, no graph
+            preds = (logits.squeeze(1) > 0).long() if self.binary else logits.argmax(dim=1)
+            self.train_metrics.update(preds, y)
+            self.train_loss.update(loss.detach(), weight=len(y))
         # only on the steps the logger writes (log_every_n_steps), as Lightning's LearningRateMonitor decides
         if self.trainer._logger_connector.should_update_logs:
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
