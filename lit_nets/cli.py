@@ -193,7 +193,11 @@ class LitNetsCLI(LightningCLI):
                 f"{here['input_shape']}; use the config the checkpoint was trained with"
             )
 
-    before_fit = before_validate = before_test = before_predict = _check_checkpoint_fits
+    def _before_run(self) -> None:
+        self._check_checkpoint_fits()
+        runtime.freeze_heap()  # start-up is over: its objects need no more garbage collections
+
+    before_fit = before_validate = before_test = before_predict = _before_run
 
     def after_fit(self) -> None:
         trainer = self.trainer

@@ -64,6 +64,29 @@ def test_binary_bce_head_learns_threes_from_eights(sample, optimizer: str, lr: f
     assert torch.allclose(out["probs"].sum(1), torch.ones(len(batch[1])))
 
 
+@pytest.mark.parametrize("loss", ["ce", "bce"])
+def test_train_loss_and_accuracy_are_the_means_over_the_epochs_inputs(sample, loss: str) -> None:
+    """The epoch's train/loss and train/acc (summed on the device step by step) equal the loss and accuracy of the
+    model on every training input, weighted by input, the last partial batch included. The learning rate is too
+    small to move the weights, so the model at the end is the model every step saw."""
+    seed_everything(0)
+    dm = ThreesAndEights(sample, batch_size=50)  # two classes: one logit (bce) or two (ce)
+    model = model_for(dm, loss=loss, optimizer="sgd", lr=1e-30, momentum=0.0)
+    trainer = quiet_trainer(max_epochs=1, limit_val_batches=0)
+    trainer.fit(model, dm)
+    train_x, train_y = dm.splits.train
+    assert len(train_x) % dm.batch_size != 0, "the test needs a partial last batch"
+    with torch.no_grad():
+        logits = model(train_x)
+        expected_loss = float(model.compute_loss(logits, train_y))
+        preds = (logits.squeeze(1) > 0).long() if loss == "bce" else logits.argmax(1)
+        expected_acc = float((preds == train_y).float().mean())
+    logged = trainer.callback_metrics
+    assert float(logged["train/loss"]) == pytest.approx(expected_loss, rel=1e-4)
+    assert float(logged["train/acc"]) == pytest.approx(expected_acc, abs=1e-6)
+    assert 0.0 < expected_acc < 1.0, "an untrained model: neither all right nor all wrong"
+
+
 def test_bce_refuses_more_than_two_classes() -> None:
     with pytest.raises(UserError, match="binary"):
         CNNClassifier(num_classes=10, loss="bce")
