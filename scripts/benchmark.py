@@ -14,8 +14,9 @@ the optimiser, learning rate, batch size, seed and number of epochs:
   every step. For 1x28x28 images the data set is torchvision's own ``datasets.MNIST`` over idx files of the split;
   CSV rows come as a ``TensorDataset`` of standardised rows.
 - B, a tuned plain loop: uint8 tensors in memory, a random permutation cut into index batches, normalisation on
-  the batch, ``channels_last``, no host sync in the step, the process settings of :mod:`lit_nets.runtime`; it
-  keeps the epoch's training loss and accuracy on the device, as C logs them, so both do the same work.
+  the batch, ``channels_last``, the fused optimiser, no host sync in the step, the process settings of
+  :mod:`lit_nets.runtime`; it keeps the epoch's training loss and accuracy on the device, as C logs them, so both
+  do the same work.
 - C, ``python -m lit_nets fit`` in a subprocess, exactly as a user runs it (TensorBoard, checkpoints, progress bar,
   figures, the test of the best checkpoint at the end), plus the Throughput callback that clocks it.
 
@@ -106,6 +107,7 @@ def synthetic_data(n: int, batch_size: int, seed: int) -> Any:
 
 
 def optimizer_of(model: Any, params: Any) -> Any:
+    """The optimiser of the model's hyper-parameters as the seed makes it: torch's default implementation."""
     import torch
 
     options = {"lr": model.hparams.lr, "weight_decay": model.hparams.weight_decay}
@@ -237,7 +239,7 @@ def run_b(args: argparse.Namespace) -> dict[str, Any]:
     (x, y), (tx, ty) = dm.splits.train, dm.splits.test
     model = model.to(args.device)  # normalize + net; CNNs are already channels_last
     x, y = x.to(args.device), y.to(args.device)
-    optimizer = optimizer_of(model, model.parameters())
+    optimizer = model.build_optimizer()  # as C's: fused kernels where torch has them
     generator = torch.Generator().manual_seed(0)
     epoch_rates = []
     for _ in range(args.epochs):

@@ -87,6 +87,38 @@ def test_train_loss_and_accuracy_are_the_means_over_the_epochs_inputs(sample, lo
     assert 0.0 < expected_acc < 1.0, "an untrained model: neither all right nor all wrong"
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+def test_the_fused_optimiser_trains_as_torchs_usual_one(sample, optimizer: str) -> None:
+    """build_optimizer takes torch's fused kernels on CPU; ten steps on real digits end with the weights that torch's
+    default implementation gives, to rounding."""
+    import copy
+
+    import torch.nn.functional as F
+
+    x, y = sample[0][:640].float() / 255, sample[1][:640]
+    torch.manual_seed(0)
+    fused_model = CNNClassifier(
+        num_classes=10, input_shape=[1, 28, 28], optimizer=optimizer, lr=0.01, weight_decay=0.01
+    )
+    plain_model, start = copy.deepcopy(fused_model), copy.deepcopy(fused_model)
+    fused = fused_model.build_optimizer()
+    assert fused.defaults["fused"] is True
+    plain = plain_model.build_optimizer(fused=False)
+    assert not plain.defaults["fused"]
+    for model, opt in ((fused_model, fused), (plain_model, plain)):
+        for batch in torch.arange(len(x)).split(64):
+            opt.zero_grad()
+            F.cross_entropy(model(x[batch]), y[batch]).backward()
+            opt.step()
+
+    def largest_difference(a: CNNClassifier, b: CNNClassifier) -> float:
+        pairs = zip(a.parameters(), b.parameters(), strict=True)
+        return max(float((p - q).detach().abs().max()) for p, q in pairs)
+
+    diff, moved = largest_difference(fused_model, plain_model), largest_difference(fused_model, start)
+    assert diff < 1e-4 and moved > 1e-2, (diff, moved)
+
+
 def test_bce_refuses_more_than_two_classes() -> None:
     with pytest.raises(UserError, match="binary"):
         CNNClassifier(num_classes=10, loss="bce")
