@@ -344,7 +344,9 @@ def median_of(repeats: list[dict[str, Any]]) -> dict[str, Any]:
     row["samples_per_s"] = statistics.median(r["samples_per_s"] for r in repeats)
     row["wall_s"] = statistics.median(r["wall_s"] for r in repeats)
     row["peak_mb"] = max(r["peak_mb"] for r in repeats)
-    row["repeats"] = [{k: r[k] for k in ("samples_per_s", "wall_s", "test_acc")} for r in repeats]
+    row["repeats"] = [
+        {k: r[k] for k in ("samples_per_s", "wall_s", "test_acc", "epoch_samples_per_s")} for r in repeats
+    ]
     return row
 
 
