@@ -156,3 +156,21 @@ def test_debug_overlay_stacks_on_a_config(tmp_path: Path) -> None:
     last = torch.load(tmp_path / "lightning_logs/version_0/checkpoints/last.ckpt", weights_only=True)
     assert (last["epoch"], last["global_step"]) == (0, 10)
     assert "Test (best):" in proc.stdout
+
+
+def test_help_reads_the_docstrings_from_the_module_and_the_console_script(tmp_path: Path) -> None:
+    """``python -m lit_nets`` and the installed ``lit-nets`` (both start through lit_nets.__main__.run) print the
+    subcommands, and each model argument's help is its docstring line."""
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).parent / "lit-nets"
+    if not script.exists():
+        pytest.skip("the lit-nets console script is not installed in this environment")
+    top = subprocess.run([str(script), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert top.returncode == 0, top.stderr[-3000:]
+    for subcommand in ("fit", "validate", "test", "predict"):
+        assert subcommand in top.stdout
+    model = " ".join(run_cli("fit", "--model.help", "CNNClassifier", cwd=tmp_path).stdout.split())  # unwrapped
+    assert "--model.channels_last" in model and "channels-last memory layout" in model
+    assert "--model.optimizer" in model and "adam, adamw or sgd" in model
