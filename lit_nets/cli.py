@@ -55,6 +55,9 @@ def default_precision(accelerator: Any) -> str:
 
 
 class LitNetsCLI(LightningCLI):
+    """Lightning's CLI with the data -> model links, the always-on callbacks and the defaults of this project (see
+    the module docstring)."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("model_class", Classifier)
         kwargs.setdefault("subclass_mode_model", True)

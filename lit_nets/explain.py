@@ -106,6 +106,7 @@ def explain(ckpt_path: str, images: list[str], out: str, layer: str | None = Non
 
 
 def main(argv: list[str]) -> None:
+    """``python -m lit_nets explain ...``: parse the arguments and run."""
     parser = argparse.ArgumentParser(prog="python -m lit_nets explain", description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt_path", required=True, help="checkpoint of a CNN classifier")
     parser.add_argument("--images", nargs="+", required=True, help="image files (PNG, JPEG)")

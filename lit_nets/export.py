@@ -175,6 +175,7 @@ EXPORTERS = {"state_dict": _state_dict, "torchscript": _torchscript, "pt2": _pt2
 
 
 def main(argv: list[str]) -> None:
+    """``python -m lit_nets export ...``: parse the arguments and run."""
     parser = argparse.ArgumentParser(prog="python -m lit_nets export", description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt_path", required=True, help="checkpoint of a trained classifier")
     parser.add_argument("--format", nargs="+", default=["all"], choices=[*FORMATS, "all"], help="default: all")

@@ -27,6 +27,7 @@ def _pyplot():
 
 
 def save(fig: Any, path: Path) -> Path:
+    """Write ``fig`` as a PNG file at ``path`` (folders made as needed), close it, and return the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     _pyplot().close(fig)

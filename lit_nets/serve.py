@@ -356,6 +356,7 @@ def make_server(path: str, *, max_payload_mb: float = 4, max_pixels: int = 4096 
 
 
 def main(argv: list[str]) -> None:
+    """``python -m lit_nets serve ...``: parse the arguments and run."""
     parser = argparse.ArgumentParser(prog="python -m lit_nets serve", description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt_path", required=True, help="checkpoint (.ckpt) or exported .torchscript.pt/.pt2/.onnx")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")

@@ -93,15 +93,19 @@ def synthetic_data(n: int, batch_size: int, seed: int) -> Any:
     """MNIST-shaped random digits (n train, n // 6 test): throughput does not depend on the pixel values."""
     import torch
 
-    from lit_nets.data.base import Splits, TensorDataModule
+    from lit_nets.data.base import Splits, TensorDataModule, channel_stats
 
     class Synthetic(TensorDataModule):
-        def load_splits(self) -> Splits:
+        def load(self) -> Splits:
             g = torch.Generator().manual_seed(seed)
             x = torch.randint(0, 256, (n + n // 3, 1, 28, 28), dtype=torch.uint8, generator=g)
             y = torch.randint(0, 10, (n + n // 3,), generator=g)
             return Splits(train=(x[:n], y[:n]), val=(x[n : n + n // 6], y[n : n + n // 6]),
-                          test=(x[n + n // 6 :], y[n + n // 6 :]), source="synthetic MNIST-shaped data")  # fmt: skip
+                          test=(x[n + n // 6 :], y[n + n // 6 :]), class_names=[str(d) for d in range(10)],
+                          source="synthetic MNIST-shaped data")  # fmt: skip
+
+        def normalization(self, splits: Splits) -> tuple[list[float], list[float]]:
+            return channel_stats(splits.train[0])
 
     return Synthetic(batch_size=batch_size, seed=seed)
 

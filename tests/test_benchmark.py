@@ -39,3 +39,21 @@ def test_compile_keeps_the_checkpoint_names() -> None:
     compiled = CNNClassifier(num_classes=10, input_shape=[1, 28, 28], compile=True)
     compiled.configure_model()
     assert list(compiled.state_dict()) == list(plain.state_dict())
+
+
+def test_benchmark_synthetic_option_runs_a_and_b(tmp_path: Path) -> None:
+    """``--synthetic N`` (the GPU example of docs/benchmarks.md) times A and B on random MNIST-shaped images: the
+    accuracy of a model trained on random labels is chance, which shows the synthetic data was used."""
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "benchmark.py"), "--task", "cnn", "--runs", "A", "B", "--synthetic",
+         "600", "--epochs", "1", "--repeat", "1", "--json", str(out)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (cnn,) = json.loads(out.read_text())["results"]
+    assert cnn["data"] == "synthetic MNIST-shaped data"
+    runs = {r["run"][0]: r for r in cnn["runs"]}
+    assert set(runs) == {"A", "B"}
+    for run in runs.values():
+        assert run["samples_per_s"] > 0 and run["test_acc"] < 0.3, run  # random labels: about 0.1

@@ -92,3 +92,24 @@ def test_init_schemes_set_the_expected_spread(init: str) -> None:
     expected = (2 / fan_in) ** 0.5 if init == "kaiming" else (2 / (fan_in + fan_out)) ** 0.5
     assert w.std().item() == pytest.approx(expected, rel=0.1)
     assert torch.count_nonzero(net.features.conv2.bias) == 0
+
+
+def test_every_class_and_public_function_of_the_package_has_a_docstring() -> None:
+    """Docstrings are the CLI's help and the reader's first stop: a docstring placed after a class attribute is no
+    docstring at all (``CNN.__doc__`` was None that way)."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import lit_nets
+
+    missing = []
+    for info in pkgutil.walk_packages(lit_nets.__path__, "lit_nets."):
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if name.startswith("_") or getattr(obj, "__module__", None) != module.__name__:
+                continue
+            if (inspect.isclass(obj) or inspect.isfunction(obj)) and not (obj.__doc__ or "").strip():
+                missing.append(f"{module.__name__}.{name}")
+    assert CNN.__doc__.startswith("A small convolutional classifier")
+    assert not missing, missing

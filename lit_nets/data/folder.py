@@ -31,6 +31,7 @@ Sample = Literal["mnist_png", "uci_digits_png"]
 
 
 def is_hidden(path: Path, root: Path) -> bool:
+    """Whether ``path`` or a folder between it and ``root`` is hidden (``.DS_Store``, ``.ipynb_checkpoints/``)."""
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
@@ -42,6 +43,7 @@ def image_files(folder: Path) -> list[Path]:
 
 
 def class_folders(folder: Path) -> list[Path]:
+    """The sub-folders of ``folder`` that are not hidden, sorted: one per class."""
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 

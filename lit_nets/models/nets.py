@@ -77,8 +77,6 @@ class Standardize(nn.Module):
 
 
 class CNN(nn.Module):
-    head = "classifier.fc2"  # the output layer: re-initialised when transferring to other classes
-
     """A small convolutional classifier; the default is the seed architecture.
 
     ``conv3x3(32) → act → pool → conv3x3(64) → act → pool → fc(128) → act → fc(classes)``.
@@ -99,6 +97,8 @@ class CNN(nn.Module):
         init: weight initialisation: default, kaiming or xavier.
         freeze: conv blocks (1-based) whose weights and BatchNorm statistics stay fixed.
     """
+
+    head = "classifier.fc2"  # the output layer: re-initialised when transferring to other classes
 
     def __init__(
         self,
@@ -176,8 +176,6 @@ class CNN(nn.Module):
 
 
 class MLP(nn.Module):
-    head = "out"
-
     """A multilayer perceptron for feature vectors (or flattened images).
 
     ``[fc → [bn] → act → dropout] × len(hidden) → fc(outputs)``; layers are ``fc1, bn1, act1, drop1, ...``
@@ -192,6 +190,8 @@ class MLP(nn.Module):
         batch_norm: BatchNorm after each hidden linear layer.
         init: weight initialisation: default, kaiming or xavier.
     """
+
+    head = "out"  # the output layer
 
     def __init__(
         self,
