@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import (
 )
 from lightning.pytorch.profilers import PassThroughProfiler
 
+from lit_nets.checkpoints import RunLock
 from lit_nets.errors import UserError
 
 
@@ -117,6 +118,12 @@ class FigureLogger(Callback):
         self.enabled = enabled
         self.max_mistakes = max_mistakes
         self.written: list[Path] = []
+        self.folder: Path | None = None
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        # ``trainer.log_dir`` is a collective under DDP (rank 0 broadcasts its folder): ask here, where every process
+        # comes, not in the drawing code that only rank 0 runs (rank 0 waited there for the others forever)
+        self.folder = Path(trainer.log_dir or trainer.default_root_dir)
 
     # -- collecting during test / validate ------------------------------------------------------------------
     def _collecting(self, trainer: Any, stage: str) -> bool:
@@ -200,7 +207,7 @@ class FigureLogger(Callback):
 
     # -- output ------------------------------------------------------------------------------------------------
     def _folder(self, trainer: Any) -> Path:
-        return Path(trainer.log_dir or trainer.default_root_dir)
+        return self.folder or Path(trainer.default_root_dir)
 
     def _emit(self, trainer: Any, fig: Any, name: str) -> None:
         from lit_nets import plots
@@ -271,15 +278,44 @@ class QuietProfiler(PassThroughProfiler):
         return self._nothing
 
 
-class PeriodicCheckpoint(ModelCheckpoint):
-    """``last.ckpt`` every ``every_n_train_steps`` optimiser steps, so a run killed without warning (SIGKILL, power
-    loss, a pre-empted VM) loses at most that many steps: ``configs/preemptible.yaml`` adds it.
+class LastCheckpoint(ModelCheckpoint):
+    """``last.ckpt``: the newest state of the run (weights, optimiser, loops, callbacks), written at the end of every
+    epoch whatever the monitored metric did. ``--ckpt_path last`` resumes from it.
 
-    A second Lightning ModelCheckpoint beside the run's main one (best by ``val/acc`` and ``last.ckpt`` at each
-    epoch's end), with no metric to monitor. Setting ``every_n_train_steps`` on the main one instead does not do
-    this: Lightning then saves no checkpoint at epochs' ends, the last steps of a run are missing from its final
-    ``last.ckpt``, and a monitored metric that does not exist yet (before the first validation) or is about to
-    change (an epoch's last batch) postpones the save to the next validation.
+    The CLI adds one to every run (``--checkpoint.save_last false`` leaves it out). Lightning 2.6's
+    ``ModelCheckpoint(save_last=True)`` writes ``last.ckpt`` only when it also saves a top-k checkpoint, so after a
+    run whose best epoch was not its last, ``last.ckpt`` held the best epoch and a resumed run trained the later
+    epochs again. This is a second Lightning ModelCheckpoint that monitors nothing and keeps one file, named
+    ``last``: Lightning's own logic decides when (after validation, or at the end of a training epoch without
+    validation). Lightning runs checkpoint callbacks after all others and in the order given; the CLI adds this one
+    after the run's main checkpoint, so ``last.ckpt`` records the best checkpoint as updated at that epoch.
+
+    Args:
+        every_n_train_steps: also save every this many optimiser steps (see :class:`PeriodicCheckpoint`); none: at
+            the end of each epoch.
+    """
+
+    def __init__(self, every_n_train_steps: int | None = None) -> None:
+        # no version counter: every writer of last.ckpt (this, SaveOnInterrupt) replaces the same file
+        super().__init__(
+            filename=self.CHECKPOINT_NAME_LAST, monitor=None, save_top_k=1, save_last=False,
+            every_n_train_steps=every_n_train_steps, enable_version_counter=False,
+        )  # fmt: skip
+
+    @property
+    def path(self) -> str:
+        """The last.ckpt written, or "" before the first save."""
+        return self.best_model_path  # the one file this callback keeps
+
+
+class PeriodicCheckpoint(LastCheckpoint):
+    """``last.ckpt`` every ``every_n_train_steps`` optimiser steps as well, so a run killed without warning (SIGKILL,
+    power loss, a pre-empted VM) loses at most that many steps: ``configs/preemptible.yaml`` adds it.
+
+    A :class:`LastCheckpoint` that saves by steps; the run's own LastCheckpoint still saves at each epoch's end.
+    Setting ``every_n_train_steps`` on the main checkpoint instead does not do this: Lightning then saves no
+    checkpoint at epochs' ends, and a monitored metric that does not exist yet (before the first validation) or is
+    about to change (an epoch's last batch) postpones the save to the next validation.
 
     Args:
         every_n_train_steps: optimiser steps between two saves.
@@ -288,15 +324,41 @@ class PeriodicCheckpoint(ModelCheckpoint):
     def __init__(self, every_n_train_steps: int = 100) -> None:
         if every_n_train_steps < 1:
             raise UserError(f"PeriodicCheckpoint: every_n_train_steps must be 1 or more, got {every_n_train_steps}")
-        # no version counter: both callbacks write the same last.ckpt, whichever is newer
-        super().__init__(
-            save_top_k=0, save_last=True, every_n_train_steps=every_n_train_steps, enable_version_counter=False
-        )
+        super().__init__(every_n_train_steps=every_n_train_steps)
 
-    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
-        # ModelCheckpoint writes last.ckpt here if it never saved one; the main checkpoint has already saved the
-        # end of the last epoch (this one's copy would carry the epoch counter past the end)
-        pass
+
+def main_checkpoint(trainer: Any) -> ModelCheckpoint | None:
+    """The run's main ModelCheckpoint (the best by the monitored metric): the first one that is not a
+    :class:`LastCheckpoint`. ``trainer.checkpoint_callback`` is the first of any kind, which with
+    ``configs/preemptible.yaml`` was the PeriodicCheckpoint (no best checkpoint, so no test after fit)."""
+    return next((c for c in trainer.checkpoint_callbacks if not isinstance(c, LastCheckpoint)), None)
+
+
+def last_checkpoint(trainer: Any) -> LastCheckpoint | None:
+    """The run's :class:`LastCheckpoint` that saves at epochs' ends (not a PeriodicCheckpoint), if any."""
+    return next((c for c in trainer.checkpoint_callbacks if type(c) is LastCheckpoint), None)
+
+
+class TrainingLock(Callback):
+    """Marks the run folder as being trained while ``fit`` runs (a :class:`lit_nets.checkpoints.RunLock` on
+    ``<run>/.training``), so that ``--ckpt_path last`` / ``best`` of another command pass over it instead of resuming
+    from, or testing, a run that is still being written. The CLI adds it to every run."""
+
+    def __init__(self) -> None:
+        self.lock: RunLock | None = None
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if stage != "fit":
+            return
+        folder = trainer.log_dir or trainer.default_root_dir  # a collective under DDP: every process asks
+        if trainer.is_global_zero:
+            self.lock = RunLock(folder)
+            self.lock.acquire()
+
+    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
 
 class SaveOnInterrupt(Callback):
@@ -314,7 +376,7 @@ class SaveOnInterrupt(Callback):
         self.saved: Path | None = None
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        checkpoint = trainer.checkpoint_callback
+        checkpoint = trainer.checkpoint_callback  # any of them: they all write to the run's checkpoints/ folder
         if not trainer.received_sigterm or self.saved is not None or checkpoint is None or checkpoint.dirpath is None:
             return
         self.saved = Path(checkpoint.dirpath) / f"{checkpoint.CHECKPOINT_NAME_LAST}{checkpoint.FILE_EXTENSION}"

@@ -5,6 +5,9 @@ starts. Here they name the newest earlier run under the logger's folder (``light
 holds a ``last.ckpt``: ``last`` is that file, ``best`` is the best checkpoint recorded in it by
 ``ModelCheckpoint``.
 
+A run that is training right now holds a lock on ``<run>/.training`` (:class:`RunLock`); ``last`` and ``best`` skip
+such runs, so a second command never resumes from, or tests, a run that is still being written.
+
 Every checkpoint a command is given is read first with ``torch.load(weights_only=True)``: a file that holds
 pickled code is refused, and a torn one (a process killed while writing it, a copy cut short) is named as such;
 for ``last`` the newest complete checkpoint is used instead, with a warning.
@@ -13,10 +16,12 @@ for ``last`` the newest complete checkpoint is used instead, with a warning.
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import warnings
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -25,8 +30,9 @@ from lit_nets.errors import UserError
 log = logging.getLogger(__name__)
 
 
-def load(path: str | Path, what: str = "checkpoint") -> dict:
-    """A checkpoint's contents, loaded without running any code from it; a clear error when that cannot be."""
+def load(path: str | Path, what: str = "checkpoint", trusted: bool = False) -> dict:
+    """A checkpoint's contents, loaded without running any code from it (``trusted``: the user chose
+    ``--weights_only false`` for this file, so unpickle it); a clear error when that cannot be."""
     file = Path(path)
     if not file.is_file():
         raise UserError(f"{what} {path}: no such checkpoint file")
@@ -34,7 +40,7 @@ def load(path: str | Path, what: str = "checkpoint") -> dict:
     try:  # mmap: the tensors are mapped, not read, so checking a large checkpoint is cheap
         with warnings.catch_warnings():  # torch warns about pickle protocols before it refuses them
             warnings.simplefilter("ignore", UserWarning)
-            return torch.load(file, map_location="cpu", weights_only=True, mmap=complete_zip)
+            return torch.load(file, map_location="cpu", weights_only=not trusted, mmap=complete_zip)
     except pickle.UnpicklingError as e:
         reason = _refused_global(str(e))
         raise UserError(
@@ -68,10 +74,80 @@ def intact(path: Path) -> bool:
         return False
 
 
+class RunLock:
+    """Marks a run folder as being trained by this process: an exclusive ``flock`` on ``<run>/.training`` (with the
+    process id in it), held until :meth:`release` or the process ends, however it ends (the kernel drops the lock of
+    a killed process, so a crash leaves no stale lock behind). Written by hand: no library we use has one.
+    Where ``fcntl`` is missing (Windows) it does nothing."""
+
+    NAME = ".training"
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.path = Path(run_dir) / self.NAME
+        self._file: Any = None
+
+    def acquire(self) -> None:
+        """Take the lock (the folder is made if needed)."""
+        try:
+            import fcntl
+        except ImportError:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "a+")  # noqa: SIM115 (held open for the lock's lifetime)
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._file.close()
+            self._file = None
+            raise UserError(f"{self.path.parent} is being trained by another process ({holder(self.path)}); "
+                            "wait for it, or train into another run folder") from None  # fmt: skip
+        self._file.truncate(0)
+        self._file.write(f"{os.getpid()}\n")
+        self._file.flush()
+
+    def release(self) -> None:
+        """Drop the lock and its file."""
+        if self._file is not None:
+            self.path.unlink(missing_ok=True)
+            self._file.close()
+            self._file = None
+
+
+def holder(lock: Path) -> str:
+    """Who holds a run's lock, in words (the process id written in it)."""
+    try:
+        return f"process {lock.read_text().strip() or '?'}"
+    except OSError:
+        return "another process"
+
+
+def is_training(run_dir: Path) -> bool:
+    """Whether a live process holds the :class:`RunLock` of ``run_dir`` right now."""
+    lock = run_dir / RunLock.NAME
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    if not lock.is_file():
+        return False
+    with open(lock) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return False
+
+
 def newest_last_checkpoint(root: Path) -> Path | None:
-    """The most recently written ``*/checkpoints/last*.ckpt`` under ``root``, or None. When that file is torn,
-    the newest intact checkpoint of the same run (or else of an earlier run), with a warning."""
+    """The most recently written ``*/checkpoints/last*.ckpt`` under ``root`` of a run that is not being trained
+    right now, or None. When that file is torn, the newest intact checkpoint of the same run (or else of an earlier
+    run), with a warning."""
     candidates = sorted(root.glob("*/checkpoints/last*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
+    live = [p for p in candidates if is_training(p.parent.parent)]
+    for run in dict.fromkeys(p.parent.parent for p in live):
+        log.warning("%s is being trained right now (%s): passed over", run, holder(run / RunLock.NAME))
+    candidates = [p for p in candidates if p not in live]
     if not candidates:
         return None
     newest = candidates[0]
@@ -115,6 +191,15 @@ def resolve(
     return path
 
 
+def resolve_for_tool(ckpt_path: str, what: str = "--ckpt_path") -> str:
+    """``explain``, ``export`` and ``serve``: ``best`` / ``last`` of the newest run under ``./lightning_logs`` (the
+    default logger's folder), a run folder, or a file; the same rules as for fit, test and predict."""
+    resolved = resolve(ckpt_path, Path("lightning_logs"), "tool", what)
+    if resolved != ckpt_path:
+        log.info("%s %s: %s", what, ckpt_path, resolved)
+    return str(resolved)
+
+
 def _resolve(ckpt_path: str | None, root: Path, subcommand: str, what: str) -> str | None:
     if ckpt_path is None:
         return None
@@ -147,3 +232,11 @@ def _resolve(ckpt_path: str | None, root: Path, subcommand: str, what: str) -> s
 def hparams_of(path: str | Path) -> dict:
     """The hyper-parameters saved in a checkpoint file (loaded with weights_only=True)."""
     return dict(load(path).get("hyper_parameters") or {})
+
+
+def run_folder(ckpt_path: str | Path, root: Path) -> str | None:
+    """The name of the run folder under ``root`` that holds ``ckpt_path`` in its ``checkpoints/``, else None."""
+    file = Path(ckpt_path).resolve()
+    if file.parent.name != "checkpoints" or file.parent.parent.parent != root.resolve():
+        return None
+    return file.parent.parent.name

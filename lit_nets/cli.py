@@ -21,28 +21,41 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.utilities.rank_zero import rank_zero_info
+from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_only
 
-from lit_nets import checkpoints, runtime
+from lit_nets import checkpoints, inference, runtime
 from lit_nets.callbacks import (
     FigureLogger,
+    LastCheckpoint,
     LearningRateLogger,
     PredictionWriter,
     ProgressBar,
     QuietProfiler,
     SaveOnInterrupt,
+    TrainingLock,
+    last_checkpoint,
+    main_checkpoint,
 )
 from lit_nets.data.base import TensorDataModule, quiet_worker_warning
 from lit_nets.errors import UserError
 from lit_nets.models.classifier import Classifier
 
-LINKED = ("num_classes", "input_shape", "mean", "std", "class_names", "class_weights", "schema")
+LINKED = inference.DATA_ARGS  # the data module's values the model gets through the CLI's links
+log = logging.getLogger(__name__)
+
+
+def _differs(a: Any, b: Any) -> bool:
+    """Whether two config values differ (a tuple and a list of the same items do not)."""
+    normal = lambda v: list(v) if isinstance(v, (list, tuple)) else v  # noqa: E731
+    return normal(a) != normal(b)
 
 
 def default_precision(accelerator: Any) -> str:
@@ -99,10 +112,9 @@ class LitNetsCLI(LightningCLI):
                 "data": {"class_path": "lit_nets.data.MNISTDataModule"},
                 "checkpoint.monitor": "val/acc",
                 "checkpoint.mode": "max",
-                "checkpoint.save_last": True,
+                "checkpoint.save_last": True,  # a LastCheckpoint writes it (see _instantiate_trainer)
                 "checkpoint.save_top_k": 1,
-                # each run has a folder of its own, and a PeriodicCheckpoint writes the same last.ckpt
-                "checkpoint.enable_version_counter": False,
+                "checkpoint.enable_version_counter": False,  # each run has a folder of its own
                 "checkpoint.filename": "epoch{epoch:02d}-val_acc{val/acc:.4f}",
                 "checkpoint.auto_insert_metric_name": False,
             }
@@ -113,13 +125,64 @@ class LitNetsCLI(LightningCLI):
         parser.add_lightning_class_args(FigureLogger, "figures")
 
     # -- before anything is built ---------------------------------------------------------------------------
+    # -- --ckpt_path: one rule for a file, a run folder, best and last -----------------------------------------
     def _parse_ckpt_path(self) -> None:
-        # Lightning reads a --ckpt_path file here, before any hook of ours: check it first, for a clear message
+        """Resolve ``--ckpt_path`` and use the checkpoint's model arguments: they win over the config and the command
+        line (a warning names each value that differed), whichever way the checkpoint was named.
+
+        Lightning's own version of this hook (private, called between parsing and ``before_instantiate_classes``)
+        merges a checkpoint *file*'s hyper-parameters, data values included, and leaves ``best`` / ``last`` alone,
+        so a path and ``last`` followed different rules; and merging a CSV schema of 5,000 columns made jsonargparse
+        copy it for minutes. This replaces it: resolve first, check the arguments against the model class
+        (:func:`lit_nets.inference.model_hparams`), merge the model's own arguments only (the data module gives the
+        data's values). ``fit`` resumes a run of our logs folder in that run's own folder.
+        """
         subcommand = self.config.get("subcommand")
-        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if ckpt_path and Path(ckpt_path).is_file():
-            checkpoints.load(ckpt_path, "--ckpt_path")
-        super()._parse_ckpt_path()
+        config = self.config[subcommand] if subcommand else None
+        if config is None or "ckpt_path" not in config:  # no subcommand: the CLI was built with run=False
+            return
+        if config.get("weights_only", False) is None:  # Lightning would unpickle remote checkpoints as code
+            config.weights_only = True
+        trusted = config.get("weights_only") is False
+        root = logs_root(config)
+        config.ckpt_path = checkpoints.resolve(config.ckpt_path, root, subcommand, trusted=trusted)
+        if config.ckpt_path is None:
+            return
+        rank_zero_info(f"Checkpoint: {config.ckpt_path}")
+        checkpoint = checkpoints.load(config.ckpt_path, "--ckpt_path", trusted=trusted)
+        cls, args = inference.model_hparams(checkpoint, config.ckpt_path)
+        self._use_checkpoint_arguments(subcommand, cls, args, config.ckpt_path)  # makes a new self.config
+        if subcommand == "fit":
+            self._resume_in_its_folder(self.config[subcommand], root)
+
+    def _use_checkpoint_arguments(self, subcommand: str, cls: type, args: dict[str, Any], ckpt_path: str) -> None:
+        model = self.config[subcommand].model
+        given = model.init_args.as_dict() if model.get("init_args") is not None else {}
+        same_class = inference.classifier_class({"_class_path": model.class_path}, ckpt_path) is cls
+        own = {k: v for k, v in args.items() if k not in inference.DATA_ARGS}
+        own["init_from"] = None  # the weights come from the checkpoint
+        if given.get("init_from"):
+            log.info("model.init_from %s is not used: the weights come from %s", given["init_from"], ckpt_path)
+        changed = [f"{k} {v!r} (not {given[k]!r})" for k, v in own.items()
+                   if same_class and k != "init_from" and k in given and _differs(given[k], v)]  # fmt: skip
+        if not same_class:
+            changed.insert(0, f"the model class {cls.__name__} (not {model.class_path.rpartition('.')[2]})")
+        if changed and rank_zero_only.rank == 0:
+            log.warning("--ckpt_path %s: the checkpoint's model arguments are used: %s", ckpt_path, "; ".join(changed))
+        class_path = f"{cls.__module__}.{cls.__qualname__}"
+        update = {subcommand: {"model": {"class_path": class_path, "init_args": own}}}
+        self.config = self.parser.parse_object(update, self.config)
+
+    def _resume_in_its_folder(self, config: Any, root: Path) -> None:
+        """A run resumed from a checkpoint of a run under ``root`` continues in that run's folder (its curves go on,
+        its best checkpoint keeps its score), unless the logger's version is given."""
+        logger = config.trainer.logger
+        init = logger.get("init_args") if hasattr(logger, "get") else None
+        folder = checkpoints.run_folder(config.ckpt_path, root)
+        if folder is not None and init is not None and "version" in init and init.version is None:
+            init.version = folder
+            self._resumed_in = folder
+            rank_zero_info(f"Resuming {root / folder} in its own folder")
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
         from lightning.pytorch.callbacks import ProgressBar as AnyProgressBar
@@ -130,23 +193,20 @@ class LitNetsCLI(LightningCLI):
             isinstance(c, AnyProgressBar) for c in [*given, *callbacks]
         ):
             callbacks = [*callbacks, ProgressBar()]  # the bar that redraws by time, not every batch
-        callbacks = [*callbacks, SaveOnInterrupt()]
+        # last.ckpt at every epoch's end: Lightning 2.6's save_last writes it only with a new best (LastCheckpoint),
+        # added after the main checkpoint so that it records the best as updated at that epoch
+        main = next((c for c in callbacks if type(c) is ModelCheckpoint), None)
+        if main is not None and main.save_last:
+            main.save_last = False
+            callbacks = [*callbacks, LastCheckpoint()]
+        callbacks = [*callbacks, SaveOnInterrupt(), TrainingLock()]
         if config.get("profiler") is None:
             config = {**config, "profiler": QuietProfiler()}
         return super()._instantiate_trainer(config, callbacks)
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        # Resolve --ckpt_path before anything is built, so a data module can read what it needs from it.
-        if config.get("weights_only", False) is None:  # Lightning would unpickle remote checkpoints as code
-            config.weights_only = True
-        if "ckpt_path" in config:  # absent when the CLI is built with run=False
-            trusted = config.get("weights_only") is False
-            config.ckpt_path = checkpoints.resolve(
-                config.ckpt_path, logs_root(config), self.subcommand, trusted=trusted
-            )
-        if config.get("ckpt_path"):
-            rank_zero_info(f"Checkpoint: {config.ckpt_path}")
+        if config.get("ckpt_path"):  # resolved by _parse_ckpt_path
             init_args = config.data.get("init_args") if config.get("data") else None
             wants_schema = init_args is not None and "schema_from" in init_args and not init_args.schema_from
             if self.subcommand != "fit" and wants_schema:
@@ -162,8 +222,6 @@ class LitNetsCLI(LightningCLI):
         if torch.cuda.is_available():
             torch.set_float32_matmul_precision("high")  # TF32 matmuls on Ampere and newer
         quiet_worker_warning()
-        if self.subcommand != "fit":  # testing a checkpoint from another run folder is the normal case here
-            warnings.filterwarnings("ignore", message=r".*The dirpath has changed from.*")
         # Small tabular sets have fewer batches than the step-logging interval; epoch metrics are what we log.
         warnings.filterwarnings("ignore", message=r".*is smaller than the logging interval.*")
         # Frozen conv blocks keep their BatchNorm in eval mode on purpose (model.freeze).
@@ -173,19 +231,46 @@ class LitNetsCLI(LightningCLI):
         # Lightning 2.6 still calls a pytree API that torch 2.14 deprecates; nothing for a user to act on.
         warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
+    # -- the runs ---------------------------------------------------------------------------------------------
+    @contextmanager
+    def _checkpoint_warnings(self) -> Iterator[None]:
+        """Lightning's warnings about checkpoint folders that say nothing here: a checkpoint of another run folder
+        (testing one, or resuming one into a new folder) starts best-tracking anew in this run's folder, and a run
+        resumed in its own folder finds its checkpoints there."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*The dirpath has changed from.*")
+            if getattr(self, "_resumed_in", None):
+                warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
+            yield
+
+    def fit(self, model: Any, **kwargs: Any) -> None:
+        with self._checkpoint_warnings():
+            self.trainer.fit(model, **kwargs)
+
+    def validate(self, model: Any, **kwargs: Any) -> None:
+        with self._checkpoint_warnings():
+            self.trainer.validate(model, **kwargs)
+
+    def test(self, model: Any, **kwargs: Any) -> None:
+        with self._checkpoint_warnings():
+            self.trainer.test(model, **kwargs)
+
     def predict(self, model: Any, **kwargs: Any) -> None:
-        predictions = self.trainer.predict(model, **kwargs)
+        with self._checkpoint_warnings():
+            predictions = self.trainer.predict(model, **kwargs)
         if self.trainer.is_global_zero:
             print(predict_summary(predictions))
 
     # -- after fit: test the best checkpoint and say where everything is ------------------------------------
     def _check_checkpoint_fits(self) -> None:
-        """A --ckpt_path of another model or data (classes, input shape) ends with one line, not a state_dict
-        size-mismatch traceback."""
+        """A --ckpt_path of another model or data ends with one line that names what differs (classes, input shape,
+        or the tensors), not a state_dict size-mismatch traceback."""
         ckpt_path = self.config[self.subcommand].get("ckpt_path")
         if not ckpt_path or not hasattr(self.model, "num_classes"):
             return
-        saved = checkpoints.hparams_of(ckpt_path)
+        trusted = self.config[self.subcommand].get("weights_only") is False
+        checkpoint = checkpoints.load(ckpt_path, "--ckpt_path", trusted=trusted)
+        saved = checkpoint.get("hyper_parameters") or {}
         here = {"num_classes": self.model.num_classes, "input_shape": list(self.model.input_shape)}
         there = {"num_classes": saved.get("num_classes"), "input_shape": list(saved.get("input_shape") or [])}
         if saved and here != there:
@@ -195,6 +280,7 @@ class LitNetsCLI(LightningCLI):
                 f"{there['input_shape']}, but this run's data gives {here['num_classes']} classes of input "
                 f"{here['input_shape']}; use the config the checkpoint was trained with"
             )
+        inference.check_weights(self.model, checkpoint.get("state_dict") or {}, ckpt_path)
 
     def _before_run(self) -> None:
         self._check_checkpoint_fits()
@@ -206,9 +292,9 @@ class LitNetsCLI(LightningCLI):
         trainer = self.trainer
         if trainer.interrupted:
             return
-        ckpt = trainer.checkpoint_callback
+        ckpt, last_ckpt = main_checkpoint(trainer), last_checkpoint(trainer)
         best = ckpt.best_model_path if ckpt else ""
-        last = ckpt.last_model_path if ckpt else ""  # read now: testing restores the callback's older state
+        last = last_ckpt.path if last_ckpt else ""  # read now: testing restores the callbacks' older state
         test_results: list[dict[str, float]] = []
         wants_test = self.config_init["fit"].get("test_after_fit", True)
         has_test = getattr(self.datamodule, "splits", None) is not None and self.datamodule.splits.test is not None
@@ -250,7 +336,7 @@ def run_summary(
         root = Path(log_dir).parent
         lines.append(f"Run folder:   {log_dir}    (view: tensorboard --logdir {root})")
         lines.append(f"Config:       {Path(log_dir) / 'config.yaml'}")
-    ckpt = trainer.checkpoint_callback
+    ckpt = main_checkpoint(trainer)
     if best:
         score = ckpt.best_model_score
         score_text = f" ({ckpt.monitor} {float(score):.4f})" if score is not None else ""

@@ -17,26 +17,10 @@ from typing import Any
 
 import torch
 
+from lit_nets.checkpoints import resolve_for_tool
 from lit_nets.errors import UserError
 
 log = logging.getLogger(__name__)
-
-
-def load_classifier(ckpt_path: str | Path, device: str = "cpu") -> Any:
-    """The trained classifier of a checkpoint (its class is recorded in the hyper-parameters), in eval mode."""
-    import importlib
-
-    from lit_nets.checkpoints import hparams_of
-
-    hparams = hparams_of(ckpt_path)
-    # the CLI records the class; a checkpoint saved from Python is told apart by its arguments
-    guess = "lit_nets.models.CNNClassifier" if "kernel_size" in hparams else "lit_nets.models.MLPClassifier"
-    module_name, _, class_name = str(hparams.get("_class_path", guess)).rpartition(".")
-    if not module_name.startswith("lit_nets."):
-        raise UserError(f"{ckpt_path} holds a {module_name}.{class_name}, not a lit_nets model")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    model = cls.load_from_checkpoint(ckpt_path, map_location=device, weights_only=True, init_from=None)
-    return model.eval()
 
 
 def default_layer(model: Any) -> str:
@@ -68,6 +52,7 @@ def explain(ckpt_path: str, images: list[str], out: str, layer: str | None = Non
 
     from lit_nets import plots
     from lit_nets.data.folder import BadImage, decode
+    from lit_nets.inference import load_classifier
 
     model = load_classifier(ckpt_path, device)
     schema = model.schema or {"channels": model.input_shape[0], "image_size": list(model.input_shape[1:])}
@@ -108,10 +93,12 @@ def explain(ckpt_path: str, images: list[str], out: str, layer: str | None = Non
 def main(argv: list[str]) -> None:
     """``python -m lit_nets explain ...``: parse the arguments and run."""
     parser = argparse.ArgumentParser(prog="python -m lit_nets explain", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ckpt_path", required=True, help="checkpoint of a CNN classifier")
+    parser.add_argument(
+        "--ckpt_path", required=True, help="checkpoint of a CNN classifier (or best, last, a run folder)"
+    )
     parser.add_argument("--images", nargs="+", required=True, help="image files (PNG, JPEG)")
     parser.add_argument("--out", default="explain", help="folder for the overlays (default: explain/)")
     parser.add_argument("--layer", help="layer to explain, e.g. features.act1 (default: the last conv block's)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args(argv)
-    explain(args.ckpt_path, args.images, args.out, args.layer, args.device)
+    explain(resolve_for_tool(args.ckpt_path), args.images, args.out, args.layer, args.device)

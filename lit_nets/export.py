@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lit_nets.checkpoints import resolve_for_tool
 from lit_nets.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def real_batch(ckpt_path: str, model: Any, size: int = 256) -> torch.Tensor:
 
 def export(ckpt_path: str, formats: list[str], out: str | None = None) -> dict[str, dict[str, Any]]:
     """Export the checkpoint in each format, check parity, write sidecars; return a report per format."""
-    from lit_nets.explain import load_classifier
+    from lit_nets.inference import load_classifier
 
     model = load_classifier(ckpt_path)
     deployable = Deployable(model.normalize, model.net).eval()
@@ -177,9 +178,11 @@ EXPORTERS = {"state_dict": _state_dict, "torchscript": _torchscript, "pt2": _pt2
 def main(argv: list[str]) -> None:
     """``python -m lit_nets export ...``: parse the arguments and run."""
     parser = argparse.ArgumentParser(prog="python -m lit_nets export", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ckpt_path", required=True, help="checkpoint of a trained classifier")
+    parser.add_argument(
+        "--ckpt_path", required=True, help="checkpoint of a trained classifier (or best, last, a run folder)"
+    )
     parser.add_argument("--format", nargs="+", default=["all"], choices=[*FORMATS, "all"], help="default: all")
     parser.add_argument("--out", help="folder for the files (default: export/ in the run folder)")
     args = parser.parse_args(argv)
     formats = list(FORMATS) if "all" in args.format else args.format
-    export(args.ckpt_path, formats, args.out)
+    export(resolve_for_tool(args.ckpt_path), formats, args.out)

@@ -60,8 +60,8 @@ def load(path: str, device: str = "cpu") -> Served:
     if not file.is_file():
         raise UserError(f"--ckpt_path {path}: no such file")
     if file.suffix == ".ckpt":
-        from lit_nets.explain import load_classifier
         from lit_nets.export import Deployable
+        from lit_nets.inference import load_classifier
 
         model = load_classifier(file, device)
         net = Deployable(model.normalize, model.net).eval()
@@ -358,7 +358,11 @@ def make_server(path: str, *, max_payload_mb: float = 4, max_pixels: int = 4096 
 def main(argv: list[str]) -> None:
     """``python -m lit_nets serve ...``: parse the arguments and run."""
     parser = argparse.ArgumentParser(prog="python -m lit_nets serve", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ckpt_path", required=True, help="checkpoint (.ckpt) or exported .torchscript.pt/.pt2/.onnx")
+    parser.add_argument(
+        "--ckpt_path",
+        required=True,
+        help="checkpoint (.ckpt; or best, last, a run folder) or exported .torchscript.pt/.pt2/.onnx",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--max_batch_size", type=int, default=32, help="requests run together (default 32)")
@@ -369,6 +373,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     parser.add_argument("--workers", type=int, default=1, help="inference processes per device (default 1)")
     args = parser.parse_args(argv)
+    if not Path(args.ckpt_path).is_file():  # best, last or a run folder (an exported file is served as it is)
+        from lit_nets.checkpoints import resolve_for_tool
+
+        args.ckpt_path = resolve_for_tool(args.ckpt_path)
     server = make_server(
         args.ckpt_path, max_payload_mb=args.max_payload_mb, max_pixels=args.max_pixels, top_k=args.top_k,
         max_batch_size=args.max_batch_size, batch_timeout=args.batch_timeout, accelerator=args.accelerator,

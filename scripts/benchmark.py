@@ -274,7 +274,7 @@ def run_c(args: argparse.Namespace) -> dict[str, Any]:
     """``python -m lit_nets fit`` in its own process; its throughput and metrics read back from TensorBoard."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from lit_nets.explain import load_classifier
+    from lit_nets.inference import load_classifier
 
     work = Path(tempfile.mkdtemp(prefix="bench_c_"))
     command = [sys.executable, "-m", "lit_nets", "fit", *[f"--config={c}" for c in map(os.path.abspath, args.configs)],

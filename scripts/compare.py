@@ -32,6 +32,7 @@ VARIANTS: dict[str, list[str]] = {
 def run(config: str, overrides: list[str], seed: int, epochs: int, extra: list[str]) -> dict[str, float]:
     from lightning.pytorch.callbacks import Timer
 
+    from lit_nets.callbacks import main_checkpoint
     from lit_nets.cli import LitNetsCLI, setup_logging
 
     setup_logging()
@@ -45,8 +46,11 @@ def run(config: str, overrides: list[str], seed: int, epochs: int, extra: list[s
     timer = Timer()  # added here: jsonargparse cannot write Timer's enum default into the saved config
     cli.trainer.callbacks.append(timer)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    (test,) = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False)
-    best = cli.trainer.checkpoint_callback.best_model_score
+    checkpoint = main_checkpoint(cli.trainer)  # the best by val/acc (the run also has a LastCheckpoint)
+    best = checkpoint.best_model_score
+    (test,) = cli.trainer.test(
+        cli.model, datamodule=cli.datamodule, ckpt_path=checkpoint.best_model_path, verbose=False
+    )
     return {
         "val_acc": float(best) if best is not None else float("nan"),
         "test_acc": test["test/acc"],

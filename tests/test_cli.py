@@ -52,11 +52,39 @@ def test_resume_continues_epochs_and_steps(trained) -> None:
     assert (first["epoch"], first["global_step"]) == (1, 2 * STEPS_PER_EPOCH)
     proc = run_cli("fit", "--config", CNN, "--ckpt_path", "last", "--trainer.max_epochs", "3", *OFFLINE, cwd=work)
     assert "Restored all states from the checkpoint" in proc.stderr + proc.stdout
-    resumed = work / "lightning_logs" / "version_1"
+    resumed = newest_run(work)
+    # in the run's own folder: its curves go on, and Lightning has nothing to warn about (a new folder made it say
+    # that the dirpath changed and best_model_score would not be reloaded)
+    assert resumed.name == "version_0" and "Resuming lightning_logs/version_0 in its own folder" in proc.stderr
+    assert "dirpath has changed" not in proc.stderr and "exists and is not empty" not in proc.stderr
     last = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)
     assert (last["epoch"], last["global_step"]) == (2, 3 * STEPS_PER_EPOCH)
     steps = [step for step, _ in scalars(resumed)["val/acc"]]
-    assert steps == [3 * STEPS_PER_EPOCH - 1], "only the third epoch ran, numbered after the first two"
+    assert steps == [STEPS_PER_EPOCH - 1, 2 * STEPS_PER_EPOCH - 1, 3 * STEPS_PER_EPOCH - 1], "one curve, 3 epochs"
+
+
+def newest_run(work: Path) -> Path:
+    """The run folder under ``work/lightning_logs`` written last."""
+    return max((work / "lightning_logs").glob("version_*"), key=lambda p: (p / "hparams.yaml").stat().st_mtime)
+
+
+def test_last_checkpoint_is_the_last_epoch_when_the_best_is_an_earlier_one(tmp_path: Path) -> None:
+    """Lightning 2.6 writes last.ckpt only with a new best; here the "best" is the epoch with the highest training
+    loss (the first, by far), and last.ckpt must still hold the final epoch, so that resuming continues after it."""
+    short = ("--trainer.limit_train_batches", "10", "--trainer.limit_val_batches", "4",
+             "--checkpoint.monitor", "train/loss", "--checkpoint.mode", "max")  # fmt: skip
+    run_cli("fit", "--config", CNN, "--trainer.max_epochs", "3", *short, *OFFLINE, cwd=tmp_path)
+    checkpoints = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
+    (best,) = checkpoints.glob("epoch*.ckpt")
+    assert best.name.startswith("epoch00-"), best
+    last = torch.load(checkpoints / "last.ckpt", weights_only=True)
+    assert (last["epoch"], last["global_step"]) == (2, 30), "last.ckpt is the final state, not the best"
+    run_cli("fit", "--config", CNN, "--ckpt_path", "last", "--trainer.max_epochs", "4", *short, *OFFLINE, cwd=tmp_path)
+    resumed = newest_run(tmp_path)
+    last = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)
+    assert (last["epoch"], last["global_step"]) == (3, 40)
+    assert [step for step, _ in scalars(resumed)["val/acc"]][-1] == 39
+    assert len([step for step, _ in scalars(resumed)["val/acc"] if step > 29]) == 1, "only the fourth epoch ran"
 
 
 def test_test_subcommand_uses_the_best_checkpoint(trained) -> None:

@@ -43,8 +43,8 @@ torch.save(logits.detach(), out)
 @pytest.mark.parametrize("fmt", ["state_dict", "torchscript", "pt2", "onnx"])
 def test_each_format_reloads_without_lit_nets_and_predicts_the_same(cnn_run, fmt: str) -> None:
     from lit_nets.data import MNISTDataModule
-    from lit_nets.explain import load_classifier
     from lit_nets.export import SUFFIX
+    from lit_nets.inference import load_classifier
 
     work, stdout = cnn_run
     assert f"{fmt} " in stdout and "same top-1: True" in stdout

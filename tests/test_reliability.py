@@ -74,11 +74,11 @@ def test_a_torn_last_checkpoint_falls_back_to_the_newest_intact_one(short_run: P
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # killed while writing it
     explicit = run_cli("test", "--config", str(CONFIGS / "cnn.yaml"), "--ckpt_path", str(last), cwd=work, check=False)
     assert explicit.returncode == 2 and "not a complete checkpoint (truncated, torn" in explicit.stderr
+    best = next(p for p in checkpoints.glob("epoch*.ckpt")).relative_to(work)
     proc = run_cli("fit", "--config", str(CONFIGS / "cnn.yaml"), "--ckpt_path", "last", "--trainer.max_epochs", "3",
                    *FAST, cwd=work)  # fmt: skip
-    best = next(p for p in checkpoints.glob("epoch*.ckpt")).relative_to(work)
     assert f"{last.relative_to(work)} is torn (cut short while being written); using {best} instead" in proc.stderr
-    resumed = torch.load(work / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt", weights_only=True)
+    resumed = torch.load(last, weights_only=True)  # the run went on in its own folder, and wrote a whole last.ckpt
     assert resumed["epoch"] == 2 and resumed["global_step"] == 60  # 3 epochs of 20 steps: none lost, none repeated
 
 
@@ -93,7 +93,9 @@ RESUMABLE = ["--config", str(CONFIGS / "cnn.yaml"), "--config", str(CONFIGS / "p
 def unbroken(tmp_path_factory) -> dict:
     """The final checkpoint of the run never stopped."""
     work = tmp_path_factory.mktemp("unbroken")
-    run_cli("fit", *RESUMABLE, cwd=work)
+    proc = run_cli("fit", *RESUMABLE, cwd=work)
+    # the PeriodicCheckpoint of the overlay is not the run's main checkpoint: the best one is still kept and named
+    assert "Best:         ./lightning_logs/version_0/checkpoints/epoch0" in proc.stdout, proc.stdout[-2000:]
     return torch.load(work / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
 
 
@@ -101,7 +103,7 @@ def resume_and_compare(work: Path, reference: dict) -> float:
     """Resume the stopped run in ``work`` with --ckpt_path last; check that it ended where the unbroken run did and
     return the largest difference between their weights."""
     run_cli("fit", *RESUMABLE, "--ckpt_path", "last", cwd=work)
-    final = torch.load(work / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt", weights_only=True)
+    final = torch.load(work / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
     assert (final["epoch"], final["global_step"]) == (reference["epoch"], reference["global_step"]) == (2, 120)
     return max(
         (final["state_dict"][k].float() - v.float()).abs().max().item() for k, v in reference["state_dict"].items()
@@ -118,6 +120,10 @@ def test_sigterm_then_resume_ends_with_the_weights_of_an_unbroken_run(tmp_path: 
     deadline = time.monotonic() + 300
     while not started.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
+    from lit_nets.checkpoints import is_training, resolve
+
+    assert is_training(started.parent.parent), "the run holds its folder's lock while it trains"
+    assert resolve("last", tmp_path / "lightning_logs", "fit") is None, "`last` passes over a run being written"
     time.sleep(0.3)  # a few more steps
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
@@ -187,14 +193,32 @@ def test_a_checkpoint_of_another_model_and_data_is_one_line(tmp_path: Path) -> N
 
 
 def test_ddp_with_two_cpu_processes_logs_metrics_of_the_whole_validation_set(tmp_path: Path) -> None:
-    """2 gloo processes: the logged val/acc is the synchronised torchmetrics value over every validation batch,
-    so validating the same checkpoint in one process gives the same figure (up to the one padded batch)."""
+    """The README's DDP command as written (figures and the test after fit on), for 2 epochs: 2 gloo processes. The
+    logged val/acc is the synchronised torchmetrics value over every validation batch, so validating the same
+    checkpoint in one process gives the same figure (up to the one padded batch)."""
     from conftest import scalars
 
-    run_cli("fit", "--config", str(CONFIGS / "cnn.yaml"), "--config", str(CONFIGS / "ddp.yaml"),
-            "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.max_epochs", "2", *FAST[4:],
-            cwd=tmp_path)  # fmt: skip
+    # README: python -m lit_nets fit --config configs/cnn.yaml --config configs/ddp.yaml --trainer.accelerator cpu
+    #         --trainer.devices 2
+    proc = run_cli(
+        "fit",
+        "--config",
+        str(CONFIGS / "cnn.yaml"),
+        "--config",
+        str(CONFIGS / "ddp.yaml"),
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.devices",
+        "2",
+        "--trainer.max_epochs",
+        "2",
+        cwd=tmp_path,
+        timeout=400,
+    )  # fmt: skip (a hang, as rank 0 once waited in a figure, fails here)
     run = tmp_path / "lightning_logs" / "version_0"
+    assert "Test (best):  test/acc 0.9" in proc.stdout, proc.stdout[-3000:]
+    for figure in ("filters_conv1.png", "activations_conv1.png", "confusion_matrix_test.png", "mistakes_test.png"):
+        assert (run / figure).is_file(), figure
     logged = dict(scalars(run)["val/acc"])
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["global_step"] == 2 * 29  # each process: every other of the 57 batches of 64, for 2 epochs

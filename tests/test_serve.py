@@ -29,7 +29,7 @@ def digits(cnn_run) -> tuple[list[bytes], list[str], list[str]]:
     """50 test-split digits (every 20th: all classes) as PNG files, their true labels and the checkpoint's own
     predictions."""
     from lit_nets.data import MNISTDataModule
-    from lit_nets.explain import load_classifier
+    from lit_nets.inference import load_classifier
 
     work, _ = cnn_run
     x, y = MNISTDataModule(data_dir=str(work / "data"), download=False).splits.test
@@ -239,4 +239,6 @@ def test_not_a_number_names_the_column(wine_service) -> None:
 
 def test_serve_a_missing_file_is_one_line(tmp_path: Path) -> None:
     proc = run_cli("serve", "--ckpt_path", "nope.ckpt", cwd=tmp_path, check=False)
-    assert proc.returncode == 2 and "nope.ckpt: no such file" in proc.stderr and "Traceback" not in proc.stderr
+    assert (
+        proc.returncode == 2 and "nope.ckpt: no such checkpoint file" in proc.stderr and "Traceback" not in proc.stderr
+    )

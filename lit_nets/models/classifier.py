@@ -130,6 +130,11 @@ class Classifier(LightningModule):
         """Build the plain network (subclasses implement this)."""
         raise NotImplementedError
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        from lit_nets import __version__
+
+        checkpoint["lit_nets_version"] = __version__  # named when a later version cannot read the checkpoint
+
     def configure_model(self) -> None:
         if self.hparams.get("compile") and not getattr(self, "_compiled", False):
             self.net.compile()  # nn.Module.compile: the module stays itself, so do its state_dict keys

@@ -1,0 +1,113 @@
+"""A trained classifier out of its checkpoint: the one way ``test``, ``predict``, ``export``, ``explain`` and ``serve``
+rebuild a model.
+
+A checkpoint records the model's class (``_class_path``) and its arguments (``hyper_parameters``), the data's values
+among them (classes, input shape, normalisation, a CSV schema). :func:`model_hparams` reads and checks them: an
+argument this version of lit_nets does not know (a checkpoint of a newer release) or a missing one that the model
+cannot do without ends with one line naming it, not a ``TypeError`` deep in a constructor or a model that
+silently calls its classes ``0, 1, 2``. :func:`load_classifier` builds the model from them and loads its weights;
+weights of another shape end with one line naming the tensors that differ.
+
+It builds the class directly rather than through Lightning's ``load_from_checkpoint``, which re-parses the
+arguments with jsonargparse and took minutes for a CSV schema of 5,000 columns.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lit_nets import __version__, checkpoints
+from lit_nets.errors import UserError
+
+# what the data gives a model (the CLI links these); a model cannot be rebuilt without the first three
+DATA_ARGS = ("num_classes", "input_shape", "mean", "std", "class_names", "class_weights", "schema")
+REQUIRED = ("num_classes", "input_shape", "class_names")
+PRIVATE = ("_class_path", "_instantiator")
+
+
+def init_parameters(cls: type) -> dict[str, inspect.Parameter]:
+    """The arguments ``cls(...)`` takes, following ``**kwargs`` up the class hierarchy (CNNClassifier's own, then
+    Classifier's)."""
+    params: dict[str, inspect.Parameter] = {}
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        signature = inspect.signature(klass.__init__)
+        for name, param in signature.parameters.items():
+            if name != "self" and param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
+                params.setdefault(name, param)
+        if not any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+            break
+    return params
+
+
+def classifier_class(hparams: dict[str, Any], path: str | Path) -> type:
+    """The lit_nets model class a checkpoint's hyper-parameters name (told apart by its arguments when it was saved
+    from Python rather than by the CLI, which records the class)."""
+    guess = "lit_nets.models.CNNClassifier" if "kernel_size" in hparams else "lit_nets.models.MLPClassifier"
+    module_name, _, class_name = str(hparams.get("_class_path", guess)).rpartition(".")
+    if not module_name.startswith("lit_nets."):
+        raise UserError(f"{path} holds a {module_name}.{class_name}, not a lit_nets model")
+    try:
+        return getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError):
+        raise UserError(f"{path} holds a {module_name}.{class_name}, which this version of lit_nets "
+                        f"({__version__}) does not have; load it with the version that saved it") from None  # fmt: skip
+
+
+def model_hparams(checkpoint: dict[str, Any], path: str | Path) -> tuple[type, dict[str, Any]]:
+    """The model class of a loaded checkpoint and the arguments to build it with, checked against the class."""
+    hparams = dict(checkpoint.get("hyper_parameters") or {})
+    if not hparams:
+        raise UserError(f"{path} records no model arguments (hyper_parameters): it was not saved by lit_nets")
+    cls = classifier_class(hparams, path)
+    args = {k: v for k, v in hparams.items() if k not in PRIVATE}
+    saved_by = checkpoint.get("lit_nets_version", "an unknown version")
+    known = init_parameters(cls)
+    unknown = sorted(set(args) - set(known))
+    if unknown:
+        raise UserError(
+            f"{path}: {cls.__name__} has no argument(s) {', '.join(map(repr, unknown))} in this version of lit_nets "
+            f"({__version__}; the checkpoint was saved by lit_nets {saved_by}): load it with the version that saved "
+            "it, or retrain"
+        )
+    needed = list(REQUIRED)
+    if "normalize.mean" in checkpoint.get("state_dict", {}):
+        needed += ["mean", "std"]  # the weights hold a normalisation, so the arguments must say what it is
+    missing = [name for name in needed if name not in args]  # absent, not None: None is a value the user gave
+    if missing:
+        raise UserError(
+            f"{path}: the checkpoint lacks the model argument(s) {', '.join(map(repr, missing))} (saved by lit_nets "
+            f"{saved_by}, this is {__version__}); without them the model would be rebuilt wrongly. Retrain, or save "
+            "it again with them"
+        )
+    return cls, args
+
+
+def check_weights(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], path: str | Path) -> None:
+    """One line naming the tensors whose names or shapes differ between ``model`` and the checkpoint's weights."""
+    ours = model.state_dict()
+    problems = [f"{k}: {list(state_dict[k].shape)} in the checkpoint, {list(v.shape)} here"
+                for k, v in ours.items() if k in state_dict and state_dict[k].shape != v.shape]  # fmt: skip
+    problems += [f"{k}: not in the checkpoint" for k in ours if k not in state_dict]
+    problems += [f"{k}: only in the checkpoint" for k in state_dict if k not in ours]
+    if problems:
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        raise UserError(f"{path} holds another architecture than this model ({shown}); use the model arguments it "
+                        "was trained with")  # fmt: skip
+
+
+def load_classifier(ckpt_path: str | Path, device: str = "cpu") -> Any:
+    """The trained classifier of a checkpoint file, in eval mode on ``device``."""
+    checkpoint = checkpoints.load(ckpt_path)
+    cls, args = model_hparams(checkpoint, ckpt_path)
+    model = cls(**{**args, "init_from": None})  # the weights come from the checkpoint
+    state_dict = checkpoint["state_dict"]
+    check_weights(model, state_dict, ckpt_path)
+    model.load_state_dict(state_dict)
+    return model.to(device).eval()
