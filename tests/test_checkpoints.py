@@ -122,7 +122,8 @@ def test_a_run_being_trained_is_passed_over_and_a_killed_one_is_not(runs: Path, 
     (runs / "version_1" / "checkpoints" / "last.ckpt").touch()  # the newer run (copytree keeps the times)
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from lit_nets.checkpoints import RunLock; "
-         "lock = RunLock(sys.argv[1]); lock.acquire(); print('locked', flush=True); time.sleep(120)", str(runs / "version_1")],
+         "lock = RunLock(sys.argv[1]); lock.acquire(); print('locked', flush=True); time.sleep(120)",
+         str(runs / "version_1")],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
