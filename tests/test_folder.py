@@ -127,6 +127,20 @@ def test_hidden_files_and_folders_are_ignored(tmp_path: Path, sample) -> None:
     assert dm.class_names == ["even", "odd"] and len(dm.splits.train[1]) + len(dm.splits.val[1]) == 60
 
 
+def short_png() -> bytes:
+    """68 bytes: a PNG signature, an IHDR of 28x28 grey, an IDAT with 10 bytes of the 812 it needs, an IEND."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 28, 28, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 10)) + chunk(b"IEND", b"")
+    )
+
+
 def bad_folder(tmp_path: Path, sample, case: str) -> Path:
     images, labels = spread(sample, 40)
     root = small_folder(tmp_path / "bad", images, labels % 2, ["even", "odd"])
@@ -141,6 +155,10 @@ def bad_folder(tmp_path: Path, sample, case: str) -> Path:
     elif case == "truncated":
         data = next((root / "odd").glob("*.png")).read_bytes()
         (root / "odd" / "cut.png").write_bytes(data[: len(data) // 2])
+    elif case == "too little image data":  # a valid header and a short IDAT: segfaulted torchvision's decoder
+        (root / "odd" / "short.png").write_bytes(short_png())
+    elif case == "zero bytes":
+        (root / "odd" / "zero.png").write_bytes(b"")
     elif case == "sizes differ":
         Image.fromarray(np.zeros((20, 20), np.uint8)).save(root / "odd" / "big.png")
     elif case == "no class folders":
@@ -157,6 +175,8 @@ def bad_folder(tmp_path: Path, sample, case: str) -> Path:
         ("no images", r"empty/cats is an empty class folder"),
         ("corrupt", r"bad/odd/broken.png: not a readable image"),
         ("truncated", r"bad/odd/cut.png: not a readable image"),
+        ("too little image data", r"bad/odd/short.png: not a readable image \(image file is truncated"),
+        ("zero bytes", r"bad/odd/zero.png: not a readable image \(not a PNG or JPEG file\)"),
         ("sizes differ", r"images differ in size: .* is 28x28, .*big.png is 20x20; set data.image_size"),
         ("no class folders", r"flat has no class folders"),
     ],
@@ -171,12 +191,12 @@ def test_a_folder_without_any_image_says_so_even_when_skipping(tmp_path: Path, s
     root = bad_folder(tmp_path, sample, "no images")
     with pytest.raises(UserError, match=r"empty holds no images \(.png, .jpg, .jpeg\) in its class folders"):
         ImageFolderDataModule(root=str(root), skip_bad_files=True).setup("fit")
-    good = small_folder(tmp_path / "good", *spread(sample, 20), list("0123456789"))
+    good = small_folder(tmp_path / "good", *spread(sample, 40), list("0123456789"))
     with pytest.raises(UserError, match=r"data.predict_root .*empty/cats holds no images"):
         ImageFolderDataModule(root=str(good), predict_root=str(root / "cats")).setup("predict")
 
 
-@pytest.mark.parametrize("case", ["empty class", "corrupt", "truncated"])
+@pytest.mark.parametrize("case", ["empty class", "corrupt", "truncated", "too little image data", "zero bytes"])
 def test_skip_bad_files_skips_with_one_warning(tmp_path: Path, sample, caplog, case: str) -> None:
     root = bad_folder(tmp_path, sample, case)
     dm = ImageFolderDataModule(root=str(root), test_fraction=0.0, skip_bad_files=True)
@@ -270,3 +290,15 @@ def test_compare_script_prints_a_table(tmp_path: Path, digits_png: Path, monkeyp
     assert "| relu | " in out and "| relu+bn | " in out and len(rows) == 2
     assert all(r["sec_per_epoch"] > 0 and 0 <= r["test_acc"] <= 1 for r in rows)
     assert (tmp_path / "lightning_logs" / "compare" / "results.csv").is_file()
+
+
+@pytest.mark.parametrize(("per_class", "split"), [(1, "test"), (2, "validation")])
+def test_too_few_images_per_class_say_why_and_what_to_do(tmp_path: Path, sample, per_class: int, split: str) -> None:
+    """Before: "the test split has no readable images", which did not say why."""
+    images, labels = sample
+    pick = torch.cat([(labels == c).nonzero().flatten()[:per_class] for c in range(3)])
+    root = small_folder(tmp_path / "few", images[pick], labels[pick], ["zero", "one", "two"])
+    with pytest.raises(UserError, match=rf"few: too few images to hold out a {split} split: .* every class needs at "
+                       rf"least 3 images for training, validation and test\. Add images, or give the {split} images "
+                       r"apart \(a (val|test)/ folder beside train/ in data.root\)"):  # fmt: skip
+        ImageFolderDataModule(root=str(root)).setup("fit")

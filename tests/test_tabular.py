@@ -175,6 +175,19 @@ NUMBERS = "a,b,label\n" + "".join(f"{i},{i % 7},{'yes' if i % 2 else 'no'}\n" fo
         (NUMBERS, {"features": ["a", "c"]}, r"no column\(s\) 'c'"),
         ("".join(f"{i},name{i},{i % 2}\n" for i in range(80)).replace("0,name0", "a,b,label\n0,name0", 1),
          {"max_categories": 50}, r"column 'b' has \d+ different text values \(e.g. 'name\d+' on line \d+\)"),
+        # numbers no model can take: before, the loss was NaN and the run ended at chance with exit 0
+        (NUMBERS.replace("\n17,3,", "\n17,inf,"), {}, r"column 'b', line 19 has inf, not a finite number a model can"),
+        (NUMBERS.replace("\n17,3,", "\n17,1e39,"), {}, r"column 'b', line 19 has 1e\+39, not a finite number"),
+        (NUMBERS.replace("\n17,3,", "\n17,-Infinity,"), {}, r"column 'b', line 19 has -inf, not a finite number"),
+        # pandas would have called the second column 'a.1' without a word
+        (NUMBERS.replace("a,b,label", "a,a,label"), {}, r"the header names column 'a' 2 times \(columns 1, 2\)"),
+        # splits that cannot be made: before, exit 0 with no validation, no best checkpoint and no test
+        ("a,label\n" + "".join(f"{i},{i * 0.37:.2f}\n" for i in range(60)), {},
+         r"target 'label' has 60 different values in 60 rows, so most classes have a single row.*bin it into classes"),
+        ("a,label\n1,x\n2,y\n3,z\n", {}, r"target 'label' has 3 different values in 3 rows"),
+        ("a,label\n" + "".join(f"{i},{'xyz'[i % 3]}\n" for i in range(6)), {},
+         r"too few rows to hold out a validation split: 3 rows left in 3 classes \(the largest has 1\); every class "
+         r"needs at least 3 rows .* \(data.val_path\)"),
     ],
 )  # fmt: skip
 def test_bad_training_files_are_named(
@@ -222,3 +235,57 @@ def test_a_bad_csv_through_the_cli_is_one_line_without_traceback(tmp_path: Path)
                    *QUIET, cwd=tmp_path, check=False)  # fmt: skip
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "error: data.csv: no target column 'y'; the columns are 'a', 'b', 'label' (set data.target)" in proc.stderr
+
+
+# -- files as spreadsheets write them ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("variant", "write_options", "said"),
+    [
+        ("Excel, much of Europe", {"sep": ";", "decimal": ",", "encoding": "cp1252"},
+         "read as ';'-separated, decimal commas, encoding cp1252"),
+        ("UTF-8 with a byte-order mark", {"encoding": "utf-8-sig"}, "encoding utf-8-sig"),
+        ("tab-separated", {"sep": "\t"}, "read as tab-separated, decimal mark '.', encoding utf-8"),
+    ],
+)  # fmt: skip
+def test_spreadsheet_files_give_the_same_data_as_a_plain_csv(
+    tmp_path: Path, caplog, variant: str, write_options: dict, said: str
+) -> None:
+    """The wine set with an accented column name, written as spreadsheets write it: the same tensors as from the
+    plain file, and the log says how it was read. (Before: "no target column 'cultivar'; the columns are
+    'alcohol;malic_acid;...'", or "'utf-8' codec can't decode byte 0xf4".)"""
+    caplog.set_level(logging.INFO, logger="lit_nets")
+    wine = pd.read_csv(write_csv_sample("wine", tmp_path / "wine.csv")).rename(columns={"alcohol": "teneur côté"})
+    wine.to_csv(tmp_path / "plain.csv", index=False)
+    wine.to_csv(tmp_path / "variant.csv", index=False, **write_options)
+    plain, other = (CSVDataModule(path=str(tmp_path / f), target="cultivar") for f in ("plain.csv", "variant.csv"))
+    for dm in (plain, other):
+        dm.setup("fit")
+    assert other.fitted_schema.features == plain.fitted_schema.features
+    assert torch.equal(other.splits.train[0], plain.splits.train[0]) and torch.equal(
+        other.splits.test[1], plain.splits.test[1]
+    )
+    assert said in caplog.text
+    if write_options.get("encoding") == "cp1252":
+        assert "variant.csv is not UTF-8 (byte 0xf4 at position" in caplog.text and "data.encoding" in caplog.text
+
+
+def test_the_reading_options_override_the_detection(tmp_path: Path) -> None:
+    text = "a;b;label\n" + "".join(f"{i},5;{i % 7};{'yes' if i % 2 else 'no'}\n" for i in range(40))
+    path = write(tmp_path, "semi.csv", text)
+    dm = CSVDataModule(path=path, target="label", decimal=".", categorical=["a"])  # "1,5" is then a category
+    assert [c["name"] for c in dm.fitted_schema.categorical] == ["a"]
+    assert CSVDataModule(path=path, target="label").fitted_schema.numeric[0]["name"] == "a"  # detected: 1.5
+    with pytest.raises(UserError, match=r"no target column 'label'; the columns are 'a;b;label'"):
+        CSVDataModule(path=path, target="label", sep=",").setup("fit")
+    latin = tmp_path / "latin.csv"
+    rows = [f"{i},{'été' if i % 2 else 'hiver'}" for i in range(40)]
+    latin.write_bytes("\n".join(["x,label", *rows]).encode("latin-1"))
+    dm = CSVDataModule(path=str(latin), target="label", encoding="latin-1")
+    assert dm.class_names == ["hiver", "été"]
+
+
+def test_a_column_without_values_is_left_out_with_a_warning(tmp_path: Path, caplog) -> None:
+    text = "a,empty,b,label\n" + "".join(f"{i},,{i % 7},{'yes' if i % 2 else 'no'}\n" for i in range(40))
+    dm = CSVDataModule(path=write(tmp_path, "gaps.csv", text), target="label")
+    assert dm.fitted_schema.features == ["a", "b"] and dm.input_shape == [2]
+    assert "left out 1 column(s) without a single value in the training rows: 'empty'" in caplog.text

@@ -61,7 +61,10 @@ class Splits:
 def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Split indices into (rest, held_out) with ``fraction`` of every class held out, seeded.
 
-    With ``fraction > 0``, every class with at least two members keeps at least one in each part.
+    With ``fraction > 0``, every class with at least two members keeps at least one in each part. ``rest`` is in the
+    data's order; ``held_out`` in a seeded random order, so that a few batches of it (``limit_val_batches``,
+    ``limit_test_batches``) hold every class even when the data is sorted by class, as the MNIST sample and
+    class folders are.
     """
     g = torch.Generator().manual_seed(seed)
     held, rest = [], []
@@ -73,7 +76,27 @@ def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[
             k = min(max(k, 1), len(idx) - 1)
         held.append(idx[:k])
         rest.append(idx[k:])
-    return torch.cat(rest).sort().values, torch.cat(held).sort().values
+    held_out = torch.cat(held)
+    return torch.cat(rest).sort().values, held_out[torch.randperm(len(held_out), generator=g)]
+
+
+def hold_out(
+    labels: torch.Tensor, fraction: float, seed: int, *, split: str, source: str, unit: str, needed: int, apart: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`stratified_split` for a split a run needs: when it would come out empty (every class has a single
+    member left), or leave nothing to train on, one line that says why and what to do, instead of a run without
+    validation, best checkpoint or test. ``needed``: members per class the caller's splits need in all; ``apart``:
+    how to give that split's data separately instead."""
+    rest, held = stratified_split(labels, fraction, seed)
+    if len(held) == 0 or len(rest) == 0:
+        counts = torch.bincount(labels)
+        counts = counts[counts > 0]
+        raise UserError(
+            f"{source}: too few {unit} to hold out a {split} split: {len(labels):,} {unit} left in {len(counts):,} "
+            f"classes (the largest has {int(counts.max())}); every class needs at least {needed} {unit} for "
+            f"training, validation and test. Add {unit}, or give the {split} {unit} apart ({apart})"
+        )
+    return rest, held
 
 
 def channel_histogram(images: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Folders of images (PNG, JPEG) as a data module: one sub-folder per class.
 
-Every file is decoded once at setup with torchvision (libpng / libjpeg), checked, converted (16-bit to 8-bit,
+Every file is decoded once at setup with Pillow, checked, converted (16-bit to 8-bit,
 palette and RGBA to RGB or grey, alpha dropped on purpose) and resized. When the decoded images fit under
 ``max_memory_mb`` they stay in memory as one uint8 tensor (the fast path); above it they are decoded again
 per image in DataLoader workers (streaming), having all been checked already.
@@ -8,8 +8,8 @@ per image in DataLoader workers (streaming), having all been checked already.
 
 from __future__ import annotations
 
+import io
 import logging
-import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,16 +17,15 @@ import torch
 from torch.utils.data import Dataset
 
 from lit_nets.checkpoints import hparams_of
-from lit_nets.data.base import Splits, channel_histogram, stats_from_histogram, stratified_split
+from lit_nets.data.base import Splits, channel_histogram, hold_out, stats_from_histogram
 from lit_nets.data.images import ImageDataModule
 from lit_nets.data.samples import PNG_SAMPLES, write_png_sample
 from lit_nets.errors import UserError
 
 log = logging.getLogger(__name__)
-# torchvision 0.29 deprecates its image decoders for TorchCodec's and warns on every call. We pin
-# torchvision < 0.30 and decode in one place (decode() below), the one function to port when that pin moves.
-warnings.filterwarnings("ignore", message=r".*image decoding and encoding capabilities of TorchVision.*")
+IMAGE_FORMATS = ("PNG", "JPEG")
 EXTENSIONS = {".png", ".jpg", ".jpeg"}
+FOLDER = {"validation": "val", "test": "test"}
 Sample = Literal["mnist_png", "uci_digits_png"]
 
 
@@ -47,24 +46,43 @@ def class_folders(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+
+
 def decode(source: Path | bytes, channels: int | None, size: tuple[int, int] | None, name: str = "") -> torch.Tensor:
     """One image (a file, or its bytes called ``name``) as uint8 (C, H, W): 16-bit scaled to 8-bit, palette
     expanded, alpha dropped. ``channels`` None keeps 1 channel for grey images (R = G = B) and 3 for colour ones.
+
+    Pillow decodes (PNG and JPEG only): it checks what it reads and raises on a truncated or malformed file, where
+    torchvision's native decoder crashed the whole process on a 68-byte PNG with too little image data (a segfault
+    in libpng's error handling). Resizing is torchvision's, antialiased.
     """
-    from torchvision.io import ImageReadMode, decode_image, read_file
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
     from torchvision.transforms.v2 import functional as TF
 
-    is_file = isinstance(source, Path)
-    data = read_file(str(source)) if is_file else torch.frombuffer(bytearray(source), dtype=torch.uint8)
+    what = source if isinstance(source, Path) else name or "the image"
     try:
-        image = decode_image(data, mode=ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB)
-    except RuntimeError as e:
-        what = source if is_file else name or "the image"
-        raise BadImage(f"{what}: not a readable image ({str(e).splitlines()[-1].strip()[:120]})") from None
-    if image.dtype != torch.uint8:  # 16-bit PNG: 0..65535 onto 0..255, not clipped
-        image = TF.to_dtype(image, torch.uint8, scale=True)
-    if channels is None and image.shape[0] == 3 and torch.equal(image[0], image[1]) and torch.equal(image[1], image[2]):
-        image = image[:1]
+        with Image.open(source if isinstance(source, Path) else io.BytesIO(source), formats=IMAGE_FORMATS) as im:
+            im.load()  # every pixel: a truncated file raises here, not mid-epoch
+            if im.mode in GREY_MODES:
+                pixels = np.array(im.convert("L") if im.mode in ("1", "LA", "La") else im)[None]
+            else:
+                pixels = np.array(im.convert("RGB")).transpose(2, 0, 1)  # palette expanded, alpha and CMYK gone
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        reason = "not a PNG or JPEG file" if isinstance(e, UnidentifiedImageError) else str(e).strip()
+        raise BadImage(f"{what}: not a readable image ({reason[:120] or type(e).__name__})") from None
+    if pixels.dtype != np.uint8:  # 16-bit (or 32-bit) grey: the top 8 bits, 0..65535 onto 0..255, not clipped
+        pixels = (np.clip(pixels, 0, 65535).astype(np.uint32) >> 8).astype(np.uint8)
+    image = torch.from_numpy(np.ascontiguousarray(pixels))
+    if channels == 1 and image.shape[0] == 3:
+        image = torch.from_numpy(np.array(Image.fromarray(pixels.transpose(1, 2, 0)).convert("L"))[None])
+    elif channels == 3 and image.shape[0] == 1:
+        image = image.expand(3, -1, -1).contiguous()
+    elif (
+        channels is None and image.shape[0] == 3 and torch.equal(image[0], image[1]) and torch.equal(image[1], image[2])
+    ):
+        image = image[:1].contiguous()
     if size is not None and tuple(image.shape[1:]) != size:
         image = TF.resize(image, list(size), antialias=True)
     return image
@@ -251,14 +269,15 @@ class ImageFolderDataModule(ImageDataModule):
                     if (root / split).is_dir():
                         parts[split] = self._labelled(root / split, classes)[:2]
                 if "val" not in parts:
-                    files, labels, parts["val"] = self._hold_out(files, labels, self.val_fraction)
+                    files, labels, parts["val"] = self._hold_out(files, labels, self.val_fraction, "validation", 2)
             else:
                 files, labels, found = self._labelled(root, classes)
                 classes = classes or found
+                needed = 2 + (self.test_fraction > 0)
                 if self.test_fraction > 0:
-                    files, labels, parts["test"] = self._hold_out(files, labels, self.test_fraction)
+                    files, labels, parts["test"] = self._hold_out(files, labels, self.test_fraction, "test", needed)
                 files, labels, parts["val"] = self._hold_out(
-                    files, labels, self.val_fraction / (1 - self.test_fraction)
+                    files, labels, self.val_fraction / (1 - self.test_fraction), "validation", needed
                 )
             parts["train"] = self._limit(files, labels)
         predict_ids = None
@@ -289,8 +308,10 @@ class ImageFolderDataModule(ImageDataModule):
             source=source,
         )
 
-    def _hold_out(self, files: list[Path], labels: list[int], fraction: float) -> tuple[list, list, tuple]:
-        keep, held = stratified_split(torch.tensor(labels), fraction, self.seed)
+    def _hold_out(self, files: list[Path], labels: list[int], fraction: float, split: str, needed: int) -> tuple:
+        apart = f"a {FOLDER[split]}/ folder beside train/ in data.root"
+        keep, held = hold_out(torch.tensor(labels), fraction, self.seed, split=split, source=str(self.root),
+                              unit="images", needed=needed, apart=apart)  # fmt: skip
         pick = lambda idx: ([files[i] for i in idx.tolist()], [labels[i] for i in idx.tolist()])  # noqa: E731
         return (*pick(keep), pick(held))
 

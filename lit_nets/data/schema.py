@@ -98,8 +98,12 @@ class TabularSchema:
         whole = train if whole is None else whole
         counts = train[target].map(label_text).value_counts()
         schema = cls(target=target, classes=classes, class_counts=[int(counts.get(c, 0)) for c in classes])
+        empty = []
         for name in features:
             column = train[name]
+            if not column.notna().any():  # nothing to learn from, and no median to fill it with
+                empty.append(name)
+                continue
             if name not in categorical and not pd.api.types.is_bool_dtype(column):
                 is_numeric = _as_numbers(whole[name], name, file) is not None
                 values = _as_numbers(column, name, file) if is_numeric else None
@@ -125,6 +129,11 @@ class TabularSchema:
                     "data.features, raise max_categories, or fix it if it should hold numbers"
                 )
             schema.categorical.append({"name": name, "categories": categories})
+        if empty:
+            log.warning("%s: left out %d column(s) without a single value in the training rows: %s", file, len(empty),
+                        ", ".join(map(repr, empty)))  # fmt: skip
+        if not schema.features:
+            raise UserError(f"{file}: no feature column has any value in the training rows")
         return schema
 
     # -- what the model sees ------------------------------------------------------------------------------
@@ -216,18 +225,41 @@ def _as_categories(column: pd.Series) -> list[str]:
     return [MISSING if pd.isna(v) else label_text(v) for v in column]
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _finite(values: pd.Series, column: pd.Series, name: str, file: str | Path) -> pd.Series:
+    """``values``, when every number in it is finite and fits the model's float32; else an error naming the line.
+    (``inf`` or ``1e39`` would make every loss NaN: a model at chance, trained without a word.)"""
+    bad = values.notna() & ~(values.abs() <= FLOAT32_MAX)
+    if bad.any():
+        index = bad.idxmax()
+        raise UserError(
+            f"{file}: column '{name}', line {_line(index)} has {_shown(column[index])}, not a finite number a model "
+            f"can take (the largest is {FLOAT32_MAX:.3g}); fix the value, or leave the cell empty to mark it missing"
+        )
+    return values
+
+
+def _shown(value: Any) -> str:
+    """A cell's value as a message quotes it: numbers as written (``inf``, ``1e+39``), texts in quotes."""
+    if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+        return format(float(value), "g")
+    return repr(value)
+
+
 def _as_numbers(column: pd.Series, name: str, file: str | Path, strict: bool = False) -> pd.Series | None:
     """The column as floats; None when it is a text column (categories). A column of mostly numbers with a
     stray text value, or (``strict``) any text in a numeric column, is an error naming the line."""
     import pandas as pd
 
     if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
-        return column.astype(float)
+        return _finite(column.astype(float), column, name, file)
     parsed = pd.to_numeric(column, errors="coerce")
     present = int(column.notna().sum())
     numbers = int(parsed.notna().sum())
     if numbers == present:
-        return parsed.astype(float)
+        return _finite(parsed.astype(float), column, name, file)
     if strict or (present and numbers / present >= MOSTLY_NUMBERS):
         index, value = _first_non_number(column)
         what = "holds numbers" if not strict else "was numeric in training"

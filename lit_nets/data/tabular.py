@@ -15,9 +15,10 @@ from typing import Any, Literal
 import torch
 
 from lit_nets.checkpoints import hparams_of
-from lit_nets.data.base import Splits, TensorDataModule, stratified_split
+from lit_nets.data.base import Splits, TensorDataModule, hold_out
 from lit_nets.data.samples import CSV_SAMPLES, write_csv_sample
 from lit_nets.data.schema import TabularSchema, class_order
+from lit_nets.data.tables import read_table
 from lit_nets.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,11 @@ class CSVDataModule(TensorDataModule):
         max_categories: most different values a text column may have (an id or free-text column is an error,
             not thousands of one-hot inputs).
         na_values: extra strings that mean "missing" (pandas already knows "", "NA", "NaN", "null", ...).
+        sep: the column separator; default: detected (",", ";", tab or "|"), and logged when not ",".
+        decimal: the decimal mark of numbers; default: detected ("," in ";"-separated files written with decimal
+            commas, else ".").
+        encoding: the files' text encoding; default: UTF-8 (a byte-order mark is honoured), or Windows-1252 with a
+            warning for a file that is not UTF-8.
         sample: when path does not exist and is named ``<sample>.csv``, write this real data set that ships
             in an installed package there first: breast_cancer, wine or autompg (the configs' offline default).
         schema_from: checkpoint whose column encoding and classes to use instead of fitting them on path (set
@@ -64,6 +70,9 @@ class CSVDataModule(TensorDataModule):
         test_fraction: float = 0.2,
         max_categories: int = 50,
         na_values: list[str] = ["?"],  # noqa: B006
+        sep: str | None = None,
+        decimal: str | None = None,
+        encoding: str | None = None,
         sample: Sample | None = None,
         schema_from: str | None = None,
         batch_size: int = 64,
@@ -85,26 +94,20 @@ class CSVDataModule(TensorDataModule):
         self.val_path, self.test_path, self.predict_path = val_path, test_path, predict_path
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.max_categories, self.na_values = max_categories, list(na_values)
+        self.dialect = {"sep": sep, "decimal": decimal, "encoding": encoding}
         self.sample, self.schema_from = sample, schema_from
         self._schema: TabularSchema | None = None
         self._frames: dict[str, Any] | None = None
 
     # -- reading ------------------------------------------------------------------------------------------
     def _read(self, path: str, what: str):
-        import pandas as pd
-
         file = Path(path)
         if not file.exists() and self.sample and file.name == f"{self.sample}.csv":
             write_csv_sample(self.sample, file)
             log.warning("wrote the shipped sample to %s: %s", file, CSV_SAMPLES[self.sample])
         if not file.is_file():
             raise UserError(f"{what} CSV file {path} does not exist")
-        try:
-            frame = pd.read_csv(file, na_values=self.na_values)
-        except pd.errors.EmptyDataError:
-            raise UserError(f"{path} is empty: a CSV file needs a header line and rows") from None
-        except (pd.errors.ParserError, UnicodeDecodeError) as e:
-            raise UserError(f"{path} is not a readable CSV file: {e}") from None
+        frame = read_table(file, self.na_values, **self.dialect)
         if frame.empty:
             raise UserError(f"{path} has a header but no rows")
         return frame
@@ -134,25 +137,39 @@ class CSVDataModule(TensorDataModule):
             raise UserError(
                 f"{self.path}: target '{self.target}' has a single class ({classes[0]!r}); a classifier needs two"
             )
+        if len(classes) > len(main) / 2:
+            raise UserError(
+                f"{self.path}: target '{self.target}' has {len(classes):,} different values in {len(main):,} rows, so "
+                "most classes have a single row: a classifier needs several rows per class to learn and to be "
+                "validated. If the target is a measurement, bin it into classes first; if it is an id, set "
+                "data.target to another column"
+            )
         y = torch.as_tensor(TabularSchema(self.target, classes, []).encode_target(main[self.target], self.path))
         rest = torch.arange(len(main))
         frames: dict[str, Any] = {}
+        splits = 1 + (not self.val_path) + (not self.test_path and self.test_fraction > 0)
         if self.test_path:
             frames["test"] = self._labelled(self.test_path, "test")
         elif self.test_fraction > 0:
-            keep, held = stratified_split(y, self.test_fraction, self.seed)
+            keep, held = hold_out(y, self.test_fraction, self.seed, split="test", apart="data.test_path",
+                                  **self._about(splits))  # fmt: skip
             frames["test"], rest = main.iloc[held.numpy()], keep
         if self.val_path:
             frames["val"] = self._labelled(self.val_path, "validation")
         else:
             fraction = self.val_fraction / (1.0 - (0.0 if self.test_path else self.test_fraction))
-            keep, held = stratified_split(y[rest], fraction, self.seed + 1)
+            keep, held = hold_out(y[rest], fraction, self.seed + 1, split="validation", apart="data.val_path",
+                                  **self._about(splits))  # fmt: skip
             frames["val"], rest = main.iloc[rest[held].numpy()], rest[keep]
         frames["train"] = main.iloc[rest.numpy()]
         frames["whole"] = main
         frames["classes"] = classes
         self._frames = frames
         return frames
+
+    def _about(self, splits: int) -> dict[str, Any]:
+        """What :func:`hold_out` says about this data when a split cannot be made."""
+        return {"source": self.path, "unit": "rows", "needed": splits}
 
     # -- the schema ---------------------------------------------------------------------------------------
     @property
