@@ -16,6 +16,7 @@ A :class:`~lightning.pytorch.cli.LightningCLI` subclass. What it adds to Lightni
 
 from __future__ import annotations
 
+import difflib
 import errno
 import logging
 import os
@@ -31,7 +32,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_only
 
-from lit_nets import checkpoints, inference, runtime
+from lit_nets import checkpoints, config_errors, inference, runtime
 from lit_nets.callbacks import (
     FigureLogger,
     LastCheckpoint,
@@ -125,6 +126,21 @@ class LitNetsCLI(LightningCLI):
         parser.add_lightning_class_args(FigureLogger, "figures")
 
     # -- before anything is built ---------------------------------------------------------------------------
+    # -- parsing ------------------------------------------------------------------------------------------------
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        # raise instead of printing the usage text and exiting: parse_arguments says it in one line
+        kwargs.setdefault("exit_on_error", False)
+        return super().init_parser(**kwargs)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        from jsonargparse import ArgumentError
+
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as e:
+            given = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else []
+            raise UserError(config_errors.one_line(str(e), given)) from None
+
     # -- --ckpt_path: one rule for a file, a run folder, best and last -----------------------------------------
     def _parse_ckpt_path(self) -> None:
         """Resolve ``--ckpt_path`` and use the checkpoint's model arguments: they win over the config and the command
@@ -394,6 +410,33 @@ def run_tool(name: str, argv: list[str]) -> None:
 
 
 TOOLS = {"plot": "plots", "explain": "explain", "export": "export", "serve": "serve"}
+# every subcommand with its line of the top-level help (Lightning's CLI knows only the first four)
+SUBCOMMANDS = {
+    "fit": "train a model, then test its best checkpoint (--ckpt_path last resumes a run)",
+    "validate": "evaluate a checkpoint on the validation split",
+    "test": "evaluate a checkpoint on the test split: metrics, confusion matrix, worst mistakes",
+    "predict": "predictions.csv for new files (data.predict_path / data.predict_root) or the test split",
+    "plot": "learning curves of one or several run folders",
+    "explain": "Grad-CAM overlays of a CNN checkpoint on image files",
+    "export": "state_dict, TorchScript, torch.export and ONNX files of a checkpoint, with parity checks",
+    "serve": "an HTTP service and web page for a checkpoint or an exported model",
+}
+
+
+def top_level_help(prog: str) -> str:
+    """What ``python -m lit_nets --help`` prints: every subcommand with a line that says what it does."""
+    import lit_nets
+
+    about = lit_nets.__doc__.split(": ", 1)[1].strip()  # "train an MLP on CSV data or a CNN on images ..."
+    lines = [f"usage: {prog} SUBCOMMAND [options]", "", about[0].upper() + about[1:],
+             "", "Training and evaluation (Lightning's CLI: --config FILE, --print_config, --trainer.*, --model.*, "
+             "--data.*):"]  # fmt: skip
+    for name, line in SUBCOMMANDS.items():
+        if name == "plot":
+            lines += ["", "Tools:"]
+        lines.append(f"  {name:<10}{line}")
+    lines += ["", f"{prog} SUBCOMMAND --help lists the options of one; README.md shows every workflow."]
+    return "\n".join(lines)
 
 
 def main(args: list[str] | None = None) -> None:
@@ -405,7 +448,21 @@ def main(args: list[str] | None = None) -> None:
     setup_logging()
     runtime.tune()
     argv = sys.argv[1:] if args is None else list(args)
+    prog = "lit-nets" if Path(sys.argv[0]).name == "lit-nets" else "python -m lit_nets"
+    if not argv or argv[0] in ("-h", "--help"):
+        print(top_level_help(prog))
+        sys.exit(0 if argv else 2)
+    if argv[0] == "--version":
+        from lit_nets import __version__
+
+        print(f"lit_nets {__version__}")
+        return
     try:
+        if not argv[0].startswith("-") and argv[0] not in SUBCOMMANDS:
+            close = difflib.get_close_matches(argv[0], list(SUBCOMMANDS), n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise UserError(f"unknown subcommand {argv[0]!r}; {hint}The subcommands: {', '.join(SUBCOMMANDS)} "
+                            f"({prog} --help says what each does)")  # fmt: skip
         if argv and argv[0] in TOOLS:
             run_tool(argv[0], argv[1:])
             return

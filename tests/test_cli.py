@@ -6,11 +6,15 @@ left behind or continues from it.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+
+# imported here, not under capsys: Lightning's log handlers keep the stderr they find when it is imported
+from lit_nets.cli import main
 
 from conftest import CONFIGS, run_cli, scalars
 
@@ -144,18 +148,60 @@ def test_print_config_round_trips(tmp_path: Path) -> None:
         ),
         (("--ckpt_path", "missing.ckpt"), "error: --ckpt_path missing.ckpt: no such checkpoint file"),
         (("--data.init_args.batch_size", "-5"), "error: data.batch_size must be a positive integer, got -5"),
-        (("--model.init_args.lrr", "0.1"), "Option 'lrr' is not accepted"),
-        (("--model.init_args.lr", "abc"), "Expected a <class 'float'>. Got value: abc"),
+        (("--model.init_args.lrr", "0.1"), "error: model.lrr: CNNClassifier has no argument 'lrr'; did you mean lr? "
+         "(python -m lit_nets fit --model.help CNNClassifier lists them all)"),
+        (("--model.init_args.lr", "abc"), "error: model.lr: 'abc' is not a float"),
+        (("--model.activation", "rleu"), "error: model.activation: 'rleu' is not one of relu, leaky_relu, elu, "
+         "gelu, silu; did you mean relu?"),
+        (("--trainer.max_epochz", "3"), "error: trainer.max_epochz: Trainer has no argument 'max_epochz'; did you "
+         "mean max_epochs or min_epochs or max_steps?"),
+        (("--modle.lr", "3"), "error: modle.lr: there is no section 'modle'; did you mean model?"),
         (("--trainer.accelerator", "cpu", "--trainer.devices", "0"), "error: trainer: `Trainer(devices='0')` value is"),
         (("--trainer.max_epochs", "-3"), "error: trainer: `max_epochs` must be a non-negative integer or -1"),
         (("--trainer.accelerator", "cuda", "--trainer.devices", "64"), "error: trainer: "),  # more than exist
     ],
-)
-def test_bad_input_ends_with_one_clear_line(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
-    proc = run_cli("fit", "--config", CNN, *OFFLINE, *args, cwd=tmp_path, check=False)
-    assert proc.returncode == 2
-    assert message in proc.stderr
-    assert "Traceback" not in proc.stderr
+)  # fmt: skip
+def test_bad_input_ends_with_one_clear_line(
+    tmp_path: Path, monkeypatch, capsys, args: tuple[str, ...], message: str
+) -> None:
+    """In this process (the same code path as ``python -m lit_nets``): one line, exit status 2, no traceback; a
+    mistake in the arguments themselves prints nothing else (it used to print ~80 lines of usage first)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["lit_nets"])  # the arguments go in through main(args)
+    with pytest.raises(SystemExit) as exited:
+        main(["fit", "--config", CNN, *OFFLINE, *args])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and message in err and "Traceback" not in err, err
+    if any(words in message for words in ("no argument", "no section", "is not a float", "is not one of")):
+        assert err.strip().splitlines() == [err.strip()], "the parser's mistakes are the only line"
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        ("model:\n  init_args:\n    lrr: 0.1\n", "error: typo.yaml: model.lrr: CNNClassifier has no argument 'lrr'; "
+         "did you mean lr?"),
+        ("trainer:\n  max_epochz: 3\n", "error: typo.yaml: trainer.max_epochz: Trainer has no argument 'max_epochz'"),
+        ("data:\n  init_args:\n    batchsize: 3\n", "error: typo.yaml: data.batchsize: MNISTDataModule has no "
+         "argument 'batchsize'; did you mean batch_size?"),
+        ("modle:\n  lr: 3\n", "error: typo.yaml: modle.lr: there is no section 'modle'; did you mean model?"),
+        ("model:\n  init_args:\n    lr: abc\n", "error: typo.yaml: model.lr: 'abc' is not a float"),
+        ("trainer:\n  callbacks:\n    - class_path: lit_nets.callbacks.PeriodicCheckpoint\n      init_args:\n"
+         "        every_n_train_step: 3\n", "error: typo.yaml: trainer.callbacks.every_n_train_step: "
+         "PeriodicCheckpoint has no argument 'every_n_train_step'; did you mean every_n_train_steps?"),
+    ],
+)  # fmt: skip
+def test_a_mistake_in_a_config_file_names_the_file_the_key_and_the_closest_keys(
+    tmp_path: Path, monkeypatch, capsys, yaml_text: str, message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["lit_nets"])
+    (tmp_path / "typo.yaml").write_text(yaml_text)
+    with pytest.raises(SystemExit) as exited:
+        main(["fit", "--config", CNN, "--config", "typo.yaml"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.strip().splitlines() == [err.strip()], err
+    assert err.startswith(message), err
 
 
 def test_test_without_an_earlier_run_says_so(tmp_path: Path) -> None:
@@ -164,8 +210,13 @@ def test_test_without_an_earlier_run_says_so(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("config", sorted(p.name for p in CONFIGS.glob("*.yaml") if p.name != "debug.yaml"))
-def test_every_config_parses_and_names_real_classes(tmp_path: Path, config: str) -> None:
-    printed = yaml.safe_load(run_cli("fit", "--config", str(CONFIGS / config), "--print_config", cwd=tmp_path).stdout)
+def test_every_config_parses_and_names_real_classes(tmp_path: Path, monkeypatch, capsys, config: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["lit_nets"])
+    with pytest.raises(SystemExit) as exited:
+        main(["fit", "--config", str(CONFIGS / config), "--print_config"])
+    assert exited.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["model"]["class_path"].startswith("lit_nets.models.")
     assert printed["data"]["class_path"].startswith("lit_nets.data.")
 
@@ -197,8 +248,16 @@ def test_help_reads_the_docstrings_from_the_module_and_the_console_script(tmp_pa
         pytest.skip("the lit-nets console script is not installed in this environment")
     top = subprocess.run([str(script), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert top.returncode == 0, top.stderr[-3000:]
-    for subcommand in ("fit", "validate", "test", "predict"):
-        assert subcommand in top.stdout
+    for line in ("fit       train a model", "validate  evaluate a checkpoint", "test      evaluate a checkpoint",
+                 "predict   predictions.csv", "plot      learning curves", "explain   Grad-CAM",
+                 "export    state_dict, TorchScript", "serve     an HTTP service"):  # fmt: skip
+        assert f"\n  {line}" in top.stdout, top.stdout  # every subcommand, the tools too, with what it does
+    assert top.stdout.startswith("usage: lit-nets SUBCOMMAND")
+    typo = run_cli("fti", cwd=tmp_path, check=False)
+    assert typo.returncode == 2 and typo.stderr.strip() == (
+        "error: unknown subcommand 'fti'; did you mean fit? The subcommands: fit, validate, test, predict, plot, "
+        "explain, export, serve (python -m lit_nets --help says what each does)"
+    )
     model = " ".join(run_cli("fit", "--model.help", "CNNClassifier", cwd=tmp_path).stdout.split())  # unwrapped
     assert "--model.channels_last" in model and "channels-last memory layout" in model
     assert "--model.optimizer" in model and "adam, adamw or sgd" in model
