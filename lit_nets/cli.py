@@ -266,10 +266,22 @@ class LitNetsCLI(LightningCLI):
     def validate(self, model: Any, **kwargs: Any) -> None:
         with self._checkpoint_warnings():
             self.trainer.validate(model, **kwargs)
+        self._say_where()
 
     def test(self, model: Any, **kwargs: Any) -> None:
         with self._checkpoint_warnings():
             self.trainer.test(model, **kwargs)
+        self._say_where()
+
+    def _say_where(self) -> None:
+        """After validate and test: the run folder and the files drawn into it (the metrics table says the rest)."""
+        log_dir = self.trainer.log_dir  # a collective under DDP: every process asks, rank 0 prints
+        figures = next((c for c in self.trainer.callbacks if isinstance(c, FigureLogger)), None)
+        if not self.trainer.is_global_zero or not log_dir:
+            return
+        print(f"Run folder:   {log_dir}")
+        if figures is not None and figures.written:
+            print(f"Figures:      {', '.join(str(p) for p in figures.written)}")
 
     def predict(self, model: Any, **kwargs: Any) -> None:
         with self._checkpoint_warnings():
@@ -369,10 +381,13 @@ def run_summary(
 
 
 class _NoAdverts(logging.Filter):
-    """Drop Lightning's "💡 Tip: try installing ..." lines: advertising, not information about the run."""
+    """Drop two of Lightning's lines that are not information about the run: "💡 Tip: try installing ..."
+    (advertising), and "`weights_only` was not set, defaulting to `False`" (said when a checkpoint is *saved* whole,
+    e.g. by the learning-rate finder, and read as if checkpoints were loaded unsafely; ours are loaded as data)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("💡 Tip")
+        message = str(record.msg)
+        return not (message.startswith("💡 Tip") or message.startswith("`weights_only` was not set"))
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -447,6 +462,10 @@ def main(args: list[str] | None = None) -> None:
     """
     setup_logging()
     runtime.tune()
+    if not torch.cuda.is_available():
+        # the pytorch profiler's kineto library looks for GPUs and logs "ERROR ... gpuGetDeviceCount failed with
+        # code 35" and USDT lines on machines without one; level 6 keeps it quiet (a setting of the user's wins)
+        os.environ.setdefault("KINETO_LOG_LEVEL", "6")
     argv = sys.argv[1:] if args is None else list(args)
     prog = "lit-nets" if Path(sys.argv[0]).name == "lit-nets" else "python -m lit_nets"
     if not argv or argv[0] in ("-h", "--help"):

@@ -32,9 +32,12 @@ def default_layer(model: Any) -> str:
     return f"net.features.{acts[-1]}"
 
 
-def explain_one(model: Any, cam: Any, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
-    """Class probabilities of one uint8 image (C, H, W) and its Grad-CAM overlay (a PIL image at the image's size)
-    for the predicted class, from an open torchcam ``cam`` on ``model``."""
+def explain_one(
+    model: Any, cam: Any, x: torch.Tensor, background: torch.Tensor | None = None
+) -> tuple[torch.Tensor, Any]:
+    """Class probabilities of one uint8 image (C, H, W) at the model's input size and its Grad-CAM overlay for the
+    predicted class (a PIL image), from an open torchcam ``cam`` on ``model``. The heat map is drawn over
+    ``background`` (the same image at another size, e.g. its own) when given, else over ``x``."""
     from torchcam.utils import overlay_mask
     from torchvision.transforms.v2.functional import to_pil_image
 
@@ -43,7 +46,8 @@ def explain_one(model: Any, cam: Any, x: torch.Tensor) -> tuple[torch.Tensor, An
     # a binary (BCE) model has one logit: its map shows the evidence for the positive class
     index = 0 if scores.shape[1] == 1 else int(probs.argmax())
     heat = cam(class_idx=index, scores=scores)[0][0].detach().cpu()
-    return probs, overlay_mask(to_pil_image(x).convert("RGB"), to_pil_image(heat, mode="F"), alpha=0.5)
+    under = to_pil_image(x if background is None else background).convert("RGB")
+    return probs, overlay_mask(under, to_pil_image(heat, mode="F"), alpha=0.5)  # the map resized to the image
 
 
 def explain(ckpt_path: str, images: list[str], out: str, layer: str | None = None, device: str = "cpu") -> list[Path]:
@@ -72,9 +76,10 @@ def explain(ckpt_path: str, images: list[str], out: str, layer: str | None = Non
                 raise UserError(f"--images: no such file {path}")
             try:
                 x = decode(path, schema["channels"], tuple(schema["image_size"]))
+                own = decode(path, schema["channels"], None)  # the overlay is drawn at the image's own size
             except BadImage as e:
                 raise UserError(str(e)) from None
-            probs, overlay = explain_one(model, cam, x)
+            probs, overlay = explain_one(model, cam, x, background=own)
             pred = int(probs.argmax())
             stem = out_dir / path.stem
             overlay.save(stem.with_suffix(".cam.png"))

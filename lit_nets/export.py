@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -58,12 +60,16 @@ def real_batch(ckpt_path: str, model: Any, size: int = 256) -> torch.Tensor:
         args["schema_from"] = ckpt_path
     if class_name == "MNISTDataModule":
         args["download"] = False  # never fetch for a parity check: the sample fallback is real data too
+    data_log = logging.getLogger("lit_nets.data")
+    level, data_log.level = data_log.level, logging.ERROR  # nothing is trained here: no banner about the data
     try:
         dm = cls(**args)
         dm.setup("test")
         split = dm.splits.test if dm.splits.test is not None else dm.splits.val
     except UserError as e:
         raise UserError(f"cannot load the checkpoint's data for the parity check: {e}") from None
+    finally:
+        data_log.setLevel(level)
     if isinstance(split, tuple):
         return split[0][:size]
     return torch.stack([split[i][0] for i in range(min(size, len(split)))])
@@ -124,7 +130,9 @@ def _state_dict(module: nn.Module, x: torch.Tensor, path: Path):
     try:
         from safetensors.torch import save_file
 
-        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(path.with_suffix(".safetensors")))
+        tensors = path.with_suffix(".safetensors")
+        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(tensors))
+        shutil.copymode(path, tensors)  # safetensors writes a private temporary file (mode 0600) and renames it
     except ImportError:
         pass
     fresh = _rebuild(module)
@@ -142,9 +150,11 @@ def _rebuild(module: nn.Module) -> nn.Module:
 
 
 def _torchscript(module: nn.Module, x: torch.Tensor, path: Path):
-    traced = torch.jit.trace(module, x[:2], check_trace=False)
-    traced.save(str(path))
-    return torch.jit.load(str(path))
+    with warnings.catch_warnings():  # torch 2.9+ deprecates TorchScript; the README says so, once, not three times
+        warnings.simplefilter("ignore", FutureWarning)
+        traced = torch.jit.trace(module, x[:2], check_trace=False)
+        traced.save(str(path))
+        return torch.jit.load(str(path))
 
 
 def _pt2(module: nn.Module, x: torch.Tensor, path: Path):
@@ -161,7 +171,7 @@ def _onnx(module: nn.Module, x: torch.Tensor, path: Path):
     except ImportError:
         raise UserError('ONNX export needs onnx and onnxscript: pip install -e ".[export]"') from None
     torch.onnx.export(
-        module, (x[:2],), str(path), dynamo=True, input_names=["x"], output_names=["logits"],
+        module, (x[:2],), str(path), dynamo=True, input_names=["x"], output_names=["logits"], verbose=False,
         dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=1 << 16)}},
     )  # fmt: skip
     try:

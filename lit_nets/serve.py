@@ -17,6 +17,7 @@ import base64
 import io
 import json
 import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,9 @@ def load(path: str, device: str = "cpu") -> Served:
     meta = json.loads(sidecar.read_text())
     fmt = meta.get("format")
     if fmt == "torchscript":
-        net = torch.jit.load(str(file), map_location=device).eval()
+        with warnings.catch_warnings():  # torch deprecates TorchScript (the README says so)
+            warnings.simplefilter("ignore", FutureWarning)
+            net = torch.jit.load(str(file), map_location=device).eval()
     elif fmt == "pt2":
         net = torch.export.load(str(file)).module().to(device)
     elif fmt == "onnx":

@@ -83,14 +83,15 @@ def sample() -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.fixture(scope="session")
 def cnn_run(tmp_path_factory) -> tuple[Path, str]:
-    """configs/cnn.yaml trained for one epoch on the shipped digits, every format exported: (folder, export output).
+    """configs/cnn.yaml trained for one epoch on the shipped digits, every format exported: (folder, what export
+    printed on stdout and stderr).
     The checkpoint is ``lightning_logs/version_0/checkpoints/last.ckpt``, the exports are in ``exported/``."""
     work = tmp_path_factory.mktemp("cnn_run")
     run_cli("fit", "--config", str(CONFIGS / "cnn.yaml"), "--trainer.max_epochs", "1", "--data.download", "false",
             "--trainer.enable_progress_bar", "false", "--test_after_fit", "false", cwd=work)  # fmt: skip
     ckpt = str(work / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt")
     proc = run_cli("export", "--ckpt_path", ckpt, "--out", "exported", cwd=work)
-    return work, proc.stdout
+    return work, proc.stdout + proc.stderr
 
 
 def free_port() -> int:

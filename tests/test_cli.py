@@ -95,6 +95,9 @@ def test_test_subcommand_uses_the_best_checkpoint(trained) -> None:
     work, _ = trained
     proc = run_cli("test", "--config", CNN, "--ckpt_path", "best", *OFFLINE, cwd=work)
     assert "Checkpoint: lightning_logs/version_" in proc.stderr
+    # and says where its figures went
+    folder = proc.stdout.split("Run folder:   ")[1].split()[0]
+    assert f"Figures:      {folder.removeprefix('./')}/confusion_matrix_test.png" in proc.stdout, proc.stdout[-1500:]
     acc = float(next(line.split()[1] for line in proc.stdout.splitlines() if line.strip().startswith("test/acc ")))
     assert acc >= 0.90
 

@@ -70,3 +70,15 @@ def test_export_of_a_missing_checkpoint_is_one_line(tmp_path: Path) -> None:
     assert (
         proc.returncode == 2 and "nope.ckpt: no such checkpoint file" in proc.stderr and "Traceback" not in proc.stderr
     )
+
+
+def test_export_prints_a_line_per_format_and_nothing_else(cnn_run) -> None:
+    """No banner about training data (nothing is trained), no TorchScript deprecation warnings, no ONNX progress;
+    every file readable like the others (safetensors wrote its file with mode 0600)."""
+    from lit_nets.export import FORMATS
+
+    work, output = cnn_run
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert [line.split()[0] for line in lines] == list(FORMATS), output
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (work / "exported").iterdir()}
+    assert modes["last.safetensors"] == modes["last.pt"] == modes["last.onnx"], modes

@@ -80,15 +80,15 @@ def test_plot_of_a_folder_that_is_no_run_says_so(tmp_path: Path) -> None:
 def test_explain_writes_an_overlay_per_image_whose_heat_maps_differ(run: Path, sample, tmp_path: Path) -> None:
     images, labels = sample
     files = []
-    for i in (4003, 4507):  # test digits of two different classes
+    for i, scale in ((4003, 1), (4507, 3)):  # test digits of two different classes; the second scanned at 84x84
         files.append(tmp_path / f"digit_{int(labels[i])}.png")
-        Image.fromarray(images[i, 0].numpy()).save(files[-1])
+        Image.fromarray(np.kron(images[i, 0].numpy(), np.ones((scale, scale), np.uint8))).save(files[-1])
     ckpt = run / "checkpoints" / "last.ckpt"
     proc = run_cli("explain", "--ckpt_path", str(ckpt), "--images", *map(str, files), "--out", "cams", cwd=tmp_path)
     assert proc.stdout.count("-> ") == 2
     overlays = [Image.open(tmp_path / "cams" / f"{f.stem}.cam.png") for f in files]
-    assert all(o.size == (28, 28) for o in overlays), "overlays keep the input's size"
-    a, b = (np.asarray(o, dtype=float) for o in overlays)
+    assert [o.size for o in overlays] == [(28, 28), (84, 84)], "each overlay at its image's own size"
+    a, b = (np.asarray(o.resize((28, 28)), dtype=float) for o in overlays)
     assert np.abs(a - b).mean() > 5, "two different digits get different heat maps"
     for f in files:
         assert not_blank(tmp_path / "cams" / f"{f.stem}.explain.png") > 10

@@ -149,7 +149,7 @@ class MNISTDataModule(ImageDataModule):
             source = MNIST_SAMPLE_NAME
             rest, val = stratified_split(y_train, self.val_fraction, self.seed)
             _warn_rank_zero(
-                f"\n{'=' * 100}\nOFFLINE SAMPLE: {e}.\nTraining on the {MNIST_SAMPLE_NAME}: "
+                f"\n{'=' * 100}\nOFFLINE SAMPLE: {e}.\nUsing the {MNIST_SAMPLE_NAME}: "
                 f"{len(rest):,} train / {len(val):,} val / {len(test):,} test images.\n"
                 "Figures from this run are NOT full-MNIST figures. "
                 "Set data.allow_sample=false to forbid this.\n"
