@@ -380,6 +380,15 @@ def run_summary(
     return "\n".join(lines)
 
 
+QUIETED_LOGGERS = (
+    "lightning.pytorch",
+    "lightning.fabric",
+    "lightning.pytorch.utilities.rank_zero",  # rank_zero_info: the tips
+    "lightning.fabric.utilities.rank_zero",
+    "lightning.pytorch.trainer.connectors.checkpoint_connector",  # the weights_only line
+)
+
+
 class _NoAdverts(logging.Filter):
     """Drop two of Lightning's lines that are not information about the run: "💡 Tip: try installing ..."
     (advertising), and "`weights_only` was not set, defaulting to `False`" (said when a checkpoint is *saved* whole,
@@ -411,10 +420,12 @@ def setup_logging() -> None:
         handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).addFilter(_NoAdverts())
-        for handler in logging.getLogger(name).handlers:
-            handler.addFilter(_NoAdverts())
+    # A logger's filter sees only the records made on that logger, so it goes on the loggers that make these lines
+    # (and on Lightning's own handlers, which see its children's records when Lightning installed them).
+    for name in QUIETED_LOGGERS:
+        for holder in [logging.getLogger(name), *logging.getLogger(name).handlers]:
+            if not any(isinstance(f, _NoAdverts) for f in holder.filters):
+                holder.addFilter(_NoAdverts())
 
 
 def run_tool(name: str, argv: list[str]) -> None:

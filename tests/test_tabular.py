@@ -40,12 +40,7 @@ def fit_and_test(dm: CSVDataModule, epochs: int, **kwargs) -> tuple[MLPClassifie
 
 
 # -- the configs on the shipped data, through the CLI ----------------------------------------------------
-@pytest.mark.parametrize(("config", "bar"), [("mlp_bce.yaml", 0.95), ("mlp.yaml", 0.90)])
-def test_configs_train_offline_to_the_bar(tmp_path: Path, config: str, bar: float) -> None:
-    proc = run_cli("fit", "--config", str(CONFIGS / config), *QUIET, cwd=tmp_path)
-    assert "wrote the shipped sample to data/" in proc.stderr, "the CSV path is the one exercised"
-    acc = scalars(tmp_path / "lightning_logs" / "version_0")["test/acc"][-1][1]
-    assert acc >= bar, f"{config}: test accuracy {acc:.4f}"
+# The two configs as the README runs them (test accuracy >= 0.90 on wine, >= 0.95 on breast cancer): test_readme.py
 
 
 def test_predict_on_a_new_csv_needs_only_the_checkpoint(tmp_path: Path) -> None:

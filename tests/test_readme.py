@@ -1,0 +1,282 @@
+"""Every command in the README's ``bash`` blocks, run as written, in README order, in one working folder, as a user
+following the README would (so a command that drifts from the code fails here).
+
+A test per block. ``python -m lit_nets ...`` runs in this process (the same ``main(argv)`` as the command line:
+no 5-second interpreter start per command); ``serve`` runs as a real process, and the ``curl`` lines after it are
+sent to it. Fits of image configs get a small overlay (2 epochs of 5 batches: the defaults stay on, figures and the
+test after fit included); the Quickstart's full 5 epochs and its accuracy are ``tests/test_train.py``'s. What cannot
+run here is skipped with the reason (installing, a cluster, a browser, a long-running TensorBoard).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+# imported here, not under capture: Lightning's log handlers keep the stderr they find when it is imported
+from lit_nets.cli import main
+
+from conftest import REPO, run_cli, serving
+
+README = REPO / "README.md"
+# fits of image configs: 2 epochs of 5 batches (a resumed run gets a third)
+IMAGE_OVERLAY = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "5", "--trainer.limit_val_batches", "3",
+                 "--trainer.limit_test_batches", "3"]  # fmt: skip
+IMAGE_CONFIGS = ("cnn.yaml", "png_folder.yaml", "transfer.yaml")
+NOT_HERE = {  # by program, module (-m) or script
+    "pip": "installing: CI's fresh clone runs the Quickstart's install",
+    "venv": "installing: CI's fresh clone runs the Quickstart's install",
+    "pytest": "the test suite itself",
+    "ruff": "CI runs it (.ci/run)",
+    "tensorboard": "a server that runs until stopped; its event files are read in tests/test_figures.py",
+    "open": "a browser: tests/test_page.py drives the page in Chromium",
+    "torchrun": "needs a cluster of 2 nodes",
+    "sbatch": "needs SLURM",
+    "scripts/benchmark.py": "minutes of timing: tests/test_benchmark.py runs it",
+}
+
+
+def readme_blocks() -> list[tuple[str, list[list[str]]]]:
+    """The README's ``bash`` blocks as (heading, commands): comments dropped, lines joined where a backslash or an
+    open quote continues them."""
+    blocks, heading, lines, inside = [], "", [], False
+    for line in README.read_text().splitlines():
+        if line.startswith("#") and not inside:
+            heading = line.lstrip("#").strip()
+        elif line.strip() == "```bash":
+            inside, lines = True, []
+        elif line.strip() == "```" and inside:
+            inside = False
+            blocks.append((heading, commands(lines)))
+        elif inside:
+            lines.append(line)
+    return blocks
+
+
+def commands(lines: list[str]) -> list[list[str]]:
+    """The words of each command in ``lines`` (``a && b`` is two commands)."""
+    out, current = [], ""
+    for line in lines:
+        current = f"{current}\n{line}" if current else line
+        if current.rstrip().endswith("\\"):
+            current = current.rstrip()[:-1]
+            continue
+        try:
+            words = shlex.split(current, comments=True)
+        except ValueError:  # an open quote: the command goes on on the next line
+            continue
+        while words:
+            end = words.index("&&") if "&&" in words else len(words)
+            out.append(words[:end])
+            words = words[end + 1 :]
+        current = ""
+    return out
+
+
+BLOCKS = readme_blocks()
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, sample) -> Path:
+    """A folder like a clone (configs/, scripts/) with the files the README's commands name as the user's own:
+    digit images, a folder of photos, a CSV with a 'label' column and rows to predict."""
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    from lit_nets.data.samples import write_csv_sample
+
+    work = tmp_path_factory.mktemp("readme")
+    for name in ("configs", "scripts"):
+        (work / name).symlink_to(REPO / name)
+    images, labels = sample
+    for name, i in (("a.png", 4000), ("b.png", 4500), ("digit.png", 3003)):
+        Image.fromarray(images[i, 0].numpy()).save(work / name)
+    for digit in range(10):  # path/to/images: 30 digits per class; new_images/: 5 more
+        folder = work / "path" / "to" / "images" / f"digit_{digit}"
+        folder.mkdir(parents=True)
+        for i in (labels == digit).nonzero().flatten()[:30].tolist():
+            Image.fromarray(images[i, 0].numpy()).save(folder / f"{i}.png")
+    (work / "new_images").mkdir()
+    for i in (4100, 4200, 4300, 4400, 4600):
+        Image.fromarray(images[i, 0].numpy()).save(work / "new_images" / f"scan_{i}.png")
+    rng = np.random.default_rng(0)
+    for photo, name in zip(load_sample_images().images, ("china", "flower"), strict=True):  # photos: 2 real ones
+        (work / "photos" / name).mkdir(parents=True)
+        for k in range(20):  # 20 crops of 96x96 each
+            y, x = rng.integers(0, photo.shape[0] - 96), rng.integers(0, photo.shape[1] - 96)
+            Image.fromarray(photo[y : y + 96, x : x + 96]).save(work / "photos" / name / f"{k}.jpg", quality=90)
+    wine = pd.read_csv(write_csv_sample("wine", work / "wine_source.csv"))
+    wine.rename(columns={"cultivar": "label"}).to_csv(work / "my.csv", index=False)
+    wine.drop(columns="cultivar").iloc[::10].to_csv(work / "new_rows.csv", index=False)
+    return work
+
+
+@pytest.mark.parametrize(("heading", "block"), BLOCKS, ids=[f"{i}-{h[:30]}" for i, (h, _) in enumerate(BLOCKS)])
+def test_readme_block(workspace: Path, monkeypatch, capfd, caplog, heading: str, block: list[list[str]]) -> None:
+    caplog.set_level(logging.INFO)  # under pytest, Lightning's messages go to the root logger, not to stderr
+    monkeypatch.chdir(workspace)
+    monkeypatch.setattr(sys, "argv", ["lit_nets"])
+    service, ran, skipped = None, 0, []
+    try:
+        for words in block:
+            reason = NOT_HERE.get(program(words))
+            if words[:1] == ["curl"]:
+                send(words, service)
+            elif reason:
+                skipped.append(f"{shlex.join(words)[:60]}: {reason}")
+                continue
+            elif words[1:2] == ["scripts/compare.py"]:
+                compare(words[2:])
+            else:
+                argv = words[words.index("lit_nets") + 1 :]
+                if argv[0] == "serve":
+                    if service is not None:
+                        service.__exit__(None, None, None)
+                    service = start_service(argv, workspace)
+                elif "configs/ddp.yaml" in argv:  # Lightning starts processes: from a process of its own
+                    run_cli(*argv, *IMAGE_OVERLAY, cwd=workspace, timeout=400)
+                else:
+                    run(argv, capfd, caplog, heading)
+            ran += 1
+    finally:
+        if service is not None:
+            service.__exit__(None, None, None)
+    print(f"{heading}: ran {ran} command(s); not here: {skipped}")
+
+
+def program(words: list[str]) -> str:
+    """What a command runs: the module of ``python -m``, the script of ``python script.py``, else the program."""
+    name = Path(words[0]).name
+    if name.startswith("python") and len(words) > 1:
+        return words[2] if words[1] == "-m" and len(words) > 2 else words[1]
+    return name
+
+
+def run(argv: list[str], capfd, caplog, heading: str) -> None:
+    """``python -m lit_nets ARGV`` (image fits with the small overlay) in this process; it must succeed, and say
+    nothing alarming."""
+    config = " ".join(argv)
+    extra = []
+    if argv[0] == "fit" and any(name in config for name in IMAGE_CONFIGS) and "--print_config" not in argv:
+        extra = list(IMAGE_OVERLAY)
+        if "--ckpt_path" in argv:
+            extra[1] = "3"  # a resumed run trains one more epoch
+    caplog.clear()
+    try:
+        main([*argv, *extra])
+    except SystemExit as e:  # --print_config and --help end this way
+        if e.code not in (0, None):
+            out, err = capfd.readouterr()
+            pytest.fail(f"{heading}: python -m lit_nets {' '.join(argv)} exited {e.code}:\n{err[-3000:]}")
+    out, err = capfd.readouterr()
+    err += caplog.text
+    assert "Traceback" not in err and "ERROR" not in err, err[-3000:]
+    CHECKS.get(argv[0], lambda *a: None)(argv, out, err)
+
+
+def check_fit(argv: list[str], out: str, err: str) -> None:
+    if "--print_config" in argv:
+        assert "class_path: lit_nets.models." in out
+        return
+    if "--trainer.profiler" in argv:
+        assert "Profiler Report" in out + err and "gpuGetDeviceCount" not in out + err
+    if "--ckpt_path" in argv:
+        assert re.search(r"Resuming lightning_logs/version_\d+ in its own folder", err), err[-2000:]
+    if "lr_find.yaml" in " ".join(argv):
+        rate = float(re.search(r"Learning rate set to ([\d.e-]+)", err).group(1))
+        LEARNING_RATES[argv[-1]] = rate
+        assert "weights_only" not in err
+        if len(LEARNING_RATES) == 2:  # the optimiser reaches the finder: SGD needs the larger rate
+            assert LEARNING_RATES["sgd"] > 2 * LEARNING_RATES["adam"], LEARNING_RATES
+    summary = re.search(r"Test \(best\):  test/acc ([\d.]+)", out)
+    if argv[2:] == ["configs/mlp.yaml"]:
+        assert float(summary.group(1)) >= 0.90, out[-1500:]  # wine, 40 epochs
+    if argv[2:] == ["configs/mlp_bce.yaml"]:
+        assert float(summary.group(1)) >= 0.95, out[-1500:]  # breast cancer, 30 epochs
+    assert "Run folder:" in out and "Last:" in out
+
+
+def check_test(argv: list[str], out: str, err: str) -> None:
+    assert "Run folder:" in out and "Figures:" in out and "confusion_matrix_" in out
+
+
+def check_predict(argv: list[str], out: str, err: str) -> None:
+    assert re.search(r"Predictions:  \S+predictions.csv \([\d,]+ rows\)", out), out[-1500:]
+
+
+def check_export(argv: list[str], out: str, err: str) -> None:
+    lines = [line.split()[0] for line in out.splitlines() if line.strip()]
+    assert lines == (["torchscript"] if "--format" in argv else ["state_dict", "torchscript", "pt2", "onnx"]), out
+
+
+CHECKS = {"fit": check_fit, "test": check_test, "validate": check_test, "predict": check_predict,
+          "export": check_export}  # fmt: skip
+LEARNING_RATES: dict[str, float] = {}
+
+
+def compare(args: list[str]) -> None:
+    """scripts/compare.py in this process, with 1 seed, 1 epoch of 5 batches, 2 of its variants."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("compare", REPO / "scripts" / "compare.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    ours, extra = (args[: args.index("--")], args[args.index("--") + 1 :]) if "--" in args else (args, [])
+    variants = ours[ours.index("--variants") + 1 :][:2] if "--variants" in ours else ["relu", "relu+bn"]
+    variants = [v for v in variants if not v.startswith("-")]
+    rows = module.main([*ours, "--seeds", "1", "--epochs", "1", "--variants", *variants, "--",
+                        *extra, "--trainer.limit_train_batches", "5"])  # fmt: skip
+    assert rows and all(0 <= row["test_acc"] <= 1 for row in rows)
+
+
+def start_service(argv: list[str], workspace: Path):
+    """``serve`` as written, on a free port (the README's port may be taken on a test machine)."""
+    ckpt = argv[argv.index("--ckpt_path") + 1]
+    others = [a for i, a in enumerate(argv[1:], 1) if a not in ("--ckpt_path", "--port")
+              and argv[i - 1] not in ("--ckpt_path", "--port")]  # fmt: skip
+    service = serving(Path(ckpt), workspace, *others)
+    service.url = service.__enter__()
+    return service
+
+
+def send(words: list[str], service) -> None:
+    """A README ``curl`` line, sent with requests to the running service."""
+    import requests
+
+    assert service is not None, "a curl line before any serve command"
+    files, data, headers, body = {}, {}, {}, None
+    for flag, value in itertools.pairwise(words):
+        if flag == "-F" and "=@" in value:
+            name, path = value.split("=@")
+            files[name] = (path, Path(path).read_bytes())
+        elif flag == "-F":
+            data.update([value.split("=", 1)])
+        elif flag == "-H":
+            headers.update([map(str.strip, value.split(":", 1))])
+        elif flag == "-d":
+            body = value
+    path = next(w for w in words if "/predict" in w).split("/", 1)[1]
+    answer = requests.post(f"{service.url}/{path}", files=files or None, data=body or data or None,
+                           headers=headers, timeout=60)  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert 0 <= result["probability"] <= 1 and result["label"]
+    if data.get("explain"):
+        assert result["gradcam"].startswith("data:image/png;base64,")
+
+
+def test_every_block_was_read() -> None:
+    """The harness sees the README's commands (a heading or fence change must not make it run nothing)."""
+    headings = [h for h, _ in BLOCKS]
+    assert {"Quickstart", "Everyday use", "Export", "Serve", "Tabular data (CSV)"} <= set(headings), headings
+    assert sum(len(b) for _, b in BLOCKS) >= 40
+    assert shutil.which("python") or sys.executable
