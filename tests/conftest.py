@@ -17,6 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
+# imported before any test captures output: Lightning's log handlers keep the stderr they find at import
+import lit_nets.cli  # noqa: F401
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 
@@ -37,6 +40,23 @@ def run_cli(*args: str, cwd: Path, check: bool = True, timeout: float = 600) -> 
     if check and proc.returncode != 0:
         pytest.fail(f"lit_nets {' '.join(args)} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
     return proc
+
+
+def in_process(*args: str, cwd: Path, monkeypatch, capfd) -> subprocess.CompletedProcess:
+    """``python -m lit_nets ARGS`` in this process (the same ``main`` as the command line, without the 5 s start of an
+    interpreter), in ``cwd``; its exit status and what it printed, as :func:`run_cli` gives them."""
+    from lit_nets.cli import main
+
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", ["lit_nets"])  # the arguments go in through main(args)
+    capfd.readouterr()
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    out, err = capfd.readouterr()
+    return subprocess.CompletedProcess(list(args), code, out, err)
 
 
 def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:

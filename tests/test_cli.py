@@ -6,6 +6,7 @@ left behind or continues from it.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import yaml
 # imported here, not under capsys: Lightning's log handlers keep the stderr they find when it is imported
 from lit_nets.cli import main
 
-from conftest import CONFIGS, run_cli, scalars
+from conftest import CONFIGS, in_process, run_cli, scalars
 
 CNN = str(CONFIGS / "cnn.yaml")
 OFFLINE = ("--data.init_args.download", "false", "--trainer.enable_progress_bar", "false")
@@ -72,18 +73,20 @@ def newest_run(work: Path) -> Path:
     return max((work / "lightning_logs").glob("version_*"), key=lambda p: (p / "hparams.yaml").stat().st_mtime)
 
 
-def test_last_checkpoint_is_the_last_epoch_when_the_best_is_an_earlier_one(tmp_path: Path) -> None:
+def test_last_checkpoint_is_the_last_epoch_when_the_best_is_an_earlier_one(tmp_path: Path, monkeypatch, capfd) -> None:
     """Lightning 2.6 writes last.ckpt only with a new best; here the "best" is the epoch with the highest training
     loss (the first, by far), and last.ckpt must still hold the final epoch, so that resuming continues after it."""
     short = ("--trainer.limit_train_batches", "10", "--trainer.limit_val_batches", "4",
              "--checkpoint.monitor", "train/loss", "--checkpoint.mode", "max")  # fmt: skip
-    run_cli("fit", "--config", CNN, "--trainer.max_epochs", "3", *short, *OFFLINE, cwd=tmp_path)
+    here = {"cwd": tmp_path, "monkeypatch": monkeypatch, "capfd": capfd}
+    assert in_process("fit", "--config", CNN, "--trainer.max_epochs", "3", *short, *OFFLINE, **here).returncode == 0
     checkpoints = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
     (best,) = checkpoints.glob("epoch*.ckpt")
     assert best.name.startswith("epoch00-"), best
     last = torch.load(checkpoints / "last.ckpt", weights_only=True)
     assert (last["epoch"], last["global_step"]) == (2, 30), "last.ckpt is the final state, not the best"
-    run_cli("fit", "--config", CNN, "--ckpt_path", "last", "--trainer.max_epochs", "4", *short, *OFFLINE, cwd=tmp_path)
+    resume = ("fit", "--config", CNN, "--ckpt_path", "last", "--trainer.max_epochs", "4", *short, *OFFLINE)
+    assert in_process(*resume, **here).returncode == 0
     resumed = newest_run(tmp_path)
     last = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)
     assert (last["epoch"], last["global_step"]) == (3, 40)
@@ -109,7 +112,12 @@ def test_predict_covers_every_test_image(trained) -> None:
     assert line.startswith("Predicted 1,000 inputs; accuracy against their labels 0.9"), line
 
 
-def test_print_config_round_trips(tmp_path: Path) -> None:
+def test_print_config_round_trips(tmp_path: Path, monkeypatch, capfd) -> None:
+    def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+        proc = in_process(*args, cwd=cwd, monkeypatch=monkeypatch, capfd=capfd)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc
+
     overrides = (
         "--model.init_args.dropout",
         "0.25",
@@ -224,8 +232,8 @@ def test_every_config_parses_and_names_real_classes(tmp_path: Path, monkeypatch,
     assert printed["data"]["class_path"].startswith("lit_nets.data.")
 
 
-def test_debug_overlay_stacks_on_a_config(tmp_path: Path) -> None:
-    proc = run_cli(
+def test_debug_overlay_stacks_on_a_config(tmp_path: Path, monkeypatch, capfd) -> None:
+    proc = in_process(
         "fit",
         "--config",
         CNN,
@@ -234,18 +242,17 @@ def test_debug_overlay_stacks_on_a_config(tmp_path: Path) -> None:
         "--data.init_args.download",
         "false",
         cwd=tmp_path,
+        monkeypatch=monkeypatch,
+        capfd=capfd,
     )
     last = torch.load(tmp_path / "lightning_logs/version_0/checkpoints/last.ckpt", weights_only=True)
     assert (last["epoch"], last["global_step"]) == (0, 10)
     assert "Test (best):" in proc.stdout
 
 
-def test_help_reads_the_docstrings_from_the_module_and_the_console_script(tmp_path: Path) -> None:
-    """``python -m lit_nets`` and the installed ``lit-nets`` (both start through lit_nets.__main__.run) print the
-    subcommands, and each model argument's help is its docstring line."""
-    import subprocess
-    import sys
-
+def test_help_reads_the_docstrings_from_the_module_and_the_console_script(tmp_path: Path, monkeypatch, capfd) -> None:
+    """The installed ``lit-nets`` (which starts through lit_nets.__main__.run, like ``python -m lit_nets``) prints
+    every subcommand, and each model argument's help is its docstring line."""
     script = Path(sys.executable).parent / "lit-nets"
     if not script.exists():
         pytest.skip("the lit-nets console script is not installed in this environment")
@@ -256,11 +263,12 @@ def test_help_reads_the_docstrings_from_the_module_and_the_console_script(tmp_pa
                  "export    state_dict, TorchScript", "serve     an HTTP service"):  # fmt: skip
         assert f"\n  {line}" in top.stdout, top.stdout  # every subcommand, the tools too, with what it does
     assert top.stdout.startswith("usage: lit-nets SUBCOMMAND")
-    typo = run_cli("fti", cwd=tmp_path, check=False)
+    typo = in_process("fti", cwd=tmp_path, monkeypatch=monkeypatch, capfd=capfd)
     assert typo.returncode == 2 and typo.stderr.strip() == (
         "error: unknown subcommand 'fti'; did you mean fit? The subcommands: fit, validate, test, predict, plot, "
         "explain, export, serve (python -m lit_nets --help says what each does)"
     )
-    model = " ".join(run_cli("fit", "--model.help", "CNNClassifier", cwd=tmp_path).stdout.split())  # unwrapped
+    model_help = in_process("fit", "--model.help", "CNNClassifier", cwd=tmp_path, monkeypatch=monkeypatch, capfd=capfd)
+    model = " ".join(model_help.stdout.split())  # unwrapped
     assert "--model.channels_last" in model and "channels-last memory layout" in model
     assert "--model.optimizer" in model and "adam, adamw or sgd" in model

@@ -17,7 +17,7 @@ from lit_nets.data.samples import write_png_sample
 from lit_nets.errors import UserError
 from lit_nets.models import CNNClassifier
 
-from conftest import CONFIGS, quiet_trainer, run_cli, scalars
+from conftest import CONFIGS, in_process, quiet_trainer, run_cli, scalars
 
 QUIET = ("--trainer.enable_progress_bar", "false")
 
@@ -256,19 +256,25 @@ def test_init_from_a_checkpoint_of_another_architecture_says_so(tmp_path: Path) 
 
 
 # -- predict on a folder --------------------------------------------------------------------------------------
-def test_predict_root_writes_file_label_probability(tmp_path: Path, digits_png: Path, sample) -> None:
+def test_predict_root_writes_file_label_probability(
+    tmp_path: Path, digits_png: Path, sample, monkeypatch, capfd
+) -> None:
     train_dir, other = tmp_path / "train", tmp_path / "elsewhere"
     train_dir.mkdir(), other.mkdir()
-    run_cli("fit", "--config", str(CONFIGS / "png_folder.yaml"), "--data.root", str(digits_png),
-            "--trainer.max_epochs", "1", *QUIET, cwd=train_dir)  # fmt: skip
+    here = {"monkeypatch": monkeypatch, "capfd": capfd}
+    fit = in_process("fit", "--config", str(CONFIGS / "png_folder.yaml"), "--data.root", str(digits_png),
+                     "--trainer.max_epochs", "1", *QUIET, cwd=train_dir, **here)  # fmt: skip
+    assert fit.returncode == 0, fit.stderr[-2000:]
     ckpt = next((train_dir / "lightning_logs" / "version_0" / "checkpoints").glob("epoch*.ckpt"))
     new = other / "new_images"
     new.mkdir()
     images, labels = sample
     for i in range(7):
         Image.fromarray(images[4000 + i, 0].numpy()).save(new / f"scan_{i}_is_{int(labels[4000 + i])}.png")
-    run_cli("predict", "--config", str(CONFIGS / "png_folder.yaml"), "--ckpt_path", str(ckpt),
-            "--data.root", "nowhere", "--data.predict_root", "new_images", *QUIET, cwd=other)  # fmt: skip
+    proc = in_process("predict", "--config", str(CONFIGS / "png_folder.yaml"), "--ckpt_path", str(ckpt),
+                      "--data.root", "nowhere", "--data.predict_root", "new_images", *QUIET,
+                      cwd=other, **here)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
     out = pd.read_csv(other / "lightning_logs" / "version_0" / "predictions.csv", dtype={"label": str})
     assert out["id"].tolist() == sorted(f"scan_{i}_is_{int(labels[4000 + i])}.png" for i in range(7))
     assert set(out.columns) >= {"id", "label", "probability", "top_k"}

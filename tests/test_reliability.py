@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import CONFIGS, run_cli
+from conftest import CONFIGS, in_process, run_cli
 
 FAST = ["--trainer.limit_train_batches", "20", "--trainer.limit_val_batches", "2", "--data.download", "false",
         "--trainer.enable_progress_bar", "false", "--figures.enabled", "false",
@@ -182,12 +182,13 @@ def test_a_full_disk_while_saving_a_checkpoint_is_one_line(tmp_path: Path, monke
     assert exit_info.value.code == 2 and "error: no space left on the device" in err and "Traceback" not in err
 
 
-def test_a_checkpoint_of_another_model_and_data_is_one_line(tmp_path: Path) -> None:
-    run_cli("fit", "--config", str(CONFIGS / "mlp.yaml"), "--trainer.max_epochs", "1", "--test_after_fit", "false",
-            "--figures.enabled", "false", "--trainer.enable_progress_bar", "false", cwd=tmp_path)  # fmt: skip
+def test_a_checkpoint_of_another_model_and_data_is_one_line(tmp_path: Path, monkeypatch, capfd) -> None:
+    here = {"cwd": tmp_path, "monkeypatch": monkeypatch, "capfd": capfd}
+    in_process("fit", "--config", str(CONFIGS / "mlp.yaml"), "--trainer.max_epochs", "1", "--test_after_fit", "false",
+               "--figures.enabled", "false", "--trainer.enable_progress_bar", "false", **here)  # fmt: skip
     wine = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
-    proc = run_cli("test", "--config", str(CONFIGS / "cnn.yaml"), "--data.download", "false", "--ckpt_path", str(wine),
-                   cwd=tmp_path, check=False)  # fmt: skip
+    proc = in_process("test", "--config", str(CONFIGS / "cnn.yaml"), "--data.download", "false", "--ckpt_path",
+                      str(wine), **here)  # fmt: skip
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "holds MLPClassifier for 3 classes of input [13], but this run's data gives 10 classes" in proc.stderr
 

@@ -20,7 +20,7 @@ from lit_nets.errors import UserError
 from lit_nets.models import MLPClassifier
 from lit_nets.models.nets import MLP
 
-from conftest import CONFIGS, quiet_trainer, run_cli, scalars
+from conftest import CONFIGS, in_process, quiet_trainer, run_cli, scalars
 
 QUIET = ("--trainer.enable_progress_bar", "false")
 
@@ -43,15 +43,19 @@ def fit_and_test(dm: CSVDataModule, epochs: int, **kwargs) -> tuple[MLPClassifie
 # The two configs as the README runs them (test accuracy >= 0.90 on wine, >= 0.95 on breast cancer): test_readme.py
 
 
-def test_predict_on_a_new_csv_needs_only_the_checkpoint(tmp_path: Path) -> None:
+def test_predict_on_a_new_csv_needs_only_the_checkpoint(tmp_path: Path, monkeypatch, capfd) -> None:
     train_dir, other = tmp_path / "train", tmp_path / "elsewhere"
     train_dir.mkdir(), other.mkdir()
-    run_cli("fit", "--config", str(CONFIGS / "mlp.yaml"), *QUIET, "--trainer.max_epochs", "10", cwd=train_dir)
+    fit = in_process("fit", "--config", str(CONFIGS / "mlp.yaml"), *QUIET, "--trainer.max_epochs", "10",
+                     cwd=train_dir, monkeypatch=monkeypatch, capfd=capfd)  # fmt: skip
+    assert fit.returncode == 0, fit.stderr[-2000:]
     rows = pd.read_csv(train_dir / "data" / "wine.csv").drop(columns="cultivar").iloc[::9]
     rows.to_csv(other / "new_rows.csv", index=False)
     ckpt = next((train_dir / "lightning_logs" / "version_0" / "checkpoints").glob("epoch*.ckpt"))
-    proc = run_cli("predict", "--config", str(CONFIGS / "mlp.yaml"), "--ckpt_path", str(ckpt),
-                   "--data.predict_path", "new_rows.csv", *QUIET, cwd=other)  # fmt: skip
+    proc = in_process("predict", "--config", str(CONFIGS / "mlp.yaml"), "--ckpt_path", str(ckpt),
+                      "--data.predict_path", "new_rows.csv", *QUIET, cwd=other, monkeypatch=monkeypatch,
+                      capfd=capfd)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
     assert not (other / "data").exists(), "the training CSV was not needed"
     out = pd.read_csv(other / "lightning_logs" / "version_0" / "predictions.csv")
     assert len(out) == len(rows) and "Predicted 20 inputs." in proc.stdout
@@ -140,10 +144,12 @@ def test_weights_out_as_a_state_dict_and_into_a_fresh_mlp(tmp_path: Path) -> Non
         assert torch.allclose(net((x - mean) / std), model(x), atol=1e-6)
 
 
-def test_an_mlp_also_trains_on_flattened_mnist(tmp_path: Path) -> None:
-    proc = run_cli("fit", "--config", str(CONFIGS / "cnn.yaml"), "--config", str(CONFIGS / "debug.yaml"),
-                   "--model", "lit_nets.models.MLPClassifier", "--model.hidden", "[128]",
-                   "--data.download", "false", "--trainer.limit_train_batches", "30", cwd=tmp_path)  # fmt: skip
+def test_an_mlp_also_trains_on_flattened_mnist(tmp_path: Path, monkeypatch, capfd) -> None:
+    proc = in_process("fit", "--config", str(CONFIGS / "cnn.yaml"), "--config", str(CONFIGS / "debug.yaml"),
+                      "--model", "lit_nets.models.MLPClassifier", "--model.hidden", "[128]", "--data.download",
+                      "false", "--trainer.limit_train_batches", "30", cwd=tmp_path, monkeypatch=monkeypatch,
+                      capfd=capfd)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
     hparams = (tmp_path / "lightning_logs" / "version_0" / "hparams.yaml").read_text()
     assert "hidden:\n- 128" in hparams and "Test (best):" in proc.stdout
     assert scalars(tmp_path / "lightning_logs" / "version_0")["test/acc"][-1][1] > 0.7
