@@ -422,10 +422,10 @@ class TrainingLock(Callback):
         self.lock: RunLock | None = None
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        if stage != "fit":
+        if stage != "fit" or not trainer.loggers:  # without a logger there is no run folder of its own to mark
             return
-        folder = trainer.log_dir or trainer.default_root_dir  # a collective under DDP: every process asks
-        if trainer.is_global_zero:
+        folder = trainer.log_dir  # a collective under DDP: every process asks
+        if trainer.is_global_zero and folder:
             self.lock = RunLock(folder)
             self.lock.acquire()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import logging
 import os
 import signal
 import socket
@@ -42,20 +43,42 @@ def run_cli(*args: str, cwd: Path, check: bool = True, timeout: float = 600) -> 
     return proc
 
 
-def in_process(*args: str, cwd: Path, monkeypatch, capfd) -> subprocess.CompletedProcess:
+def in_process(*args: str, cwd: Path, monkeypatch=None, capfd=None, check: bool = False) -> subprocess.CompletedProcess:
     """``python -m lit_nets ARGS`` in this process (the same ``main`` as the command line, without the 5 s start of an
-    interpreter), in ``cwd``; its exit status and what it printed, as :func:`run_cli` gives them."""
+    interpreter), in ``cwd``; its exit status and, given ``capfd``, what it printed, as :func:`run_cli` gives them.
+    Without ``monkeypatch`` (in a fixture) the working folder and ``sys.argv`` are restored by hand. ``check``: fail
+    the test unless it exits 0."""
     from lit_nets.cli import main
 
-    monkeypatch.chdir(cwd)
-    monkeypatch.setattr(sys, "argv", ["lit_nets"])  # the arguments go in through main(args)
-    capfd.readouterr()
+    saved = (Path.cwd(), sys.argv)
+    if monkeypatch is not None:
+        monkeypatch.chdir(cwd)
+        monkeypatch.setattr(sys, "argv", ["lit_nets"])  # the arguments go in through main(args)
+    else:
+        os.chdir(cwd)
+        sys.argv = ["lit_nets"]
+    if capfd is not None:
+        capfd.readouterr()
+    # Lightning's messages go to its own stderr handler, made when it was imported (before any capture): show them on
+    # the captured stderr too, as a real process prints them
+    lightning = logging.StreamHandler(sys.stderr)
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    for logger in loggers:
+        logger.addHandler(lightning)
     try:
         main(list(args))
         code = 0
     except SystemExit as e:
         code = e.code or 0
-    out, err = capfd.readouterr()
+    finally:
+        for logger in loggers:
+            logger.removeHandler(lightning)
+        if monkeypatch is None:
+            os.chdir(saved[0])
+            sys.argv = saved[1]
+    out, err = capfd.readouterr() if capfd is not None else ("", "")
+    if check and code != 0:
+        pytest.fail(f"lit_nets {' '.join(args)} exited {code}\n{out[-3000:]}\n{err[-6000:]}")
     return subprocess.CompletedProcess(list(args), code, out, err)
 
 

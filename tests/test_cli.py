@@ -51,17 +51,19 @@ def test_fit_logs_checkpoints_and_reaches_the_accuracy_bar(trained) -> None:
     assert hparams["num_classes"] == 10 and hparams["input_shape"] == [1, 28, 28]
 
 
-def test_resume_continues_epochs_and_steps(trained) -> None:
+def test_resume_continues_epochs_and_steps(trained, monkeypatch, capfd, recwarn) -> None:
     work, _ = trained
     first = torch.load(work / "lightning_logs/version_0/checkpoints/last.ckpt", weights_only=True)
     assert (first["epoch"], first["global_step"]) == (1, 2 * STEPS_PER_EPOCH)
-    proc = run_cli("fit", "--config", CNN, "--ckpt_path", "last", "--trainer.max_epochs", "3", *OFFLINE, cwd=work)
+    proc = in_process("fit", "--config", CNN, "--ckpt_path", "last", "--trainer.max_epochs", "3", *OFFLINE, cwd=work,
+                      monkeypatch=monkeypatch, capfd=capfd, check=True)  # fmt: skip
     assert "Restored all states from the checkpoint" in proc.stderr + proc.stdout
     resumed = newest_run(work)
     # in the run's own folder: its curves go on, and Lightning has nothing to warn about (a new folder made it say
     # that the dirpath changed and best_model_score would not be reloaded)
     assert resumed.name == "version_0" and "Resuming lightning_logs/version_0 in its own folder" in proc.stderr
-    assert "dirpath has changed" not in proc.stderr and "exists and is not empty" not in proc.stderr
+    said = proc.stderr + " ".join(str(w.message) for w in recwarn)  # in this process, warnings are recorded
+    assert "dirpath has changed" not in said and "exists and is not empty" not in said
     last = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)
     assert (last["epoch"], last["global_step"]) == (2, 3 * STEPS_PER_EPOCH)
     steps = [step for step, _ in scalars(resumed)["val/acc"]]
@@ -94,9 +96,10 @@ def test_last_checkpoint_is_the_last_epoch_when_the_best_is_an_earlier_one(tmp_p
     assert len([step for step, _ in scalars(resumed)["val/acc"] if step > 29]) == 1, "only the fourth epoch ran"
 
 
-def test_test_subcommand_uses_the_best_checkpoint(trained) -> None:
+def test_test_subcommand_uses_the_best_checkpoint(trained, monkeypatch, capfd) -> None:
     work, _ = trained
-    proc = run_cli("test", "--config", CNN, "--ckpt_path", "best", *OFFLINE, cwd=work)
+    proc = in_process("test", "--config", CNN, "--ckpt_path", "best", *OFFLINE, cwd=work, monkeypatch=monkeypatch,
+                      capfd=capfd, check=True)  # fmt: skip
     assert "Checkpoint: lightning_logs/version_" in proc.stderr
     # and says where its figures went
     folder = proc.stdout.split("Run folder:   ")[1].split()[0]
@@ -105,9 +108,10 @@ def test_test_subcommand_uses_the_best_checkpoint(trained) -> None:
     assert acc >= 0.90
 
 
-def test_predict_covers_every_test_image(trained) -> None:
+def test_predict_covers_every_test_image(trained, monkeypatch, capfd) -> None:
     work, _ = trained
-    proc = run_cli("predict", "--config", CNN, "--ckpt_path", "best", *OFFLINE, cwd=work)
+    proc = in_process("predict", "--config", CNN, "--ckpt_path", "best", *OFFLINE, cwd=work, monkeypatch=monkeypatch,
+                      capfd=capfd, check=True)  # fmt: skip
     line = proc.stdout.strip().splitlines()[-1]
     assert line.startswith("Predicted 1,000 inputs; accuracy against their labels 0.9"), line
 
@@ -215,8 +219,9 @@ def test_a_mistake_in_a_config_file_names_the_file_the_key_and_the_closest_keys(
     assert err.startswith(message), err
 
 
-def test_test_without_an_earlier_run_says_so(tmp_path: Path) -> None:
-    proc = run_cli("test", "--config", CNN, "--ckpt_path", "best", *OFFLINE, cwd=tmp_path, check=False)
+def test_test_without_an_earlier_run_says_so(tmp_path: Path, monkeypatch, capfd) -> None:
+    proc = in_process("test", "--config", CNN, "--ckpt_path", "best", *OFFLINE, cwd=tmp_path, monkeypatch=monkeypatch,
+                      capfd=capfd)  # fmt: skip
     assert proc.returncode == 2 and "no earlier run with checkpoints under lightning_logs/" in proc.stderr
 
 

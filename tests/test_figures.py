@@ -11,7 +11,7 @@ from PIL import Image
 
 from lit_nets.callbacks import PredictionWriter
 
-from conftest import CONFIGS, quiet_trainer, run_cli
+from conftest import CONFIGS, in_process, quiet_trainer
 
 CNN = str(CONFIGS / "cnn.yaml")
 FAST = ("--data.download", "false", "--trainer.enable_progress_bar", "false", "--trainer.limit_train_batches", "25")
@@ -21,7 +21,7 @@ FAST = ("--data.download", "false", "--trainer.enable_progress_bar", "false", "-
 def run(tmp_path_factory) -> Path:
     """A short fit (2 epochs of 25 batches) on the MNIST sample, tested on all 1,000 test digits."""
     work = tmp_path_factory.mktemp("figures")
-    run_cli("fit", "--config", CNN, "--trainer.max_epochs", "2", *FAST, cwd=work)
+    in_process("fit", "--config", CNN, "--trainer.max_epochs", "2", *FAST, cwd=work, check=True)
     return work / "lightning_logs" / "version_0"
 
 
@@ -52,39 +52,43 @@ def test_tensorboard_holds_the_figures(run: Path) -> None:
     assert expected <= images, images
 
 
-def test_validate_draws_the_validation_confusion_matrix(run: Path) -> None:
+def test_validate_draws_the_validation_confusion_matrix(run: Path, monkeypatch, capfd) -> None:
     work = run.parents[1]
-    run_cli("validate", "--config", CNN, "--ckpt_path", "last", *FAST, cwd=work)
+    in_process("validate", "--config", CNN, "--ckpt_path", "last", *FAST, cwd=work, monkeypatch=monkeypatch, check=True)
     per_class = pd.read_csv(work / "lightning_logs" / "version_1" / "per_class_val.csv")
     assert per_class["support"].sum() == 400 and (work / "lightning_logs/version_1/confusion_matrix_val.png").is_file()
 
 
 @pytest.mark.parametrize("runs", [1, 2])
-def test_plot_draws_curves_of_one_or_several_runs(run: Path, runs: int) -> None:
+def test_plot_draws_curves_of_one_or_several_runs(run: Path, runs: int, monkeypatch, capfd) -> None:
     work = run.parents[1]
+    here = {"cwd": work, "monkeypatch": monkeypatch, "capfd": capfd, "check": True}
     if runs == 2 and not (work / "lightning_logs" / "version_9").exists():
-        run_cli("fit", "--config", CNN, "--trainer.max_epochs", "3", "--model.activation", "elu",
-                "--trainer.logger.init_args.version", "9", "--test_after_fit", "false", *FAST, cwd=work)  # fmt: skip
+        in_process("fit", "--config", CNN, "--trainer.max_epochs", "3", "--model.activation", "elu",
+                   "--trainer.logger.init_args.version", "9", "--test_after_fit", "false", *FAST, **here)  # fmt: skip
     dirs = [str(run)] + ([str(work / "lightning_logs" / "version_9")] if runs == 2 else [])
     out = work / f"curves_{runs}.png"
-    proc = run_cli("plot", *dirs, "--out", str(out), cwd=work)
+    proc = in_process("plot", *dirs, "--out", str(out), **here)
     assert f"Curves: {out}" in proc.stdout
     assert not_blank(out) > 10
 
 
-def test_plot_of_a_folder_that_is_no_run_says_so(tmp_path: Path) -> None:
-    proc = run_cli("plot", str(tmp_path), cwd=tmp_path, check=False)
+def test_plot_of_a_folder_that_is_no_run_says_so(tmp_path: Path, monkeypatch, capfd) -> None:
+    proc = in_process("plot", str(tmp_path), cwd=tmp_path, monkeypatch=monkeypatch, capfd=capfd)
     assert proc.returncode == 2 and "is not a run folder" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_explain_writes_an_overlay_per_image_whose_heat_maps_differ(run: Path, sample, tmp_path: Path) -> None:
+def test_explain_writes_an_overlay_per_image_whose_heat_maps_differ(
+    run: Path, sample, tmp_path: Path, monkeypatch, capfd
+) -> None:
     images, labels = sample
     files = []
     for i, scale in ((4003, 1), (4507, 3)):  # test digits of two different classes; the second scanned at 84x84
         files.append(tmp_path / f"digit_{int(labels[i])}.png")
         Image.fromarray(np.kron(images[i, 0].numpy(), np.ones((scale, scale), np.uint8))).save(files[-1])
     ckpt = run / "checkpoints" / "last.ckpt"
-    proc = run_cli("explain", "--ckpt_path", str(ckpt), "--images", *map(str, files), "--out", "cams", cwd=tmp_path)
+    proc = in_process("explain", "--ckpt_path", str(ckpt), "--images", *map(str, files), "--out", "cams", cwd=tmp_path,
+                      monkeypatch=monkeypatch, capfd=capfd, check=True)  # fmt: skip
     assert proc.stdout.count("-> ") == 2
     overlays = [Image.open(tmp_path / "cams" / f"{f.stem}.cam.png") for f in files]
     assert [o.size for o in overlays] == [(28, 28), (84, 84)], "each overlay at its image's own size"
@@ -94,14 +98,15 @@ def test_explain_writes_an_overlay_per_image_whose_heat_maps_differ(run: Path, s
         assert not_blank(tmp_path / "cams" / f"{f.stem}.explain.png") > 10
 
 
-def test_explain_refuses_an_mlp_with_a_reason(tmp_path: Path) -> None:
+def test_explain_refuses_an_mlp_with_a_reason(tmp_path: Path, monkeypatch, capfd) -> None:
     from lit_nets.models import MLPClassifier
 
     trainer = quiet_trainer(max_epochs=0)
     trainer.strategy.connect(MLPClassifier(input_shape=[4], num_classes=2))
     trainer.save_checkpoint(tmp_path / "mlp.ckpt")
     Image.fromarray(np.zeros((2, 2), np.uint8)).save(tmp_path / "x.png")
-    proc = run_cli("explain", "--ckpt_path", "mlp.ckpt", "--images", "x.png", cwd=tmp_path, check=False)
+    proc = in_process("explain", "--ckpt_path", "mlp.ckpt", "--images", "x.png", cwd=tmp_path, monkeypatch=monkeypatch,
+                      capfd=capfd)  # fmt: skip
     assert proc.returncode == 2 and "explain needs a CNN checkpoint" in proc.stderr
 
 

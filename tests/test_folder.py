@@ -17,7 +17,7 @@ from lit_nets.data.samples import write_png_sample
 from lit_nets.errors import UserError
 from lit_nets.models import CNNClassifier
 
-from conftest import CONFIGS, in_process, quiet_trainer, run_cli, scalars
+from conftest import CONFIGS, in_process, quiet_trainer, scalars
 
 QUIET = ("--trainer.enable_progress_bar", "false")
 
@@ -49,9 +49,9 @@ def small_folder(root: Path, images: torch.Tensor, labels: torch.Tensor, names: 
 
 
 # -- training on folders ------------------------------------------------------------------------------------
-def test_png_folder_config_trains_to_the_bar(tmp_path: Path, digits_png: Path) -> None:
-    run_cli("fit", "--config", str(CONFIGS / "png_folder.yaml"), "--data.root", str(digits_png),
-            "--trainer.max_epochs", "3", *QUIET, cwd=tmp_path)  # fmt: skip
+def test_png_folder_config_trains_to_the_bar(tmp_path: Path, digits_png: Path, monkeypatch) -> None:
+    in_process("fit", "--config", str(CONFIGS / "png_folder.yaml"), "--data.root", str(digits_png),
+               "--trainer.max_epochs", "3", *QUIET, cwd=tmp_path, monkeypatch=monkeypatch, check=True)  # fmt: skip
     acc = scalars(tmp_path / "lightning_logs" / "version_0")["test/acc"][-1][1]
     assert acc >= 0.90, f"PNG digits, 3 epochs: test accuracy {acc:.4f}"
 
@@ -206,10 +206,10 @@ def test_skip_bad_files_skips_with_one_warning(tmp_path: Path, sample, caplog, c
     assert len(warnings) == 1 and "skipped 1 bad file(s)" in warnings[0].message
 
 
-def test_a_bad_folder_through_the_cli_is_one_line(tmp_path: Path, sample) -> None:
+def test_a_bad_folder_through_the_cli_is_one_line(tmp_path: Path, sample, monkeypatch, capfd) -> None:
     root = bad_folder(tmp_path, sample, "corrupt")
-    proc = run_cli("fit", "--config", str(CONFIGS / "png_folder.yaml"), "--data.root", str(root), *QUIET,
-                   cwd=tmp_path, check=False)  # fmt: skip
+    proc = in_process("fit", "--config", str(CONFIGS / "png_folder.yaml"), "--data.root", str(root), *QUIET,
+                      cwd=tmp_path, monkeypatch=monkeypatch, capfd=capfd)  # fmt: skip
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "broken.png: not a readable image" in proc.stderr and "data.skip_bad_files=true" in proc.stderr
 

@@ -224,14 +224,14 @@ LEARNING_RATES: dict[str, float] = {}
 
 
 def compare(args: list[str]) -> None:
-    """scripts/compare.py in this process, with 1 seed, 1 epoch of 5 batches, 2 of its variants."""
+    """scripts/compare.py in this process, with 1 seed, 1 epoch of 5 batches, 1 or 2 of its variants."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("compare", REPO / "scripts" / "compare.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     ours, extra = (args[: args.index("--")], args[args.index("--") + 1 :]) if "--" in args else (args, [])
-    variants = ours[ours.index("--variants") + 1 :][:2] if "--variants" in ours else ["relu", "relu+bn"]
+    variants = ours[ours.index("--variants") + 1 :][:2] if "--variants" in ours else ["relu+bn"]
     variants = [v for v in variants if not v.startswith("-")]
     rows = module.main([*ours, "--seeds", "1", "--epochs", "1", "--variants", *variants, "--",
                         *extra, "--trainer.limit_train_batches", "5"])  # fmt: skip

@@ -60,11 +60,13 @@ def test_a_crafted_pickle_checkpoint_is_refused_and_runs_nothing(tmp_path: Path,
 def short_run(tmp_path_factory) -> Path:
     """Two short epochs of the seed CNN: last.ckpt and a best checkpoint."""
     work = tmp_path_factory.mktemp("short_run")
-    run_cli("fit", "--config", str(CONFIGS / "cnn.yaml"), "--trainer.max_epochs", "2", *FAST, cwd=work)
+    in_process("fit", "--config", str(CONFIGS / "cnn.yaml"), "--trainer.max_epochs", "2", *FAST, cwd=work, check=True)
     return work
 
 
-def test_a_torn_last_checkpoint_falls_back_to_the_newest_intact_one(short_run: Path, tmp_path: Path) -> None:
+def test_a_torn_last_checkpoint_falls_back_to_the_newest_intact_one(
+    short_run: Path, tmp_path: Path, monkeypatch, capfd
+) -> None:
     import shutil
 
     work = tmp_path / "run"
@@ -72,11 +74,12 @@ def test_a_torn_last_checkpoint_falls_back_to_the_newest_intact_one(short_run: P
     checkpoints = work / "lightning_logs" / "version_0" / "checkpoints"
     last = checkpoints / "last.ckpt"
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # killed while writing it
-    explicit = run_cli("test", "--config", str(CONFIGS / "cnn.yaml"), "--ckpt_path", str(last), cwd=work, check=False)
+    here = {"cwd": work, "monkeypatch": monkeypatch, "capfd": capfd}
+    explicit = in_process("test", "--config", str(CONFIGS / "cnn.yaml"), "--ckpt_path", str(last), **here)
     assert explicit.returncode == 2 and "not a complete checkpoint (truncated, torn" in explicit.stderr
     best = next(p for p in checkpoints.glob("epoch*.ckpt")).relative_to(work)
-    proc = run_cli("fit", "--config", str(CONFIGS / "cnn.yaml"), "--ckpt_path", "last", "--trainer.max_epochs", "3",
-                   *FAST, cwd=work)  # fmt: skip
+    proc = in_process("fit", "--config", str(CONFIGS / "cnn.yaml"), "--ckpt_path", "last", "--trainer.max_epochs", "3",
+                      *FAST, check=True, **here)  # fmt: skip
     assert f"{last.relative_to(work)} is torn (cut short while being written); using {best} instead" in proc.stderr
     resumed = torch.load(last, weights_only=True)  # the run went on in its own folder, and wrote a whole last.ckpt
     assert resumed["epoch"] == 2 and resumed["global_step"] == 60  # 3 epochs of 20 steps: none lost, none repeated
@@ -223,15 +226,17 @@ def test_ddp_with_two_cpu_processes_logs_metrics_of_the_whole_validation_set(tmp
     logged = dict(scalars(run)["val/acc"])
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["global_step"] == 2 * 29  # each process: every other of the 57 batches of 64, for 2 epochs
-    run_cli("validate", "--config", str(CONFIGS / "cnn.yaml"), "--data.download", "false",
-            "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), cwd=tmp_path)  # fmt: skip
+    in_process("validate", "--config", str(CONFIGS / "cnn.yaml"), "--data.download", "false",
+               "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), cwd=tmp_path, check=True)  # fmt: skip
     single = scalars(tmp_path / "lightning_logs" / "version_1")["val/acc"][-1][1]
     print(
         f"val/acc logged by 2 DDP processes {logged[max(logged)]:.4f}, one process on the same checkpoint {single:.4f}"
     )
     assert abs(logged[max(logged)] - single) <= 0.01, (logged, single)
     # the same 2 epochs in one process (twice the optimiser steps, half the batch) reach a similar accuracy
-    run_cli("fit", "--config", str(CONFIGS / "cnn.yaml"), "--trainer.max_epochs", "2", *FAST[4:], cwd=tmp_path)
+    in_process(
+        "fit", "--config", str(CONFIGS / "cnn.yaml"), "--trainer.max_epochs", "2", *FAST[4:], cwd=tmp_path, check=True
+    )
     alone = dict(scalars(tmp_path / "lightning_logs" / "version_2")["val/acc"])
     print(f"val/acc after 2 epochs: 2 DDP processes {logged[max(logged)]:.4f}, one process {alone[max(alone)]:.4f}")
     assert abs(logged[max(logged)] - alone[max(alone)]) <= 0.04, (logged, alone)
