@@ -7,11 +7,15 @@ A :class:`~lightning.pytorch.cli.LightningCLI` subclass. What it adds to Lightni
   configurable under ``--checkpoint.*`` and ``--lr_monitor.*``;
 - TensorBoard under ``lightning_logs/``, a fixed seed, and a precision default (``precision: null``) that
   means bf16 mixed precision on GPUs that support it and fp32 everywhere else;
-- ``--ckpt_path last|best`` find the newest earlier run's checkpoints (see :mod:`lit_nets.checkpoints`);
+- ``--ckpt_path last|best`` find the newest earlier run's checkpoints (see :mod:`lit_nets.checkpoints`), and every
+  spelling of ``--ckpt_path`` follows one rule: the checkpoint's model arguments win (a warning names the given
+  values not used); ``fit`` resumes a run in its own folder;
+- ``last.ckpt`` at every epoch's end (:class:`lit_nets.callbacks.LastCheckpoint`);
 - ``fit`` ends with a test of the best checkpoint (``--test_after_fit false`` to skip) and says where the
   logs and checkpoints are;
 - bad input ends with one line ``error: ...`` and exit status 2 (``LIT_NETS_TRACEBACK=1`` shows the
-  traceback).
+  traceback), a mistake in the arguments or a config file included (:mod:`lit_nets.config_errors`);
+- ``--help`` at the top lists every subcommand, the tools (plot, explain, export, serve) too.
 """
 
 from __future__ import annotations
@@ -125,7 +129,6 @@ class LitNetsCLI(LightningCLI):
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
         parser.add_lightning_class_args(FigureLogger, "figures")
 
-    # -- before anything is built ---------------------------------------------------------------------------
     # -- parsing ------------------------------------------------------------------------------------------------
     def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
         # raise instead of printing the usage text and exiting: parse_arguments says it in one line
