@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -439,22 +441,59 @@ class SaveOnInterrupt(Callback):
     """On SIGTERM (a cluster's pre-emption, ``kill``), save the run's state as its ``last.ckpt`` before the process
     ends, so ``--ckpt_path last`` resumes from the step it reached, mid-epoch included.
 
-    Lightning's signal handler only sets ``trainer.received_sigterm``; the loop then stops after the current step.
-    This saves at that step's ``on_train_batch_end``, the point where ModelCheckpoint saves its mid-epoch
+    It saves at a training step's ``on_train_batch_end``, the point where ModelCheckpoint saves its mid-epoch
     checkpoints, so the saved loop state is one Lightning resumes correctly (saved later, from ``on_exception``
-    as OnExceptionCheckpoint does, the resumed run skipped an epoch in our test). The CLI adds it to every run.
-    SIGKILL and power loss cannot be caught: the last regular checkpoint is what survives them.
+    as OnExceptionCheckpoint does, the resumed run skipped an epoch in our test). Lightning's own handler cannot
+    be used for this: it sets ``trainer.received_sigterm`` at once, and the loops stop on it after a step's
+    callbacks have run (a SIGTERM in between stopped the run unsaved) or in the middle of validation (unsaved
+    too). So while training runs, SIGTERM goes to this callback's handler, which only notes it; the next step's
+    end saves and then raises Lightning's flag, and the loop stops right there. A SIGTERM during validation is
+    answered once validation and one more step are done. The CLI adds it to every run. SIGKILL and power loss
+    cannot be caught: the last regular checkpoint is what survives them.
     """
 
     def __init__(self) -> None:
         self.saved: Path | None = None
+        self.pending = False  # a SIGTERM came, not yet answered
+        self._previous: Any = None
+        self._launcher: Any = None
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+            return
+        self._launcher = trainer.strategy.launcher
+        self._previous = signal.signal(signal.SIGTERM, self._note)
+
+    def _note(self, signum: int, frame: Any) -> None:
+        if not self.pending:
+            log.info("Received SIGTERM: saving when this training step ends, then stopping")
+            if self._launcher is not None:  # processes this one started (DDP by script) get it too, as Lightning does
+                self._launcher.kill(signum)
+        self.pending = True
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        stop = self.pending or trainer.received_sigterm  # Lightning's flag: a SIGTERM before training started
+        if trainer.world_size > 1:  # every process saves (saving is collective), when any was told to stop
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
         checkpoint = trainer.checkpoint_callback  # any of them: they all write to the run's checkpoints/ folder
-        if not trainer.received_sigterm or self.saved is not None or checkpoint is None or checkpoint.dirpath is None:
+        if not stop or self.saved is not None or checkpoint is None or checkpoint.dirpath is None:
             return
         self.saved = Path(checkpoint.dirpath) / f"{checkpoint.CHECKPOINT_NAME_LAST}{checkpoint.FILE_EXTENSION}"
         trainer.save_checkpoint(self.saved, weights_only=False)  # the whole state: optimiser, loops, callbacks
         if trainer.is_global_zero:
             print(f"Interrupted at epoch {trainer.current_epoch}, step {trainer.global_step}: saved {self.saved}; "
                   "resume with --ckpt_path last", flush=True)  # fmt: skip
+        # Lightning's internal flag, set here only: the loop checks it just after this hook and stops (there is no
+        # public way to stop a run at once; trainer.should_stop waits for the epoch's end)
+        trainer._signal_connector.received_sigterm = True
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        self._restore()
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None

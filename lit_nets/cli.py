@@ -24,6 +24,7 @@ import difflib
 import errno
 import logging
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ from typing import Any
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_only
 
 from lit_nets import checkpoints, config_errors, inference, runtime
@@ -328,12 +330,17 @@ class LitNetsCLI(LightningCLI):
         last = last_ckpt.path if last_ckpt else ""  # read now: testing restores the callbacks' older state
         test_results: list[dict[str, float]] = []
         wants_test = self.config_init["fit"].get("test_after_fit", True)
+        # a SIGTERM during the last epoch's validation: the run is complete and saved, but told to stop, so no test
+        told_to_stop = any(isinstance(c, SaveOnInterrupt) and c.pending for c in trainer.callbacks)
+        wants_test = wants_test and not told_to_stop
         has_test = getattr(self.datamodule, "splits", None) is not None and self.datamodule.splits.test is not None
         if wants_test and has_test and best and not trainer.fast_dev_run:
             test_results = trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)
         log_dir = trainer.log_dir  # a collective under DDP: every process asks, rank 0 prints
         if trainer.is_global_zero:
             print(run_summary(trainer, log_dir, best, last, test_results, getattr(self.datamodule, "source", "")))
+        if told_to_stop:
+            raise SIGTERMException
 
 
 def logs_root(config: Any) -> Path:
@@ -500,6 +507,9 @@ def main(args: list[str] | None = None) -> None:
             run_tool(argv[0], argv[1:])
             return
         LitNetsCLI(args=args)
+    except SIGTERMException:  # Lightning's SystemExit, with no code: exit 0 would say the run is complete
+        print("Stopped by SIGTERM.", file=sys.stderr)
+        sys.exit(128 + signal.SIGTERM)
     except Exception as e:
         user_error = find_user_error(e)
         if user_error is None or os.environ.get("LIT_NETS_TRACEBACK"):

@@ -130,7 +130,7 @@ def test_sigterm_then_resume_ends_with_the_weights_of_an_unbroken_run(tmp_path: 
     time.sleep(0.3)  # a few more steps
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
-    assert "Interrupted at epoch" in out, out[-3000:]
+    assert proc.returncode == 128 + signal.SIGTERM and "Interrupted at epoch" in out, out[-3000:]
     saved = torch.load(started, weights_only=True)
     said = out.split("Interrupted at epoch ")[1].split(":")[0]  # "E, step S"
     assert said == f"{saved['epoch']}, step {saved['global_step']}" and 0 < saved["global_step"] < 120
@@ -145,6 +145,8 @@ def test_sigterm_then_resume_ends_with_the_weights_of_an_unbroken_run(tmp_path: 
         ("KillAfterStep", 75, 70),  # SIGKILL mid-epoch: the 5 steps since the periodic save at 70 are lost
         ("KillBeforeValidation", 40, 40),  # SIGKILL after an epoch's last step, saved periodically, before its end
         ("TerminateDuringStep", 39, 40),  # SIGTERM during an epoch's last step: saved there, then it stops
+        ("TerminateWhileCheckpointing", 20, 21),  # after step 20's save point, as its periodic checkpoint is written
+        ("TerminateDuringValidation", 40, 41),  # validation ends, then one more step, saved, then it stops
     ],
 )  # fmt: skip
 def test_killed_at_an_exact_moment_then_resume_ends_with_the_weights_of_an_unbroken_run(
@@ -155,8 +157,13 @@ def test_killed_at_an_exact_moment_then_resume_ends_with_the_weights_of_an_unbro
     position says "the next epoch, from its start", as Lightning resumes there."""
     proc = run_cli("fit", *RESUMABLE, f"--trainer.callbacks+=faults.{fault}", "--trainer.callbacks.init_args.step",
                    str(step), cwd=tmp_path, check=False)  # fmt: skip
-    # SIGKILL ends the process there; after SIGTERM Lightning ends the run itself, once the step is saved
-    assert proc.returncode == -signal.SIGKILL or f"Interrupted at epoch 0, step {saved_step}" in proc.stdout
+    if fault.startswith("Kill"):  # SIGKILL ends the process there
+        assert proc.returncode == -signal.SIGKILL
+    else:  # after SIGTERM the run ends itself once the step is saved, with the exit status of a SIGTERM
+        assert (
+            proc.returncode == 128 + signal.SIGTERM
+            and f"Interrupted at epoch {(saved_step - 1) // 40}, step {saved_step}" in proc.stdout
+        )
     saved = torch.load(tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
     assert saved["global_step"] == saved_step
     diff = resume_and_compare(tmp_path, unbroken)
