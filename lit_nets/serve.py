@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import io
 import json
 import logging
+import os
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,22 +158,79 @@ def read_image(data: bytes, channels: int, size: tuple[int, int], max_pixels: in
 
 
 def read_records(body: Any, schema: dict[str, Any]) -> torch.Tensor:
-    """A JSON record (object) or a list of them as model inputs, encoded as in training."""
+    """A JSON record (object) or a list of them as model inputs, encoded as in training. Every record must name
+    every feature; a numeric feature takes a finite number (or a numeric string), a categorical one a string or
+    a number; ``null``, ``NaN`` and the training file's missing markers (``""``, ``"NA"``, ``"?"``, ...) mean
+    missing: the training median, or the category ``(missing)``, as for a CSV file."""
     import pandas as pd
 
-    from lit_nets.data.schema import TabularSchema
+    from lit_nets.data.schema import FLOAT32_MAX, TabularSchema
 
     records = body if isinstance(body, list) else [body]
     if not records or not all(isinstance(r, dict) for r in records):
         raise Rejected(400, "send a JSON object of feature values, or a non-empty list of them")
-    bad = [(name, v) for r in records for name, v in r.items() if isinstance(v, (dict, list))]
-    if bad:
-        raise Rejected(400, f"feature {bad[0][0]!r}: expected a number or a string, got {json.dumps(bad[0][1])}")
+    table = TabularSchema.from_dict(schema)
+    numeric = {c["name"] for c in table.numeric}
+    markers = missing_markers(table)
+    rows = []
+    for i, record in enumerate(records):
+        where = f"record {i + 1} of {len(records)}: " if isinstance(body, list) else ""
+        absent = [name for name in table.features if name not in record]
+        if absent:
+            shown = ", ".join(repr(a) for a in absent[:5]) + (f" and {len(absent) - 5} more" if len(absent) > 5 else "")
+            raise Rejected(400, f"{where}missing feature(s) {shown}; send null for a value you do not know "
+                                f"(GET /info has an example record)")  # fmt: skip
+        row = {}
+        for name in table.features:
+            value = record[name]
+            problem = None
+            if value is None or (isinstance(value, str) and value.strip() in markers):
+                value = None
+            elif isinstance(value, (bool, dict, list)):
+                problem = f"{json.dumps(value)} is not a feature value"
+            elif name in numeric:
+                number = _number(value)
+                if number is None:
+                    problem = f"{json.dumps(value)} is not a number"
+                elif number != number:  # NaN: missing, as null
+                    value = None
+                elif not abs(number) <= FLOAT32_MAX:
+                    problem = f"{json.dumps(value)} is not a finite number the model can take"
+                else:
+                    value = number
+            if problem:
+                wanted = "number" if name in numeric else "category as text"
+                raise Rejected(400, f"{where}feature {name!r}: {problem}; send a {wanted}, or null if unknown")
+            row[name] = value
+        rows.append(row)
+    frame = pd.DataFrame.from_records(rows, columns=table.features)
+    for name in numeric:  # every value is a float or None here: one float column, NaN where missing
+        frame[name] = frame[name].astype("float64")
     try:
-        rows = TabularSchema.from_dict(schema).encode(pd.DataFrame.from_records(records), "request")
+        encoded = table.encode(frame, "request")
     except UserError as e:
         raise Rejected(400, str(e)) from None
-    return torch.from_numpy(rows)
+    return torch.from_numpy(encoded)
+
+
+def _number(value: Any) -> float | None:
+    """A JSON number or numeric string as a float (``inf`` and ``NaN`` included, for the caller to judge)."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def missing_markers(table: Any) -> set[str]:
+    """Strings that mean "missing" in a request: those of the training file (pandas' defaults, and the data's
+    ``na_values``, which the schema records)."""
+    from pandas._libs.parsers import STR_NA_VALUES  # pandas' own default list; there is no public name for it
+
+    return set(STR_NA_VALUES) | set(getattr(table, "missing_markers", ["?"]))
 
 
 # -- the LitServe API ---------------------------------------------------------------------------------------
@@ -189,6 +249,12 @@ class ClassifierAPI(ls.LitAPI if ls else object):
         self.path, self.max_pixels, self.top_k = path, max_pixels, top_k
 
     def setup(self, device: str) -> None:
+        import signal
+
+        # Ctrl-C reaches every process in the terminal, and a supervisor may SIGTERM all of them (systemd does):
+        # this process is ended by the main one (Server), once the requests in flight are answered
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         self.device = device
         self.model = load(self.path, device)
 
@@ -205,7 +271,7 @@ class ClassifierAPI(ls.LitAPI if ls else object):
         model = self.model
         is_form = hasattr(request, "getlist")
         if model.kind == "tabular":
-            if is_form or not isinstance(request, (dict, list)):
+            if is_form:
                 raise Rejected(400, "this is a tabular model: send JSON feature values, not a form upload")
             return Item(read_records(request, model.schema), many=isinstance(request, list))
         upload = request.get("file") if is_form else None
@@ -223,6 +289,7 @@ class ClassifierAPI(ls.LitAPI if ls else object):
         items = x if isinstance(x, list) else [x]
         valid = [item for item in items if item.error is None]
         if valid:
+            metrics.observe_batch(len(valid))
             inputs = torch.cat([item.x for item in valid]).to(self.device)
             with torch.inference_mode():
                 probs = probabilities(self.model.forward(inputs)).cpu()
@@ -282,48 +349,153 @@ def probabilities(logits: torch.Tensor) -> torch.Tensor:
 
 
 # -- the HTTP layer in front of the workers -----------------------------------------------------------------
-class RequestGuard:
-    """ASGI middleware on ``POST /predict``, in the API process before a request is queued: 413 for a body above
-    ``max_bytes`` (by its Content-Length, or counted as it streams in), 400 for a content type other than a
-    multipart upload or JSON, and for JSON that does not parse. LitServe's own size limit answers 413 only after
-    reading the body, and malformed JSON reaches it as a 500, hence this class."""
+PROBES = ("/", "/health", "/ready", "/info", "/metrics")  # answered to HEAD as to GET (load balancers' probes)
+MAX_JSON_DEPTH = 32  # a record is one level, a list of them two: anything deeper is not a request for this API
 
-    def __init__(self, app: Any, *, max_bytes: int, path: str = "/predict") -> None:
-        self.app, self.max_bytes, self.path = app, max_bytes, path
+
+@dataclass
+class Limits:
+    """What the guard enforces; documented in ``serve --help`` and the README."""
+
+    max_bytes: int
+    body_timeout: float = 30.0  # seconds for the whole body to arrive (a slow client is cut with 408)
+    api_key: str | None = None
+
+
+class Shared:
+    """State the processes of the service share (created before LitServe starts them): whether the service is
+    stopping, and how many predictions are in flight."""
+
+    def __init__(self) -> None:
+        import multiprocessing as mp
+
+        context = mp.get_context("fork")  # LitServe forks its API servers from this process
+        self.stopping = context.Event()
+        self.in_flight = context.Value("i", 0)
+
+
+def json_depth(value: Any) -> int:
+    """How deeply ``value`` nests lists and objects, without recursion."""
+    depth, level = 0, [(value, 1)]
+    while level:
+        item, d = level.pop()
+        if isinstance(item, (list, dict)):
+            depth = max(depth, d)
+            level.extend((child, d + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return depth
+
+
+class RequestGuard:
+    """ASGI middleware in the API process, in front of LitServe; LitServe has none of this:
+
+    - while the service stops: 503 for new predictions and for ``/ready`` (requests in flight are answered);
+    - ``HEAD`` on the probe paths answered as ``GET`` without a body (LitServe's routes are GET only);
+    - on ``POST /predict``, before a request is queued: 401 without the API key (when one is set), 413 for a body
+      above ``max_bytes`` (by its Content-Length, or counted as it streams in: LitServe's own limit answers only
+      after reading it), 408 when the body takes longer than ``body_timeout``, 400 for another content type, a
+      multipart body without its boundary, and JSON that does not parse or nests deeper than a request can;
+    - request counts by status, latencies and in-flight predictions for ``/metrics``.
+    """
+
+    def __init__(self, app: Any, *, limits: Limits, shared: Shared, path: str = "/predict") -> None:
+        self.app, self.limits, self.shared, self.path = app, limits, shared, path
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
+        if scope["type"] == "lifespan":  # the API server starts: uvicorn has just taken SIGINT and SIGTERM
+            self._leave_stopping_to_the_main_process()
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        from starlette.datastructures import Headers
-        from starlette.responses import JSONResponse
+        if scope["method"] == "HEAD" and scope["path"] in PROBES:
+            scope, send = {**scope, "method": "GET"}, without_body(send)
+        if scope["path"] == "/ready" and self.shared.stopping.is_set():
+            return await reply(scope, receive, send, 503, "the service is stopping")
+        if scope["path"] != self.path or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        import time
 
+        started, status = time.perf_counter(), [500]
+
+        async def sending(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        with self.shared.in_flight.get_lock():
+            self.shared.in_flight.value += 1
+        try:
+            await self._predict(scope, receive, sending)
+        finally:
+            with self.shared.in_flight.get_lock():
+                self.shared.in_flight.value -= 1
+            metrics.observe(status[0], time.perf_counter() - started)
+
+    def _leave_stopping_to_the_main_process(self) -> None:
+        """In the API server's process: ignore Ctrl-C, and a SIGTERM the main process did not send. uvicorn would
+        otherwise stop at once on a terminal's Ctrl-C or a supervisor's SIGTERM to every process, closing the
+        connections of clients between two requests; the main process first answers them 503 (see Server)."""
+        import signal
+
+        if threading.current_thread() is not threading.main_thread():
+            return
+        uvicorn_handler = signal.getsignal(signal.SIGTERM)
+
+        def on_sigterm(signum: int, frame: Any) -> None:
+            if self.shared.stopping.is_set() and callable(uvicorn_handler):  # sent by Server, after the drain
+                uvicorn_handler(signum, frame)
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, on_sigterm)
+
+    async def _predict(self, scope: dict, receive: Any, send: Any) -> None:
+        import asyncio
+        import hmac
+
+        from starlette.datastructures import Headers
+
+        if self.shared.stopping.is_set():
+            return await reply(scope, receive, send, 503, "the service is stopping; send the request again")
         headers = Headers(scope=scope)
-        too_large = JSONResponse({"detail": f"the request is above the limit of {self.max_bytes:,} bytes"}, 413)
+        if self.limits.api_key is not None:
+            given = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ")
+            if not hmac.compare_digest(given.encode(), self.limits.api_key.encode()):
+                return await reply(scope, receive, send, 401, "send the service's API key in the X-API-Key header")
+        max_bytes = self.limits.max_bytes
+        too_large = f"the request is above the limit of {max_bytes:,} bytes"
         declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            return await too_large(scope, receive, send)
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            more = message.get("more_body", False)
-            if size > self.max_bytes:
-                return await too_large(scope, receive, send)
-        body = b"".join(chunks)
+        if declared.isdigit() and int(declared) > max_bytes:
+            return await reply(scope, receive, send, 413, too_large)
         content_type = headers.get("content-type", "")
-        problem = None
+        if content_type.startswith("multipart/form-data") and "boundary=" not in content_type:
+            return await reply(scope, receive, send, 400, "the multipart upload has no boundary in its Content-Type")
+        if not content_type.startswith(("application/json", "multipart/form-data")):
+            detail = "send an image as a multipart/form-data upload (field 'file') or features as application/json"
+            return await reply(scope, receive, send, 400, detail)
+        chunks, size, more = [], 0, True
+        deadline = asyncio.get_running_loop().time() + self.limits.body_timeout
+        try:
+            while more:
+                message = await asyncio.wait_for(receive(), deadline - asyncio.get_running_loop().time())
+                if message["type"] == "http.disconnect":
+                    return
+                chunks.append(message.get("body", b""))
+                size += len(chunks[-1])
+                more = message.get("more_body", False)
+                if size > max_bytes:
+                    return await reply(scope, receive, send, 413, too_large)
+        except asyncio.TimeoutError:
+            detail = f"the body did not arrive within {self.limits.body_timeout:g} s"
+            return await reply(scope, receive, send, 408, detail, close=True)
+        body = b"".join(chunks)
         if content_type.startswith("application/json"):
             try:
-                json.loads(body)
+                depth = json_depth(json.loads(body))
+            except RecursionError:  # json's C parser recurses: a deep enough nesting ends there
+                depth = MAX_JSON_DEPTH + 1
             except ValueError as e:
-                problem = f"the body is not valid JSON ({e})"
-        elif not content_type.startswith("multipart/form-data"):
-            problem = "send an image as a multipart/form-data upload (field 'file') or features as application/json"
-        if problem:
-            return await JSONResponse({"detail": problem}, 400)(scope, receive, send)
+                return await reply(scope, receive, send, 400, f"the body is not valid JSON ({e})")
+            if depth > MAX_JSON_DEPTH:
+                detail = f"the JSON nests deeper than {MAX_JSON_DEPTH} levels: send a record or a list of records"
+                return await reply(scope, receive, send, 400, detail)
 
         replayed = False
 
@@ -337,24 +509,202 @@ class RequestGuard:
         await self.app(scope, replay, send)
 
 
+async def reply(scope: dict, receive: Any, send: Any, status: int, detail: str, close: bool = False) -> None:
+    """A JSON ``{"detail": ...}`` answer (``close``: and end the connection, for a client that cannot be read)."""
+    from starlette.responses import JSONResponse
+
+    headers = {"connection": "close"} if close or status == 503 else None
+    await JSONResponse({"detail": detail}, status, headers=headers)(scope, receive, send)
+
+
+def without_body(send: Any) -> Any:
+    """``send`` for a HEAD request: the GET answer's status and headers, no body."""
+
+    async def sending(message: dict) -> None:
+        if message["type"] == "http.response.body":
+            message = {**message, "body": b""}
+        await send(message)
+
+    return sending
+
+
+def header_timeout_protocol(seconds: float) -> type:
+    """uvicorn's HTTP/1.1 protocol with a limit on the time a request's head (request line and headers) may take:
+    uvicorn has none, so a client that sends half a header holds a connection open forever ("slowloris"). The
+    timer starts when the connection opens and again after each response, and stops when the head has arrived;
+    when it fires the client gets 408 and the connection is closed. (Subclasses uvicorn's H11Protocol, passed
+    as uvicorn's ``http`` setting: the one place this module touches uvicorn's internals.)"""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderTimeoutH11Protocol(H11Protocol):
+        head_timer: Any = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self.start_head_timer()
+
+        def start_head_timer(self) -> None:
+            self.stop_head_timer()
+            self.head_timer = self.loop.call_later(seconds, self.head_too_slow)
+
+        def stop_head_timer(self) -> None:
+            if self.head_timer is not None:
+                self.head_timer.cancel()
+                self.head_timer = None
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            if self.conn.their_state is not h11.IDLE:  # the head is in (or the connection is done with)
+                self.stop_head_timer()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self.start_head_timer()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.stop_head_timer()
+            super().connection_lost(exc)
+
+        def head_too_slow(self) -> None:
+            self.head_timer = None
+            if not self.transport.is_closing():
+                body = json.dumps({"detail": f"the request's headers did not arrive within {seconds:g} s"}).encode()
+                head = "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+                self.transport.write(f"{head}content-length: {len(body)}\r\n\r\n".encode() + body)
+                self.transport.close()
+
+    return HeaderTimeoutH11Protocol
+
+
+class Metrics:
+    """Prometheus metrics of the service, from every one of its processes (prometheus-client's multiprocess mode:
+    each process writes its figures to files in one folder, ``/metrics`` adds them up)."""
+
+    def __init__(self) -> None:
+        self.requests = self.latency = self.batch = None
+
+    def start(self, folder: str) -> None:
+        """Before any process of the service starts: the folder the processes share (inherited by them)."""
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+
+    def _ensure(self) -> bool:
+        if self.requests is None and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import Counter, Histogram
+
+            self.requests = Counter("lit_nets_requests", "POST /predict requests by HTTP status", ["status"])
+            self.latency = Histogram(
+                "lit_nets_request_seconds", "time from a request's arrival to its answer",
+                buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            )  # fmt: skip
+            self.batch = Histogram("lit_nets_batch_size", "requests run together by the model",
+                                   buckets=(1, 2, 4, 8, 16, 32, 64, 128))  # fmt: skip
+        return self.requests is not None
+
+    def observe(self, status: int, seconds: float) -> None:
+        if self._ensure():
+            self.requests.labels(status=str(status)).inc()
+            self.latency.observe(seconds)
+
+    def observe_batch(self, size: int) -> None:
+        if self._ensure():
+            self.batch.observe(size)
+
+    def page(self, model: dict[str, Any]) -> tuple[bytes, int, None, str]:
+        """Response arguments for ``/metrics``: the text: every process's figures, and the model's description."""
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        escape = lambda v: str(v).replace("\\", "\\\\").replace('"', '\\"')  # noqa: E731
+        labels = ",".join(f'{k}="{escape(model[k])}"' for k in ("kind", "source", "classes"))
+        info = "# HELP lit_nets_model_info the served model\n# TYPE lit_nets_model_info gauge\n"
+        info += f"lit_nets_model_info{{{labels}}} 1.0\n"
+        return generate_latest(registry) + info.encode(), 200, None, CONTENT_TYPE_LATEST
+
+
+metrics = Metrics()
+
+
+class Server(ls.LitServer if ls else object):
+    """LitServe's server, stopping in an order that answers every request it has taken. LitServe's own shutdown
+    closes its queues first, so requests in flight waited for their 30 s timeout and got 500, and a SIGTERM to the
+    main process left its children serving; see :func:`run`. The overrides below are LitServe internals, used
+    only here."""
+
+    def __init__(self, *args: Any, shared: Shared, stop_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.shared, self.stop_timeout, self.cut_off = shared, stop_timeout, 0
+        self.uvicorn_graceful_timeout = 2  # what is still open once the drain below is over: idle connections
+
+    def _start_server(self, port: int, num_uvicorn_servers: int, log_level: str, sockets: list, *args, **kwargs):
+        workers = super()._start_server(port, num_uvicorn_servers, log_level, sockets, *args, **kwargs)
+        # the API servers (forked) have the listening socket; this process keeps none, so that once they close it,
+        # connections are refused at once instead of waiting in a backlog that nobody accepts from
+        for sock in sockets:
+            sock.close()
+        return workers
+
+    def _perform_graceful_shutdown(self, manager: Any, uvicorn_workers: dict, shutdown_reason: str = "normal"):
+        import time
+
+        self.shared.stopping.set()  # new predictions and /ready: 503; the ones in flight go on
+        # LitServe's worker monitor restarts no worker once its event is set. Set from another thread: a proxy's
+        # connection is per thread, and this thread's is still inside the wait() the signal broke off
+        setter = threading.Thread(target=self._shutdown_event.set, daemon=True)
+        setter.start()
+        setter.join(timeout=2)
+        deadline, quiet_since = time.monotonic() + self.stop_timeout, None
+        while time.monotonic() < deadline:  # wait until nothing is in flight, and has not been for a moment
+            if self.shared.in_flight.value > 0:
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since > 0.5:
+                break
+            time.sleep(0.02)
+        self.cut_off = self.shared.in_flight.value  # still in flight when the time ran out
+        for worker in uvicorn_workers.values():
+            worker.terminate()  # uvicorn: stop listening, close the idle connections
+        for worker in uvicorn_workers.values():
+            worker.join(timeout=self.uvicorn_graceful_timeout + 1)
+        alive = {i: w for i, w in uvicorn_workers.items() if w.is_alive()}
+        for worker in self.inference_workers:  # they ignore SIGTERM (see ClassifierAPI.setup); nothing to save
+            worker.kill()
+            worker.join(timeout=5)
+        with contextlib.redirect_stderr(io.StringIO()):  # LitServe's shutdown log lines: ours is the one line
+            super()._perform_graceful_shutdown(manager, alive, "normal")
+
+
 def make_server(path: str, *, max_payload_mb: float = 4, max_pixels: int = 4096 * 4096, top_k: int = 5,
                 max_batch_size: int = 32, batch_timeout: float = 0.005, accelerator: str = "auto",
-                workers: int = 1) -> Any:  # fmt: skip
-    """The LitServer for a checkpoint or exported model, with the guard, the page and ``/info`` describing it."""
+                workers: int = 1, api_key: str | None = None, body_timeout: float = 30.0,
+                stop_timeout: float = 5.0) -> Any:  # fmt: skip
+    """The LitServer for a checkpoint or exported model, with the guard, the page, ``/info``, ``/health``
+    (the process answers), ``/ready`` (the model is loaded and the service not stopping) and ``/metrics``."""
     if ls is None:
         raise UserError('serving needs LitServe: pip install -e ".[serve]"')
     served = load(path)  # fail here, with a clear message, rather than in a worker process
     max_bytes = int(max_payload_mb * 2**20)
-    info = {**served.info(), "max_payload_bytes": max_bytes, "max_pixels": max_pixels}
+    info = {**served.info(), "max_payload_bytes": max_bytes, "max_pixels": max_pixels, "api_key": api_key is not None}
+    shared = Shared()
     api = ClassifierAPI(path, max_pixels, top_k, max_batch_size=max_batch_size, batch_timeout=batch_timeout)
-    server = ls.LitServer(api, accelerator=accelerator, workers_per_device=workers, model_metadata=info,
-                          middlewares=[(RequestGuard, {"max_bytes": max_bytes})])  # fmt: skip
+    guard = (RequestGuard, {"limits": Limits(max_bytes, body_timeout, api_key), "shared": shared})
+    server = Server(api, accelerator=accelerator, workers_per_device=workers, model_metadata=info,
+                    healthcheck_path="/ready", middlewares=[guard], shared=shared, stop_timeout=stop_timeout,
+                    restart_workers=True)  # fmt: skip
     # LitServe answers "/" with a plain "litserve running"; the page replaces that route
     server.app.router.routes = [r for r in server.app.router.routes if getattr(r, "path", None) != "/"]
-    from fastapi.responses import HTMLResponse
+    from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
     page = PAGE.read_text()
+    model = {"kind": served.kind, "source": served.source, "classes": len(served.class_names)}
     server.app.add_api_route("/", lambda: HTMLResponse(page), methods=["GET"], include_in_schema=False)
+    server.app.add_api_route("/health", lambda: PlainTextResponse("ok"), methods=["GET"], include_in_schema=False)
+    server.app.add_api_route(
+        "/metrics", lambda: Response(*metrics.page(model)), methods=["GET"], include_in_schema=False
+    )
     return server
 
 
@@ -375,15 +725,73 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--top_k", type=int, default=5, help="classes in each answer's top_k (default 5)")
     parser.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     parser.add_argument("--workers", type=int, default=1, help="inference processes per device (default 1)")
+    parser.add_argument(
+        "--api_key", default=os.environ.get("LIT_NETS_API_KEY") or None,
+        help="require this key on POST /predict, in an X-API-Key header (or Authorization: Bearer); default: the "
+        "LIT_NETS_API_KEY environment variable, else none",
+    )  # fmt: skip
+    parser.add_argument("--header_timeout", type=float, default=10, help="seconds for a request's headers (408 after)")
+    parser.add_argument("--body_timeout", type=float, default=30, help="seconds for a request's body (408 after)")
+    parser.add_argument(
+        "--stop_timeout", type=float, default=5, help="on SIGTERM/Ctrl-C, seconds to finish requests in flight"
+    )
     args = parser.parse_args(argv)
     if not Path(args.ckpt_path).is_file():  # best, last or a run folder (an exported file is served as it is)
         from lit_nets.checkpoints import resolve_for_tool
 
         args.ckpt_path = resolve_for_tool(args.ckpt_path)
+    run(args)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Serve until SIGTERM or SIGINT (Ctrl-C) reaches this process, then stop every process of the service.
+
+    LitServe leaves SIGTERM to Python's default, which ends this process at once and leaves its children (the
+    API server, the inference workers, the manager) serving on the port. Here both signals end the wait in
+    ``LitServer.run`` as Ctrl-C does; :class:`Server` then stops taking predictions (503), lets those in flight
+    finish, and ends its processes; the processes it started ignore Ctrl-C (the terminal sends it to all of
+    them) and leave stopping to this one.
+    """
+    import multiprocessing as mp
+    import signal
+    import tempfile
+
+    folder = tempfile.TemporaryDirectory(prefix="lit_nets_metrics_")
+    metrics.start(folder.name)
     server = make_server(
         args.ckpt_path, max_payload_mb=args.max_payload_mb, max_pixels=args.max_pixels, top_k=args.top_k,
         max_batch_size=args.max_batch_size, batch_timeout=args.batch_timeout, accelerator=args.accelerator,
-        workers=args.workers,
+        workers=args.workers, api_key=args.api_key, body_timeout=args.body_timeout, stop_timeout=args.stop_timeout,
     )  # fmt: skip
-    print(f"serving {args.ckpt_path} on http://{args.host}:{args.port}/  (POST /predict, GET /health, GET /info)")
-    server.run(host=args.host, port=args.port, generate_client_file=False, log_level="warning")
+    main_pid, told = os.getpid(), []
+
+    def stop(signum: int, frame: Any) -> None:
+        if os.getpid() != main_pid:  # a forked child (LitServe's manager): the main process stops it
+            return
+        if not told:  # the first one stops the service; more of them change nothing
+            told.append(signal.Signals(signum).name)
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    key = " (API key required)" if args.api_key else ""
+    print(f"serving {args.ckpt_path} on http://{args.host}:{args.port}/{key}  (POST /predict, GET /health, /ready, "
+          "/info, /metrics)", flush=True)  # fmt: skip
+    try:
+        server.run(host=args.host, port=args.port, generate_client_file=False, log_level="warning",
+                   http=header_timeout_protocol(args.header_timeout))  # fmt: skip
+    except KeyboardInterrupt:  # a signal before LitServe's wait began: nothing of LitServe's to stop but processes
+        pass
+    finally:
+        for child in mp.active_children():  # whatever did not stop with LitServe (started, but never waited on)
+            child.terminate()
+            child.join(timeout=5)
+            if child.is_alive():
+                child.kill()
+        folder.cleanup()
+    how = f"{told[0] if told else 'shut down'}"
+    if server.cut_off:
+        print(f"stopped ({how}); {server.cut_off} request(s) still in flight after --stop_timeout "
+              f"{args.stop_timeout:g} s were cut off", flush=True)  # fmt: skip
+    else:
+        print(f"stopped ({how}); every request it took was answered", flush=True)

@@ -17,7 +17,7 @@ from lit_nets.data.samples import write_png_sample
 from lit_nets.errors import UserError
 from lit_nets.models import CNNClassifier
 
-from conftest import CONFIGS, in_process, quiet_trainer, scalars
+from conftest import CONFIGS, in_process, quiet_trainer, scalars, short_png
 
 QUIET = ("--trainer.enable_progress_bar", "false")
 
@@ -125,20 +125,6 @@ def test_hidden_files_and_folders_are_ignored(tmp_path: Path, sample) -> None:
     (root / "even" / "notes.txt").write_text("not an image")
     dm = ImageFolderDataModule(root=str(root), test_fraction=0.0, val_fraction=0.2)
     assert dm.class_names == ["even", "odd"] and len(dm.splits.train[1]) + len(dm.splits.val[1]) == 60
-
-
-def short_png() -> bytes:
-    """68 bytes: a PNG signature, an IHDR of 28x28 grey, an IDAT with 10 bytes of the 812 it needs, an IEND."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", 28, 28, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 10)) + chunk(b"IEND", b"")
-    )
 
 
 def bad_folder(tmp_path: Path, sample, case: str) -> Path:

@@ -47,24 +47,28 @@ def class_folders(folder: Path) -> list[Path]:
 
 
 GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+EXIF_ORIENTATION = 0x0112  # the EXIF tag that says how a camera held the photo
 
 
 def decode(source: Path | bytes, channels: int | None, size: tuple[int, int] | None, name: str = "") -> torch.Tensor:
     """One image (a file, or its bytes called ``name``) as uint8 (C, H, W): 16-bit scaled to 8-bit, palette
     expanded, alpha dropped. ``channels`` None keeps 1 channel for grey images (R = G = B) and 3 for colour ones.
 
-    Pillow decodes (PNG and JPEG only): it checks what it reads and raises on a truncated or malformed file, where
-    torchvision's native decoder crashed the whole process on a 68-byte PNG with too little image data (a segfault
-    in libpng's error handling). Resizing is torchvision's, antialiased.
+    The EXIF orientation of a photo is applied (before resizing). Pillow decodes (PNG and JPEG only): it checks
+    what it reads and raises on a truncated or malformed file, where torchvision's native decoder crashed the whole
+    process on a 68-byte PNG with too little image data (a segfault in libpng's error handling). Resizing is
+    torchvision's, antialiased.
     """
     import numpy as np
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
     from torchvision.transforms.v2 import functional as TF
 
     what = source if isinstance(source, Path) else name or "the image"
     try:
         with Image.open(source if isinstance(source, Path) else io.BytesIO(source), formats=IMAGE_FORMATS) as im:
             im.load()  # every pixel: a truncated file raises here, not mid-epoch
+            if im.getexif().get(EXIF_ORIENTATION, 1) != 1:  # a phone's photo, stored sideways: upright it first
+                im = ImageOps.exif_transpose(im)
             if im.mode in GREY_MODES:
                 pixels = np.array(im.convert("L") if im.mode in ("1", "LA", "La") else im)[None]
             else:

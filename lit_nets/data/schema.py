@@ -74,6 +74,8 @@ class TabularSchema:
     class_counts: list[int]
     numeric: list[dict[str, Any]] = field(default_factory=list)  # name, fill, mean, std
     categorical: list[dict[str, Any]] = field(default_factory=list)  # name, categories
+    # strings that meant "missing" in the training file besides pandas' own ("", "NA", "NaN", ...): data.na_values
+    missing_markers: list[str] = field(default_factory=lambda: ["?"])
 
     # -- fitting ----------------------------------------------------------------------------------------
     @classmethod

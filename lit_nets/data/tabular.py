@@ -200,6 +200,7 @@ class CSVDataModule(TensorDataModule):
                     self.path,
                     whole=frames["whole"],
                 )
+                self._schema.missing_markers = list(self.na_values)  # a served model's requests use them too
         return self._schema
 
     @property
