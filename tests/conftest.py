@@ -200,6 +200,16 @@ class Service:
                     pids.append(int(stat.parent.name))
         return pids
 
+    def usage(self) -> tuple[float, int]:
+        """(CPU seconds used so far, resident memory in bytes) of all the service's processes together."""
+        ticks, pages, page = 0, 0, os.sysconf("SC_PAGE_SIZE")
+        for pid in self.processes():
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                ticks += int(fields[11]) + int(fields[12])  # utime, stime
+                pages += int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+        return ticks / os.sysconf("SC_CLK_TCK"), pages * page
+
     def stop(self, sig: int = signal.SIGTERM, to: str = "pid", timeout: float = 15) -> tuple[int, float]:
         """Send ``sig`` the way a user or supervisor does (``to``: "pid", the one process started; "group", as a
         terminal sends Ctrl-C; "all", each process, as systemd does); return (exit status, seconds to exit)."""

@@ -440,3 +440,23 @@ def test_slow_clients_are_cut_off(cnn_run, digits) -> None:
         assert [status for status, _ in answers] == [b"HTTP/1.1 408 Request Timeout"] * 2, answers
         assert 0.9 < answers[0][1] < 10 and 1.9 < answers[1][1] < 10, answers
         assert post_image(url, digits[0][0]).status_code == 200
+
+
+def test_an_idle_service_uses_no_cpu(cnn_run, digits) -> None:
+    """No requests for 15 s: all the service's processes together use under 1% of a core (LitServe's loop, asking
+    its queue every millisecond, used about 16%). The first request after the pause is answered as usual."""
+    work, _ = cnn_run
+    service = Service(work / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt", work)
+    try:
+        service.wait_ready()
+        assert post_image(service.url, digits[0][0]).status_code == 200
+        time.sleep(2)  # the first answer's after-work
+        cpu_before, _ = service.usage()
+        time.sleep(15)
+        cpu_after, _ = service.usage()
+        first = post_image(service.url, digits[0][1])
+        print(f"idle: {cpu_after - cpu_before:.2f} s of CPU in 15 s")
+        assert (cpu_after - cpu_before) / 15 < 0.01
+        assert first.status_code == 200 and first.json()["label"] == digits[2][1]
+    finally:
+        service.stop()
