@@ -39,6 +39,7 @@ NOT_HERE = {  # by program, module (-m) or script
     "open": "a browser: tests/test_page.py drives the page in Chromium",
     "torchrun": "needs a cluster of 2 nodes",
     "sbatch": "needs SLURM",
+    "docker": "no container engine here: tests/test_serve.py runs the image's entry command and health check",
     "scripts/benchmark.py": "minutes of timing: tests/test_benchmark.py runs it",
 }
 

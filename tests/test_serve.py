@@ -460,3 +460,37 @@ def test_an_idle_service_uses_no_cpu(cnn_run, digits) -> None:
         assert first.status_code == 200 and first.json()["label"] == digits[2][1]
     finally:
         service.stop()
+
+
+def test_the_container_recipe_serves_a_checkpoint(cnn_run, digits) -> None:
+    """No container engine runs on our machines (Docker's client only; see the README), so the image is not built
+    here: its entry command and health check run as the image would run them, on this machine."""
+    import re
+    import shlex
+    import subprocess
+    import sys
+
+    from conftest import REPO, free_port
+
+    work, _ = cnn_run
+    recipe = (REPO / "Dockerfile").read_text()
+    entry = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", recipe, re.M).group(1))
+    cmd = json.loads(re.search(r"^CMD (\[.*\])$", recipe, re.M).group(1))
+    health = json.loads(re.search(r"^\s+CMD (\[.*\])$", recipe, re.M).group(1))
+    assert "USER serve" in recipe and "download.pytorch.org/whl/cpu" in recipe
+    port = str(free_port())
+    ckpt = str(work / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt")
+    argv = [sys.executable if a == "python" else a for a in entry + cmd]
+    argv = [port if a == "8000" else ckpt if a == "/models/last.ckpt" else a for a in argv]
+    proc = subprocess.Popen(argv, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        probe = [sys.executable if a == "python" else a.replace(":8000/", f":{port}/") for a in health]
+        deadline = time.monotonic() + 120
+        while subprocess.run(probe, capture_output=True).returncode != 0:
+            assert proc.poll() is None and time.monotonic() < deadline, f"not ready: {shlex.join(argv)}"
+            time.sleep(1)
+        assert post_image(f"http://127.0.0.1:{port}", digits[0][0]).json()["label"] == digits[2][0]
+    finally:
+        proc.send_signal(signal.SIGTERM)  # docker stop
+        out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0 and "stopped (SIGTERM)" in out, out[-2000:]
