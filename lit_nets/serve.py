@@ -242,18 +242,30 @@ except ImportError:  # the serve extra is optional: make_server() says how to in
 
 class IdleLoop(ls.loops.BatchedLoop if ls else object):
     """LitServe's batched loop asks its request queue for work every millisecond, also when there is none: an
-    idle service used about 16% of a core (this process and the manager process that holds the queue). This one
-    waits for a batch's first request with a blocking ``get`` (which returns as soon as one arrives: no latency
-    added), then lets LitServe gather the rest of the batch as usual."""
+    idle service used about 16% of a core (this process and the manager process that holds the queue). This one,
+    after a round with no requests, waits for the next with a blocking ``get``, which returns as soon as one
+    arrives, and runs it at once with whatever else is already queued (no batching window for a request that
+    finds the service idle). While requests keep coming, LitServe's own batching applies (``--batch_timeout``)."""
+
+    idle = True
 
     def get_batch_requests(self, lit_api: Any, request_queue: Any, transport: Any) -> tuple[list, list]:
         from queue import Empty
 
-        try:
-            first = request_queue.get(timeout=1.0)
-        except Empty:
-            return [], []
-        return super().get_batch_requests(lit_api, Prefetched(request_queue, first), transport)
+        if not self.idle:
+            batch = super().get_batch_requests(lit_api, request_queue, transport)
+        else:
+            try:
+                first = request_queue.get(timeout=1.0)
+            except Empty:
+                return [], []
+            window, lit_api.batch_timeout = lit_api.batch_timeout, 0  # LitServe's "take what is queued" mode
+            try:
+                batch = super().get_batch_requests(lit_api, Prefetched(request_queue, first), transport)
+            finally:
+                lit_api.batch_timeout = window
+        self.idle = not batch[0] and not batch[1]
+        return batch
 
 
 class Prefetched:
