@@ -77,6 +77,20 @@ def keep_freed_memory() -> bool:
     return ok
 
 
+def give_back_freed_memory() -> bool:
+    """The opposite of :func:`keep_freed_memory`, for a long-running service: blocks of 1 MiB and more get their own
+    ``mmap`` (returned to the kernel when freed) and the heap is trimmed past 128 KiB of free space at its top. With
+    glibc's default, which raises its mmap threshold after the first large block is freed, 48 concurrent 4 MB
+    uploads left the service's API process 400 MB larger for good. True if glibc took the settings."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    return mallopt(M_TRIM_THRESHOLD, 128 << 10) == 1 and mallopt(M_MMAP_THRESHOLD, 1 << 20) == 1
+
+
 def cheap_cuda_check() -> None:
     """Without a GPU, let ``torch.cuda.is_available()`` answer from torch's cache instead of NVML each time."""
     import torch

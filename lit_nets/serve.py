@@ -162,6 +162,7 @@ def read_records(body: Any, schema: dict[str, Any]) -> torch.Tensor:
     every feature; a numeric feature takes a finite number (or a numeric string), a categorical one a string or
     a number; ``null``, ``NaN`` and the training file's missing markers (``""``, ``"NA"``, ``"?"``, ...) mean
     missing: the training median, or the category ``(missing)``, as for a CSV file."""
+    import numpy as np
     import pandas as pd
 
     from lit_nets.data.schema import FLOAT32_MAX, TabularSchema
@@ -203,9 +204,13 @@ def read_records(body: Any, schema: dict[str, Any]) -> torch.Tensor:
                 raise Rejected(400, f"{where}feature {name!r}: {problem}; send a {wanted}, or null if unknown")
             row[name] = value
         rows.append(row)
-    frame = pd.DataFrame.from_records(rows, columns=table.features)
-    for name in numeric:  # every value is a float or None here: one float column, NaN where missing
-        frame[name] = frame[name].astype("float64")
+    # numbers as one float block (NaN where missing), built at once: column by column took seconds for 5,000
+    names = [c["name"] for c in table.numeric]
+    numbers = np.array([[row[n] for n in names] for row in rows], dtype=np.float64).reshape(len(rows), len(names))
+    frame = pd.DataFrame(numbers, columns=names)
+    if table.categorical:
+        texts = {c["name"]: [row[c["name"]] for row in rows] for c in table.categorical}
+        frame = pd.concat([frame, pd.DataFrame(texts)], axis=1)
     try:
         encoded = table.encode(frame, "request")
     except UserError as e:
@@ -296,6 +301,9 @@ class ClassifierAPI(ls.LitAPI if ls else object):
         # this process is ended by the main one (Server), once the requests in flight are answered
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        from lit_nets import runtime
+
+        runtime.give_back_freed_memory()  # this process is spawned: a fresh malloc
         self.device = device
         self.model = load(self.path, device)
 
@@ -797,6 +805,9 @@ def run(args: argparse.Namespace) -> None:
     import signal
     import tempfile
 
+    from lit_nets import runtime
+
+    runtime.give_back_freed_memory()  # before LitServe forks its processes: they inherit it
     folder = tempfile.TemporaryDirectory(prefix="lit_nets_metrics_")
     metrics.start(folder.name)
     server = make_server(

@@ -4,6 +4,7 @@ within 10% of before. Run with ``pytest -m slow tests/test_soak.py -s`` to see t
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 import threading
@@ -68,6 +69,9 @@ def soak(service: Service, kinds: dict, requests_in_all: int = 2000) -> dict:
 
 
 def test_soak_image_service(cnn_run, digits) -> None:  # noqa: F811 (the fixture imported above)
+    import numpy as np
+    from PIL import Image
+
     work, _ = cnn_run
     images, _, predicted = digits
     service = Service(work / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt", work,
@@ -85,10 +89,13 @@ def test_soak_image_service(cnn_run, digits) -> None:  # noqa: F811 (the fixture
         response = post_image(service.url, images[i], s)
         return response.status_code, response.status_code == 200 and response.json()["label"] == predicted[i]
 
+    large = io.BytesIO()  # 3.8 MB of noise, under the 4 MB limit: the memory a service keeps after such uploads
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (1990, 2000), dtype=np.uint8)).save(large, "PNG")
     kinds = {
         "good": (good, 200),
         "good 2": (good, 200),
         "good 3": (good, 200),
+        "3.8 MB photo": (upload("large.png", large.getvalue()), 200),
         "oversize": (upload("big.png", b"\0" * (5 * 2**20)), 413),
         "not an image": (upload("notes.png", b"just some text"), 400),
         "GIF": (upload("x.gif", gif()), 400),

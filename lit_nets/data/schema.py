@@ -200,7 +200,8 @@ class TabularSchema:
         import pandas as pd
 
         names = [c["name"] for c in self.numeric]
-        numeric = [pd.api.types.is_numeric_dtype(frame[n]) and not pd.api.types.is_bool_dtype(frame[n]) for n in names]
+        kinds = frame.dtypes.to_dict()  # once: frame[name] per column took 0.3 s for 5,000 columns
+        numeric = [pd.api.types.is_numeric_dtype(kinds[n]) and not pd.api.types.is_bool_dtype(kinds[n]) for n in names]
         out = np.empty((len(frame), len(names)), dtype=np.float64)
         fast = [i for i, is_number in enumerate(numeric) if is_number]
         if fast:
