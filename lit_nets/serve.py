@@ -686,6 +686,7 @@ class Server(ls.LitServer if ls else object):
         super().__init__(*args, **kwargs)
         self.shared, self.stop_timeout, self.cut_off = shared, stop_timeout, 0
         self.uvicorn_graceful_timeout = 2  # what is still open once the drain below is over: idle connections
+        self.monitor_internal = 0.5  # LitServe's worker monitor looks every 2 s; its end is waited for below
 
     def _start_server(self, port: int, num_uvicorn_servers: int, log_level: str, sockets: list, *args, **kwargs):
         workers = super()._start_server(port, num_uvicorn_servers, log_level, sockets, *args, **kwargs)
@@ -704,6 +705,7 @@ class Server(ls.LitServer if ls else object):
         setter = threading.Thread(target=self._shutdown_event.set, daemon=True)
         setter.start()
         setter.join(timeout=2)
+        monitors = [t for t in threading.enumerate() if t.name == "litserve-monitoring"]
         deadline, quiet_since = time.monotonic() + self.stop_timeout, None
         while time.monotonic() < deadline:  # wait until nothing is in flight, and has not been for a moment
             if self.shared.in_flight.value > 0:
@@ -714,6 +716,8 @@ class Server(ls.LitServer if ls else object):
                 break
             time.sleep(0.02)
         self.cut_off = self.shared.in_flight.value  # still in flight when the time ran out
+        for monitor in monitors:  # it asks the manager process, which is shut down below: let it see the event
+            monitor.join(timeout=self.monitor_internal + 1)
         for worker in uvicorn_workers.values():
             worker.terminate()  # uvicorn: stop listening, close the idle connections
         for worker in uvicorn_workers.values():

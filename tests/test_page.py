@@ -24,17 +24,22 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--
 
 
 @pytest.fixture(scope="module")
-def page(cnn_service):
+def browser():
     from playwright.sync_api import sync_playwright
 
     assert CHROMIUM, "LIT_NETS_REQUIRE_BROWSER=1 but no chromium on PATH"
-    with sync_playwright() as p:
+    with sync_playwright() as p:  # one per module: Playwright's sync API cannot run two at once
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1100, "height": 760})
-        page.goto(cnn_service[0] + "/")
-        page.wait_for_selector("#image-input:not(.hidden)")
-        yield page
+        yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser, cnn_service):
+    page = browser.new_page(viewport={"width": 1100, "height": 760})
+    page.goto(cnn_service[0] + "/")
+    page.wait_for_selector("#image-input:not(.hidden)")
+    return page
 
 
 def test_upload_a_real_digit_shows_its_label_bars_and_gradcam(page, cnn_run, tmp_path: Path) -> None:
@@ -85,3 +90,35 @@ def test_drawing_nothing_says_so(page) -> None:
     page.click("#clear")
     page.click("#predict-drawing")
     assert page.inner_text("#error") == "draw something first"
+
+
+def test_the_page_asks_for_the_api_key_of_a_locked_service(browser, cnn_run, tmp_path: Path) -> None:
+    """A service started with an API key: the page's first prediction gets 401, the page asks for the key (a
+    prompt, answered here), sends again with it, and shows the label."""
+    from torchvision.io import encode_png
+
+    from lit_nets.data import MNISTDataModule
+
+    from conftest import Service
+
+    work, _ = cnn_run
+    x, y = MNISTDataModule(data_dir=str(work / "data"), download=False).splits.test
+    index = int((y == 7).nonzero()[0])
+    digit = tmp_path / "seven.png"
+    digit.write_bytes(encode_png(x[index]).numpy().tobytes())
+    service = Service(work / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt", work,
+                      env={**os.environ, "LIT_NETS_API_KEY": "page-key"})  # fmt: skip
+    asked = []
+    try:
+        service.wait_ready()
+        page = browser.new_page()
+        page.on("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept("page-key")))
+        page.goto(service.url + "/")
+        page.wait_for_selector("#image-input:not(.hidden)")
+        page.set_input_files("#file", str(digit))
+        page.wait_for_function("document.querySelector('#label').textContent !== '–'")
+        label = page.inner_text("#label")
+        page.close()
+    finally:
+        service.stop()
+    assert asked == ["This service needs its API key:"] and label == "7"
