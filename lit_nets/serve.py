@@ -312,9 +312,10 @@ class ClassifierAPI(ls.LitAPI if ls else object):
             return self._decode(request)
         except Rejected as e:
             return Item(error=e)
-        except Exception as e:  # never let one request's surprise fail the batch it is in
+        except Exception:  # our bug, not the client's: logged with its traceback; never fails the batch it is in
             log.exception("cannot decode a request")
-            return Item(error=Rejected(400, f"cannot read the request: {e}"))
+            detail = "the service failed to read this request (its log has the details); the request was not used"
+            return Item(error=Rejected(500, detail))  # no exception text: it may quote source paths
 
     def _decode(self, request: Any) -> Item:
         model = self.model

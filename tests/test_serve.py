@@ -494,3 +494,19 @@ def test_the_container_recipe_serves_a_checkpoint(cnn_run, digits) -> None:
         proc.send_signal(signal.SIGTERM)  # docker stop
         out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0 and "stopped (SIGTERM)" in out, out[-2000:]
+
+
+def test_our_own_failure_on_a_request_is_a_500_without_its_text(caplog) -> None:
+    """An exception of the service's own while it reads a request: 500 for that request only, logged with its
+    traceback, and its text (which may quote source paths) not sent to the client."""
+    from lit_nets.serve import ClassifierAPI
+
+    api = ClassifierAPI("unused.ckpt", 100, 5, max_batch_size=2, batch_timeout=0.001)
+
+    def broken(request):
+        raise RuntimeError("failed in /usr/lib/python3/site-packages/somewhere.py")
+
+    api._decode = broken
+    item = api.decode_request({})
+    assert item.error.status == 500 and ".py" not in item.error.detail and "log" in item.error.detail
+    assert "somewhere.py" in caplog.text  # the log has it
