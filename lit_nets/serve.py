@@ -421,6 +421,7 @@ class Shared:
 
         context = mp.get_context("fork")  # LitServe forks its API servers from this process
         self.stopping = context.Event()
+        self.drained = context.Event()  # stopping, and nothing in flight: the API server may go
         self.in_flight = context.Value("i", 0)
 
 
@@ -490,7 +491,7 @@ class RequestGuard:
         uvicorn_handler = signal.getsignal(signal.SIGTERM)
 
         def on_sigterm(signum: int, frame: Any) -> None:
-            if self.shared.stopping.is_set() and callable(uvicorn_handler):  # sent by Server, after the drain
+            if self.shared.drained.is_set() and callable(uvicorn_handler):  # sent by Server, after the drain
                 uvicorn_handler(signum, frame)
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -719,6 +720,7 @@ class Server(ls.LitServer if ls else object):
         self.cut_off = self.shared.in_flight.value  # still in flight when the time ran out
         for monitor in monitors:  # it asks the manager process, which is shut down below: let it see the event
             monitor.join(timeout=self.monitor_internal + 1)
+        self.shared.drained.set()
         for worker in uvicorn_workers.values():
             worker.terminate()  # uvicorn: stop listening, close the idle connections
         for worker in uvicorn_workers.values():

@@ -161,14 +161,16 @@ class Service:
     """A ``python -m lit_nets serve`` process started as a user starts it (its own session, so that the test can
     tell its processes from the test's own)."""
 
-    def __init__(self, model: Path, cwd: Path, *args: str, env: dict | None = None) -> None:
-        self.port = free_port()
+    def __init__(self, model: Path, cwd: Path, *args: str, env: dict | None = None, argv: list[str] | None = None,
+                 port: int | None = None) -> None:  # fmt: skip
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = cwd / f"serve-{self.port}.log"
         self.log = open(self.log_path, "w")  # noqa: SIM115 (closed in stop)
+        command = [sys.executable, "-m", "lit_nets", "serve", "--ckpt_path", str(model), "--port", str(self.port)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lit_nets", "serve", "--ckpt_path", str(model), "--port", str(self.port), *args],
-            cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
+            argv or [*command, *args], cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=env,
         )  # fmt: skip
 
     def output(self) -> str:
@@ -253,26 +255,56 @@ def port_is_free(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def serving(model: Path, cwd: Path, *args: str, startup_timeout: float = 120):
-    """``python -m lit_nets serve`` on a free port until the block ends; yields the base URL once /ready is ok.
-    Stopped with SIGTERM to the one process started, as a supervisor does: it must exit 0 with every process of
-    the service gone and the port free."""
-    service = Service(model, cwd, *args)
+def serving(model: Path, cwd: Path, *args: str, startup_timeout: float = 120, service: bool = False):
+    """``python -m lit_nets serve`` on a free port until the block ends; yields the base URL (``service``: the
+    Service) once /ready is ok. Stopped with SIGTERM to the one process started, as a supervisor does: it must exit
+    0 with every process of the service gone and the port free."""
+    served = Service(model, cwd, *args)
     try:
-        service.wait_ready(startup_timeout)
-        yield service.url
+        served.wait_ready(startup_timeout)
+        yield served if service else served.url
     finally:
-        code, _ = service.stop()
-        output = service.output()
+        code, _ = served.stop()
+        output = served.output()
         assert code == 0 and "stopped (SIGTERM)" in output and "Traceback" not in output, output[-3000:]
-        assert port_is_free(service.port)
+        assert port_is_free(served.port)
 
 
-@pytest.fixture(scope="module")
-def cnn_service(cnn_run):
-    """The one-epoch CNN checkpoint served on a free port: (base URL, checkpoint path). Per module: an idle
-    LitServe service still polls its queues, which would slow every later test on a 2-core machine."""
+@pytest.fixture(scope="session")
+def cnn_server(cnn_run):
+    """The one-epoch CNN checkpoint served on a free port for the whole session (an idle service costs nothing),
+    with short timeouts for the slow-client test (1 s for headers, 2 s for a body). Stopped with SIGTERM at the
+    end, and checked to stop cleanly."""
     work, _ = cnn_run
     ckpt = work / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
-    with serving(ckpt, work) as url:
-        yield url, ckpt
+    with serving(ckpt, work, "--header_timeout", "1", "--body_timeout", "2", service=True) as service:
+        yield service
+
+
+@pytest.fixture(scope="session")
+def cnn_service(cnn_server, cnn_run):
+    """(base URL, checkpoint path) of :func:`cnn_server`."""
+    return cnn_server.url, cnn_run[0] / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="session")
+def locked_server(cnn_run):
+    """The container recipe's entry command (``Dockerfile``: ENTRYPOINT + CMD, on this machine: no engine runs
+    here) with ``LIT_NETS_API_KEY=s3cret-key``, serving the CNN checkpoint; (Service, the recipe's text)."""
+    import json
+    import re
+
+    work, _ = cnn_run
+    recipe = (REPO / "Dockerfile").read_text()
+    entry = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", recipe, re.M).group(1))
+    cmd = json.loads(re.search(r"^CMD (\[.*\])$", recipe, re.M).group(1))
+    ckpt = str(work / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt")
+    port = free_port()
+    argv = [sys.executable if a == "python" else str(port) if a == "8000" else ckpt if a == "/models/last.ckpt" else a
+            for a in entry + cmd]  # fmt: skip
+    service = Service(Path(ckpt), work, argv=argv, port=port, env={**os.environ, "LIT_NETS_API_KEY": "s3cret-key"})
+    service.wait_ready()
+    yield service, recipe
+    code, _ = service.stop()
+    output = service.output()
+    assert code == 0 and "stopped (SIGTERM)" in output and "(API key required)" in output, output[-3000:]

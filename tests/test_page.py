@@ -92,33 +92,26 @@ def test_drawing_nothing_says_so(page) -> None:
     assert page.inner_text("#error") == "draw something first"
 
 
-def test_the_page_asks_for_the_api_key_of_a_locked_service(browser, cnn_run, tmp_path: Path) -> None:
+def test_the_page_asks_for_the_api_key_of_a_locked_service(browser, locked_server, cnn_run, tmp_path: Path) -> None:
     """A service started with an API key: the page's first prediction gets 401, the page asks for the key (a
     prompt, answered here), sends again with it, and shows the label."""
     from torchvision.io import encode_png
 
     from lit_nets.data import MNISTDataModule
 
-    from conftest import Service
-
     work, _ = cnn_run
     x, y = MNISTDataModule(data_dir=str(work / "data"), download=False).splits.test
     index = int((y == 7).nonzero()[0])
     digit = tmp_path / "seven.png"
     digit.write_bytes(encode_png(x[index]).numpy().tobytes())
-    service = Service(work / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt", work,
-                      env={**os.environ, "LIT_NETS_API_KEY": "page-key"})  # fmt: skip
+    service, _ = locked_server
     asked = []
-    try:
-        service.wait_ready()
-        page = browser.new_page()
-        page.on("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept("page-key")))
-        page.goto(service.url + "/")
-        page.wait_for_selector("#image-input:not(.hidden)")
-        page.set_input_files("#file", str(digit))
-        page.wait_for_function("document.querySelector('#label').textContent !== '–'")
-        label = page.inner_text("#label")
-        page.close()
-    finally:
-        service.stop()
+    page = browser.new_page()
+    page.on("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept("s3cret-key")))
+    page.goto(service.url + "/")
+    page.wait_for_selector("#image-input:not(.hidden)")
+    page.set_input_files("#file", str(digit))
+    page.wait_for_function("document.querySelector('#label').textContent !== '–'")
+    label = page.inner_text("#label")
+    page.close()
     assert asked == ["This service needs its API key:"] and label == "7"
