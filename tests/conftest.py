@@ -264,10 +264,16 @@ def serving(model: Path, cwd: Path, *args: str, startup_timeout: float = 120, se
         served.wait_ready(startup_timeout)
         yield served if service else served.url
     finally:
-        code, _ = served.stop()
-        output = served.output()
-        assert code == 0 and "stopped (SIGTERM)" in output and "Traceback" not in output, output[-3000:]
-        assert port_is_free(served.port)
+        stop_cleanly(served)
+
+
+def stop_cleanly(served: Service) -> None:
+    """SIGTERM to the one process started, as a supervisor does: it must exit 0 with every process of the service
+    gone and the port free."""
+    code, _ = served.stop()
+    output = served.output()
+    assert code == 0 and "stopped (SIGTERM)" in output and "Traceback" not in output, output[-3000:]
+    assert port_is_free(served.port)
 
 
 @pytest.fixture(scope="session")

@@ -39,16 +39,19 @@ print(json.dumps({"faults": faults, "nvml_check": __import__("os").environ.get("
 """
 
 
-def steps(tune: bool) -> dict:
-    env = {**os.environ, "LIT_NETS_TUNE": "1" if tune else "0"}
-    out = subprocess.run([sys.executable, "-c", STEPS], env=env, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
-
-
 @pytest.fixture(scope="module")
 def runs() -> tuple[dict, dict]:
-    """The same steps in a process left as it is (LIT_NETS_TUNE=0) and in one tuned as every lit_nets run is."""
-    return steps(tune=False), steps(tune=True)
+    """The same steps in a process left as it is (LIT_NETS_TUNE=0) and in one tuned as every lit_nets run is (the
+    two run at once: page faults do not depend on what else runs)."""
+    run = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    procs = [subprocess.Popen([sys.executable, "-c", STEPS], env={**os.environ, "LIT_NETS_TUNE": t}, **run)
+             for t in "01"]  # fmt: skip
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    return results[0], results[1]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
