@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import (
 from lightning.pytorch.callbacks import LearningRateFinder as LightningLearningRateFinder
 from lightning.pytorch.profilers import PassThroughProfiler
 
+from lit_nets import private_api
 from lit_nets.checkpoints import RunLock
 from lit_nets.errors import UserError
 
@@ -483,9 +484,7 @@ class SaveOnInterrupt(Callback):
         if trainer.is_global_zero:
             print(f"Interrupted at epoch {trainer.current_epoch}, step {trainer.global_step}: saved {self.saved}; "
                   "resume with --ckpt_path last", flush=True)  # fmt: skip
-        # Lightning's internal flag, set here only: the loop checks it just after this hook and stops (there is no
-        # public way to stop a run at once; trainer.should_stop waits for the epoch's end)
-        trainer._signal_connector.received_sigterm = True
+        private_api.stop_at_once(trainer)  # trainer.should_stop would wait for the epoch's end
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         self._restore()

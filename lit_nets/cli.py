@@ -51,12 +51,31 @@ from lit_nets.callbacks import (
     last_checkpoint,
     main_checkpoint,
 )
-from lit_nets.data.base import TensorDataModule, quiet_worker_warning
+from lit_nets.data.base import TensorDataModule
 from lit_nets.errors import UserError
 from lit_nets.models.classifier import Classifier
 
 LINKED = inference.DATA_ARGS  # the data module's values the model gets through the CLI's links
 log = logging.getLogger(__name__)
+
+# Lightning's and torch's warnings that say nothing a user of this CLI can act on; filtered while the CLI runs
+# (:func:`quiet_warnings`), never at import, so importing lit_nets leaves a user's warning state alone.
+QUIET_WARNINGS = (
+    r".*does not have many workers.*",  # in-memory loaders need none (lit_nets.data.base)
+    r".*is smaller than the logging interval.*",  # small tabular sets; epoch metrics are what we log
+    r".*module\(s\) in eval mode at the start of training.*",  # frozen conv blocks keep BatchNorm in eval on purpose
+    r".*Couldn't infer the batch indices.*",  # predict batches carry their own row index
+    r".*isinstance\(treespec, LeafSpec\).*",  # Lightning 2.6 calls a pytree API that torch 2.14 deprecates
+)
+
+
+@contextmanager
+def quiet_warnings() -> Iterator[None]:
+    """The CLI's warning filters (:data:`QUIET_WARNINGS`), undone when the block ends."""
+    with warnings.catch_warnings():
+        for pattern in QUIET_WARNINGS:
+            warnings.filterwarnings("ignore", message=pattern)
+        yield
 
 
 def _differs(a: Any, b: Any) -> bool:
@@ -94,9 +113,12 @@ class LitNetsCLI(LightningCLI):
                     "init_args": {"save_dir": ".", "name": "lightning_logs", "default_hp_metric": False},
                 },
                 "max_epochs": 5,
+                # added to whatever callbacks the config gives: save on SIGTERM, mark the run folder as being trained
+                "callbacks": [SaveOnInterrupt(), TrainingLock()],
             },
         )
-        super().__init__(*args, **kwargs)
+        with quiet_warnings():  # the whole run happens in here (run=True, as main() builds it)
+            super().__init__(*args, **kwargs)
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
@@ -220,7 +242,6 @@ class LitNetsCLI(LightningCLI):
         if main is not None and main.save_last:
             main.save_last = False
             callbacks = [*callbacks, LastCheckpoint()]
-        callbacks = [*callbacks, SaveOnInterrupt(), TrainingLock()]
         if config.get("profiler") is None:
             config = {**config, "profiler": QuietProfiler()}
         return super()._instantiate_trainer(config, callbacks)
@@ -242,15 +263,6 @@ class LitNetsCLI(LightningCLI):
             config.trainer.precision = default_precision(config.trainer.accelerator)
         if torch.cuda.is_available():
             torch.set_float32_matmul_precision("high")  # TF32 matmuls on Ampere and newer
-        quiet_worker_warning()
-        # Small tabular sets have fewer batches than the step-logging interval; epoch metrics are what we log.
-        warnings.filterwarnings("ignore", message=r".*is smaller than the logging interval.*")
-        # Frozen conv blocks keep their BatchNorm in eval mode on purpose (model.freeze).
-        warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
-        # Predict batches carry their own row index (see TensorDataModule.predict_dataloader).
-        warnings.filterwarnings("ignore", message=r".*Couldn't infer the batch indices.*")
-        # Lightning 2.6 still calls a pytree API that torch 2.14 deprecates; nothing for a user to act on.
-        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
     # -- the runs ---------------------------------------------------------------------------------------------
     @contextmanager

@@ -34,6 +34,10 @@ UNKNOWN = re.compile(r"Option '(\w+)' is not accepted")
 BAD_VALUE = re.compile(r'Parser key "(\w+)":\s*\n\s*(.+?)\s*$', re.M)
 
 
+# arguments renamed in a release, by old name: the new names (the one the class takes is named in the message)
+RENAMED = {"channels": ("conv_channels", "image_channels")}  # 0.2: one word had meant two things
+
+
 def one_line(message: str, args: list[str]) -> str:
     """The error message of jsonargparse ``message`` for the command line ``args``, as one line."""
     first = message.strip().splitlines()[0] if message.strip() else "the arguments are not valid"
@@ -75,6 +79,9 @@ def unknown_key(dotted: str, class_path: str | None, args: list[str], subcommand
         options = list(arguments_of(owner))
         said = f"{owner.rpartition('.')[2]} has no argument {name!r}"
     close = difflib.get_close_matches(name, options, n=3, cutoff=0.6)
+    renamed = [new for new in RENAMED.get(name, ()) if new in options]
+    if renamed:
+        said, close = f"{said} (lit_nets 0.2 renamed it {renamed[0]})", renamed
     hint = f"; did you mean {' or '.join(close)}?" if close else f"; its options: {', '.join(options[:12])}"
     if section in ("model", "data") and class_path:
         hint += f" (python -m lit_nets {subcommand} --{section}.help {class_path.rpartition('.')[2]} lists them all)"

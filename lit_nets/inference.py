@@ -28,6 +28,8 @@ from lit_nets.errors import UserError
 DATA_ARGS = ("num_classes", "input_shape", "mean", "std", "class_names", "class_weights", "schema")
 REQUIRED = ("num_classes", "input_shape", "class_names")
 PRIVATE = ("_class_path", "_instantiator")
+# model arguments renamed in a release: checkpoints saved before it still load (the config files say the new name)
+RENAMED = {"channels": "conv_channels"}  # 0.2: the CNN's conv widths; the data's image channels are image_channels
 
 
 def init_parameters(cls: type) -> dict[str, inspect.Parameter]:
@@ -69,6 +71,9 @@ def model_hparams(checkpoint: dict[str, Any], path: str | Path) -> tuple[type, d
     args = {k: v for k, v in hparams.items() if k not in PRIVATE}
     saved_by = checkpoint.get("lit_nets_version", "an unknown version")
     known = init_parameters(cls)
+    for old, new in RENAMED.items():
+        if old in args and old not in known and new in known and new not in args:
+            args[new] = args.pop(old)
     unknown = sorted(set(args) - set(known))
     if unknown:
         raise UserError(

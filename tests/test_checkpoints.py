@@ -7,6 +7,7 @@ In-process (``lit_nets.cli.main``) on copies of the shared one-epoch CNN run: th
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 import torch
 import yaml
 
+import lit_nets
 from lit_nets.cli import main
 from lit_nets.errors import UserError
 
@@ -75,12 +77,15 @@ def doctored(runs: Path, change) -> Path:
     return path
 
 
+V = re.escape(lit_nets.__version__)
+
+
 @pytest.mark.parametrize("command", ["test", "export"])
 @pytest.mark.parametrize(
     ("change", "message"),
     [
         (lambda hp: hp.update(attention_heads=4), r"CNNClassifier has no argument\(s\) 'attention_heads' in this "
-         r"version of lit_nets \(0.1.0; the checkpoint was saved by lit_nets 0.1.0\): load it with the version"),
+         rf"version of lit_nets \({V}; the checkpoint was saved by lit_nets {V}\): load it with the version"),
         (lambda hp: hp.pop("class_names"), r"the checkpoint lacks the model argument\(s\) 'class_names'"),
         (lambda hp: hp.pop("mean"), r"the checkpoint lacks the model argument\(s\) 'mean'"),
         (lambda hp: hp.update(hidden=64), r"holds another architecture than this model \(net.classifier.fc1.weight: "
@@ -139,3 +144,18 @@ def test_a_run_being_trained_is_passed_over_and_a_killed_one_is_not(runs: Path, 
         holder.wait()
     assert not is_training(runs / "version_1")
     assert Path(resolve("last", runs, "fit")).parent.parent.name == "version_1"
+
+
+def test_a_checkpoint_saved_with_the_old_name_channels_still_loads(tmp_path: Path) -> None:
+    """lit_nets 0.2 renamed the CNN's ``channels`` to ``conv_channels``: a 0.1 checkpoint rebuilds the same net."""
+    from lit_nets.inference import load_classifier
+    from lit_nets.models import CNNClassifier
+
+    model = CNNClassifier(conv_channels=[4, 6], num_classes=3, input_shape=[1, 12, 12], class_names=["a", "b", "c"])
+    hparams = dict(model.hparams)
+    hparams["channels"] = hparams.pop("conv_channels")
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": hparams}, tmp_path / "old.ckpt")
+    loaded = load_classifier(tmp_path / "old.ckpt")
+    assert loaded.hparams.conv_channels == [4, 6]
+    x = torch.rand(2, 1, 12, 12)
+    assert torch.equal(loaded(x), model.eval()(x))

@@ -234,9 +234,9 @@ def test_transfer_loads_the_backbone_keeps_frozen_layers_and_trains_the_head(tmp
 
 
 def test_init_from_a_checkpoint_of_another_architecture_says_so(tmp_path: Path) -> None:
-    other = CNNClassifier(channels=[8])
+    other = CNNClassifier(conv_channels=[8])
     torch.save({"state_dict": other.state_dict()}, tmp_path / "other.ckpt")
-    model = CNNClassifier(channels=[32, 64], hidden=64, init_from=str(tmp_path / "other.ckpt"))
+    model = CNNClassifier(conv_channels=[32, 64], hidden=64, init_from=str(tmp_path / "other.ckpt"))
     with pytest.raises(UserError, match=r"no tensor of .*other.ckpt fits this model"):
         model.setup("fit")
 

