@@ -30,12 +30,29 @@ from lit_nets.errors import UserError
 log = logging.getLogger(__name__)
 
 
+_read: dict[tuple, dict] = {}  # the checkpoint last read, by (path, inode, size, mtime, trusted): see load()
+
+
 def load(path: str | Path, what: str = "checkpoint", trusted: bool = False) -> dict:
     """A checkpoint's contents, loaded without running any code from it (``trusted``: the user chose
-    ``--weights_only false`` for this file, so unpickle it); a clear error when that cannot be."""
+    ``--weights_only false`` for this file, so unpickle it); a clear error when that cannot be.
+
+    A command asks for its checkpoint several times (the CLI for the model's arguments and to check the weights
+    fit, a data module for the classes and encoding it was trained with): the file is read once, and read again
+    only when it changed. The caller gets its own top-level dict."""
     file = Path(path)
     if not file.is_file():
         raise UserError(f"{what} {path}: no such checkpoint file")
+    stat = file.stat()
+    key = (str(file.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns, trusted)
+    if key not in _read:
+        _read.clear()
+        _read[key] = _load(path, what, trusted)
+    return dict(_read[key])
+
+
+def _load(path: str | Path, what: str, trusted: bool) -> dict:
+    file = Path(path)
     complete_zip = zipfile.is_zipfile(file)
     try:  # mmap: the tensors are mapped, not read, so checking a large checkpoint is cheap
         with warnings.catch_warnings():  # torch warns about pickle protocols before it refuses them

@@ -257,10 +257,17 @@ def test_predict_root_writes_file_label_probability(
     images, labels = sample
     for i in range(7):
         Image.fromarray(images[4000 + i, 0].numpy()).save(new / f"scan_{i}_is_{int(labels[4000 + i])}.png")
+    import torch
+
+    reads, torch_load = [], torch.load
+    monkeypatch.setattr(torch, "load", lambda f, *a, **k: reads.append(str(f)) or torch_load(f, *a, **k))
     proc = in_process("predict", "--config", str(CONFIGS / "png_folder.yaml"), "--ckpt_path", str(ckpt),
                       "--data.root", "nowhere", "--data.predict_root", "new_images", *QUIET,
                       cwd=other, **here)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
+    # lit_nets reads the checkpoint once (its arguments, the weights check, the data's classes and normalisation;
+    # before: 8 times), Lightning once more (through a file object) to restore the model
+    assert len(reads) == 2 and reads[0] == str(ckpt), reads
     out = pd.read_csv(other / "lightning_logs" / "version_0" / "predictions.csv", dtype={"label": str})
     assert out["id"].tolist() == sorted(f"scan_{i}_is_{int(labels[4000 + i])}.png" for i in range(7))
     assert set(out.columns) >= {"id", "label", "probability", "top_k"}
