@@ -72,12 +72,9 @@ class PredictionWriter(BasePredictionWriter):
             for c, name in enumerate(names):
                 table[f"prob_{name}"] = probs[:, c].numpy().round(6)
         if len(names) > 2:
-            k = min(self.top_k, len(names))
-            top = probs.topk(k, dim=1)
-            table["top_k"] = [
-                " ".join(f"{names[c]}:{p:.4f}" for c, p in zip(cs, ps, strict=True))
-                for cs, ps in zip(top.indices.tolist(), top.values.tolist(), strict=True)
-            ]
+            from lit_nets.inference import top_k
+
+            table["top_k"] = [" ".join(f"{name}:{p:.4f}" for name, p in row) for row in top_k(probs, names, self.top_k)]
         frame = pd.DataFrame(table).sort_values("id", kind="stable") if ids is None else pd.DataFrame(table)
         self.written = self._path(trainer)
         self.written.parent.mkdir(parents=True, exist_ok=True)

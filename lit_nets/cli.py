@@ -38,7 +38,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_only
 
-from lit_nets import checkpoints, config_errors, inference, runtime
+from lit_nets import checkpoints, config_errors, inference, runtime, tools
 from lit_nets.callbacks import (
     FigureLogger,
     LastCheckpoint,
@@ -167,18 +167,21 @@ class LitNetsCLI(LightningCLI):
         except ArgumentError as e:
             given = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else []
             raise UserError(config_errors.one_line(str(e), given)) from None
+        self._resolve_ckpt_path()
+        # Lightning's private _parse_ckpt_path runs next and would merge the file's hyper-parameters again, data
+        # values included (see lit_nets.private_api): it is handed no path, which before_instantiate_classes puts back
+        subcommand = self.config.get("subcommand")
+        if subcommand and self.config[subcommand].get("ckpt_path"):
+            self._ckpt_path, self.config[subcommand].ckpt_path = self.config[subcommand].ckpt_path, None
 
     # -- --ckpt_path: one rule for a file, a run folder, best and last -----------------------------------------
-    def _parse_ckpt_path(self) -> None:
+    def _resolve_ckpt_path(self) -> None:
         """Resolve ``--ckpt_path`` and use the checkpoint's model arguments: they win over the config and the command
         line (a warning names each value that differed), whichever way the checkpoint was named.
 
-        Lightning's own version of this hook (private, called between parsing and ``before_instantiate_classes``)
-        merges a checkpoint *file*'s hyper-parameters, data values included, and leaves ``best`` / ``last`` alone,
-        so a path and ``last`` followed different rules; and merging a CSV schema of 5,000 columns made jsonargparse
-        copy it for minutes. This replaces it: resolve first, check the arguments against the model class
-        (:func:`lit_nets.inference.model_hparams`), merge the model's own arguments only (the data module gives the
-        data's values). ``fit`` resumes a run of our logs folder in that run's own folder.
+        Resolve first (a file, a run folder, ``best``, ``last``: one route for each), check the arguments against
+        the model class (:func:`lit_nets.inference.model_hparams`), merge the model's own arguments only (the data
+        module gives the data's values). ``fit`` resumes a run of our logs folder in that run's own folder.
         """
         subcommand = self.config.get("subcommand")
         config = self.config[subcommand] if subcommand else None
@@ -248,7 +251,9 @@ class LitNetsCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        if config.get("ckpt_path"):  # resolved by _parse_ckpt_path
+        if getattr(self, "_ckpt_path", None):
+            config.ckpt_path = self._ckpt_path  # resolved in parse_arguments
+        if config.get("ckpt_path"):
             init_args = config.data.get("init_args") if config.get("data") else None
             wants_schema = init_args is not None and "schema_from" in init_args and not init_args.schema_from
             if self.subcommand != "fit" and wants_schema:
@@ -450,14 +455,6 @@ def setup_logging() -> None:
                 holder.addFilter(_NoAdverts())
 
 
-def run_tool(name: str, argv: list[str]) -> None:
-    """The subcommands that are not Trainer methods, each a module with a ``main(argv)``."""
-    import importlib
-
-    importlib.import_module(f"lit_nets.{TOOLS[name]}").main(argv)
-
-
-TOOLS = {"plot": "plots", "explain": "explain", "export": "export", "serve": "serve"}
 # every subcommand with its line of the top-level help (Lightning's CLI knows only the first four)
 SUBCOMMANDS = {
     "fit": "train a model, then test its best checkpoint (--ckpt_path last resumes a run)",
@@ -515,8 +512,8 @@ def main(args: list[str] | None = None) -> None:
             hint = f"did you mean {close[0]}? " if close else ""
             raise UserError(f"unknown subcommand {argv[0]!r}; {hint}The subcommands: {', '.join(SUBCOMMANDS)} "
                             f"({prog} --help says what each does)")  # fmt: skip
-        if argv and argv[0] in TOOLS:
-            run_tool(argv[0], argv[1:])
+        if argv and argv[0] in tools.TOOLS:
+            tools.run_tool(argv[0], argv[1:], prog)
             return
         LitNetsCLI(args=args)
     except SIGTERMException:  # Lightning's SystemExit, with no code: exit 0 would say the run is complete

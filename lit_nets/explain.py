@@ -10,7 +10,6 @@ The class names, channels, image size and normalisation all come from the checkp
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 from typing import Any
@@ -59,7 +58,7 @@ def explain(ckpt_path: str, images: list[str], out: str, layer: str | None = Non
     from lit_nets.inference import load_classifier
 
     model = load_classifier(ckpt_path, device)
-    schema = model.schema or {"channels": model.input_shape[0], "image_size": list(model.input_shape[1:])}
+    channels, *size = model.input_shape  # an image model's input: channels, height, width
     target = f"net.{layer}" if layer and not layer.startswith("net.") else (layer or default_layer(model))
     names = {name for name, _ in model.named_modules()}
     if target not in names:
@@ -75,8 +74,8 @@ def explain(ckpt_path: str, images: list[str], out: str, layer: str | None = Non
             if not path.is_file():
                 raise UserError(f"--images: no such file {path}")
             try:
-                x = decode(path, schema["channels"], tuple(schema["image_size"]))
-                own = decode(path, schema["channels"], None)  # the overlay is drawn at the image's own size
+                x = decode(path, channels, tuple(size))
+                own = decode(path, channels, None)  # the overlay is drawn at the image's own size
             except BadImage as e:
                 raise UserError(str(e)) from None
             probs, overlay = explain_one(model, cam, x, background=own)
@@ -95,15 +94,18 @@ def explain(ckpt_path: str, images: list[str], out: str, layer: str | None = Non
     return written
 
 
-def main(argv: list[str]) -> None:
-    """``python -m lit_nets explain ...``: parse the arguments and run."""
-    parser = argparse.ArgumentParser(prog="python -m lit_nets explain", description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--ckpt_path", required=True, help="checkpoint of a CNN classifier (or best, last, a run folder)"
-    )
-    parser.add_argument("--images", nargs="+", required=True, help="image files (PNG, JPEG)")
-    parser.add_argument("--out", default="explain", help="folder for the overlays (default: explain/)")
-    parser.add_argument("--layer", help="layer to explain, e.g. features.act1 (default: the last conv block's)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    args = parser.parse_args(argv)
-    explain(resolve_for_tool(args.ckpt_path), args.images, args.out, args.layer, args.device)
+def explain_command(
+    ckpt_path: str, images: list[str], out: str = "explain", layer: str | None = None, device: str = "cpu"
+) -> None:
+    """Grad-CAM overlays of a CNN checkpoint on image files.
+
+    Each overlay shows where the model looked for the class it chose, at the image's own size.
+
+    Args:
+        ckpt_path: checkpoint of a CNN classifier (or best, last, a run folder).
+        images: image files (PNG, JPEG).
+        out: folder for the overlays.
+        layer: layer to explain, e.g. features.act1 (default: the last conv block's).
+        device: cpu or cuda.
+    """
+    explain(resolve_for_tool(ckpt_path), images, out, layer, device)

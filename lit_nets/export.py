@@ -12,13 +12,13 @@ Lightning model's by more than 1e-4. TorchScript and pickled files are code: loa
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import shutil
+import typing
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -27,28 +27,20 @@ from lit_nets.checkpoints import resolve_for_tool
 from lit_nets.errors import UserError
 
 log = logging.getLogger(__name__)
-FORMATS = ("state_dict", "torchscript", "pt2", "onnx")
+Format = Literal["state_dict", "torchscript", "pt2", "onnx", "all"]  # all: every one
+FORMATS = typing.get_args(Format)[:-1]
 TOLERANCE = 1e-4
 SUFFIX = {"state_dict": ".pt", "torchscript": ".torchscript.pt", "pt2": ".pt2", "onnx": ".onnx"}
-
-
-class Deployable(nn.Module):
-    """Normalisation and the plain network: raw inputs in, logits out."""
-
-    def __init__(self, normalize: nn.Module, net: nn.Module) -> None:
-        super().__init__()
-        self.normalize, self.net = normalize, net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(self.normalize(x))
 
 
 def real_batch(ckpt_path: str, model: Any, size: int = 256) -> torch.Tensor:
     """Up to ``size`` inputs of the checkpoint's own data (test split, else validation), as the model takes them."""
     import importlib
 
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
-    args = dict(checkpoint.get("datamodule_hyper_parameters") or {})
+    from lit_nets.checkpoints import load
+    from lit_nets.data.base import first_inputs
+
+    args = dict(load(ckpt_path).get("datamodule_hyper_parameters") or {})
     class_path = args.pop("_class_path", None)
     for key in [k for k in args if k.startswith("_")] + ["data_source"]:
         args.pop(key, None)
@@ -70,17 +62,15 @@ def real_batch(ckpt_path: str, model: Any, size: int = 256) -> torch.Tensor:
         raise UserError(f"cannot load the checkpoint's data for the parity check: {e}") from None
     finally:
         data_log.setLevel(level)
-    if isinstance(split, tuple):
-        return split[0][:size]
-    return torch.stack([split[i][0] for i in range(min(size, len(split)))])
+    return first_inputs(split, size)
 
 
 def export(ckpt_path: str, formats: list[str], out: str | None = None) -> dict[str, dict[str, Any]]:
     """Export the checkpoint in each format, check parity, write sidecars; return a report per format."""
-    from lit_nets.inference import load_classifier
+    from lit_nets.inference import Deployable, load_classifier
 
     model = load_classifier(ckpt_path)
-    deployable = Deployable(model.normalize, model.net).eval()
+    deployable = Deployable.of(model)
     if hasattr(model.net, "features"):  # exported graphs are simplest in the default memory layout
         deployable = deployable.to(memory_format=torch.contiguous_format)
     x = real_batch(ckpt_path, model)
@@ -185,14 +175,20 @@ def _onnx(module: nn.Module, x: torch.Tensor, path: Path):
 EXPORTERS = {"state_dict": _state_dict, "torchscript": _torchscript, "pt2": _pt2, "onnx": _onnx}
 
 
-def main(argv: list[str]) -> None:
-    """``python -m lit_nets export ...``: parse the arguments and run."""
-    parser = argparse.ArgumentParser(prog="python -m lit_nets export", description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--ckpt_path", required=True, help="checkpoint of a trained classifier (or best, last, a run folder)"
-    )
-    parser.add_argument("--format", nargs="+", default=["all"], choices=[*FORMATS, "all"], help="default: all")
-    parser.add_argument("--out", help="folder for the files (default: export/ in the run folder)")
-    args = parser.parse_args(argv)
-    formats = list(FORMATS) if "all" in args.format else args.format
-    export(resolve_for_tool(args.ckpt_path), formats, args.out)
+def export_command(
+    ckpt_path: str,
+    format: list[Format] = ["all"],  # noqa: B006 (the option is --format; the list is never mutated)
+    out: str | None = None,
+) -> None:
+    """Deployable files of a checkpoint: state_dict, TorchScript, torch.export (pt2) and ONNX.
+
+    Each comes with a JSON sidecar (classes, input shape, schema) and a parity check against the checkpoint on
+    real inputs of its own data.
+
+    Args:
+        ckpt_path: checkpoint of a trained classifier (or best, last, a run folder).
+        format: the formats to write (all: every one).
+        out: folder for the files (default: export/ in the run folder).
+    """
+    formats = list(FORMATS) if "all" in format else list(format)
+    export(resolve_for_tool(ckpt_path), formats, out)

@@ -1,5 +1,6 @@
-"""A trained classifier out of its checkpoint: the one way ``test``, ``predict``, ``export``, ``explain`` and ``serve``
-rebuild a model.
+"""A trained classifier out of its checkpoint, and what every use of it shares: the one way ``test``, ``predict``,
+``export``, ``explain``, ``serve`` and the benchmark rebuild a model, the deployable module (normalisation then
+network, raw inputs in, logits out), probabilities from logits and the top-k classes.
 
 A checkpoint records the model's class (``_class_path``) and its arguments (``hyper_parameters``), the data's values
 among them (classes, input shape, normalisation, a CSV schema). :func:`model_hparams` reads and checks them: an
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from lit_nets import __version__, checkpoints
 from lit_nets.errors import UserError
@@ -116,3 +118,41 @@ def load_classifier(ckpt_path: str | Path, device: str = "cpu") -> Any:
     check_weights(model, state_dict, ckpt_path)
     model.load_state_dict(state_dict)
     return model.to(device).eval()
+
+
+class Deployable(nn.Module):
+    """A trained classifier as it is deployed: its normalisation, then its network; raw inputs in, logits out. It is
+    what ``export`` writes and ``serve`` runs, and ``Classifier.forward`` is this ``forward`` (a classifier holds the
+    same two modules)."""
+
+    def __init__(self, normalize: nn.Module, net: nn.Module) -> None:
+        super().__init__()
+        self.normalize, self.net = normalize, net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.normalize(x))
+
+    @classmethod
+    def of(cls, model: Any) -> Deployable:
+        """The deployable part of a trained classifier (shares its weights), in eval mode."""
+        return cls(model.normalize, model.net).eval()
+
+
+def probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """A probability per class, shape (batch, classes), from logits of either loss: one logit is a binary (BCE)
+    model's, the probability of the second class."""
+    logits = logits.float()
+    if logits.shape[1] == 1:
+        p = torch.sigmoid(logits[:, 0])
+        return torch.stack([1 - p, p], dim=1)
+    return logits.softmax(dim=1)
+
+
+def top_k(probs: torch.Tensor, names: list[str], k: int) -> list[list[tuple[str, float]]]:
+    """The ``k`` likeliest classes of each row of ``probs`` (at most all of them), best first, as (name,
+    probability) pairs."""
+    top = probs.topk(min(k, len(names)), dim=1)
+    return [
+        [(names[c], p) for c, p in zip(cs, ps, strict=True)]
+        for cs, ps in zip(top.indices.tolist(), top.values.tolist(), strict=True)
+    ]

@@ -180,23 +180,21 @@ def plot_mistakes(items: list[tuple[float, torch.Tensor, int, int]], class_names
     return fig
 
 
-def main(argv: list[str]) -> None:
-    """``python -m lit_nets plot RUN_DIR [RUN_DIR ...] [--out FILE]``: learning curves of finished runs."""
-    import argparse
+def plot_command(runs: list[Path], out: Path | None = None) -> None:
+    """Learning curves of one or several runs.
 
-    parser = argparse.ArgumentParser(
-        prog="python -m lit_nets plot",
-        description="Draw train/val loss and val accuracy against epoch of one or several runs (overlaid), read "
-        "from their TensorBoard event files.",
-    )
-    parser.add_argument("runs", nargs="+", type=Path, help="run folders, e.g. lightning_logs/version_3")
-    parser.add_argument("--out", type=Path, help="PNG to write (default: RUN_DIR/curves.png for one run, "
-                        "curves.png here for several)")  # fmt: skip
-    args = parser.parse_args(argv)
-    out = args.out or (args.runs[0] / "curves.png" if len(args.runs) == 1 else Path("curves.png"))
-    save(plot_curves(args.runs), out)
+    Train/val loss and val accuracy against epoch, read from each run's TensorBoard event files; several runs are
+    drawn overlaid.
+
+    Args:
+        runs: run folders, e.g. lightning_logs/version_3.
+        out: PNG to write (default: RUN/curves.png for one run, curves.png here for several).
+    """
+    runs = [Path(run) for run in runs]
+    out = Path(out) if out else (runs[0] / "curves.png" if len(runs) == 1 else Path("curves.png"))
+    save(plot_curves(runs), out)
     print(f"Curves: {out}")
-    for run in args.runs:
+    for run in runs:
         figures = sorted(p.name for p in run.glob("*.png") if p.resolve() != out.resolve())
         if figures:
             print(f"Figures of {run}: {', '.join(figures)}")

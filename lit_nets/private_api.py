@@ -18,11 +18,12 @@ Lightning
   attribute, ~15 times a step, for speed.
 - ``cli.LitNetsCLI._prepare_subcommand_parser``: adds ``--test_after_fit`` to ``fit`` only. The public
   ``add_arguments_to_parser`` is called for every subcommand's parser without saying which.
-- ``cli.LitNetsCLI._parse_ckpt_path``: Lightning's version merges a checkpoint *file*'s hyper-parameters (data
-  values included) into the config, leaves ``best`` / ``last`` alone, and made jsonargparse copy a 5,000-column
-  CSV schema for minutes. It runs between ``parse_arguments`` and ``before_instantiate_classes`` with no public
-  hook in between that could replace it, so ours resolves every spelling first and merges only the model's own
-  arguments (``tests/test_checkpoints.py``).
+- Lightning's ``LightningCLI._parse_ckpt_path`` (not overridden, but stepped around): it merges a checkpoint
+  *file*'s hyper-parameters (data values included) into the config, leaves ``best`` / ``last`` alone, and made
+  jsonargparse copy a 5,000-column CSV schema for minutes. ``cli.LitNetsCLI.parse_arguments`` (public) resolves
+  every spelling of ``--ckpt_path`` and merges only the model's own arguments, then hands that hook no path;
+  ``before_instantiate_classes`` (public) puts the path back. This relies on the hook running between the two,
+  as it does in Lightning 2.6 (``LightningCLI.__init__``).
 - ``cli.LitNetsCLI._instantiate_trainer``: the callbacks that depend on the configured ones (``last.ckpt`` at every
   epoch's end replaces the main checkpoint's ``save_last``; our progress bar unless the user chose another) and
   the quiet profiler default. ``trainer_defaults`` callbacks are always added, whatever the user configured,

@@ -23,11 +23,13 @@ import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
+from lit_nets.data.schema import ImageSchema, TabularSchema, read_schema
 from lit_nets.errors import UserError
+from lit_nets.inference import probabilities, top_k
 
 log = logging.getLogger(__name__)
 PAGE = Path(__file__).parent / "web" / "index.html"
@@ -42,13 +44,13 @@ class Served:
     forward: Any
     class_names: list[str]
     input_shape: list[int]
-    schema: dict[str, Any] | None
+    schema: ImageSchema | TabularSchema | None
     source: str
     explainer: Any = None  # the Lightning classifier, for Grad-CAM (CNN checkpoints only)
 
     @property
     def kind(self) -> str:
-        return "tabular" if self.schema and "target" in self.schema else "image"  # image schemas: classes, size
+        return self.schema.kind if self.schema is not None else "image"
 
     def info(self) -> dict[str, Any]:
         info = {"kind": self.kind, "class_names": self.class_names, "input_shape": self.input_shape}
@@ -64,13 +66,12 @@ def load(path: str, device: str = "cpu") -> Served:
     if not file.is_file():
         raise UserError(f"--ckpt_path {path}: no such file")
     if file.suffix == ".ckpt":
-        from lit_nets.export import Deployable
-        from lit_nets.inference import load_classifier
+        from lit_nets.inference import Deployable, load_classifier
 
         model = load_classifier(file, device)
-        net = Deployable(model.normalize, model.net).eval()
+        net = Deployable.of(model)
         explainer = model if hasattr(model.net, "features") else None
-        schema = dict(model.schema) if model.schema else None
+        schema = read_schema(model.schema)
         return Served(net, list(model.class_names), list(model.input_shape), schema, file.name, explainer)
     sidecar = file.with_name(file.name + ".json")
     if not sidecar.is_file():
@@ -90,7 +91,8 @@ def load(path: str, device: str = "cpu") -> Served:
             f"{path}: a {fmt} export needs its architecture to run; serve the checkpoint, or export to "
             "torchscript, pt2 or onnx"
         )
-    return Served(net, list(meta["class_names"]), list(meta["input_shape"][1:]), meta.get("schema"), file.name)
+    schema = read_schema(meta.get("schema"))
+    return Served(net, list(meta["class_names"]), list(meta["input_shape"][1:]), schema, file.name)
 
 
 def _onnx_runner(file: Path, device: str):
@@ -103,14 +105,12 @@ def _onnx_runner(file: Path, device: str):
     return lambda x: torch.from_numpy(session.run(None, {"x": x.cpu().numpy()})[0])
 
 
-def example_record(schema: dict[str, Any]) -> dict[str, Any]:
+def example_record(table: TabularSchema) -> dict[str, Any]:
     """A valid request for a tabular model: each numeric feature at its training median, each text one at its
     first category."""
-    from lit_nets.data.schema import TabularSchema
-
-    record = {c["name"]: c["fill"] for c in schema["numeric"]}
-    record.update({c["name"]: c["categories"][0] for c in schema["categorical"]})
-    return {name: record[name] for name in TabularSchema.from_dict(schema).features}
+    record = {c["name"]: c["fill"] for c in table.numeric}
+    record.update({c["name"]: c["categories"][0] for c in table.categorical})
+    return {name: record[name] for name in table.features}
 
 
 # -- requests -----------------------------------------------------------------------------------------------
@@ -157,7 +157,7 @@ def read_image(data: bytes, channels: int, size: tuple[int, int], max_pixels: in
         raise Rejected(400, str(e)) from None
 
 
-def read_records(body: Any, schema: dict[str, Any]) -> torch.Tensor:
+def read_records(body: Any, table: TabularSchema) -> torch.Tensor:
     """A JSON record (object) or a list of them as model inputs, encoded as in training. Every record must name
     every feature; a numeric feature takes a finite number (or a numeric string), a categorical one a string or
     a number; ``null``, ``NaN`` and the training file's missing markers (``""``, ``"NA"``, ``"?"``, ...) mean
@@ -165,12 +165,11 @@ def read_records(body: Any, schema: dict[str, Any]) -> torch.Tensor:
     import numpy as np
     import pandas as pd
 
-    from lit_nets.data.schema import FLOAT32_MAX, TabularSchema
+    from lit_nets.data.schema import FLOAT32_MAX
 
     records = body if isinstance(body, list) else [body]
     if not records or not all(isinstance(r, dict) for r in records):
         raise Rejected(400, "send a JSON object of feature values, or a non-empty list of them")
-    table = TabularSchema.from_dict(schema)
     numeric = {c["name"] for c in table.numeric}
     markers = missing_markers(table)
     rows = []
@@ -364,11 +363,11 @@ class ClassifierAPI(ls.LitAPI if ls else object):
 
     def _answer(self, probs: torch.Tensor) -> dict[str, Any]:
         names = self.model.class_names
-        top = probs.topk(min(self.top_k, len(names)))
+        (top,) = top_k(probs[None], names, self.top_k)
         return {
-            "label": names[int(top.indices[0])],
-            "probability": round(float(top.values[0]), 6),
-            "top_k": [{"label": names[int(i)], "probability": round(float(p), 6)} for p, i in zip(*top, strict=True)],
+            "label": top[0][0],
+            "probability": round(top[0][1], 6),
+            "top_k": [{"label": name, "probability": round(p, 6)} for name, p in top],
             "probabilities": {name: round(float(p), 6) for name, p in zip(names, probs, strict=True)},
         }
 
@@ -387,15 +386,6 @@ class ClassifierAPI(ls.LitAPI if ls else object):
         buffer = io.BytesIO()
         overlay.save(buffer, format="PNG")
         return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def probabilities(logits: torch.Tensor) -> torch.Tensor:
-    """A probability per class from the served module's logits: one logit is a binary (BCE) model."""
-    logits = logits.float()
-    if logits.shape[1] == 1:
-        p = torch.sigmoid(logits[:, 0])
-        return torch.stack([1 - p, p], dim=1)
-    return logits.softmax(dim=1)
 
 
 # -- the HTTP layer in front of the workers -----------------------------------------------------------------
@@ -764,38 +754,50 @@ def make_server(path: str, *, max_payload_mb: float = 4, max_pixels: int = 4096 
     return server
 
 
-def main(argv: list[str]) -> None:
-    """``python -m lit_nets serve ...``: parse the arguments and run."""
-    parser = argparse.ArgumentParser(prog="python -m lit_nets serve", description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--ckpt_path",
-        required=True,
-        help="checkpoint (.ckpt; or best, last, a run folder) or exported .torchscript.pt/.pt2/.onnx",
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--max_batch_size", type=int, default=32, help="requests run together (default 32)")
-    parser.add_argument("--batch_timeout", type=float, default=0.005, help="seconds to wait to fill a batch")
-    parser.add_argument("--max_payload_mb", type=float, default=4, help="larger bodies get 413 (default 4)")
-    parser.add_argument("--max_pixels", type=int, default=4096 * 4096, help="larger images get 400 (default 4096²)")
-    parser.add_argument("--top_k", type=int, default=5, help="classes in each answer's top_k (default 5)")
-    parser.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    parser.add_argument("--workers", type=int, default=1, help="inference processes per device (default 1)")
-    parser.add_argument(
-        "--api_key", default=os.environ.get("LIT_NETS_API_KEY") or None,
-        help="require this key on POST /predict, in an X-API-Key header (or Authorization: Bearer); default: the "
-        "LIT_NETS_API_KEY environment variable, else none",
-    )  # fmt: skip
-    parser.add_argument("--header_timeout", type=float, default=10, help="seconds for a request's headers (408 after)")
-    parser.add_argument("--body_timeout", type=float, default=30, help="seconds for a request's body (408 after)")
-    parser.add_argument(
-        "--stop_timeout", type=float, default=5, help="on SIGTERM/Ctrl-C, seconds to finish requests in flight"
-    )
-    args = parser.parse_args(argv)
-    if not Path(args.ckpt_path).is_file():  # best, last or a run folder (an exported file is served as it is)
+def serve_command(
+    ckpt_path: str,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    max_batch_size: int = 32,
+    batch_timeout: float = 0.005,
+    max_payload_mb: float = 4,
+    max_pixels: int = 4096 * 4096,
+    top_k: int = 5,
+    accelerator: Literal["auto", "cpu", "cuda", "mps"] = "auto",
+    workers: int = 1,
+    api_key: str | None = None,
+    header_timeout: float = 10,
+    body_timeout: float = 30,
+    stop_timeout: float = 5,
+) -> None:
+    """An HTTP service and web page for a checkpoint or an exported model.
+
+    POST /predict; GET /health, /ready, /info, /metrics. It runs until SIGTERM or Ctrl-C, then finishes the
+    requests it took.
+
+    Args:
+        ckpt_path: checkpoint (.ckpt; or best, last, a run folder) or exported .torchscript.pt/.pt2/.onnx.
+        host: address to listen on (0.0.0.0: every interface).
+        port: port to listen on.
+        max_batch_size: requests run together.
+        batch_timeout: seconds to wait to fill a batch while requests keep coming.
+        max_payload_mb: larger bodies get 413.
+        max_pixels: larger images get 400.
+        top_k: classes in each answer's top_k.
+        accelerator: where the model runs.
+        workers: inference processes per device.
+        api_key: require this key on POST /predict, in an X-API-Key header (or Authorization: Bearer); default:
+            the LIT_NETS_API_KEY environment variable, else none.
+        header_timeout: seconds for a request's headers (408 after).
+        body_timeout: seconds for a request's body (408 after).
+        stop_timeout: on SIGTERM/Ctrl-C, seconds to finish the requests in flight.
+    """
+    args = argparse.Namespace(**locals())
+    args.api_key = api_key or os.environ.get("LIT_NETS_API_KEY") or None
+    if not Path(ckpt_path).is_file():  # best, last or a run folder (an exported file is served as it is)
         from lit_nets.checkpoints import resolve_for_tool
 
-        args.ckpt_path = resolve_for_tool(args.ckpt_path)
+        args.ckpt_path = resolve_for_tool(ckpt_path)
     run(args)
 
 

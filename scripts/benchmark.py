@@ -82,10 +82,7 @@ def build(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
     dm.setup("fit")
     module, _, name = config["model"]["class_path"].rpartition(".")
     torch.manual_seed(seed)
-    model = getattr(importlib.import_module(module), name)(
-        **config["model"].get("init_args", {}), num_classes=dm.num_classes, input_shape=dm.input_shape,
-        mean=dm.mean, std=dm.std, class_names=dm.class_names, schema=dm.schema,
-    )  # fmt: skip
+    model = getattr(importlib.import_module(module), name)(**config["model"].get("init_args", {}), **dm.model_args())
     return dm, model, config
 
 

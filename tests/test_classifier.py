@@ -38,14 +38,7 @@ class ThreesAndEights(ImageDataModule):
 
 
 def model_for(dm: ImageDataModule, **kwargs) -> CNNClassifier:
-    return CNNClassifier(
-        num_classes=dm.num_classes,
-        input_shape=dm.input_shape,
-        mean=dm.mean,
-        std=dm.std,
-        class_names=dm.class_names,
-        **kwargs,
-    )
+    return CNNClassifier(**dm.model_args(), **kwargs)
 
 
 @pytest.mark.parametrize(("optimizer", "lr", "scheduler"), [("adam", 1e-3, "none"), ("sgd", 0.05, "onecycle")])

@@ -42,21 +42,46 @@ class IndexedTensors(Dataset):
         return tuple(t[index] for t in self.tensors)
 
 
+Tensors = tuple[torch.Tensor, ...]
+"""A split held in memory: ``(inputs, labels)`` (a predict split may be ``(inputs,)``)."""
+SplitData = Tensors | Dataset
+"""What a split holds: tensors in memory, or a per-item ``Dataset`` that decodes from disk as it is read (a folder
+larger than ``max_memory_mb``) and has a ``labels`` tensor. :func:`labels_of`, :func:`size_of` and
+:func:`first_inputs` read either."""
+
+
 @dataclass
 class Splits:
-    """What a data module loads: tensors per split plus what the model must know about them.
+    """What a data module loads: each split's data plus what the model must know about them.
 
     A split that a run does not need may be None (predicting on new files needs no training data).
-    ``predict`` is ``(x,)`` or ``(x, y)``; ``predict_ids`` names its rows for the prediction file.
+    ``predict_ids`` names the predict split's rows for the prediction file.
     """
 
-    train: tuple[torch.Tensor, torch.Tensor] | None
-    val: tuple[torch.Tensor, torch.Tensor] | None
-    test: tuple[torch.Tensor, torch.Tensor] | None
+    train: SplitData | None
+    val: SplitData | None
+    test: SplitData | None
     class_names: list[str]
-    predict: tuple[torch.Tensor, ...] | None = None
+    predict: SplitData | None = None
     predict_ids: list[Any] | None = None
     source: str = ""
+
+
+def labels_of(data: SplitData) -> torch.Tensor:
+    """The labels of a split."""
+    return data.labels if isinstance(data, Dataset) else data[1]
+
+
+def size_of(data: SplitData) -> int:
+    """How many inputs a split holds."""
+    return len(data) if isinstance(data, Dataset) else len(data[0])
+
+
+def first_inputs(data: SplitData, n: int) -> torch.Tensor:
+    """The split's first ``n`` inputs (at most all), stacked as the model takes them."""
+    if isinstance(data, Dataset):
+        return torch.stack([data[i][0] for i in range(min(n, len(data)))])
+    return data[0][:n]
 
 
 def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -216,11 +241,6 @@ class ResumableLoader(DataLoader):
         self._resume = (int(state["epoch"]), int(state["consumed"]))
 
 
-def labels_of(data: Any) -> torch.Tensor:
-    """The labels of a split: the second tensor, or the ``labels`` of a per-item dataset."""
-    return data.labels if isinstance(data, Dataset) else data[1]
-
-
 class TensorDataModule(LightningDataModule):
     """Base for data modules whose splits fit in memory as tensors.
 
@@ -300,8 +320,8 @@ class TensorDataModule(LightningDataModule):
 
     @property
     def input_shape(self) -> list[int]:
-        tensors = next(t for t in (self.splits.train, self.splits.test, self.splits.predict) if t is not None)
-        return list(tensors[0].shape[1:])
+        data = next(d for d in (self.splits.train, self.splits.test, self.splits.predict) if d is not None)
+        return list(first_inputs(data, 1).shape[1:])
 
     @property
     def mean(self) -> list[float] | None:
@@ -331,13 +351,21 @@ class TensorDataModule(LightningDataModule):
         """How raw records become inputs (CSV data); None for images."""
         return None
 
+    def model_args(self) -> dict[str, Any]:
+        """What this data gives a model (classes, input shape, normalisation, class weights, a CSV schema), as the
+        model's arguments: ``CNNClassifier(**dm.model_args())``. The CLI links the same names
+        (:data:`lit_nets.inference.DATA_ARGS`) from ``data`` to ``model``."""
+        from lit_nets.inference import DATA_ARGS
+
+        return {name: getattr(self, name) for name in DATA_ARGS}
+
     @property
     def source(self) -> str:
         """Where the data came from, in words (also logged as the ``data_source`` hyper-parameter)."""
         return self.splits.source
 
     # -- loaders --------------------------------------------------------------------------------------------
-    def _loader(self, data: tuple[torch.Tensor, ...] | Dataset, shuffle: bool) -> DataLoader:
+    def _loader(self, data: SplitData, shuffle: bool) -> DataLoader:
         """Tensors: whole batches by index (resumable mid-epoch when shuffled: the training loader). A per-item
         Dataset (streaming from disk): the usual DataLoader."""
         on_gpu = self.trainer is not None and isinstance(self.trainer.accelerator, CUDAAccelerator)
@@ -362,7 +390,7 @@ class TensorDataModule(LightningDataModule):
             loader.consumed += 1  # a batch the training step is about to receive
         return batch
 
-    def _need(self, split: str) -> tuple[torch.Tensor, ...]:
+    def _need(self, split: str) -> SplitData:
         tensors = getattr(self.splits, split)
         if tensors is None:
             raise UserError(f"{type(self).__name__} has no {split} data in this run")
@@ -378,7 +406,7 @@ class TensorDataModule(LightningDataModule):
         return self._loader(self._need("test"), shuffle=False)
 
     @property
-    def predict_tensors(self) -> tuple[torch.Tensor, ...]:
+    def predict_tensors(self) -> SplitData:
         """What ``predict`` runs on: the predict inputs if the data module has some, else the test split."""
         if self.splits.predict is not None:
             return self.splits.predict
@@ -389,8 +417,7 @@ class TensorDataModule(LightningDataModule):
         """A name per predicted row (a row number, a file name) for the prediction file."""
         if self.splits.predict is not None and self.splits.predict_ids is not None:
             return list(self.splits.predict_ids)
-        data = self.predict_tensors
-        return list(range(len(data if isinstance(data, Dataset) else data[0])))
+        return list(range(size_of(self.predict_tensors)))
 
     def predict_dataloader(self) -> DataLoader:
         """Batches of ``(x, y, index)``: ``y`` is -1 for unlabelled rows, ``index`` numbers the rows."""

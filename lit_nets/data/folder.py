@@ -96,6 +96,25 @@ class BadImage(Exception):
     """A file that cannot be decoded."""
 
 
+class PixelStats:
+    """Per-channel pixel value counts of the training images, for the normalisation: exact, without a float copy
+    of the data. Grey images count in each colour channel of a data set that turns out to be in colour."""
+
+    def __init__(self) -> None:
+        self.grey = torch.zeros(1, 256, dtype=torch.float64)
+        self.colour = torch.zeros(3, 256, dtype=torch.float64)
+
+    def add(self, image: torch.Tensor) -> None:
+        counts = channel_histogram(image)
+        if image.shape[0] == 1:
+            self.grey += counts
+        else:
+            self.colour += counts
+
+    def mean_std(self, channels: int) -> tuple[list[float], list[float]]:
+        return stats_from_histogram(self.grey if channels == 1 else self.colour + self.grey)
+
+
 class ImageFiles(Dataset):
     """Streaming: decode one image per item (for folders too large to hold in memory)."""
 
@@ -320,66 +339,74 @@ class ImageFolderDataModule(ImageDataModule):
 
     # -- decoding -----------------------------------------------------------------------------------------
     def _decode_all(self, parts: dict, classes: list[str], restored: dict | None) -> dict[str, Any]:
-        """Decode and check every file once; keep the tensors (in memory) or only statistics (streaming)."""
+        """Decode and check every file once (:meth:`_decode_split`), count the training pixels (:class:`PixelStats`),
+        then keep the images in memory or, past ``max_memory_mb``, only their paths (:meth:`_assemble`)."""
         from tqdm.auto import tqdm
 
         channels = restored["channels"] if restored else self.channels
         size = tuple(restored["image_size"]) if restored else self.size
         total = sum(len(f) for f, _ in parts.values())
-        streaming: bool | None = None
-        grey_counts, colour_counts = torch.zeros(1, 256, dtype=torch.float64), torch.zeros(3, 256, dtype=torch.float64)
-        first: tuple[Path, tuple[int, ...]] | None = None
-        seen_colour = False
-        kept: dict[str, list] = {}
-        bar = tqdm(total=total, desc="Checking images", unit="img", disable=total < 2000, leave=False)
-        for split, (files, labels) in parts.items():
-            images, kept_files, kept_labels = [], [], []
-            for path, label in zip(files, labels, strict=True):
-                bar.update()
-                try:
-                    image = decode(path, channels, size)
-                except BadImage as e:
-                    self._bad(str(e))
-                    continue
-                first = first or (path, tuple(image.shape[1:]))
-                if size is None and tuple(image.shape[1:]) != first[1]:  # no resizing asked: sizes must agree
-                    raise UserError(
-                        f"images differ in size: {first[0]} is {first[1][0]}x{first[1][1]}, {path} is "
-                        f"{image.shape[1]}x{image.shape[2]}; set data.image_size to resize them all"
-                    )
-                if streaming is None:  # decide once the size is known; 3 channels is the upper bound
-                    h, w = first[1]
-                    streaming = total * (channels or 3) * h * w > self.max_memory_mb * 2**20
-                seen_colour |= image.shape[0] == 3
-                if split == "train":
-                    counts = channel_histogram(image)
-                    if image.shape[0] == 1:
-                        grey_counts += counts
-                    else:
-                        colour_counts += counts
-                if not streaming:
-                    images.append(image)
-                kept_files.append(path)
-                kept_labels.append(label)
-            kept[split] = [images, kept_files, kept_labels]
-        bar.close()
-        if first is None:
+        self._first: tuple[Path, tuple[int, ...]] | None = None  # the first readable image and its size
+        self._streaming: bool | None = None  # decided once the first image's size is known
+        self._seen_colour = False
+        pixels = PixelStats()
+        kept: dict[str, tuple[list, list, list]] = {}
+        with tqdm(total=total, desc="Checking images", unit="img", disable=total < 2000, leave=False) as bar:
+            for split, (files, labels) in parts.items():
+                count = pixels.add if split == "train" else None
+                kept[split] = self._decode_split(files, labels, channels, size, total, bar, count)
+        if self._first is None:
             raise UserError(f"{self.root}: no readable images")
-        channels = channels or (3 if seen_colour else 1)
-        size = size or first[1]
+        channels = channels or (3 if self._seen_colour else 1)
+        size = size or self._first[1]
         self._shape = (channels, *size)
-        if self.given_mean is None:  # grey images count in each colour channel of a colour data set
-            self._stats = stats_from_histogram(grey_counts if channels == 1 else colour_counts + grey_counts)
+        if self.given_mean is None:
+            self._stats = pixels.mean_std(channels)
+        return self._assemble(kept, channels, size, total)
+
+    def _decode_split(self, files: list[Path], labels: list[int], channels: int | None, size: tuple | None,
+                      total: int, bar: Any, count: Any = None) -> tuple[list, list, list]:  # fmt: skip
+        """The images of one split decoded (or skipped as ``skip_bad_files`` says), each handed to ``count``, with
+        their files and labels; when streaming, the images are not kept."""
+        images, kept_files, kept_labels = [], [], []
+        for path, label in zip(files, labels, strict=True):
+            bar.update()
+            try:
+                image = decode(path, channels, size)
+            except BadImage as e:
+                self._bad(str(e))
+                continue
+            self._first = self._first or (path, tuple(image.shape[1:]))
+            first_path, first_size = self._first
+            if size is None and tuple(image.shape[1:]) != first_size:  # no resizing asked: sizes must agree
+                raise UserError(
+                    f"images differ in size: {first_path} is {first_size[0]}x{first_size[1]}, {path} is "
+                    f"{image.shape[1]}x{image.shape[2]}; set data.image_size to resize them all"
+                )
+            if self._streaming is None:  # 3 channels is the upper bound
+                h, w = first_size
+                self._streaming = total * (channels or 3) * h * w > self.max_memory_mb * 2**20
+            self._seen_colour |= image.shape[0] == 3
+            if count is not None:
+                count(image)
+            if not self._streaming:
+                images.append(image)
+            kept_files.append(path)
+            kept_labels.append(label)
+        return images, kept_files, kept_labels
+
+    def _assemble(self, kept: dict, channels: int, size: tuple, total: int) -> dict[str, Any]:
+        """Each split as (images, labels) tensors, or as :class:`ImageFiles` decoding per batch when streaming."""
         out: dict[str, Any] = {}
         for split, (images, files, labels) in kept.items():
             if not files:
                 raise UserError(f"{self.root}: the {split} split has no readable images")
             y = torch.tensor(labels, dtype=torch.long)
-            if streaming:
+            if self._streaming:
                 out[split] = ImageFiles(files, y, channels, size)
             else:
                 out[split] = (torch.stack([im.expand(channels, -1, -1) for im in images]), y)
-        if streaming:
+        if self._streaming:
             log.info(
                 "data: %d images exceed data.max_memory_mb=%d: decoding per batch from disk", total, self.max_memory_mb
             )

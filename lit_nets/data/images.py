@@ -50,9 +50,11 @@ class ImageDataModule(TensorDataModule):
 
     @property
     def schema(self) -> dict[str, Any]:
-        """What an input must look like: classes, channels, image size (saved with the model)."""
+        """What an input must look like (an :class:`~lit_nets.data.schema.ImageSchema`, saved with the model)."""
+        from lit_nets.data.schema import ImageSchema
+
         c, *size = self.input_shape
-        return {"classes": self.class_names, "channels": c, "image_size": size}
+        return ImageSchema(classes=self.class_names, channels=c, image_size=size).to_dict()
 
     def normalization(self, splits: Splits) -> tuple[list[float], list[float]]:
         """Per-channel mean and std measured on the training split."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -76,6 +76,7 @@ class TabularSchema:
     categorical: list[dict[str, Any]] = field(default_factory=list)  # name, categories
     # strings that meant "missing" in the training file besides pandas' own ("", "NA", "NaN", ...): data.na_values
     missing_markers: list[str] = field(default_factory=lambda: ["?"])
+    kind: Literal["tabular"] = "tabular"  # what read_schema() tells records apart by
 
     # -- fitting ----------------------------------------------------------------------------------------
     @classmethod
@@ -234,6 +235,29 @@ class TabularSchema:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TabularSchema:
         return cls(**data)
+
+
+@dataclass
+class ImageSchema:
+    """What an image model's input must be: its classes, channels (1 or 3) and image size (height, width)."""
+
+    classes: list[str]
+    channels: int
+    image_size: list[int]
+    kind: Literal["image"] = "image"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def read_schema(data: dict[str, Any] | None) -> ImageSchema | TabularSchema | None:
+    """The typed record of a schema as a checkpoint or an export sidecar keeps it (a dict of primitives, which
+    ``torch.load(weights_only=True)`` reads), or None for none. Its ``kind`` says which record it is; lit_nets 0.1
+    saved no kind, and there the tabular schema is the one with a target."""
+    if not data:
+        return None
+    kind = data.get("kind") or ("tabular" if "target" in data else "image")
+    return TabularSchema.from_dict(data) if kind == "tabular" else ImageSchema(**{**data, "kind": "image"})
 
 
 def _log_counts(level: int, file: str | Path, what: str, counts: dict[str, int]) -> None:

@@ -27,6 +27,7 @@ from torchmetrics.classification import (
 
 from lit_nets import private_api
 from lit_nets.errors import UserError
+from lit_nets.inference import Deployable, probabilities
 from lit_nets.models.fast_path import EpochTotals, PlainHookName
 from lit_nets.models.nets import CNN, MLP, Standardize
 
@@ -187,15 +188,13 @@ class Classifier(PlainHookName, LightningModule):
 
     # -- the forward pass -------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits for raw inputs (uint8 pixels or [0, 1] floats for images; raw values for features)."""
-        return self.net(self.normalize(x))
+        """Logits for raw inputs (uint8 pixels or [0, 1] floats for images; raw values for features): the deployed
+        module's forward (:class:`lit_nets.inference.Deployable`)."""
+        return Deployable.forward(self, x)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """A probability per class, shape (batch, num_classes), for either loss."""
-        if self.binary:
-            p = torch.sigmoid(logits.float().squeeze(1))
-            return torch.stack([1 - p, p], dim=1)
-        return logits.float().softmax(dim=1)
+        return probabilities(logits)
 
     def compute_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         w = self.class_weights
