@@ -15,7 +15,8 @@ A :class:`~lightning.pytorch.cli.LightningCLI` subclass. What it adds to Lightni
   logs and checkpoints are;
 - bad input ends with one line ``error: ...`` and exit status 2 (``LIT_NETS_TRACEBACK=1`` shows the
   traceback), a mistake in the arguments or a config file included (:mod:`lit_nets.config_errors`);
-- ``--help`` at the top lists every subcommand, the tools (plot, explain, export, serve) too.
+- ``--help`` at the top lists every subcommand, the tools (plot, explain, export, serve) too; those run through
+  :mod:`lit_nets.tools`.
 """
 
 from __future__ import annotations
