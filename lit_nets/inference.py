@@ -51,10 +51,21 @@ def init_parameters(cls: type) -> dict[str, inspect.Parameter]:
 
 
 def classifier_class(hparams: dict[str, Any], path: str | Path) -> type:
-    """The lit_nets model class a checkpoint's hyper-parameters name (told apart by its arguments when it was saved
-    from Python rather than by the CLI, which records the class)."""
-    guess = "lit_nets.models.CNNClassifier" if "kernel_size" in hparams else "lit_nets.models.MLPClassifier"
-    module_name, _, class_name = str(hparams.get("_class_path", guess)).rpartition(".")
+    """The lit_nets model class a checkpoint's hyper-parameters name (``_class_path``, which the CLI records).
+
+    A checkpoint saved from Python (``Trainer.fit`` on a model built by hand) records no class: it is the model
+    class whose arguments take every saved one and leave the fewest unsaved (a model saves all its arguments),
+    read from the classes' signatures."""
+    if "_class_path" not in hparams:
+        from lit_nets import models
+
+        saved = {RENAMED.get(k, k) for k in hparams if k not in PRIVATE}
+        fits = [(len(set(init_parameters(cls)) - saved), cls.__name__, cls) for cls in models.CLASSIFIERS
+                if saved <= set(init_parameters(cls))]  # fmt: skip
+        if not fits:
+            raise UserError(f"{path} records no model class, and its arguments fit no lit_nets model")
+        return min(fits)[2]
+    module_name, _, class_name = str(hparams["_class_path"]).rpartition(".")
     if not module_name.startswith("lit_nets."):
         raise UserError(f"{path} holds a {module_name}.{class_name}, not a lit_nets model")
     try:

@@ -59,6 +59,19 @@ def test_the_deployable_module_is_the_classifiers_forward_and_a_checkpoint_loads
     assert torch.equal(loaded(x), model(x))
 
 
+@pytest.mark.parametrize("cls", [CNNClassifier, MLPClassifier])
+def test_a_checkpoint_saved_from_python_without_a_class_path_loads_as_its_class(tmp_path: Path, cls: type) -> None:
+    """``Trainer.fit`` on a model built by hand records no class: the class whose arguments are the saved ones is
+    chosen from the signatures (an MLP's arguments are a subset of a CNN's, so "takes them all" alone is not it)."""
+    hidden = 4 if cls is CNNClassifier else [4]  # one layer's width; the MLP's widths
+    model = cls(num_classes=2, input_shape=[1, 8, 8], class_names=["a", "b"], mean=[0.5], std=[0.2], hidden=hidden)
+    torch.save({"hyper_parameters": dict(model.hparams), "state_dict": model.state_dict()}, tmp_path / "m.ckpt")
+    loaded = inference.load_classifier(tmp_path / "m.ckpt")
+    assert type(loaded) is cls
+    x = torch.randint(0, 256, (3, 1, 8, 8), dtype=torch.uint8)
+    assert torch.equal(loaded(x), model.eval()(x))
+
+
 class _Tiny(TensorDataModule):
     def load(self) -> Splits:
         g = torch.Generator().manual_seed(0)

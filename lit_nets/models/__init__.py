@@ -2,4 +2,6 @@
 
 from lit_nets.models.classifier import Classifier, CNNClassifier, MLPClassifier
 
-__all__ = ["CNNClassifier", "Classifier", "MLPClassifier"]
+CLASSIFIERS = (CNNClassifier, MLPClassifier)  # every trainable model class (what a checkpoint can hold)
+
+__all__ = ["CLASSIFIERS", "CNNClassifier", "Classifier", "MLPClassifier"]
