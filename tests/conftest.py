@@ -116,6 +116,15 @@ def quiet_trainer(**kwargs):
     return Trainer(**{**defaults, **kwargs})
 
 
+@pytest.fixture(scope="session", autouse=True)
+def decoded_image_cache(tmp_path_factory) -> Path:
+    """The folder data module's cache of decoded images (on by default) in a folder of this session, not in the
+    home folder; subprocesses inherit it."""
+    folder = tmp_path_factory.mktemp("xdg_cache")
+    os.environ["XDG_CACHE_HOME"] = str(folder)
+    return folder / "lit_nets" / "decoded"
+
+
 @pytest.fixture(scope="session")
 def sample() -> tuple[torch.Tensor, torch.Tensor]:
     """The shipped 5,000-digit MNIST sample (real data)."""

@@ -29,8 +29,7 @@ def digits_png(tmp_path_factory) -> Path:
 
 
 def model_for(dm: ImageFolderDataModule, **kwargs) -> CNNClassifier:
-    links = ("num_classes", "input_shape", "mean", "std", "class_names", "class_weights", "schema")
-    return CNNClassifier(**{name: getattr(dm, name) for name in links}, **kwargs)
+    return CNNClassifier(**dm.model_args(), **kwargs)
 
 
 def spread(sample, n: int, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

