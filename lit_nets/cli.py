@@ -265,6 +265,9 @@ class LitNetsCLI(LightningCLI):
                 model_args.init_from, logs_root(config), "init_from", what="model.init_from"
             )
             rank_zero_info(f"Transfer: model.init_from {model_args.init_from}")
+        init = logger_args(config)
+        if init is not None and init.get("save_dir") is not None:
+            init.save_dir = logger_save_dir(config)
         if config.trainer.precision is None:
             config.trainer.precision = default_precision(config.trainer.accelerator)
         if torch.cuda.is_available():
@@ -363,12 +366,24 @@ class LitNetsCLI(LightningCLI):
 
 def logs_root(config: Any) -> Path:
     """The folder that holds the runs (``lightning_logs`` under the logger's save_dir), from the config."""
-    logger = config.trainer.logger
-    init = logger.get("init_args") if hasattr(logger, "get") else None
-    base = config.trainer.default_root_dir or "."
+    init = logger_args(config)
     if init is not None and init.get("save_dir") is not None:
-        return Path(init.save_dir) / str(init.get("name") or "lightning_logs")
-    return Path(base) / "lightning_logs"
+        return Path(logger_save_dir(config)) / str(init.get("name") or "lightning_logs")
+    return Path(config.trainer.default_root_dir or ".") / "lightning_logs"
+
+
+def logger_args(config: Any) -> Any:
+    """The init_args of the configured logger (None when there is none, or it is not a class_path config)."""
+    logger = config.trainer.logger
+    return logger.get("init_args") if hasattr(logger, "get") else None
+
+
+def logger_save_dir(config: Any) -> str:
+    """The logger's save_dir: ``--trainer.default_root_dir`` moves the default logger (save_dir ``.``) with it,
+    as it moves Lightning's own default logger; a save_dir the user set stays where it is."""
+    save_dir = str(logger_args(config).save_dir)
+    root = config.trainer.default_root_dir
+    return str(root) if root and save_dir == "." else save_dir
 
 
 def predict_summary(batches: list[dict[str, torch.Tensor]] | None) -> str:

@@ -23,6 +23,11 @@ import lit_nets.cli  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
+FULL_MNIST = REPO.parent / "shared" / "data"  # the full MNIST where the repository sits beside ../shared
+needs_full_mnist = pytest.mark.skipif(
+    not (FULL_MNIST / "MNIST" / "raw" / "train-images-idx3-ubyte").exists(),
+    reason="the full MNIST is not in ../shared/data (a fresh clone has no ../shared)",
+)
 
 
 def run_cli(*args: str, cwd: Path, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:

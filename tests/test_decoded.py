@@ -14,6 +14,8 @@ from PIL import Image
 from lit_nets.data import ImageFolderDataModule, decoded
 from lit_nets.data import folder as folder_module
 
+from conftest import FULL_MNIST, needs_full_mnist
+
 
 @pytest.fixture
 def digits(tmp_path: Path, sample, monkeypatch) -> Path:
@@ -105,14 +107,8 @@ def test_without_the_cache_nothing_is_written(digits: Path, tmp_path: Path, deco
     assert len(set(decoded_image_cache.glob("*.pt")) - before) == 1
 
 
-FULL_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not (FULL_MNIST / "MNIST" / "raw" / "train-images-idx3-ubyte").exists(),
-    reason="the full MNIST is not in ../shared/data (a fresh clone has no ../shared)",
-)
+@needs_full_mnist
 def test_the_full_mnist_as_70000_pngs_is_read_from_the_cache_the_second_time(tmp_path: Path, caplog) -> None:
     from torchvision.datasets import MNIST
 

@@ -29,7 +29,7 @@ README = REPO / "README.md"
 # fits of image configs: 2 epochs of 5 batches (a resumed run gets a third)
 IMAGE_OVERLAY = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "5", "--trainer.limit_val_batches", "3",
                  "--trainer.limit_test_batches", "3"]  # fmt: skip
-IMAGE_CONFIGS = ("cnn.yaml", "png_folder.yaml", "transfer.yaml")
+IMAGE_CONFIGS = ("cnn.yaml", "mnist_best.yaml", "png_folder.yaml", "transfer.yaml")
 NOT_HERE = {  # by program, module (-m) or script
     "pip": "installing: CI's fresh clone runs the Quickstart's install",
     "venv": "installing: CI's fresh clone runs the Quickstart's install",

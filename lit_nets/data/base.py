@@ -384,9 +384,15 @@ class TensorDataModule(LightningDataModule):
             self._train_loader = loader
         return loader
 
+    def is_training_batch(self, batch: Any) -> bool:
+        """Whether ``batch`` is an (inputs, targets) batch on its way to a training step. Lightning sends the
+        model's ``example_input_array`` (a bare tensor, for the model summary at fit start) through the same
+        hook while ``trainer.training`` is already set."""
+        return isinstance(batch, (tuple, list)) and self.trainer is not None and self.trainer.training
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         loader = getattr(self, "_train_loader", None)
-        if loader is not None and self.trainer is not None and self.trainer.training:
+        if loader is not None and self.is_training_batch(batch):
             loader.consumed += 1  # a batch the training step is about to receive
         return batch
 

@@ -62,7 +62,7 @@ class ImageDataModule(TensorDataModule):
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         batch = super().on_after_batch_transfer(batch, dataloader_idx)
-        if self.augment and self.trainer is not None and self.trainer.training:
+        if self.augment and self.is_training_batch(batch):
             x, *rest = batch
             x = random_affine(x.float().div_(255.0))
             return (x, *rest)

@@ -56,6 +56,8 @@ class Classifier(PlainHookName, LightningModule):
         lr: learning rate.
         weight_decay: L2 penalty (decoupled for adamw).
         momentum: momentum for sgd (Nesterov).
+        label_smoothing: for ``ce``, the share of each target spread evenly over all classes (0.1 is common);
+            it regularises overconfident logits. The logged losses include it; accuracies do not change meaning.
         scheduler: learning-rate schedule: none, cosine (to 0 over max_epochs), step (x0.1 every third of
             max_epochs), plateau (x0.1 when val/acc stalls for 2 epochs) or onecycle (per step).
         init_from: a checkpoint (or a plain state_dict of the network) to start from, for transfer learning:
@@ -81,6 +83,7 @@ class Classifier(PlainHookName, LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         momentum: float = 0.9,
+        label_smoothing: float = 0.0,
         scheduler: Scheduler = "none",
         init_from: str | None = None,
         init_head: bool = False,
@@ -96,12 +99,17 @@ class Classifier(PlainHookName, LightningModule):
             )
         if lr <= 0:
             raise UserError(f"model.lr must be positive, got {lr}")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise UserError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
+        if label_smoothing and loss == "bce":
+            raise UserError("model.label_smoothing is for loss 'ce'; the binary 'bce' head has no smoothing here")
         self.num_classes = num_classes
         self.input_shape = tuple(int(s) for s in input_shape)
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
         if len(self.class_names) != num_classes:
             raise UserError(f"{len(self.class_names)} class names given for {num_classes} classes")
         self.binary = loss == "bce"
+        self.label_smoothing = label_smoothing
         self.schema = schema
         if class_weights is not None and len(class_weights) != num_classes:
             raise UserError(f"{len(class_weights)} class weights given for {num_classes} classes")
@@ -201,7 +209,9 @@ class Classifier(PlainHookName, LightningModule):
         if self.binary:
             pos_weight = None if w is None else (w[1] / w[0]).reshape(1)
             return F.binary_cross_entropy_with_logits(logits.squeeze(1), y.to(logits.dtype), pos_weight=pos_weight)
-        return F.cross_entropy(logits, y, weight=None if w is None else w.to(logits.dtype))
+        return F.cross_entropy(
+            logits, y, weight=None if w is None else w.to(logits.dtype), label_smoothing=self.label_smoothing
+        )
 
     def _step(self, batch: Any, metrics: MetricCollection, mean_loss: MeanMetric) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch
