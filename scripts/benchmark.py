@@ -5,6 +5,11 @@
     python scripts/benchmark.py --task cnn --config configs/fashion_mnist.yaml        # any image data config on top
     python scripts/benchmark.py --task cnn --runs A B --device cuda --precision bf16-mixed --batch_size 1024 \
         --synthetic 60000
+    python scripts/benchmark.py --task cnn --data_dir ../shared/data     # the full MNIST (60,000 + 10,000)
+
+The CNN trains on the full MNIST when ``--data_dir`` (or ``../shared/data`` beside the repository) holds
+``MNIST/raw``, otherwise on what the config names, which offline is the 5,000-digit sample; ``--sample`` asks for
+the sample even where the full set is.
 
 The three runs share the data split, the model (built by the same lit_nets class, so the same layers and init),
 the optimiser, learning rate, batch size, seed and number of epochs:
@@ -40,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"  # the full MNIST, where this repository sits beside it
 CONFIGS = {"cnn": REPO / "configs" / "cnn.yaml", "mlp": REPO / "configs" / "mlp.yaml"}
 
 
@@ -74,6 +80,10 @@ def build(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
     data_args = dict(config["data"].get("init_args", {}))
     if args.batch_size:
         data_args["batch_size"] = args.batch_size
+    if args.data_dir:
+        data_args["data_dir"] = args.data_dir
+    if args.sample:
+        data_args["download"] = False  # an empty data_dir and no download: the sample
     if args.synthetic:
         dm = synthetic_data(args.synthetic, data_args["batch_size"], seed)
     else:
@@ -281,6 +291,10 @@ def run_c(args: argparse.Namespace) -> dict[str, Any]:
         command.append(f"--trainer.precision={args.precision}")
     if args.batch_size:
         command.append(f"--data.init_args.batch_size={args.batch_size}")
+    if args.data_dir:
+        command.append(f"--data.init_args.data_dir={args.data_dir}")
+    if args.sample:
+        command.append("--data.init_args.download=false")
     if args.synthetic:
         raise SystemExit("--synthetic is for A and B only: C trains on what the config names")
     start = time.perf_counter()
@@ -298,6 +312,102 @@ def run_c(args: argparse.Namespace) -> dict[str, Any]:
     return {"epoch_rates": rates, "test_acc": accuracy(model, tx, ty, "cpu"), "wall_s_inner": wall, "data": dm.source}
 
 
+# -- the CSV path at size ---------------------------------------------------------------------------------------
+CATEGORIES = {"region": 8, "channel": 4, "plan": 12, "device": 3}  # text columns of the generated table
+
+
+def make_table(rows: int, columns: int, seed: int = 0) -> Path:
+    """A CSV file like a practitioner's export: ``columns - 5`` numeric features on scales from 0.01 to 10,000 with 5%
+    of values missing, 4 text columns (3 to 12 categories, 2% missing) and a 3-class ``label`` that depends on 10 of
+    the numbers and 2 of the texts plus noise (so there is something to learn). Written once per size and seed,
+    under the temporary folder; 1,000,000 x 50 is about 0.5 GB."""
+    import numpy as np
+    import pandas as pd
+
+    path = Path(tempfile.gettempdir()) / "lit_nets_bench" / f"table_{rows}x{columns}_seed{seed}.csv"
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    numeric = columns - len(CATEGORIES) - 1
+    scales = 10.0 ** rng.uniform(-2, 4, numeric)
+    x = rng.standard_normal((rows, numeric)).astype(np.float32)
+    logits = x[:, :10] @ rng.standard_normal((10, 3)).astype(np.float32)
+    frame = pd.DataFrame((x * scales).astype(np.float32), columns=[f"x{i:02d}" for i in range(numeric)])
+    for name, n in CATEGORIES.items():
+        codes = rng.integers(0, n, rows)
+        if name in ("region", "plan"):
+            logits += rng.standard_normal((n, 3)).astype(np.float32)[codes]
+        values = np.array([f"{name}_{k}" for k in range(n)], dtype=object)[codes]
+        values[rng.random(rows) < 0.02] = None
+        frame[name] = values
+    for i in range(numeric):
+        frame.iloc[rng.random(rows) < 0.05, i] = np.nan
+    frame["label"] = np.array(["low", "mid", "high"])[(logits + rng.gumbel(size=logits.shape)).argmax(1)]
+    partial = path.with_suffix(".partial")
+    frame.to_csv(partial, index=False, float_format="%.6g")
+    partial.rename(path)
+    return path
+
+
+def run_load(args: argparse.Namespace) -> dict[str, Any]:
+    """What ``fit`` does with the CSV file before training, phase by phase: read it, split it and fit the schema
+    (which columns are numbers, medians, categories), encode every split as tensors."""
+    from lit_nets.data import CSVDataModule
+
+    start = time.perf_counter()
+    dm = CSVDataModule(path=args.csv, target="label", batch_size=1024)
+    frames = dm.frames()
+    read = time.perf_counter()
+    schema = dm.fitted_schema
+    fitted = time.perf_counter()
+    dm.setup("fit")
+    encoded = time.perf_counter()
+    x = dm.splits.train[0]
+    return {"rows": len(frames["whole"]), "inputs": schema.input_size, "read_s": read - start,
+            "schema_s": fitted - read, "encode_s": encoded - fitted, "total_s": encoded - start,
+            "train_mb": x.numel() * x.element_size() / 2**20,
+            "file_mb": Path(args.csv).stat().st_size / 2**20}  # fmt: skip
+
+
+def csv_loading(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """run_load in a fresh process at a quarter, half and all of --csv_rows: the phases' times, the time per
+    million rows (flat when nothing grows faster than the rows) and the process's peak memory."""
+    rows = []
+    for n in (args.csv_rows // 4, args.csv_rows // 2, args.csv_rows):
+        path = make_table(n, args.csv_columns)
+        out = Path(tempfile.mkstemp(suffix=".json")[1])
+        proc = subprocess.Popen([sys.executable, __file__, "--worker", "load", "--csv", str(path), "--out", str(out)])
+        _, status, usage = os.wait4(proc.pid, 0)
+        if status != 0:
+            raise SystemExit(f"loading {path} failed (status {status})")
+        result = json.loads(out.read_text())
+        out.unlink()
+        result["peak_mb"] = usage.ru_maxrss / 1024
+        result["s_per_million_rows"] = result["total_s"] / (n / 1e6)
+        rows.append(result)
+    numeric = args.csv_columns - len(CATEGORIES) - 1
+    print(f"\nCSV loading ({args.csv_columns} columns: {numeric} numeric with 5% missing, {len(CATEGORIES)} text, "
+          "the label), each size in a fresh process")  # fmt: skip
+    print("| rows | file MB | read + split s | schema s | encode s | total s | s per 1M rows | peak MB | train MB |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        print(f"| {r['rows']:,} | {r['file_mb']:,.0f} | {r['read_s']:.1f} | {r['schema_s']:.1f} "
+              f"| {r['encode_s']:.1f} | {r['total_s']:.1f} | {r['s_per_million_rows']:.1f} | {r['peak_mb']:,.0f} "
+              f"| {r['train_mb']:,.0f} |")  # fmt: skip
+    return rows
+
+
+def table_config(path: Path) -> str:
+    """A config stacked on configs/mlp.yaml: the generated table instead of wine, batches of 512 rows."""
+    config = Path(tempfile.mkstemp(suffix=".yaml")[1])
+    config.write_text(
+        "data:\n  class_path: lit_nets.data.CSVDataModule\n  init_args:\n"
+        f"    path: {path}\n    target: label\n    sample: null\n    batch_size: 512\n"
+    )
+    return str(config)
+
+
 RUNS = {"A": run_a, "B": run_b, "C": run_c}
 LABELS = {"A": "A: seed's plain loop", "B": "B: tuned plain loop", "C": "C: lit_nets fit"}
 
@@ -307,7 +417,7 @@ def worker(args: argparse.Namespace) -> None:
 
     logging.basicConfig(level=logging.ERROR)  # the offline-sample warning is printed once, by the table
     logging.getLogger("lit_nets").setLevel(logging.ERROR)
-    result = RUNS[args.worker](args)
+    result = run_load(args) if args.worker == "load" else RUNS[args.worker](args)
     Path(args.out).write_text(json.dumps(result))
 
 
@@ -316,9 +426,11 @@ def run_one(name: str, args: argparse.Namespace, configs: list[str]) -> dict[str
     out = Path(tempfile.mkstemp(suffix=".json")[1])
     command = [sys.executable, __file__, "--worker", name, "--out", str(out), "--epochs", str(args.epochs),
                "--device", args.device, "--configs", *configs]  # fmt: skip
-    for option in ("precision", "batch_size", "synthetic"):
+    for option in ("precision", "batch_size", "synthetic", "data_dir"):
         if getattr(args, option):
             command += [f"--{option}", str(getattr(args, option))]
+    if args.sample:
+        command.append("--sample")
     start = time.perf_counter()
     proc = subprocess.Popen(command)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -380,9 +492,19 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--precision", choices=["32-true", "bf16-mixed"], help="default: fp32 (bf16-mixed on GPUs)")
     parser.add_argument("--synthetic", type=int, help="A and B on this many random MNIST-shaped images instead")
+    parser.add_argument("--data_dir", help=f"the CNN's MNIST folder (default: {SHARED_DATA} if it holds MNIST/raw)")
+    parser.add_argument("--sample", action="store_true", help="the CNN on the 5,000-digit sample even so")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each (default 3); the table shows the medians")
     parser.add_argument("--json", help="write the results here too")
-    parser.add_argument("--worker", choices=list(RUNS), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--csv_rows",
+        type=int,
+        help="the MLP on a generated table of this many rows (e.g. 1000000) "
+        "instead of wine, and the CSV loading phases timed at a quarter, half and all of it",
+    )
+    parser.add_argument("--csv_columns", type=int, default=50, help="columns of that table (default 50)")
+    parser.add_argument("--worker", choices=[*RUNS, "load"], help=argparse.SUPPRESS)
+    parser.add_argument("--csv", help=argparse.SUPPRESS)
     parser.add_argument("--configs", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -392,8 +514,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     results = []
     for task in ["cnn", "mlp"] if args.task == "all" else [args.task]:
         configs = [str(CONFIGS[task]), *args.config]
+        loading = None
+        if task == "mlp" and args.csv_rows:
+            loading = csv_loading(args)
+            configs.append(table_config(make_table(args.csv_rows, args.csv_columns)))
         epochs = args.epochs or int(load_config(configs).get("trainer", {}).get("max_epochs", 5))
-        task_args = argparse.Namespace(**{**vars(args), "epochs": epochs})
+        if loading and not args.epochs:
+            epochs = 3  # not the 40 of wine's config
+        task_args = argparse.Namespace(**{**vars(args), "epochs": epochs, "data_dir": mnist_dir(task, args)})
+        task_args.sample = args.sample and task == "cnn"
         print(f"--- {task}: {', '.join(configs)}, {epochs} epochs, device {args.device}", file=sys.stderr, flush=True)
         repeats: dict[str, list[dict[str, Any]]] = {name: [] for name in args.runs}
         for _ in range(args.repeat):  # A, B, C in turn, so that a slow spell of the machine hits them all
@@ -402,6 +531,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         rows = {name: median_of(runs) for name, runs in repeats.items()}
         summary = {"task": task, "configs": configs, "epochs": epochs, "repeat": args.repeat,
                    "data": next(iter(rows.values()))["data"], "runs": list(rows.values())}  # fmt: skip
+        if loading:
+            summary["csv_loading"] = loading
         for other in ("A", "B"):
             if "C" in rows and other in rows:
                 summary[f"C/{other}"] = rows["C"]["samples_per_s"] / rows[other]["samples_per_s"]
@@ -410,6 +541,18 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine(), "results": results}, indent=2))
     return results
+
+
+def mnist_dir(task: str, args: argparse.Namespace) -> str | None:
+    """The data_dir the CNN's runs get: --data_dir, else the full MNIST beside the repository, else None (the
+    config's own, offline the sample). An empty folder makes the data module fall back to the sample."""
+    if task != "cnn" or args.synthetic:
+        return None
+    if args.sample:
+        return tempfile.mkdtemp(prefix="bench_sample_")
+    if args.data_dir:
+        return os.path.abspath(args.data_dir)
+    return str(SHARED_DATA) if (SHARED_DATA / "MNIST" / "raw").is_dir() else None
 
 
 def print_table(summary: dict[str, Any]) -> None:

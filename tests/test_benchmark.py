@@ -57,3 +57,29 @@ def test_benchmark_synthetic_option_runs_a_and_b(tmp_path: Path) -> None:
     assert set(runs) == {"A", "B"}
     for run in runs.values():
         assert run["samples_per_s"] > 0 and run["test_acc"] < 0.3, run  # random labels: about 0.1
+
+
+def test_benchmark_data_dir_trains_on_the_mnist_files_there(tmp_path: Path, sample) -> None:
+    """``--data_dir`` points all three runs at an MNIST folder (the full set in ../shared/data): here a 2,000 +
+    500 digit set written as idx files, so the data source, the sizes and the trained accuracy show it was used."""
+    from conftest import write_idx
+
+    images, labels = sample
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))  # the sample is sorted by class
+    images, labels = images[order], labels[order]
+    raw = tmp_path / "mnist" / "MNIST" / "raw"
+    write_idx(raw, "train", images[:2000, 0], labels[:2000], gzipped=False)
+    write_idx(raw, "t10k", images[2000:2500, 0], labels[2000:2500], gzipped=False)
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "benchmark.py"), "--task", "cnn", "--data_dir", str(tmp_path / "mnist"),
+         "--epochs", "2", "--repeat", "1", "--json", str(out)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (cnn,) = json.loads(out.read_text())["results"]
+    assert cnn["data"].startswith("MNIST (torchvision"), cnn["data"]
+    runs = {r["run"][0]: r for r in cnn["runs"]}
+    assert set(runs) == {"A", "B", "C"}
+    for run in runs.values():
+        assert run["test_acc"] >= 0.7, run  # 2 epochs on 2,000 digits; chance is 0.1
