@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -241,6 +242,20 @@ class ResumableLoader(DataLoader):
         self._resume = (int(state["epoch"]), int(state["consumed"]))
 
 
+def stratified_folds(labels: torch.Tensor, folds: int, seed: int) -> torch.Tensor:
+    """The fold (0 .. folds-1) of every element: each class's members, in a seeded random order, dealt to the folds
+    in turn, so every fold holds every class in proportion (sizes differ by at most one per class)."""
+    g = torch.Generator().manual_seed(seed)
+    fold = torch.empty(len(labels), dtype=torch.long)
+    start = 0  # where the next class starts dealing, so that the folds' sizes stay within one of each other
+    for c in labels.unique(sorted=True):
+        idx = (labels == c).nonzero().flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        fold[idx] = (torch.arange(len(idx)) + start) % folds
+        start = (start + len(idx)) % folds
+    return fold
+
+
 class TensorDataModule(LightningDataModule):
     """Base for data modules whose splits fit in memory as tensors.
 
@@ -260,6 +275,10 @@ class TensorDataModule(LightningDataModule):
         seed: seed of the train/validation split and of the shuffling order.
         class_weights: ``balanced`` weights the loss of each class by n_samples / (n_classes * n_class) of the
             training split, for imbalanced data; none by default.
+        fold: validate on fold ``fold`` (0-based) of ``folds`` stratified, seeded folds of the data that would
+            otherwise be split into training and validation, and train on the others (k-fold cross-validation,
+            one fold per run); the test split is the same for every fold. None: the usual ``val_fraction`` split.
+        folds: how many folds ``fold`` counts (at least 2; every class needs at least that many members).
     """
 
     # arguments that are not hyper-parameters: Lightning merges the model's and the data's into one record and
@@ -273,11 +292,18 @@ class TensorDataModule(LightningDataModule):
         num_workers: int = 0,
         seed: int = 42,
         class_weights: Literal["balanced"] | None = None,
+        fold: int | None = None,
+        folds: int = 5,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=list(self.not_hyperparameters))  # the subclass's arguments too
         if batch_size < 1:
             raise UserError(f"data.batch_size must be a positive integer, got {batch_size}")
+        if folds < 2:
+            raise UserError(f"data.folds must be 2 or more (a single fold leaves nothing to train on), got {folds}")
+        if fold is not None and not 0 <= fold < folds:
+            raise UserError(f"data.fold must be one of 0..{folds - 1} (data.folds is {folds}), got {fold}")
+        self.fold, self.folds = fold, folds
         if num_workers < 0:
             raise UserError(f"data.num_workers must be 0 or more, got {num_workers}")
         self.batch_size = batch_size
@@ -295,6 +321,48 @@ class TensorDataModule(LightningDataModule):
     def normalization(self, splits: Splits) -> tuple[list[float] | None, list[float] | None]:
         """Mean and std the model should normalise its inputs with; none by default."""
         return None, None
+
+    def validation_split(
+        self,
+        labels: torch.Tensor,
+        fraction: float,
+        seed: int,
+        *,
+        source: str,
+        unit: str,
+        needed: int,
+        apart: str,
+        names: Sequence[str] = (),
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(train, validation) indices into ``labels``: fold :attr:`fold` of :attr:`folds` when a fold is asked
+        for, else ``fraction`` held out as :func:`hold_out` does. Every data module splits its validation data
+        here, so cross-validation works the same for all of them (and a CSV schema or the images' statistics are
+        fitted on the fold's training part only)."""
+        if self.fold is None:
+            return hold_out(labels, fraction, seed, split="validation", source=source, unit=unit, needed=needed,
+                            apart=apart)  # fmt: skip
+        counts = torch.bincount(labels)
+        smallest = int(counts[counts > 0].min())
+        if smallest < self.folds:
+            c = int(torch.where(counts == smallest)[0][0])
+            name = names[c] if c < len(names) else str(c)
+            raise UserError(
+                f"{source}: class {name!r} has {smallest} {unit}, fewer than data.folds={self.folds}: every class "
+                f"needs {unit} in every fold; "
+                + (f"use data.folds {smallest} or fewer" if smallest >= 2 else f"add {unit} of that class")
+            )
+        fold = stratified_folds(labels, self.folds, seed)
+        held = (fold == self.fold).nonzero().flatten()
+        g = torch.Generator().manual_seed(seed + self.fold)
+        return (fold != self.fold).nonzero().flatten(), held[torch.randperm(len(held), generator=g)]
+
+    def validation_apart(self) -> None:
+        """Refuse a fold when the validation data were given apart: the folds split the training data."""
+        if self.fold is not None:
+            raise UserError(
+                "data.fold splits the training data into folds for validation, but the validation data were given "
+                "apart; leave data.fold out, or put the validation data with the training data"
+            )
 
     # -- loading --------------------------------------------------------------------------------------------
     @property

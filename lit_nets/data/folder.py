@@ -319,8 +319,11 @@ class ImageFolderDataModule(ImageDataModule):
                 for split in ("val", "test"):
                     if (root / split).is_dir():
                         parts[split] = self._labelled(root / split, classes)[:2]
-                if "val" not in parts:
-                    files, labels, parts["val"] = self._hold_out(files, labels, self.val_fraction, "validation", 2)
+                if "val" in parts:
+                    self.validation_apart()
+                else:
+                    files, labels, parts["val"] = self._hold_out(files, labels, self.val_fraction, "validation", 2,
+                                                                 classes)  # fmt: skip
             else:
                 files, labels, found = self._labelled(root, classes)
                 classes = classes or found
@@ -328,7 +331,7 @@ class ImageFolderDataModule(ImageDataModule):
                 if self.test_fraction > 0:
                     files, labels, parts["test"] = self._hold_out(files, labels, self.test_fraction, "test", needed)
                 files, labels, parts["val"] = self._hold_out(
-                    files, labels, self.val_fraction / (1 - self.test_fraction), "validation", needed
+                    files, labels, self.val_fraction / (1 - self.test_fraction), "validation", needed, classes
                 )
             parts["train"] = self._limit(files, labels)
         predict_ids = None
@@ -359,10 +362,14 @@ class ImageFolderDataModule(ImageDataModule):
             source=source,
         )
 
-    def _hold_out(self, files: list[Path], labels: list[int], fraction: float, split: str, needed: int) -> tuple:
-        apart = f"a {FOLDER[split]}/ folder beside train/ in data.root"
-        keep, held = hold_out(torch.tensor(labels), fraction, self.seed, split=split, source=str(self.root),
-                              unit="images", needed=needed, apart=apart)  # fmt: skip
+    def _hold_out(self, files: list[Path], labels: list[int], fraction: float, split: str, needed: int,
+                  classes: list[str] | None = None) -> tuple:  # fmt: skip
+        about = dict(source=str(self.root), unit="images", needed=needed,
+                     apart=f"a {FOLDER[split]}/ folder beside train/ in data.root")  # fmt: skip
+        if split == "validation":
+            keep, held = self.validation_split(torch.tensor(labels), fraction, self.seed, names=classes or (), **about)
+        else:
+            keep, held = hold_out(torch.tensor(labels), fraction, self.seed, split=split, **about)
         pick = lambda idx: ([files[i] for i in idx.tolist()], [labels[i] for i in idx.tolist()])  # noqa: E731
         return (*pick(keep), pick(held))
 

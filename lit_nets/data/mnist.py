@@ -148,12 +148,16 @@ class MNISTDataModule(ImageDataModule):
         names = [c.split(" - ")[0] for c in train.classes] if family.short_names else list(train.classes)
         return (*tensors, names[1:] if letters else names)
 
+    def _validation(self, y_train: torch.Tensor, source: str, names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.validation_split(y_train, self.val_fraction, self.seed, source=source, unit="images", needed=2,
+                                     apart="data.val_fraction", names=names)  # fmt: skip
+
     def load(self) -> Splits:
         try:
             x_train, y_train, x_test, y_test, names = self._load_torchvision()
             name = f"{self.dataset}/{self.split}" if FAMILY[self.dataset].emnist else self.dataset
             source = f"{name} (torchvision, {self.data_dir})"
-            rest, val = stratified_split(y_train, self.val_fraction, self.seed)
+            rest, val = self._validation(y_train, source, names)
         except _NotAvailable as e:
             if self.dataset != "MNIST" or not self.allow_sample:
                 hint = "" if self.dataset != "MNIST" else " (allow_sample is off)"
@@ -163,7 +167,7 @@ class MNISTDataModule(ImageDataModule):
             x_train, y_train, x_test, y_test = x_all[pool], y_all[pool], x_all[test], y_all[test]
             names = [str(i) for i in range(10)]
             source = MNIST_SAMPLE_NAME
-            rest, val = stratified_split(y_train, self.val_fraction, self.seed)
+            rest, val = self._validation(y_train, source, names)
             _warn_rank_zero(
                 f"\n{'=' * 100}\nOFFLINE SAMPLE: {e}.\nUsing the {MNIST_SAMPLE_NAME}: "
                 f"{len(rest):,} train / {len(val):,} val / {len(test):,} test images.\n"

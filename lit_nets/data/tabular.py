@@ -147,11 +147,12 @@ class CSVDataModule(TensorDataModule):
                                   **self._about(splits))  # fmt: skip
             frames["test"], rest = main.iloc[held.numpy()], keep
         if self.val_path:
+            self.validation_apart()
             frames["val"] = self._labelled(self.val_path, "validation")
         else:
             fraction = self.val_fraction / (1.0 - (0.0 if self.test_path else self.test_fraction))
-            keep, held = hold_out(y[rest], fraction, self.seed + 1, split="validation", apart="data.val_path",
-                                  **self._about(splits))  # fmt: skip
+            keep, held = self.validation_split(y[rest], fraction, self.seed + 1, apart="data.val_path", names=classes,
+                                               **self._about(splits))  # fmt: skip
             frames["val"], rest = main.iloc[rest[held].numpy()], rest[keep]
         frames["train"] = main.iloc[rest.numpy()]
         frames["whole"] = main
