@@ -28,6 +28,33 @@ from lit_nets.errors import UserError
 log = logging.getLogger(__name__)
 
 
+def prediction_table(
+    probs: torch.Tensor,
+    preds: torch.Tensor,
+    names: list[str],
+    ids: list[Any],
+    targets: torch.Tensor | None = None,
+    k: int = 5,
+    max_class_columns: int = 20,
+) -> dict[str, Any]:
+    """The columns of a predictions file (see :class:`PredictionWriter`), shared with ``cv``'s out-of-fold file."""
+    table: dict[str, Any] = {
+        "id": list(ids),
+        "label": [names[i] for i in preds.tolist()],
+        "probability": probs.gather(1, preds[:, None]).squeeze(1).numpy().round(6),
+    }
+    if targets is not None:
+        table["true_label"] = [names[i] for i in targets.tolist()]
+    if len(names) <= max_class_columns:
+        for c, name in enumerate(names):
+            table[f"prob_{name}"] = probs[:, c].numpy().round(6)
+    if len(names) > 2:
+        from lit_nets.inference import top_k
+
+        table["top_k"] = [" ".join(f"{name}:{p:.4f}" for name, p in row) for row in top_k(probs, names, k)]
+    return table
+
+
 class PredictionWriter(BasePredictionWriter):
     """Write ``predict`` results to a CSV file: one row per input.
 
@@ -60,22 +87,11 @@ class PredictionWriter(BasePredictionWriter):
         preds = torch.cat([b["preds"] for b in batches]).cpu()
         index = torch.cat([b["index"] for b in batches]).cpu() if "index" in batches[0] else torch.arange(len(preds))
         names = list(getattr(pl_module, "class_names", [str(i) for i in range(probs.shape[1])]))
-        ids = getattr(trainer.datamodule, "predict_ids", None) if trainer.datamodule is not None else None
-        table: dict[str, Any] = {
-            "id": [ids[i] for i in index.tolist()] if ids is not None else index.tolist(),
-            "label": [names[i] for i in preds.tolist()],
-            "probability": probs.gather(1, preds[:, None]).squeeze(1).numpy().round(6),
-        }
-        if all("target" in b for b in batches):
-            table["true_label"] = [names[i] for i in torch.cat([b["target"] for b in batches]).cpu().tolist()]
-        if len(names) <= self.max_class_columns:
-            for c, name in enumerate(names):
-                table[f"prob_{name}"] = probs[:, c].numpy().round(6)
-        if len(names) > 2:
-            from lit_nets.inference import top_k
-
-            table["top_k"] = [" ".join(f"{name}:{p:.4f}" for name, p in row) for row in top_k(probs, names, self.top_k)]
-        frame = pd.DataFrame(table).sort_values("id", kind="stable") if ids is None else pd.DataFrame(table)
+        given = getattr(trainer.datamodule, "predict_ids", None) if trainer.datamodule is not None else None
+        targets = torch.cat([b["target"] for b in batches]).cpu() if all("target" in b for b in batches) else None
+        ids = [given[i] for i in index.tolist()] if given is not None else index.tolist()
+        table = prediction_table(probs, preds, names, ids, targets, self.top_k, self.max_class_columns)
+        frame = pd.DataFrame(table).sort_values("id", kind="stable") if given is None else pd.DataFrame(table)
         self.written = self._path(trainer)
         self.written.parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(self.written, index=False)

@@ -477,6 +477,7 @@ SUBCOMMANDS = {
     "validate": "evaluate a checkpoint on the validation split",
     "test": "evaluate a checkpoint on the test split: metrics, confusion matrix, worst mistakes",
     "predict": "predictions.csv for new files (data.predict_path / data.predict_root) or the test split",
+    "cv": "k-fold cross-validation of a config: a fit per fold, mean ± std of every metric, out-of-fold predictions",
     "plot": "learning curves of one or several run folders",
     "explain": "Grad-CAM overlays of a CNN checkpoint on image files",
     "export": "state_dict, TorchScript, torch.export and ONNX files of a checkpoint, with parity checks",
@@ -530,6 +531,11 @@ def main(args: list[str] | None = None) -> None:
                             f"({prog} --help says what each does)")  # fmt: skip
         if argv and argv[0] in tools.TOOLS:
             tools.run_tool(argv[0], argv[1:], prog)
+            return
+        if argv[0] == "cv":
+            from lit_nets import cv
+
+            cv.main(argv[1:], prog)
             return
         LitNetsCLI(args=args)
     except SIGTERMException:  # Lightning's SystemExit, with no code: exit 0 would say the run is complete

@@ -56,7 +56,9 @@ class Splits:
     """What a data module loads: each split's data plus what the model must know about them.
 
     A split that a run does not need may be None (predicting on new files needs no training data).
-    ``predict_ids`` names the predict split's rows for the prediction file.
+    ``predict_ids`` names the predict split's rows for the prediction file; ``val_ids`` the validation split's
+    (a CSV file's data row, an image's path under the root, an index into the training set), for out-of-fold
+    predictions.
     """
 
     train: SplitData | None
@@ -66,6 +68,7 @@ class Splits:
     predict: SplitData | None = None
     predict_ids: list[Any] | None = None
     source: str = ""
+    val_ids: list[Any] | None = None
 
 
 def labels_of(data: SplitData) -> torch.Tensor:

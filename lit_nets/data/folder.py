@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from lit_nets.checkpoints import hparams_of
-from lit_nets.data.base import Splits, channel_histogram, hold_out, stats_from_histogram
+from lit_nets.data.base import Splits, channel_histogram, hold_out, size_of, stats_from_histogram
 from lit_nets.data.images import ImageDataModule
 from lit_nets.data.samples import PNG_SAMPLES, write_png_sample
 from lit_nets.errors import UserError
@@ -352,6 +352,9 @@ class ImageFolderDataModule(ImageDataModule):
         if self.sample and self.root and Path(self.root).name == self.sample:
             source += f"; the shipped sample: {PNG_SAMPLES[self.sample]}"
         predict = splits.get("predict")
+        val_ids = None
+        if "val" in parts and splits.get("val") is not None and len(parts["val"][0]) == size_of(splits["val"]):
+            val_ids = [str(p.relative_to(self._root())) for p in parts["val"][0]]  # (skipped bad files: no ids)
         return Splits(
             train=splits.get("train"),
             val=splits.get("val"),
@@ -360,6 +363,7 @@ class ImageFolderDataModule(ImageDataModule):
             predict=predict[:1] if isinstance(predict, tuple) else predict,
             predict_ids=predict_ids,
             source=source,
+            val_ids=val_ids,
         )
 
     def _hold_out(self, files: list[Path], labels: list[int], fraction: float, split: str, needed: int,

@@ -181,6 +181,7 @@ class MNISTDataModule(ImageDataModule):
             test=(x_test, y_test),
             class_names=names,
             source=source,
+            val_ids=val.tolist(),  # indices into the training set (the sample's: into its 4,000 training digits)
         )
         log.info("data: %s", source)
         return splits

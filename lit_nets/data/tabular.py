@@ -248,7 +248,11 @@ class CSVDataModule(TensorDataModule):
         source = f"{self.path} (target '{self.target}', {n_inputs} inputs from {n_columns} columns)"
         if self.sample and self.path and Path(self.path).name == f"{self.sample}.csv":
             source += f"; the shipped sample: {CSV_SAMPLES[self.sample]}"
-        return Splits(**split, class_names=schema.classes, predict=predict, predict_ids=predict_ids, source=source)
+        val_ids = None
+        if split["val"] is not None and not self.val_path:
+            val_ids = [int(i) for i in self.frames()["val"].index]  # 0-based data rows of path, as predict_ids
+        return Splits(**split, class_names=schema.classes, predict=predict, predict_ids=predict_ids, source=source,
+                      val_ids=val_ids)  # fmt: skip
 
 
 def schema_from_checkpoint(path: str) -> TabularSchema:
