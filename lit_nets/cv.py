@@ -34,6 +34,7 @@ HELP_EPILOG = "Every other option is fit's (--config, --trainer.*, --model.*, --
 
 
 def parse(argv: list[str], prog: str) -> tuple[argparse.Namespace, list[str]]:
+    """cv's own options (folds, repeats, name), checked, and the rest: fit's options, passed on to every fold."""
     parser = argparse.ArgumentParser(prog=f"{prog} cv", description=__doc__.split("\n\n")[0], epilog=HELP_EPILOG)
     parser.add_argument("--folds", type=int, default=5, help="how many folds (default 5)")
     parser.add_argument("--repeats", type=int, default=1, help="repeated k-fold: rounds of new folds (default 1)")
@@ -117,6 +118,7 @@ def run_fold(rest: list[str], fold: int, folds: int, seed: int | None, name: str
 
 
 def main(argv: list[str], prog: str) -> None:
+    """``python -m lit_nets cv ARGV``: every fold of every repeat, then the table and the two CSV files."""
     import pandas as pd
 
     options, rest = parse(argv, prog)
@@ -150,6 +152,7 @@ def summary(results: list[dict[str, Any]]) -> Any:
 
 
 def print_table(table: Any, options: argparse.Namespace, folder: Path, oof_rows: int) -> None:
+    """The table as Markdown (a row per fold, then mean ± std) and where the files are."""
     rows = table[table["repeat"].isin(["mean", "std"]) == False]  # noqa: E712 (a pandas mask)
     metrics = [c for c in table.columns if c.startswith(("val/", "test/"))]
     mean, std = table.iloc[-2], table.iloc[-1]
