@@ -153,7 +153,7 @@ def summary(results: list[dict[str, Any]]) -> Any:
 
 def print_table(table: Any, options: argparse.Namespace, folder: Path, oof_rows: int) -> None:
     """The table as Markdown (a row per fold, then mean ± std) and where the files are."""
-    rows = table[table["repeat"].isin(["mean", "std"]) == False]  # noqa: E712 (a pandas mask)
+    rows = table[~table["repeat"].isin(["mean", "std"])]
     metrics = [c for c in table.columns if c.startswith(("val/", "test/"))]
     mean, std = table.iloc[-2], table.iloc[-1]
     rounds = f" x {options.repeats} repeats" if options.repeats > 1 else ""
