@@ -98,7 +98,9 @@ class LitNetsCLI(LightningCLI):
     """Lightning's CLI with the data -> model links, the always-on callbacks and the defaults of this project (see
     the module docstring)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, callbacks: list[Any] | None = None, **kwargs: Any) -> None:
+        """Lightning's arguments, and ``callbacks``: objects added to the Trainer's (cv's and tune's own)."""
+        self._extra_callbacks = list(callbacks or [])
         kwargs.setdefault("model_class", Classifier)
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("datamodule_class", TensorDataModule)
@@ -246,6 +248,7 @@ class LitNetsCLI(LightningCLI):
         if main is not None and main.save_last:
             main.save_last = False
             callbacks = [*callbacks, LastCheckpoint()]
+        callbacks = [*callbacks, *self._extra_callbacks]
         if config.get("profiler") is None:
             config = {**config, "profiler": QuietProfiler()}
         return super()._instantiate_trainer(config, callbacks)
@@ -478,6 +481,7 @@ SUBCOMMANDS = {
     "test": "evaluate a checkpoint on the test split: metrics, confusion matrix, worst mistakes",
     "predict": "predictions.csv for new files (data.predict_path / data.predict_root) or the test split",
     "cv": "k-fold cross-validation of a config: a fit per fold, mean ± std of every metric, out-of-fold predictions",
+    "tune": "a hyper-parameter search (Optuna): pruned, resumable, each trial a run; best.yaml to train the winner",
     "plot": "learning curves of one or several run folders",
     "explain": "Grad-CAM overlays of a CNN checkpoint on image files",
     "export": "state_dict, TorchScript, torch.export and ONNX files of a checkpoint, with parity checks",
@@ -537,6 +541,9 @@ def main(args: list[str] | None = None) -> None:
 
             cv.main(argv[1:], prog)
             return
+        if argv[0] == "tune":
+            tune_module().main(argv[1:], prog)
+            return
         LitNetsCLI(args=args)
     except SIGTERMException:  # Lightning's SystemExit, with no code: exit 0 would say the run is complete
         print("Stopped by SIGTERM.", file=sys.stderr)
@@ -547,6 +554,17 @@ def main(args: list[str] | None = None) -> None:
             raise
         print(f"error: {user_error}", file=sys.stderr)
         sys.exit(2)
+
+
+def tune_module() -> Any:
+    """:mod:`lit_nets.tune`, or one line that says how to install Optuna (an extra) where it is missing."""
+    try:
+        from lit_nets import tune
+    except ImportError as e:
+        if e.name and e.name.split(".")[0] in ("optuna", "optuna_integration"):
+            raise UserError(f"tune needs Optuna ({e.name} is not installed): pip install -e '.[tune]'") from None
+        raise
+    return tune
 
 
 def find_user_error(error: BaseException | None) -> UserError | None:

@@ -21,13 +21,12 @@ import argparse
 import math
 import statistics
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from lit_nets import runs
 from lit_nets.errors import UserError
 
 HELP_EPILOG = "Every other option is fit's (--config, --trainer.*, --model.*, --data.*): see fit --help."
@@ -44,57 +43,29 @@ def parse(argv: list[str], prog: str) -> tuple[argparse.Namespace, list[str]]:
         raise UserError(f"cv --folds must be 2 or more (one fold leaves nothing to train on), got {options.folds}")
     if options.repeats < 1:
         raise UserError(f"cv --repeats must be 1 or more, got {options.repeats}")
-    if any(a == "--ckpt_path" or a.startswith(("--ckpt_path=", "--data.fold", "--data.init_args.fold")) for a in rest):
-        raise UserError("cv sets the folds itself (--folds) and starts every fold from scratch: leave --ckpt_path, "
-                        "--data.fold and --data.folds out")  # fmt: skip
-    if options.name is None:
-        configs = [rest[i + 1] for i, a in enumerate(rest[:-1]) if a == "--config"]
-        configs += [a.split("=", 1)[1] for a in rest if a.startswith("--config=")]
-        options.name = Path(configs[-1]).stem if configs else "run"
+    runs.refuse_folds_and_resuming(rest, "cv", "sets the folds itself (--folds) and starts every fold from scratch")
+    options.name = options.name or runs.config_name(rest)
     return options, rest
 
 
-@contextmanager
-def bare_argv() -> Iterator[None]:
-    """Lightning's CLI warns when it is given arguments while the process has some of its own (cv's)."""
-    saved = sys.argv
-    sys.argv = saved[:1]
-    try:
-        yield
-    finally:
-        sys.argv = saved
-
-
 def data_seed(rest: list[str]) -> int:
-    """The data module's seed as the configs and the command line give it: fit's own parser reads them
-    (``--print_config``, which instantiates nothing)."""
-    import contextlib
-    import io
-
-    import yaml
-
-    from lit_nets.cli import LitNetsCLI
-
-    printed = io.StringIO()
-    with bare_argv(), contextlib.redirect_stdout(printed), contextlib.suppress(SystemExit):
-        LitNetsCLI(args=["fit", *rest, "--print_config"])
-    config = yaml.safe_load(printed.getvalue()) or {}
-    return int(config.get("data", {}).get("init_args", {}).get("seed", 42))
+    """The data module's seed as the configs and the command line give it."""
+    return int(runs.config_of(rest).get("data", {}).get("init_args", {}).get("seed", 42))
 
 
-def run_fold(rest: list[str], fold: int, folds: int, seed: int | None, name: str, version: str) -> dict[str, Any]:
-    """One fold: ``fit`` as a user runs it, then its best checkpoint validated on its fold and its out-of-fold
-    predictions."""
+def run_fold(
+    rest: list[str], fold: int, folds: int, seed: int | None, logs: str, version: str, callbacks: list | None = None
+) -> dict[str, Any]:
+    """One fold: ``fit`` as a user runs it (in ``logs/version`` under the logger's folder, ``callbacks`` added),
+    then its best checkpoint validated on its fold and its out-of-fold predictions."""
     from lit_nets.callbacks import prediction_table
-    from lit_nets.cli import LitNetsCLI, quiet_warnings
+    from lit_nets.cli import quiet_warnings
 
-    args = ["fit", *rest, "--data.init_args.fold", str(fold), "--data.init_args.folds", str(folds),
-            "--trainer.logger.init_args.name", f"lightning_logs/cv/{name}",
-            "--trainer.logger.init_args.version", version]  # fmt: skip
+    args = [*rest, "--data.init_args.fold", str(fold), "--data.init_args.folds", str(folds),
+            "--trainer.logger.init_args.name", logs, "--trainer.logger.init_args.version", version]  # fmt: skip
     if seed is not None:
         args += ["--data.init_args.seed", str(seed)]
-    with bare_argv():
-        cli = LitNetsCLI(args=args)
+    cli = runs.fit(args, callbacks)
     trainer, model, data = cli.trainer, cli.model, cli.datamodule
     if trainer.interrupted:
         raise UserError(f"cv: fold {fold} was stopped; its run is in {trainer.log_dir}")
@@ -129,7 +100,8 @@ def main(argv: list[str], prog: str) -> None:
             version = f"repeat_{repeat}/fold_{fold}" if options.repeats > 1 else f"fold_{fold}"
             print(f"cv: fold {fold + 1} of {options.folds}" + (f", repeat {repeat + 1} of {options.repeats}"
                   if options.repeats > 1 else ""), file=sys.stderr, flush=True)  # fmt: skip
-            done = run_fold(rest, fold, options.folds, None if seed is None else seed + repeat, options.name, version)
+            seeded = None if seed is None else seed + repeat
+            done = run_fold(rest, fold, options.folds, seeded, f"lightning_logs/cv/{options.name}", version)
             results.append({"repeat": repeat, "fold": fold, **done["metrics"], "run": done["run"]})
             oof.append(pd.DataFrame({"repeat": repeat, "fold": fold, **done["oof"]}))
     folder = Path(results[0]["run"]).parent.parent if options.repeats > 1 else Path(results[0]["run"]).parent

@@ -67,7 +67,7 @@ def explain(ckpt_path: str, images: list[str], out: str, layer: str | None = Non
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    plt = plots._pyplot()
+    plt = plots.pyplot()
     with GradCAM(model, target_layer=target, input_shape=tuple(model.input_shape)) as cam:
         for image_path in images:
             path = Path(image_path)

@@ -17,7 +17,8 @@ import torch
 from lit_nets.errors import UserError
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files only, no screen needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -30,7 +31,7 @@ def save(fig: Any, path: Path) -> Path:
     """Write ``fig`` as a PNG file at ``path`` (folders made as needed), close it, and return the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return path
 
 
@@ -61,7 +62,7 @@ def read_curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
 
 def plot_curves(run_dirs: list[Path], labels: list[str] | None = None):
     """Loss (train solid, validation dashed) and validation accuracy against epoch, one colour per run."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
     labels = labels or [run.name for run in run_dirs]
     for i, (run, label) in enumerate(zip(run_dirs, labels, strict=True)):
@@ -89,7 +90,7 @@ def plot_confusion(confmat: Any, class_names: list[str], title: str):
     """A torchmetrics confusion-matrix metric (after updates) drawn by its own ``.plot``, with class names."""
     n = len(class_names)
     size = min(4 + 0.45 * n, 18)
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(size, size * 0.9))
     confmat.plot(ax=ax, labels=class_names, add_text=n <= 20)
     ax.set_title(title, fontsize=11)
@@ -135,7 +136,7 @@ def _show(ax: Any, image: torch.Tensor, title: str = "", fontsize: int = 8) -> N
 def _grid(n: int, cell: float = 1.2, max_cols: int = 8):
     cols = min(n, max_cols)
     rows = math.ceil(n / cols)
-    fig, axes = _pyplot().subplots(rows, cols, figsize=(cols * cell, rows * cell + 0.6), squeeze=False)
+    fig, axes = pyplot().subplots(rows, cols, figsize=(cols * cell, rows * cell + 0.6), squeeze=False)
     for ax in axes.flat[n:]:
         ax.axis("off")
     return fig, list(axes.flat)

@@ -264,15 +264,16 @@ def test_help_reads_the_docstrings_from_the_module_and_the_console_script(tmp_pa
     top = subprocess.run([str(script), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert top.returncode == 0, top.stderr[-3000:]
     for line in ("fit       train a model", "validate  evaluate a checkpoint", "test      evaluate a checkpoint",
-                 "predict   predictions.csv", "cv        k-fold cross-validation", "plot      learning curves",
+                 "predict   predictions.csv", "cv        k-fold cross-validation",
+                 "tune      a hyper-parameter search (Optuna)", "plot      learning curves",
                  "explain   Grad-CAM",
                  "export    state_dict, TorchScript", "serve     an HTTP service"):  # fmt: skip
         assert f"\n  {line}" in top.stdout, top.stdout  # every subcommand, the tools too, with what it does
     assert top.stdout.startswith("usage: lit-nets SUBCOMMAND")
     typo = in_process("fti", cwd=tmp_path, monkeypatch=monkeypatch, capfd=capfd)
     assert typo.returncode == 2 and typo.stderr.strip() == (
-        "error: unknown subcommand 'fti'; did you mean fit? The subcommands: fit, validate, test, predict, cv, plot, "
-        "explain, export, serve (python -m lit_nets --help says what each does)"
+        "error: unknown subcommand 'fti'; did you mean fit? The subcommands: fit, validate, test, predict, cv, tune, "
+        "plot, explain, export, serve (python -m lit_nets --help says what each does)"
     )
     model_help = in_process("fit", "--model.help", "CNNClassifier", cwd=tmp_path, monkeypatch=monkeypatch, capfd=capfd)
     model = " ".join(model_help.stdout.split())  # unwrapped

@@ -4,8 +4,9 @@ following the README would (so a command that drifts from the code fails here).
 A test per block. ``python -m lit_nets ...`` runs in this process (the same ``main(argv)`` as the command line:
 no 5-second interpreter start per command); ``serve`` runs as a real process, and the ``curl`` lines after it are
 sent to it. Fits of image configs get a small overlay (2 epochs of 5 batches: the defaults stay on, figures and the
-test after fit included); the Quickstart's full 5 epochs and its accuracy are ``tests/test_train.py``'s. What cannot
-run here is skipped with the reason (installing, a cluster, a browser, a long-running TensorBoard).
+test after fit included); the Quickstart's full 5 epochs and its accuracy are ``tests/test_train.py``'s. ``tune``
+runs a tenth of its ``--trials`` (at least 2; tests/test_tune.py tests the search itself). What cannot run here is
+skipped with the reason (installing, a cluster, a browser, a long-running TensorBoard).
 """
 
 from __future__ import annotations
@@ -167,10 +168,13 @@ def run(argv: list[str], capfd, caplog, heading: str) -> None:
     nothing alarming."""
     config = " ".join(argv)
     extra = []
-    if argv[0] == "fit" and any(name in config for name in IMAGE_CONFIGS) and "--print_config" not in argv:
+    if argv[0] in ("fit", "tune") and any(name in config for name in IMAGE_CONFIGS) and "--print_config" not in argv:
         extra = list(IMAGE_OVERLAY)
         if "--ckpt_path" in argv:
             extra[1] = "3"  # a resumed run trains one more epoch
+    if argv[0] == "tune":  # a tenth of the trials (two at least): 40 then 50 is 4 then 5, a study continued
+        at = argv.index("--trials") + 1
+        argv = [*argv[:at], str(max(2, int(argv[at]) // 10)), *argv[at + 1 :]]
     caplog.clear()
     try:
         main([*argv, *extra])
@@ -219,8 +223,18 @@ def check_export(argv: list[str], out: str, err: str) -> None:
     assert lines == (["torchscript"] if "--format" in argv else ["state_dict", "torchscript", "pt2", "onnx"]), out
 
 
+def check_tune(argv: list[str], out: str, err: str) -> None:
+    trials = int(argv[argv.index("--trials") + 1])
+    assert re.search(rf"tune \[{trials}/{trials}\] trial {trials - 1}: ", out), out[-1500:]
+    assert "Best config:" in out and "the test split was not used" in out
+
+
+def check_cv(argv: list[str], out: str, err: str) -> None:
+    assert "| mean ± std |" in out and "Out-of-fold:" in out
+
+
 CHECKS = {"fit": check_fit, "test": check_test, "validate": check_test, "predict": check_predict,
-          "export": check_export}  # fmt: skip
+          "export": check_export, "tune": check_tune, "cv": check_cv}  # fmt: skip
 LEARNING_RATES: dict[str, float] = {}
 
 
