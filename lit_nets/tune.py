@@ -267,17 +267,17 @@ class ProgressLine:
 
     def __call__(self, study: Any, trial: Any) -> None:
         if trial.state == TrialState.COMPLETE:
-            outcome = f"{self.metric} {trial.value:.4f}"
+            outcome = f"{self.metric} {score(trial.value)}"
         elif trial.state == TrialState.PRUNED:
             steps, when = trial.intermediate_values, trial.user_attrs.get("pruned_after", {})
             epochs = when.get("epochs", len(steps))
             fold = f" of fold {when['fold']}" if self.folds else ""
-            last = f" ({self.metric} {steps[max(steps)]:.4f})" if steps else ""
+            last = f" ({self.metric} {score(steps[max(steps)])})" if steps else ""
             outcome = f"pruned after {epochs} epoch{'s' if epochs > 1 else ''}{fold}{last}"
         else:
             outcome = "failed"
         best = best_trial(study)
-        best_text = f"best {best.value:.4f} (trial {best.number})" if best is not None else "no best yet"
+        best_text = f"best {score(best.value)} (trial {best.number})" if best is not None else "no best yet"
         values = ", ".join(f"{self.names[p.path]} {search_space.shown(p.decode(trial.params[p.path]))}"
                            for p in self.params if p.path in trial.params)  # fmt: skip
         print(f"tune [{len(finished(study))}/{self.total}] trial {trial.number}: {outcome}; {best_text}; {values}",
@@ -286,6 +286,11 @@ class ProgressLine:
             self.writer.add_scalar(f"tune/{self.metric}", trial.value, trial.number)
             self.writer.add_scalar(f"tune/best_{self.metric}", best.value, trial.number)
             self.writer.flush()
+
+
+def score(value: float) -> str:
+    """An objective value: 4 decimals, or 3 significant digits below 0.001 (a loss near 0 is not 0.0000)."""
+    return f"{value:.4f}" if value == 0 or abs(value) >= 1e-3 else f"{value:.3g}"
 
 
 def best_trial(study: Any) -> Any:
@@ -330,13 +335,13 @@ def report(study: Any, options: argparse.Namespace, params: list[search_space.Pa
     for t in top:
         cells = [search_space.shown(p.decode(t.params[p.path])) if p.path in t.params else "" for p in params]
         own = " (config)" if t.user_attrs.get("config_values") else ""
-        print(f"| {t.number}{own} | {t.value:.4f} | " + " | ".join(cells) + " |")
+        print(f"| {t.number}{own} | {score(t.value)} | " + " | ".join(cells) + " |")
     values = {p.path: p.decode(best.params[p.path]) for p in params if p.path in best.params}
     best_yaml = folder / "best.yaml"
-    header = (f"# The best trial ({best.number}) of study {options.name}: {metric} {best.value:.4f} on {split}.\n"
+    header = (f"# The best trial ({best.number}) of study {options.name}: {metric} {score(best.value)} on {split}.\n"
               f"# Train it (and test it): python -m lit_nets fit --config {best_yaml}\n")  # fmt: skip
     best_yaml.write_text(header + runs.printed_config(rest + search_space.as_args(values)))
-    print(f"Best:         trial {best.number}, {metric} {best.value:.4f}: {best.user_attrs.get('run', '')}")
+    print(f"Best:         trial {best.number}, {metric} {score(best.value)}: {best.user_attrs.get('run', '')}")
     print(f"Best config:  {best_yaml}    (train it: python -m lit_nets fit --config {best_yaml})")
     print(f"Trials:       {folder / 'trials.csv'}    (study: {folder / 'study.db'}; view: tensorboard --logdir "
           f"{folder})")  # fmt: skip

@@ -5,14 +5,16 @@ A test per block. ``python -m lit_nets ...`` runs in this process (the same ``ma
 no 5-second interpreter start per command); ``serve`` runs as a real process, and the ``curl`` lines after it are
 sent to it. Fits of image configs get a small overlay (2 epochs of 5 batches: the defaults stay on, figures and the
 test after fit included); the Quickstart's full 5 epochs and its accuracy are ``tests/test_train.py``'s. ``tune``
-runs a tenth of its ``--trials`` (at least 2; tests/test_tune.py tests the search itself). What cannot run here is
-skipped with the reason (installing, a cluster, a browser, a long-running TensorBoard).
+runs a twentieth of its ``--trials`` (at least 2), tabular trials for 10 epochs (tests/test_tune.py tests the search
+itself). What cannot run here is skipped with the reason (installing, a cluster, a browser, a long-running
+TensorBoard).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import math
 import re
 import shlex
 import shutil
@@ -172,9 +174,10 @@ def run(argv: list[str], capfd, caplog, heading: str) -> None:
         extra = list(IMAGE_OVERLAY)
         if "--ckpt_path" in argv:
             extra[1] = "3"  # a resumed run trains one more epoch
-    if argv[0] == "tune":  # a tenth of the trials (two at least): 40 then 50 is 4 then 5, a study continued
+    if argv[0] == "tune":  # a twentieth of the trials (two at least: 40 then 50 is 2 then 3, a study continued)
         at = argv.index("--trials") + 1
-        argv = [*argv[:at], str(max(2, int(argv[at]) // 10)), *argv[at + 1 :]]
+        argv = [*argv[:at], str(max(2, math.ceil(int(argv[at]) / 20))), *argv[at + 1 :]]
+        extra = extra or ["--trainer.max_epochs", "10"]  # tabular trials: 10 epochs
     caplog.clear()
     try:
         main([*argv, *extra])

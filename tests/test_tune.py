@@ -161,3 +161,17 @@ def test_bad_search_input_is_one_line(tmp_path: Path, monkeypatch, capfd, space:
                       capfd=capfd)  # fmt: skip
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert len(proc.stderr.strip().splitlines()[-1]) > 20 and proc.stderr.strip().splitlines()[-1].startswith("error:")
+
+
+def test_tune_on_an_image_folder_with_the_cnn_space(tmp_path: Path, monkeypatch, capfd) -> None:
+    """The shipped CNN space on the PNG-folder sample (2 trials of 10 steps): every key of it is an option of a
+    folder config too, and trial 0 is configs/png_folder.yaml's own values."""
+    proc = in_process("tune", "--config", str(CONFIGS / "png_folder.yaml"), "--space",
+                      str(CONFIGS / "search" / "cnn.yaml"), "--trials", "2", "--pruner", "none",
+                      "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "10", *QUIET, cwd=tmp_path,
+                      monkeypatch=monkeypatch, capfd=capfd)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = load(tmp_path / "lightning_logs" / "tune" / "png_folder", "png_folder")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    assert study.trials[0].params["model.init_args.lr"] == 0.001 and study.best_value > 0.3  # val/acc, 10 steps
+    assert "trial 0 samples what the space does not hold" not in proc.stderr
