@@ -123,7 +123,12 @@ def main(argv: list[str], prog: str) -> None:
             enqueue_config_values(study, params, options_now)
         say_what_is_searched(study, folder, options, params, metric, direction, config)
         with board(folder) as writer:
-            run_trials(study, options, params, rest + metric_args, logs, folder, metric, writer)
+            try:
+                run_trials(study, options, params, rest + metric_args, logs, folder, metric, writer)
+            except (KeyboardInterrupt, SystemExit):  # SIGTERM (Lightning's SystemExit), Ctrl-C
+                print(f"tune: stopped with {len(finished(study))} of {options.trials} trials done; the same command "
+                      "continues the study (the interrupted trial first)", file=sys.stderr)  # fmt: skip
+                raise
             report(study, options, params, rest + metric_args, folder, metric, writer)
     finally:
         lock.release()

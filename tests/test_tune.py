@@ -104,6 +104,7 @@ def test_a_killed_study_continues_to_its_total(tmp_path: Path, monkeypatch, capf
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM and "Interrupted at epoch" in out, out[-3000:]
+    assert "tune: stopped with 2 of 4 trials done; the same command continues the study" in out
     before = load(folder, "mlp").trials
     assert [t.state for t in before] == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.RUNNING]
 
