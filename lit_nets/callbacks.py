@@ -208,20 +208,33 @@ class FigureLogger(Callback):
 
     # -- what a CNN learned, at the end of fit ----------------------------------------------------------------
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
-        conv = getattr(getattr(pl_module, "net", None), "features", None)
+        net = getattr(pl_module, "net", None)
+        conv = next((m for m in net.modules() if isinstance(m, torch.nn.Conv2d)), None) if net is not None else None
         if not self.enabled or conv is None or not trainer.is_global_zero or trainer.sanity_checking:
             return
         from lit_nets import plots
 
-        self._emit(trainer, plots.plot_filters(conv.conv1.weight), "filters_conv1")
+        self._emit(trainer, plots.plot_filters(conv.weight), "filters_conv1")
         loader = trainer.datamodule.val_dataloader() if trainer.datamodule is not None else None
         if loader is None:
             return
         x, y = next(iter(loader))[:2]
         image = x[:1].to(pl_module.device)
-        first_block = torch.nn.Sequential(*[m for name, m in conv.named_children() if name.endswith("1")][:-1])
+        features = getattr(net, "features", None)
         with torch.no_grad():
-            maps = first_block(pl_module.normalize(image))[0]  # conv1 [bn1] act1, before pooling
+            if isinstance(features, torch.nn.Sequential) and hasattr(features, "conv1"):  # our CNN: conv1 [bn1] act1
+                first_block = torch.nn.Sequential(*[m for n, m in features.named_children() if n.endswith("1")][:-1])
+                maps = first_block(pl_module.normalize(image))[0]
+            else:  # a backbone: what its first convolution makes of the image
+                seen: list[torch.Tensor] = []
+                hook = conv.register_forward_hook(lambda module, args, out: seen.append(out))
+                was_training = pl_module.training
+                try:
+                    pl_module.eval()(image)  # BatchNorm with its running statistics: one image is a batch of one
+                finally:
+                    hook.remove()
+                    pl_module.train(was_training)
+                maps = seen[0][0]
         caption = f"the first validation image (class {pl_module.class_names[int(y[0])]})"
         self._emit(trainer, plots.plot_activations(x[0], maps, "conv1", caption), "activations_conv1")
 

@@ -268,6 +268,8 @@ class LitNetsCLI(LightningCLI):
                 model_args.init_from, logs_root(config), "init_from", what="model.init_from"
             )
             rank_zero_info(f"Transfer: model.init_from {model_args.init_from}")
+        if self.subcommand == "fit":
+            weights_to_data(config)
         init = logger_args(config)
         if init is not None and init.get("save_dir") is not None:
             init.save_dir = logger_save_dir(config)
@@ -365,6 +367,34 @@ class LitNetsCLI(LightningCLI):
             print(run_summary(trainer, log_dir, best, last, test_results, getattr(self.datamodule, "source", "")))
         if told_to_stop:
             raise SIGTERMException
+
+
+def weights_to_data(config: Any) -> None:
+    """A backbone's weights say how their images were prepared: size, centre crop, normalisation (their metadata,
+    :func:`lit_nets.models.backbones.weights_info`). Each data argument left null (a folder's ``image_size``,
+    ``crop_pct``, ``image_channels``, ``mean`` / ``std``) takes the weights' value, so the data module resizes and
+    the model normalises as the weights expect; a value given in the config or on the command line is kept."""
+    model, data = config.get("model"), config.get("data")
+    if model is None or data is None or not str(model.get("class_path", "")).endswith(".BackboneClassifier"):
+        return
+    from lit_nets.models.backbones import weights_info
+
+    init = model.get("init_args") or {}
+    info = weights_info(init.get("backbone", "resnet18"), init.get("weights", "DEFAULT"))
+    args = data.get("init_args")
+    if args is None:
+        return
+    values = {"image_size": info.image_size, "crop_pct": info.crop_pct, "image_channels": 3, "mean": info.mean,
+              "std": info.std}  # fmt: skip
+    if args.get("mean") is not None or args.get("std") is not None:
+        del values["mean"], values["std"]  # given (both, or one: the data module says what is wrong)
+    used = []
+    for name, value in values.items():
+        if name in args and args[name] is None and value is not None:
+            args[name] = value
+            used.append(f"{name} {value}")
+    if used:
+        rank_zero_info(f"Backbone {init.get('backbone')}: {info.described}: data " + ", ".join(used))
 
 
 def logs_root(config: Any) -> Path:

@@ -1,8 +1,9 @@
-"""Grad-CAM: where a CNN looks when it classifies an image, from a checkpoint alone.
+"""Grad-CAM: where a CNN (or a backbone) looks when it classifies an image, from a checkpoint alone.
 
     python -m lit_nets explain --ckpt_path best.ckpt --images a.png b.png [--out explain/] [--layer features.act2]
 
-Uses torchcam's GradCAM (hooks on the chosen layer; by default the last conv block's activation). For each
+Uses torchcam's GradCAM (hooks on the chosen layer; by default the CNN's last conv block's activation, a backbone's
+last conv stage, e.g. resnet's layer4). For each
 image it writes ``NAME.cam.png`` (the image with its heat map overlaid, at the image's own size) and
 ``NAME.explain.png`` (input and overlay side by side, the predicted label and its probability in the title).
 The class names, channels, image size and normalisation all come from the checkpoint.
@@ -23,12 +24,16 @@ log = logging.getLogger(__name__)
 
 
 def default_layer(model: Any) -> str:
-    """The last conv block's activation: the deepest layer that still has a spatial map."""
-    features = getattr(model.net, "features", None)
-    if features is None:
-        raise UserError("explain needs a CNN checkpoint (Grad-CAM looks at conv layers); this model has none")
-    acts = [name for name, _ in features.named_children() if name.startswith("act")]
-    return f"net.features.{acts[-1]}"
+    """The network's ``cam_layer``: the CNN's last conv block's activation, a backbone's last conv stage."""
+    layer = getattr(model.net, "cam_layer", None)
+    if layer is None:
+        raise UserError("explain needs an image model (Grad-CAM looks at conv layers); this model has none")
+    return f"net.{layer}"
+
+
+def has_conv_layers(model: Any) -> bool:
+    """Whether Grad-CAM can explain ``model`` (a CNN or a backbone)."""
+    return getattr(model.net, "cam_layer", None) is not None
 
 
 def explain_one(
@@ -40,6 +45,7 @@ def explain_one(
     from torchcam.utils import overlay_mask
     from torchvision.transforms.v2.functional import to_pil_image
 
+    model.requires_grad_(True)  # Grad-CAM follows gradients through every layer, frozen in training or not
     scores = model(x[None].to(model.device))
     probs = model.probabilities(scores)[0].detach().cpu()
     # a binary (BCE) model has one logit: its map shows the evidence for the positive class
@@ -62,8 +68,9 @@ def explain(ckpt_path: str, images: list[str], out: str, layer: str | None = Non
     target = f"net.{layer}" if layer and not layer.startswith("net.") else (layer or default_layer(model))
     names = {name for name, _ in model.named_modules()}
     if target not in names:
-        raise UserError(f"--layer {layer}: no such layer; the conv layers are " + ", ".join(
-            n.removeprefix("net.") for n in sorted(names) if n.startswith("net.features.")))  # fmt: skip
+        stages = [n.removeprefix("net.") for n, m in model.named_modules()
+                  if n.count(".") <= 2 and any(isinstance(c, torch.nn.Conv2d) for c in m.modules())]  # fmt: skip
+        raise UserError(f"--layer {layer}: no such layer; layers with convolutions: " + ", ".join(stages[-12:]))
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -74,7 +81,7 @@ def explain(ckpt_path: str, images: list[str], out: str, layer: str | None = Non
             if not path.is_file():
                 raise UserError(f"--images: no such file {path}")
             try:
-                x = decode(path, channels, tuple(size))
+                x = decode(path, channels, tuple(size), crop_pct=(model.schema or {}).get("crop_pct"))
                 own = decode(path, channels, None)  # the overlay is drawn at the image's own size
             except BadImage as e:
                 raise UserError(str(e)) from None

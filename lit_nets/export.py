@@ -71,7 +71,7 @@ def export(ckpt_path: str, formats: list[str], out: str | None = None) -> dict[s
 
     model = load_classifier(ckpt_path)
     deployable = Deployable.of(model)
-    if hasattr(model.net, "features"):  # exported graphs are simplest in the default memory layout
+    if len(model.input_shape) == 3:  # images: exported graphs are simplest in the default memory layout
         deployable = deployable.to(memory_format=torch.contiguous_format)
     x = real_batch(ckpt_path, model)
     with torch.no_grad():

@@ -66,11 +66,12 @@ def load(path: str, device: str = "cpu") -> Served:
     if not file.is_file():
         raise UserError(f"--ckpt_path {path}: no such file")
     if file.suffix == ".ckpt":
+        from lit_nets.explain import has_conv_layers
         from lit_nets.inference import Deployable, load_classifier
 
         model = load_classifier(file, device)
         net = Deployable.of(model)
-        explainer = model if hasattr(model.net, "features") else None
+        explainer = model if has_conv_layers(model) else None
         schema = read_schema(model.schema)
         return Served(net, list(model.class_names), list(model.input_shape), schema, file.name, explainer)
     sidecar = file.with_name(file.name + ".json")
@@ -133,9 +134,12 @@ class Item:
     result: dict[str, Any] = field(default_factory=dict)
 
 
-def read_image(data: bytes, channels: int, size: tuple[int, int], max_pixels: int) -> torch.Tensor:
-    """An uploaded image as uint8 (C, H, W) at the model's size. The header is read first (Pillow reads no
-    pixels on open): only PNG and JPEG are decoded, and only when they hold at most ``max_pixels`` pixels."""
+def read_image(
+    data: bytes, channels: int, size: tuple[int, int], max_pixels: int, crop_pct: float | None = None
+) -> torch.Tensor:
+    """An uploaded image as uint8 (C, H, W) at the model's size, prepared as its data was (``crop_pct``: see
+    :func:`lit_nets.data.folder.decode`). The header is read first (Pillow reads no pixels on open): only PNG and
+    JPEG are decoded, and only when they hold at most ``max_pixels`` pixels."""
     from PIL import Image, UnidentifiedImageError
 
     from lit_nets.data.folder import BadImage, decode
@@ -152,7 +156,7 @@ def read_image(data: bytes, channels: int, size: tuple[int, int], max_pixels: in
     if width * height > max_pixels:
         raise Rejected(400, f"the image is {width}x{height} pixels, above the limit of {max_pixels:,}")
     try:
-        return decode(data, channels, size, name="the image")
+        return decode(data, channels, size, name="the image", crop_pct=crop_pct)
     except BadImage as e:
         raise Rejected(400, str(e)) from None
 
@@ -327,7 +331,8 @@ class ClassifierAPI(ls.LitAPI if ls else object):
         if upload is None or not hasattr(upload, "file"):
             raise Rejected(400, "this is an image model: upload a PNG or JPEG as multipart form field 'file'")
         channels, *size = model.input_shape
-        image = read_image(upload.file.read(), channels, tuple(size), self.max_pixels)
+        crop_pct = getattr(model.schema, "crop_pct", None)  # a photo model's: resized, centre-cropped
+        image = read_image(upload.file.read(), channels, tuple(size), self.max_pixels, crop_pct)
         wants_cam = str(request.get("explain", "")).lower() in ("1", "true", "yes")
         return Item(image[None], explain=wants_cam)
 

@@ -83,3 +83,17 @@ def test_benchmark_data_dir_trains_on_the_mnist_files_there(tmp_path: Path, samp
     assert set(runs) == {"A", "B", "C"}
     for run in runs.values():
         assert run["test_acc"] >= 0.7, run  # 2 epochs on 2,000 digits; chance is 0.1
+
+
+def test_stream_benchmark_times_the_photo_loader_streamed_and_in_memory(tmp_path: Path) -> None:
+    """``scripts/stream_benchmark.py`` (docs/benchmarks.md's photo loader figures) on 40 photos at 64 px."""
+    out = tmp_path / "stream.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "stream_benchmark.py"), "--images", "40", "--size", "64", "--workers",
+         "0", "1", "--repeat", "1", "--json", str(out)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["path"], r["workers"]) for r in rows] == [("streamed", 0), ("streamed", 1), ("in memory", 0)]
+    assert all(r["images_per_s"] > 0 for r in rows) and "| streamed | 1 |" in proc.stdout

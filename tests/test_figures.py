@@ -107,7 +107,7 @@ def test_explain_refuses_an_mlp_with_a_reason(tmp_path: Path, monkeypatch, capfd
     Image.fromarray(np.zeros((2, 2), np.uint8)).save(tmp_path / "x.png")
     proc = in_process("explain", "--ckpt_path", "mlp.ckpt", "--images", "x.png", cwd=tmp_path, monkeypatch=monkeypatch,
                       capfd=capfd)  # fmt: skip
-    assert proc.returncode == 2 and "explain needs a CNN checkpoint" in proc.stderr
+    assert proc.returncode == 2 and "explain needs an image model" in proc.stderr
 
 
 @pytest.mark.parametrize("kind", ["mnist", "folder", "csv"])

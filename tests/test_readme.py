@@ -6,8 +6,9 @@ no 5-second interpreter start per command); ``serve`` runs as a real process, an
 sent to it. Fits of image configs get a small overlay (2 epochs of 5 batches: the defaults stay on, figures and the
 test after fit included); the Quickstart's full 5 epochs and its accuracy are ``tests/test_train.py``'s. ``tune``
 runs a twentieth of its ``--trials`` (at least 2), tabular trials for 10 epochs (tests/test_tune.py tests the search
-itself). What cannot run here is skipped with the reason (installing, a cluster, a browser, a long-running
-TensorBoard).
+itself). Backbone fits (configs/photos.yaml) run at 64 px, with "pretrained" resnet18 weights (random ones) put where
+torch's cache keeps the real file. What cannot run here is skipped with the reason (installing, a cluster, a browser,
+a long-running TensorBoard).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 # imported here, not under capture: Lightning's log handlers keep the stderr they find when it is imported
 from lit_nets.cli import main
@@ -32,7 +34,8 @@ README = REPO / "README.md"
 # fits of image configs: 2 epochs of 5 batches (a resumed run gets a third)
 IMAGE_OVERLAY = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "5", "--trainer.limit_val_batches", "3",
                  "--trainer.limit_test_batches", "3"]  # fmt: skip
-IMAGE_CONFIGS = ("cnn.yaml", "mnist_best.yaml", "png_folder.yaml", "transfer.yaml")
+IMAGE_CONFIGS = ("cnn.yaml", "mnist_best.yaml", "png_folder.yaml", "transfer.yaml", "photos.yaml")
+PHOTO_OVERLAY = ["--data.image_size", "64"]  # backbones at 64 px, not the weights' 224: seconds per fit on a CPU
 NOT_HERE = {  # by program, module (-m) or script
     "pip": "installing: CI's fresh clone runs the Quickstart's install",
     "venv": "installing: CI's fresh clone runs the Quickstart's install",
@@ -118,6 +121,13 @@ def workspace(tmp_path_factory, sample) -> Path:
         for k in range(20):  # 20 crops of 96x96 each
             y, x = rng.integers(0, photo.shape[0] - 96), rng.integers(0, photo.shape[1] - 96)
             Image.fromarray(photo[y : y + 96, x : x + 96]).save(work / "photos" / name / f"{k}.jpg", quality=90)
+    # "pretrained" resnet18 weights (random: nothing can be downloaded here) where torch's cache keeps the real ones,
+    # and as a file of the user's
+    from torchvision.models import resnet18
+
+    (work / "torch_home" / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(resnet18().state_dict(), work / "torch_home" / "hub" / "checkpoints" / "resnet18-f37072fd.pth")
+    shutil.copy(work / "torch_home" / "hub" / "checkpoints" / "resnet18-f37072fd.pth", work / "resnet18.pth")
     wine = pd.read_csv(write_csv_sample("wine", work / "wine_source.csv"))
     wine.rename(columns={"cultivar": "label"}).to_csv(work / "my.csv", index=False)
     wine.drop(columns="cultivar").iloc[::10].to_csv(work / "new_rows.csv", index=False)
@@ -129,6 +139,7 @@ def test_readme_block(workspace: Path, monkeypatch, capfd, caplog, heading: str,
     caplog.set_level(logging.INFO)  # under pytest, Lightning's messages go to the root logger, not to stderr
     monkeypatch.chdir(workspace)
     monkeypatch.setattr(sys, "argv", ["lit_nets"])
+    monkeypatch.setenv("TORCH_HOME", str(workspace / "torch_home"))  # weights: DEFAULT finds resnet18's there
     service, ran, skipped = None, 0, []
     try:
         for words in block:
@@ -174,6 +185,8 @@ def run(argv: list[str], capfd, caplog, heading: str) -> None:
         extra = list(IMAGE_OVERLAY)
         if "--ckpt_path" in argv:
             extra[1] = "3"  # a resumed run trains one more epoch
+        if "photos.yaml" in config:
+            extra += PHOTO_OVERLAY
     if argv[0] == "tune":  # a twentieth of the trials (two at least: 40 then 50 is 2 then 3, a study continued)
         at = argv.index("--trials") + 1
         argv = [*argv[:at], str(max(2, math.ceil(int(argv[at]) / 20))), *argv[at + 1 :]]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,12 +27,17 @@ from lit_nets.errors import UserError
 
 
 class IndexedTensors(Dataset):
-    """Tensors of equal length, indexed by one index or by a whole batch of indices at once."""
+    """Tensors of equal length, indexed by one index or by a whole batch of indices at once.
 
-    def __init__(self, *tensors: torch.Tensor) -> None:
+    ``transform``: applied to each input (the first tensor's rows) of a batch, one by one: augmentations that draw
+    per image and may crop each differently (torchvision's RandomResizedCrop, RandAugment), run where the loader
+    runs (in its worker processes with ``num_workers``).
+    """
+
+    def __init__(self, *tensors: torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         if len({len(t) for t in tensors}) != 1:
             raise ValueError(f"tensors differ in length: {[len(t) for t in tensors]}")
-        self.tensors = tensors
+        self.tensors, self.transform = tensors, transform
 
     def __len__(self) -> int:
         return len(self.tensors[0])
@@ -40,7 +45,14 @@ class IndexedTensors(Dataset):
     def __getitem__(self, index: Any) -> tuple[torch.Tensor, ...]:
         if isinstance(index, list):
             index = torch.as_tensor(index)
-        return tuple(t[index] for t in self.tensors)
+        if self.transform is None:
+            return tuple(t[index] for t in self.tensors)
+        x, *rest = self.tensors
+        if isinstance(index, torch.Tensor) and index.dim() == 1:
+            inputs = torch.stack([self.transform(x[i]) for i in index.tolist()])
+        else:
+            inputs = self.transform(x[index])
+        return (inputs, *(t[index] for t in rest))
 
 
 Tensors = tuple[torch.Tensor, ...]
@@ -440,12 +452,15 @@ class TensorDataModule(LightningDataModule):
         """Tensors: whole batches by index (resumable mid-epoch when shuffled: the training loader). A per-item
         Dataset (streaming from disk): the usual DataLoader."""
         on_gpu = self.trainer is not None and isinstance(self.trainer.accelerator, CUDAAccelerator)
-        common = dict(num_workers=self.num_workers, pin_memory=on_gpu, persistent_workers=self.num_workers > 0)
+        common: dict[str, Any] = dict(num_workers=self.num_workers, pin_memory=on_gpu,
+                                      persistent_workers=self.num_workers > 0)  # fmt: skip
+        if self.num_workers > 0:
+            common["prefetch_factor"] = self.prefetch_factor
         if isinstance(data, Dataset):
             generator = torch.Generator().manual_seed(self.seed)
             sampler: Any = RandomSampler(data, generator=generator) if shuffle else SequentialSampler(data)
             return DataLoader(data, sampler=sampler, batch_size=self.batch_size, **common)
-        dataset = IndexedTensors(*data)
+        dataset = IndexedTensors(*data, transform=self.train_transform() if shuffle else None)
         batches = EpochBatches(len(dataset), self.batch_size, shuffle, self.seed)
         # the sampler hands out whole batches (batch_size None); the dataset indexes each at once
         loader = (ResumableLoader if shuffle else DataLoader)(dataset, sampler=batches, batch_size=None, **common)
@@ -454,6 +469,12 @@ class TensorDataModule(LightningDataModule):
             loader.epoch_length = lambda: self.trainer.num_training_batches if self.trainer is not None else None
             self._train_loader = loader
         return loader
+
+    prefetch_factor = 4  # batches each worker prepares ahead (torch's default is 2): a GPU step is short
+
+    def train_transform(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """A per-input augmentation for the training loader (see :class:`IndexedTensors`); none here."""
+        return None
 
     def is_training_batch(self, batch: Any) -> bool:
         """Whether ``batch`` is an (inputs, targets) batch on its way to a training step. Lightning sends the

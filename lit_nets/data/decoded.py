@@ -68,10 +68,14 @@ def decode_in_parallel(files: list[Path], decode: Callable[[Path], torch.Tensor]
     return out
 
 
-def cache_key(files: list[Path], channels: int | None, size: tuple[int, int] | None) -> tuple[str, str]:
-    """(the folder's name in the cache, the key of these files as they are now)."""
+def cache_key(
+    files: list[Path], channels: int | None, size: tuple[int, int] | None, variant: str = ""
+) -> tuple[str, str]:
+    """(the folder's name in the cache, the key of these files as they are now); ``variant``: how they were resized,
+    when not to ``size`` exactly."""
     stats = [(str(f), st.st_size, st.st_mtime_ns) for f in files for st in (f.stat(),)]
-    content = json.dumps([CACHE_FORMAT, channels, list(size) if size else None, stats]).encode()
+    content = json.dumps([CACHE_FORMAT, channels, list(size) if size else None, stats, *([variant] if variant else [])])
+    content = content.encode()
     folder = os.path.commonpath([str(f.parent) for f in files]) if files else ""
     return hashlib.sha256(folder.encode()).hexdigest()[:12], hashlib.sha256(content).hexdigest()[:24]
 
@@ -82,12 +86,13 @@ def decoded_images(
     channels: int | None,
     size: tuple[int, int] | None,
     cache_dir: Path | None,
+    variant: str = "",
 ) -> dict[Path, torch.Tensor | str]:
     """Every file decoded (a uint8 (C, H, W) tensor) or its error message: from the cache when it holds these files
     as they are now, else decoded on every core and cached (``cache_dir`` None: not cached)."""
     cache_file = None
     if cache_dir is not None:
-        folder, key = cache_key(files, channels, size)
+        folder, key = cache_key(files, channels, size, variant)
         cache_file = cache_dir / f"{folder}-{key}.pt"
         cached = _read(cache_file, files)
         if cached is not None:

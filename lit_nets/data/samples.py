@@ -115,7 +115,29 @@ PNG_SAMPLES = {
     "test/ (1,000, the MNIST data module's sample test split) class folders",
     "uci_digits_png": "scikit-learn's 1,797 UCI optical-recognition digits (8x8, 17 grey levels, another data "
     "set than MNIST) as grey PNGs in class folders",
+    "photos": "120 JPEG crops (200-420 px a side, seeded) of scikit-learn's two sample photographs, china.jpg and "
+    "flower.jpg, in the class folders china/ and flower/",
 }
+PHOTO_CROPS = 60  # per photo
+
+
+def photo_crops(per_photo: int = PHOTO_CROPS, seed: int = 0) -> dict[str, list[np.ndarray]]:
+    """Crops of scikit-learn's two real photographs (427x640 RGB): ``per_photo`` each, of seeded random sizes
+    (200-420 px a side, so aspect ratios differ) and places, keyed by the photo's name."""
+    from sklearn.datasets import load_sample_images
+
+    rng = np.random.default_rng(seed)
+    photos = load_sample_images()
+    out: dict[str, list[np.ndarray]] = {}
+    for photo, file in zip(photos.images, photos.filenames, strict=True):
+        h, w, _ = photo.shape
+        crops = []
+        for _ in range(per_photo):
+            ch, cw = (int(rng.integers(200, min(420, side) + 1)) for side in (h, w))
+            y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+            crops.append(photo[y : y + ch, x : x + cw])
+        out[Path(file).stem] = crops
+    return out
 
 
 def write_png_sample(name: str, root: str | Path) -> Path:
@@ -141,12 +163,20 @@ def write_png_sample(name: str, root: str | Path) -> Path:
         pixels = torch.from_numpy(digits.images).mul(255 / 16).round().to(torch.uint8)  # 0..16 -> 0..255
         images, labels = pixels.unsqueeze(1), torch.from_numpy(digits.target)
         parts = {"": torch.arange(len(labels))}
-    else:
+    elif name != "photos":
         raise UserError(f"unknown image sample {name!r}; the samples are {', '.join(PNG_SAMPLES)}")
     root = Path(root)
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
     try:
+        if name == "photos":
+            from PIL import Image
+
+            for label, crops in photo_crops().items():
+                (tmp / label).mkdir()
+                for i, crop in enumerate(crops):
+                    Image.fromarray(crop).save(tmp / label / f"{i:03d}.jpg", quality=90)
+            parts = {}
         for split, index in parts.items():
             for i in index.tolist():
                 folder = tmp / split / str(int(labels[i]))

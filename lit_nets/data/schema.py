@@ -239,12 +239,15 @@ class TabularSchema:
 
 @dataclass
 class ImageSchema:
-    """What an image model's input must be: its classes, channels (1 or 3) and image size (height, width)."""
+    """What an image model's input must be: its classes, channels (1 or 3) and image size (height, width); with
+    ``crop_pct``, how an image is brought to that size: resized to cover ``image_size / crop_pct``, centre-cropped
+    (:func:`lit_nets.data.folder.decode`); without, resized to it."""
 
     classes: list[str]
     channels: int
     image_size: list[int]
     kind: Literal["image"] = "image"
+    crop_pct: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,7 +1,9 @@
 """Models: plain networks (``nets``) and the Lightning classifiers that train them."""
 
 from lit_nets.models.classifier import Classifier, CNNClassifier, MLPClassifier
+from lit_nets.models.finetuning import BackboneClassifier
 
-CLASSIFIERS = (CNNClassifier, MLPClassifier)  # every trainable model class (what a checkpoint can hold)
+# every trainable model class (what a checkpoint can hold)
+CLASSIFIERS = (BackboneClassifier, CNNClassifier, MLPClassifier)
 
-__all__ = ["CLASSIFIERS", "CNNClassifier", "Classifier", "MLPClassifier"]
+__all__ = ["CLASSIFIERS", "BackboneClassifier", "CNNClassifier", "Classifier", "MLPClassifier"]

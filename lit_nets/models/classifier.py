@@ -205,10 +205,14 @@ class Classifier(PlainHookName, LightningModule):
         return probabilities(logits)
 
     def compute_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The loss of a batch; ``y`` holds class indices, or a probability per class (MixUp / CutMix batches)."""
         w = self.class_weights
         if self.binary:
             pos_weight = None if w is None else (w[1] / w[0]).reshape(1)
+            y = y[:, 1] if y.dim() == 2 else y  # soft labels: the second class's share
             return F.binary_cross_entropy_with_logits(logits.squeeze(1), y.to(logits.dtype), pos_weight=pos_weight)
+        if y.dim() == 2:
+            y = y.to(logits.dtype)
         return F.cross_entropy(
             logits, y, weight=None if w is None else w.to(logits.dtype), label_smoothing=self.label_smoothing
         )
@@ -233,7 +237,7 @@ class Classifier(PlainHookName, LightningModule):
         loss = self.compute_loss(logits, y)
         with torch.no_grad():  # predicted labels are all that accuracy needs: no softmax, no graph
             preds = (logits.squeeze(1) > 0).long() if self.binary else logits.argmax(dim=1)
-            self.train_totals.add(loss, preds, y)
+            self.train_totals.add(loss, preds, y.argmax(dim=1) if y.dim() == 2 else y)  # mixed: the larger share
         # only on the steps the logger writes (log_every_n_steps), as Lightning's LearningRateMonitor decides
         if private_api.logs_this_step(self.trainer):
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
@@ -293,7 +297,7 @@ class Classifier(PlainHookName, LightningModule):
         rounding.
         """
         hp = self.hparams
-        params = [p for p in self.parameters() if p.requires_grad]
+        params: Any = self.param_groups()
         if hp.optimizer == "sgd":
             kind: Any = torch.optim.SGD
             options = dict(lr=hp.lr, momentum=hp.momentum, nesterov=hp.momentum > 0, weight_decay=hp.weight_decay)
@@ -304,6 +308,11 @@ class Classifier(PlainHookName, LightningModule):
             return kind(params, fused=True, **options) if fused else kind(params, **options)
         except RuntimeError:  # no fused kernel for this device or dtype
             return kind(params, **options)
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """The optimiser's parameter groups: one, of the trainable parameters (frozen layers stay out); a
+        subclass may give groups their own ``lr``."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams
@@ -320,7 +329,9 @@ class Classifier(PlainHookName, LightningModule):
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/acc"}}
         else:  # onecycle
             sched = torch.optim.lr_scheduler.OneCycleLR(
-                opt, max_lr=hp.lr, total_steps=int(self.trainer.estimated_stepping_batches)
+                opt,
+                max_lr=[g["lr"] for g in opt.param_groups],
+                total_steps=int(self.trainer.estimated_stepping_batches),
             )
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
         return {"optimizer": opt, "lr_scheduler": sched}

@@ -159,6 +159,11 @@ class CNN(nn.Module):
         # frozen BatchNorm layers must be in eval mode from the start, not only after a .train() call.
         self.train()
 
+    @property
+    def cam_layer(self) -> str:
+        """Where Grad-CAM looks by default: the last conv block's activation (the deepest spatial map)."""
+        return "features." + [name for name, _ in self.features.named_children() if name.startswith("act")][-1]
+
     def block_modules(self, block: int) -> list[nn.Module]:
         """The conv (and BatchNorm) modules of conv block ``block`` (1-based)."""
         return [m for name, m in self.features.named_children() if name in (f"conv{block}", f"bn{block}")]
