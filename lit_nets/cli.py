@@ -11,6 +11,8 @@ A :class:`~lightning.pytorch.cli.LightningCLI` subclass. What it adds to Lightni
   spelling of ``--ckpt_path`` follows one rule: the checkpoint's model arguments win (a warning names the given
   values not used); ``fit`` resumes a run in its own folder;
 - ``last.ckpt`` at every epoch's end (:class:`lit_nets.callbacks.LastCheckpoint`);
+- ``--early_stopping``: Lightning's ``EarlyStopping`` as a group of its own (off by default, on in the tabular
+  configs; ``configs/early_stop.yaml`` for the others), so it never replaces a config's ``trainer.callbacks``;
 - ``fit`` ends with a test of the best checkpoint (``--test_after_fit false`` to skip) and says where the
   logs and checkpoints are;
 - bad input ends with one line ``error: ...`` and exit status 2 (``LIT_NETS_TRACEBACK=1`` shows the
@@ -34,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_only
@@ -151,6 +153,8 @@ class LitNetsCLI(LightningCLI):
                 "checkpoint.auto_insert_metric_name": False,
             }
         )
+        # optional, so null by default: a config turns it on with a class_path (configs/mlp.yaml, early_stop.yaml)
+        parser.add_lightning_class_args(EarlyStopping, "early_stopping", subclass_mode=True, required=False)
         parser.add_lightning_class_args(LearningRateLogger, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "epoch"})
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
@@ -236,6 +240,7 @@ class LitNetsCLI(LightningCLI):
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
         from lightning.pytorch.callbacks import ProgressBar as AnyProgressBar
 
+        callbacks = [c for c in callbacks if c is not None]  # --early_stopping null: none
         given = config.get("callbacks") or []
         given = given if isinstance(given, list) else [given]
         if config.get("enable_progress_bar", True) is not False and not any(
@@ -354,6 +359,7 @@ class LitNetsCLI(LightningCLI):
         ckpt, last_ckpt = main_checkpoint(trainer), last_checkpoint(trainer)
         best = ckpt.best_model_path if ckpt else ""
         last = last_ckpt.path if last_ckpt else ""  # read now: testing restores the callbacks' older state
+        stopped = stopped_early(trainer)  # as is early stopping's
         test_results: list[dict[str, float]] = []
         wants_test = self.config_init["fit"].get("test_after_fit", True)
         # a SIGTERM during the last epoch's validation: the run is complete and saved, but told to stop, so no test
@@ -364,7 +370,8 @@ class LitNetsCLI(LightningCLI):
             test_results = trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)
         log_dir = trainer.log_dir  # a collective under DDP: every process asks, rank 0 prints
         if trainer.is_global_zero:
-            print(run_summary(trainer, log_dir, best, last, test_results, getattr(self.datamodule, "source", "")))
+            print(run_summary(trainer, log_dir, best, last, test_results, getattr(self.datamodule, "source", ""),
+                              stopped))  # fmt: skip
         if told_to_stop:
             raise SIGTERMException
 
@@ -432,9 +439,16 @@ def predict_summary(batches: list[dict[str, torch.Tensor]] | None) -> str:
 
 
 def run_summary(
-    trainer: Any, log_dir: str | None, best: str, last: str, test_results: list[dict[str, float]], source: str
+    trainer: Any,
+    log_dir: str | None,
+    best: str,
+    last: str,
+    test_results: list[dict[str, float]],
+    source: str,
+    stopped: str = "",
 ) -> str:
-    """A few lines that say where a run's logs and checkpoints are and how it did."""
+    """A few lines that say where a run's logs and checkpoints are and how it did (``stopped``: what early stopping
+    did, :func:`stopped_early`)."""
     lines = ["", "=" * 100]
     if log_dir:
         root = Path(log_dir).parent
@@ -447,6 +461,8 @@ def run_summary(
         lines.append(f"Best:         {best}{score_text}")
     if last:
         lines.append(f"Last:         {last}    (resume: --ckpt_path last)")
+    if stopped:
+        lines.append(f"Stopped:      {stopped}")
     if test_results:
         metrics = "  ".join(f"{k} {v:.4f}" for k, v in sorted(test_results[0].items()))
         lines.append(f"Test (best):  {metrics}")
@@ -454,6 +470,28 @@ def run_summary(
         lines.append(f"Data:         {source}")
     lines.append("=" * 100)
     return "\n".join(lines)
+
+
+def stopped_early(trainer: Any) -> str:
+    """What early stopping did in a run, for its summary: at which epoch it stopped (or that it did not), and which
+    checkpoint was kept; empty when the run had no early stopping."""
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    stopper = next((c for c in trainer.callbacks if isinstance(c, EarlyStopping)), None)
+    if stopper is None:
+        return ""
+    ckpt = main_checkpoint(trainer)
+    kept = ""
+    if ckpt is not None and ckpt.best_model_path:
+        kept = f"; kept {Path(ckpt.best_model_path).name}, the best by {ckpt.monitor}"
+    if not stopper.stopped_epoch:
+        return (f"ran all {trainer.current_epoch} epochs (early stopping on {stopper.monitor}, patience "
+                f"{stopper.patience}, did not trigger){kept}")  # fmt: skip
+    return (
+        f"early, after epoch {stopper.stopped_epoch} (counted from 0, as in checkpoint names; max_epochs "
+        f"{trainer.max_epochs}): {stopper.monitor} had not improved for {stopper.patience} validations (best "
+        f"{float(stopper.best_score):.4f}){kept}"
+    )
 
 
 QUIETED_LOGGERS = (
@@ -513,7 +551,7 @@ SUBCOMMANDS = {
     "cv": "k-fold cross-validation of a config: a fit per fold, mean ± std of every metric, out-of-fold predictions",
     "tune": "a hyper-parameter search (Optuna): pruned, resumable, each trial a run; best.yaml to train the winner",
     "plot": "learning curves of one or several run folders",
-    "explain": "Grad-CAM overlays of a CNN checkpoint on image files",
+    "explain": "why a model decided: Grad-CAM on image files, or column contributions to table rows",
     "export": "state_dict, TorchScript, torch.export and ONNX files of a checkpoint, with parity checks",
     "serve": "an HTTP service and web page for a checkpoint or an exported model",
 }

@@ -2,6 +2,8 @@
 
     python -m lit_nets explain --ckpt_path best.ckpt --images a.png b.png [--out explain/] [--layer features.act2]
 
+(``--rows FILE`` explains a tabular model's rows instead: :mod:`lit_nets.attributions`.)
+
 Uses torchcam's GradCAM (hooks on the chosen layer; by default the CNN's last conv block's activation, a backbone's
 last conv stage, e.g. resnet's layer4). For each
 image it writes ``NAME.cam.png`` (the image with its heat map overlaid, at the image's own size) and
@@ -102,17 +104,32 @@ def explain(ckpt_path: str, images: list[str], out: str, layer: str | None = Non
 
 
 def explain_command(
-    ckpt_path: str, images: list[str], out: str = "explain", layer: str | None = None, device: str = "cpu"
+    ckpt_path: str,
+    images: list[str] = [],  # noqa: B006 (never mutated)
+    rows: str | None = None,
+    out: str = "explain",
+    layer: str | None = None,
+    device: str = "cpu",
 ) -> None:
-    """Grad-CAM overlays of a CNN checkpoint on image files.
+    """Why a model decided: Grad-CAM overlays of an image model on image files, or each column's contribution to
+    the rows of a table file for a tabular model (Integrated Gradients) with the columns' importance.
 
-    Each overlay shows where the model looked for the class it chose, at the image's own size.
+    An overlay shows where the model looked for the class it chose, at the image's own size.
 
     Args:
-        ckpt_path: checkpoint of a CNN classifier (or best, last, a run folder).
-        images: image files (PNG, JPEG).
-        out: folder for the overlays.
+        ckpt_path: checkpoint of a classifier (or best, last, a run folder).
+        images: image files (PNG, JPEG), for an image model.
+        rows: a CSV, Parquet or Feather file of records, for a tabular model: writes OUT/NAME.attributions.csv
+            (a contribution per column and row) and OUT/importance.png (the columns' importance).
+        out: folder for what is written.
         layer: layer to explain, e.g. features.act1 (default: the last conv block's).
         device: cpu or cuda.
     """
+    if bool(images) == bool(rows):
+        raise UserError("explain needs --images (an image model) or --rows (a tabular model), one of the two")
+    if rows:
+        from lit_nets.attributions import explain_rows
+
+        explain_rows(resolve_for_tool(ckpt_path), rows, out, device)
+        return
     explain(resolve_for_tool(ckpt_path), images, out, layer, device)

@@ -35,33 +35,11 @@ SUFFIX = {"state_dict": ".pt", "torchscript": ".torchscript.pt", "pt2": ".pt2", 
 
 def real_batch(ckpt_path: str, model: Any, size: int = 256) -> torch.Tensor:
     """Up to ``size`` inputs of the checkpoint's own data (test split, else validation), as the model takes them."""
-    import importlib
-
-    from lit_nets.checkpoints import load
     from lit_nets.data.base import first_inputs
+    from lit_nets.inference import checkpoint_data
 
-    args = dict(load(ckpt_path).get("datamodule_hyper_parameters") or {})
-    class_path = args.pop("_class_path", None)
-    for key in [k for k in args if k.startswith("_")] + ["data_source"]:
-        args.pop(key, None)
-    if class_path is None:
-        raise UserError(f"{ckpt_path} records no data module, so there is no real batch to check parity on")
-    module_name, _, class_name = class_path.rpartition(".")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    if "schema_from" in args:
-        args["schema_from"] = ckpt_path
-    if class_name == "MNISTDataModule":
-        args["download"] = False  # never fetch for a parity check: the sample fallback is real data too
-    data_log = logging.getLogger("lit_nets.data")
-    level, data_log.level = data_log.level, logging.ERROR  # nothing is trained here: no banner about the data
-    try:
-        dm = cls(**args)
-        dm.setup("test")
-        split = dm.splits.test if dm.splits.test is not None else dm.splits.val
-    except UserError as e:
-        raise UserError(f"cannot load the checkpoint's data for the parity check: {e}") from None
-    finally:
-        data_log.setLevel(level)
+    dm = checkpoint_data(ckpt_path, "test", "the parity check")
+    split = dm.splits.test if dm.splits.test is not None else dm.splits.val
     return first_inputs(split, size)
 
 

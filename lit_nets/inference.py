@@ -131,6 +131,36 @@ def load_classifier(ckpt_path: str | Path, device: str = "cpu") -> Any:
     return model.to(device).eval()
 
 
+def checkpoint_data(ckpt_path: str | Path, stage: str, purpose: str) -> Any:
+    """The data module a checkpoint was trained with, rebuilt from its saved arguments and set up for ``stage``
+    (a CSV schema from the checkpoint itself; MNIST never downloaded: its sample is real data too). ``purpose``
+    names what the data is for in the error when it cannot be loaded (its files moved, ...)."""
+    import logging
+
+    args = dict(checkpoints.load(ckpt_path).get("datamodule_hyper_parameters") or {})
+    class_path = args.pop("_class_path", None)
+    for key in [k for k in args if k.startswith("_")] + ["data_source"]:
+        args.pop(key, None)
+    if class_path is None:
+        raise UserError(f"{ckpt_path} records no data module, so there is no data for {purpose}")
+    module_name, _, class_name = class_path.rpartition(".")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    if "schema_from" in args:
+        args["schema_from"] = str(ckpt_path)
+    if class_name == "MNISTDataModule":
+        args["download"] = False  # never fetch for a check: the sample fallback is real data too
+    data_log = logging.getLogger("lit_nets.data")
+    level, data_log.level = data_log.level, logging.ERROR  # nothing is trained here: no banner about the data
+    try:
+        dm = cls(**args)
+        dm.setup(stage)
+    except UserError as e:
+        raise UserError(f"cannot load the checkpoint's data for {purpose}: {e}") from None
+    finally:
+        data_log.setLevel(level)
+    return dm
+
+
 class Deployable(nn.Module):
     """A trained classifier as it is deployed: its normalisation, then its network; raw inputs in, logits out. It is
     what ``export`` writes and ``serve`` runs, and ``Classifier.forward`` is this ``forward`` (a classifier holds the

@@ -46,7 +46,7 @@ class Served:
     input_shape: list[int]
     schema: ImageSchema | TabularSchema | None
     source: str
-    explainer: Any = None  # the Lightning classifier, for Grad-CAM (CNN checkpoints only)
+    explainer: Any = None  # the Lightning classifier, for Grad-CAM or attributions (checkpoints only)
 
     @property
     def kind(self) -> str:
@@ -54,7 +54,9 @@ class Served:
 
     def info(self) -> dict[str, Any]:
         info = {"kind": self.kind, "class_names": self.class_names, "input_shape": self.input_shape}
-        info.update(source=self.source, gradcam=self.explainer is not None)
+        explains = self.explainer is not None
+        info.update(source=self.source, gradcam=explains and self.kind == "image")
+        info["attributions"] = explains and self.kind == "tabular"
         if self.kind == "tabular":
             info["example"] = example_record(self.schema)
         return info
@@ -71,8 +73,9 @@ def load(path: str, device: str = "cpu") -> Served:
 
         model = load_classifier(file, device)
         net = Deployable.of(model)
-        explainer = model if has_conv_layers(model) else None
         schema = read_schema(model.schema)
+        explains = has_conv_layers(model) or (isinstance(schema, TabularSchema) and hasattr(model.net, "embed"))
+        explainer = model if explains else None
         return Served(net, list(model.class_names), list(model.input_shape), schema, file.name, explainer)
     sidecar = file.with_name(file.name + ".json")
     if not sidecar.is_file():
@@ -110,7 +113,7 @@ def example_record(table: TabularSchema) -> dict[str, Any]:
     """A valid request for a tabular model: each numeric feature at its training median, each text one at its
     first category."""
     record = {c["name"]: c["fill"] for c in table.numeric}
-    record.update({c["name"]: c["categories"][0] for c in table.categorical})
+    record.update({c["name"]: table.known_categories(c)[0] for c in table.categorical})
     return {name: record[name] for name in table.features}
 
 
@@ -159,6 +162,15 @@ def read_image(
         return decode(data, channels, size, name="the image", crop_pct=crop_pct)
     except BadImage as e:
         raise Rejected(400, str(e)) from None
+
+
+def wants_attributions(body: Any, table: TabularSchema) -> bool:
+    """Whether a tabular request asks for the columns' contributions: ``"explain": 1`` (or true) in its record, or in
+    any record of a list (unless the model has a feature called ``explain``)."""
+    if "explain" in table.features:
+        return False
+    records = body if isinstance(body, list) else [body]
+    return any(isinstance(r, dict) and str(r.get("explain", "")).lower() in ("1", "true", "yes") for r in records)
 
 
 def read_records(body: Any, table: TabularSchema) -> torch.Tensor:
@@ -326,7 +338,8 @@ class ClassifierAPI(ls.LitAPI if ls else object):
         if model.kind == "tabular":
             if is_form:
                 raise Rejected(400, "this is a tabular model: send JSON feature values, not a form upload")
-            return Item(read_records(request, model.schema), many=isinstance(request, list))
+            return Item(read_records(request, model.schema), many=isinstance(request, list),
+                        explain=wants_attributions(request, model.schema))  # fmt: skip
         upload = request.get("file") if is_form else None
         if upload is None or not hasattr(upload, "file"):
             raise Rejected(400, "this is an image model: upload a PNG or JPEG as multipart form field 'file'")
@@ -352,8 +365,10 @@ class ClassifierAPI(ls.LitAPI if ls else object):
                 answers = [self._answer(p) for p in probs[start : start + len(item.x)]]
                 item.result = {"predictions": answers} if item.many else answers[0]
                 start += len(item.x)
-                if item.explain and self.model.explainer is not None:
+                if item.explain and self.model.explainer is not None and self.model.kind == "image":
                     item.result["gradcam"] = self._gradcam(item.x[0])
+                elif item.explain and self.model.explainer is not None:
+                    self._contributions(item, answers)
         return items if isinstance(x, list) else items[0]
 
     def unbatch(self, output: list[Item]) -> list[Item]:
@@ -375,6 +390,24 @@ class ClassifierAPI(ls.LitAPI if ls else object):
             "top_k": [{"label": name, "probability": round(p, 6)} for name, p in top],
             "probabilities": {name: round(float(p), 6) for name, p in zip(names, probs, strict=True)},
         }
+
+    def _contributions(self, item: Item, answers: list[dict[str, Any]]) -> None:
+        """Each column's contribution to each record's explained output (:mod:`lit_nets.attributions`), added to
+        the records' answers, largest first."""
+        import numpy as np
+
+        from lit_nets.attributions import integrated_gradients
+
+        found = integrated_gradients(self.model.explainer, item.x)
+        names = self.model.class_names
+        for i, answer in enumerate(answers):
+            order = np.argsort(-np.abs(found.values[i]))
+            answer["explanation"] = {
+                "explained": names[int(found.explained[i])],
+                "baseline": round(float(found.baseline[i]), 6),
+                "output": round(float(found.output[i]), 6),
+                "contributions": {found.columns[j]: round(float(found.values[i, j]), 6) for j in order},
+            }
 
     def _gradcam(self, image: torch.Tensor) -> str:
         """The Grad-CAM overlay of one image as a PNG data URL, enlarged so a 28-pixel digit can be seen."""

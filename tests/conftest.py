@@ -291,6 +291,16 @@ def stop_cleanly(served: Service) -> None:
 
 
 @pytest.fixture(scope="session")
+def wine_service(tmp_path_factory):
+    """configs/mlp.yaml trained on wine for 10 epochs, served: (url, its folder)."""
+    work = tmp_path_factory.mktemp("wine")
+    run_cli("fit", "--config", str(CONFIGS / "mlp.yaml"), "--trainer.max_epochs", "10", "--test_after_fit", "false",
+            "--trainer.enable_progress_bar", "false", "--figures.enabled", "false", cwd=work)  # fmt: skip
+    with serving(work / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt", work) as url:
+        yield url, work
+
+
+@pytest.fixture(scope="session")
 def cnn_server(cnn_run):
     """The one-epoch CNN checkpoint served on a free port for the whole session (an idle service costs nothing),
     with short timeouts for the slow-client test (1 s for headers, 2 s for a body). Stopped with SIGTERM at the

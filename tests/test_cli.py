@@ -266,7 +266,7 @@ def test_help_reads_the_docstrings_from_the_module_and_the_console_script(tmp_pa
     for line in ("fit       train a model", "validate  evaluate a checkpoint", "test      evaluate a checkpoint",
                  "predict   predictions.csv", "cv        k-fold cross-validation",
                  "tune      a hyper-parameter search (Optuna)", "plot      learning curves",
-                 "explain   Grad-CAM",
+                 "explain   why a model decided: Grad-CAM",
                  "export    state_dict, TorchScript", "serve     an HTTP service"):  # fmt: skip
         assert f"\n  {line}" in top.stdout, top.stdout  # every subcommand, the tools too, with what it does
     assert top.stdout.startswith("usage: lit-nets SUBCOMMAND")

@@ -62,6 +62,28 @@ def test_upload_a_real_digit_shows_its_label_bars_and_gradcam(page, cnn_run, tmp
     print(f"screenshot: {tmp_path / 'page-upload.png'}")
 
 
+def test_a_tabular_record_shows_each_columns_contribution_as_bars(browser, wine_service, tmp_path: Path) -> None:
+    page = browser.new_page(viewport={"width": 1300, "height": 760})
+    page.goto(wine_service[0] + "/")
+    page.wait_for_selector("#table-input:not(.hidden)")
+    page.click("#predict-record")
+    page.wait_for_selector("#contributions-panel:not(.hidden)")
+    assert page.locator("#contributions .bar").count() == 13  # every column of wine
+    about = page.inner_text("#contributions-about")
+    assert about.startswith(f'to the score (logit) of "{page.inner_text("#label")}"'), about
+    bars = page.eval_on_selector_all(
+        "#contributions .bar",
+        "rows => rows.map(r => [r.querySelector('.neg .fill').style.width, r.querySelector('.pos .fill').style.width, "
+        "parseFloat(r.querySelector('.value').textContent)])",
+    )
+    assert max(bars[0][:2]) == "100%"  # the largest first, at full width
+    for negative, positive, value in bars:  # a bar to the left (red) when it lowers the score, else to the right
+        assert (negative, positive)[value < 0] == "0%" and (negative, positive)[value >= 0] != "0%", bars
+    page.screenshot(path=str(tmp_path / "page-tabular.png"), full_page=True)
+    print(f"screenshot: {tmp_path / 'page-tabular.png'}")
+    page.close()
+
+
 def test_draw_a_one_on_the_canvas(page, tmp_path: Path) -> None:
     page.click("#clear")
     box = page.locator("#canvas").bounding_box()

@@ -5,7 +5,7 @@ A test per block. ``python -m lit_nets ...`` runs in this process (the same ``ma
 no 5-second interpreter start per command); ``serve`` runs as a real process, and the ``curl`` lines after it are
 sent to it. Fits of image configs get a small overlay (2 epochs of 5 batches: the defaults stay on, figures and the
 test after fit included); the Quickstart's full 5 epochs and its accuracy are ``tests/test_train.py``'s. ``tune``
-runs a twentieth of its ``--trials`` (at least 2), tabular trials for 10 epochs (tests/test_tune.py tests the search
+runs a twentieth of its ``--trials`` (rounded up), tabular trials for 10 epochs (tests/test_tune.py tests the search
 itself). Backbone fits (configs/photos.yaml) run at 64 px, with "pretrained" resnet18 weights (random ones) put where
 torch's cache keeps the real file. What cannot run here is skipped with the reason (installing, a cluster, a browser,
 a long-running TensorBoard).
@@ -130,6 +130,7 @@ def workspace(tmp_path_factory, sample) -> Path:
     shutil.copy(work / "torch_home" / "hub" / "checkpoints" / "resnet18-f37072fd.pth", work / "resnet18.pth")
     wine = pd.read_csv(write_csv_sample("wine", work / "wine_source.csv"))
     wine.rename(columns={"cultivar": "label"}).to_csv(work / "my.csv", index=False)
+    wine.rename(columns={"cultivar": "label"}).to_parquet(work / "my.parquet")
     wine.drop(columns="cultivar").iloc[::10].to_csv(work / "new_rows.csv", index=False)
     return work
 
@@ -187,9 +188,9 @@ def run(argv: list[str], capfd, caplog, heading: str) -> None:
             extra[1] = "3"  # a resumed run trains one more epoch
         if "photos.yaml" in config:
             extra += PHOTO_OVERLAY
-    if argv[0] == "tune":  # a twentieth of the trials (two at least: 40 then 50 is 2 then 3, a study continued)
+    if argv[0] == "tune":  # a twentieth of the trials, rounded up: 40 then 50 is 2 then 3, a study continued
         at = argv.index("--trials") + 1
-        argv = [*argv[:at], str(max(2, math.ceil(int(argv[at]) / 20))), *argv[at + 1 :]]
+        argv = [*argv[:at], str(math.ceil(int(argv[at]) / 20)), *argv[at + 1 :]]
         extra = extra or ["--trainer.max_epochs", "10"]  # tabular trials: 10 epochs
     caplog.clear()
     try:
@@ -308,6 +309,8 @@ def send(words: list[str], service) -> None:
 def test_every_block_was_read() -> None:
     """The harness sees the README's commands (a heading or fence change must not make it run nothing)."""
     headings = [h for h, _ in BLOCKS]
-    assert {"Quickstart", "Everyday use", "Export", "Serve", "Tabular data (CSV)"} <= set(headings), headings
+    assert {"Quickstart", "Everyday use", "Export", "Serve", "Tabular data (CSV, Parquet, Feather)"} <= set(headings), (
+        headings
+    )
     assert sum(len(b) for _, b in BLOCKS) >= 40
     assert shutil.which("python") or sys.executable

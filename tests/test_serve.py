@@ -16,7 +16,7 @@ import pytest
 import requests
 import torch
 
-from conftest import CONFIGS, Service, in_process, port_is_free, run_cli, serving, short_png, stop_cleanly
+from conftest import Service, in_process, port_is_free, short_png, stop_cleanly
 
 pytest.importorskip("litserve")
 
@@ -209,15 +209,6 @@ def test_a_state_dict_export_is_refused_with_advice(cnn_run, monkeypatch, capfd)
     assert proc.returncode == 2 and "serve the checkpoint, or export to torchscript" in proc.stderr
 
 
-@pytest.fixture(scope="module")
-def wine_service(tmp_path_factory):
-    work = tmp_path_factory.mktemp("wine")
-    run_cli("fit", "--config", str(CONFIGS / "mlp.yaml"), "--trainer.max_epochs", "10", "--test_after_fit", "false",
-            "--trainer.enable_progress_bar", "false", "--figures.enabled", "false", cwd=work)  # fmt: skip
-    with serving(work / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt", work) as url:
-        yield url, work
-
-
 def test_tabular_records_as_json(wine_service) -> None:
     import pandas as pd
 
@@ -231,6 +222,30 @@ def test_tabular_records_as_json(wine_service) -> None:
     many = requests.post(f"{url}/predict", json=records, timeout=30).json()["predictions"]
     accuracy = sum(p["label"] == str(t) for p, t in zip(many, rows["cultivar"], strict=True)) / len(rows)
     assert len(many) == len(rows) and accuracy >= 0.9, f"accuracy {accuracy:.3f} on all {len(rows)} rows"
+
+
+def test_explain_1_answers_each_columns_contribution(wine_service) -> None:
+    """``"explain": 1`` in a record: its answer holds every column's contribution (largest first), which add up, with
+    the baseline's logit, to the logit of the predicted class; records without it get none."""
+    import math
+
+    import pandas as pd
+
+    url, work = wine_service
+    assert requests.get(f"{url}/info", timeout=10).json()["model"]["attributions"] is True
+    rows = pd.read_csv(work / "data" / "wine.csv").drop(columns="cultivar")
+    records = rows.iloc[[0, 60, 130]].to_dict(orient="records")
+    answers = requests.post(f"{url}/predict", json=[{**r, "explain": 1} for r in records], timeout=30).json()
+    for answer in answers["predictions"]:
+        why = answer["explanation"]
+        assert why["explained"] == answer["label"] and set(why["contributions"]) == set(rows.columns)
+        sizes = [abs(v) for v in why["contributions"].values()]
+        assert sizes == sorted(sizes, reverse=True)
+        total = why["baseline"] + sum(why["contributions"].values())
+        assert math.isclose(total, why["output"], abs_tol=0.02 * max(1.0, abs(why["output"] - why["baseline"])))
+    assert {a["label"] for a in answers["predictions"]} == {"class_0", "class_1", "class_2"}
+    plain = requests.post(f"{url}/predict", json=records[0], timeout=30).json()
+    assert "explanation" not in plain
 
 
 @pytest.mark.parametrize(

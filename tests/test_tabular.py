@@ -174,8 +174,12 @@ NUMBERS = "a,b,label\n" + "".join(f"{i},{i % 7},{'yes' if i % 2 else 'no'}\n" fo
         (NUMBERS.replace(",yes\n", ",no\n"), {}, r"target 'label' has a single class \('no'\)"),
         (NUMBERS.replace("\n17,3,", "\n17,oops,"), {}, r"column 'b' holds numbers, but line 19 has 'oops'"),
         (NUMBERS, {"features": ["a", "c"]}, r"no column\(s\) 'c'"),
+        # an id: a different value on every row teaches nothing about the rows the model has not seen
         ("".join(f"{i},name{i},{i % 2}\n" for i in range(80)).replace("0,name0", "a,b,label\n0,name0", 1),
-         {"max_categories": 50}, r"column 'b' has \d+ different text values \(e.g. 'name\d+' on line \d+\)"),
+         {}, r"column 'b' has \d+ different values in \d+ training rows \(e.g. 'name\d+' on line \d+\): an id"),
+        ("".join(f"{i},name{i % 30},{i % 2}\n" for i in range(80)).replace("0,name0", "a,b,label\n0,name0", 1),
+         {"max_categories": 20}, r"column 'b' has \d\d different text values \(e.g. 'name\d+' on line \d+\), more than "
+         r"data.max_categories=20"),
         # numbers no model can take: before, the loss was NaN and the run ended at chance with exit 0
         (NUMBERS.replace("\n17,3,", "\n17,inf,"), {}, r"column 'b', line 19 has inf, not a finite number a model can"),
         (NUMBERS.replace("\n17,3,", "\n17,1e39,"), {}, r"column 'b', line 19 has 1e\+39, not a finite number"),

@@ -93,7 +93,7 @@ def test_a_trial_the_pruner_stops_is_recorded_as_pruned(tmp_path: Path, monkeypa
 def test_a_killed_study_continues_to_its_total(tmp_path: Path, monkeypatch, capfd) -> None:
     """SIGTERM to tune's process while trial 2 trains; the same command again finishes the 4 trials in the same
     study, with trial 2's parameters run again."""
-    args = ["tune", *MLP, *SPACE, "--trials", "4", "--pruner", "none", "--trainer.max_epochs", "30", *QUIET]
+    args = ["tune", *MLP, *SPACE, "--trials", "4", "--pruner", "none", "--trainer.max_epochs", "15", *QUIET]
     proc = subprocess.Popen([sys.executable, "-m", "lit_nets", *args], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
     folder = tmp_path / "lightning_logs" / "tune" / "mlp"

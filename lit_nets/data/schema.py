@@ -5,8 +5,18 @@ travels in the model's hyper-parameters and loads with ``torch.load(weights_only
 
 - numeric columns: missing values are imputed with the training median; the model standardises them with
   the training mean and std (the statistics are the model's ``mean``/``std``);
-- text / categorical columns: one-hot encoded over the categories seen in training (a missing value is the
-  category ``(missing)``); a category never seen in training encodes as all zeros and is counted in a log line;
+- text / categorical columns, each one of two ways (``data.categorical_encoding``; ``auto``: one-hot up to
+  ``data.onehot_max`` categories, an embedding above):
+
+  - **one-hot** over the categories seen in training (a missing value is the category ``(missing)``); a category
+    never seen in training encodes as all zeros;
+  - **embedding** (entity embeddings, as fastai and pytorch_tabular use for columns of many values): one input that
+    holds the category's index in the column's vocabulary, which the model looks up in a learned table
+    (:class:`lit_nets.models.nets.TabularMLP`). Index 0 is ``(unseen)``: a category not seen in training; index 1
+    is ``(missing)``; then the training categories, sorted. A table row has ``embedding_size(vocabulary)``
+    numbers: fastai's rule ``min(600, round(1.6 * n ** 0.56))`` (e.g. 39 for 300 categories);
+
+  unseen categories are counted in a log line;
 - the target: any values (ints, strings) mapped to class indices in sorted order.
 
 No Lightning here: pandas and NumPy only.
@@ -28,6 +38,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MISSING = "(missing)"
+UNSEEN = "(unseen)"  # an embedded column's index 0: a category not seen in training
+Encoding = Literal["onehot", "embedding", "auto"]
+ID_SHARE = 0.5  # a text column with more different values than this share of its rows is an id or free text
+ID_MIN = 20  # ... when it has more than this many values (a small file's few categories are not ids)
+
+
+def embedding_size(vocabulary: int) -> int:
+    """Numbers per category of an embedded column: fastai's rule of thumb, ``min(600, round(1.6 * n ** 0.56))``
+    (``n``: the vocabulary, reserved indices included), which grows slower than the vocabulary."""
+    return int(min(600, round(1.6 * vocabulary**0.56)))
+
+
 MOSTLY_NUMBERS = 0.9  # a text column whose values are at least this share of numbers is a numeric column
 
 
@@ -90,15 +112,19 @@ class TabularSchema:
         max_categories: int,
         file: str | Path,
         whole: pd.DataFrame | None = None,
+        encoding: Encoding = "onehot",
+        onehot_max: int = 10,
     ) -> TabularSchema:
         """Fit on the training rows ``train`` of ``file`` (which holds ``features`` and ``target``).
 
         Which columns are numbers is decided on ``whole`` (all rows of the file, default ``train``), so a
-        stray text value is reported wherever it is; the statistics come from ``train`` alone.
+        stray text value is reported wherever it is; the statistics come from ``train`` alone. ``encoding``
+        says how categorical columns are encoded (``auto``: one-hot up to ``onehot_max`` categories).
         """
         import pandas as pd
 
         whole = train if whole is None else whole
+        typed = bool(whole.attrs.get("typed"))  # Parquet / Feather: the file's types decide, nothing is parsed
         counts = train[target].map(label_text).value_counts()
         schema = cls(target=target, classes=classes, class_counts=[int(counts.get(c, 0)) for c in classes])
         empty = []
@@ -107,7 +133,8 @@ class TabularSchema:
             if not column.notna().any():  # nothing to learn from, and no median to fill it with
                 empty.append(name)
                 continue
-            if name not in categorical and not pd.api.types.is_bool_dtype(column):
+            number_type = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+            if name not in categorical and (number_type or not typed) and not pd.api.types.is_bool_dtype(column):
                 is_numeric = _as_numbers(whole[name], name, file) is not None
                 values = _as_numbers(column, name, file) if is_numeric else None
                 if values is not None:
@@ -124,14 +151,17 @@ class TabularSchema:
                     )
                     continue
             categories = sorted(set(_as_categories(column)))
-            if len(categories) > max_categories:
-                index, value = column.index[0], column.iloc[0]
-                raise UserError(
-                    f"{file}: column '{name}' has {len(categories)} different text values (e.g. {value!r} on "
-                    f"line {_line(index)}), more than data.max_categories={max_categories}: leave it out with "
-                    "data.features, raise max_categories, or fix it if it should hold numbers"
-                )
-            schema.categorical.append({"name": name, "categories": categories})
+            _check_categories(column, categories, name, max_categories, file, listed=name in categorical)
+            embed = encoding == "embedding" or (encoding == "auto" and len(categories) > onehot_max)
+            if embed:
+                vocabulary = [UNSEEN, MISSING, *(c for c in categories if c != MISSING)]
+                entry = {"name": name, "categories": vocabulary, "encoding": "embedding",
+                         "size": embedding_size(len(vocabulary))}  # fmt: skip
+            else:
+                entry = {"name": name, "categories": categories, "encoding": "onehot"}
+            schema.categorical.append(entry)
+        # one-hot columns first, then the embedded ones: the model's inputs are its dense part, then indices
+        schema.categorical.sort(key=lambda c: c.get("encoding") == "embedding")
         if empty:
             log.warning("%s: left out %d column(s) without a single value in the training rows: %s", file, len(empty),
                         ", ".join(map(repr, empty)))  # fmt: skip
@@ -146,21 +176,60 @@ class TabularSchema:
         return [c["name"] for c in self.numeric] + [c["name"] for c in self.categorical]
 
     @property
+    def onehot(self) -> list[dict[str, Any]]:
+        """The one-hot encoded categorical columns (checkpoints of lit_nets 0.2 have no ``encoding``: one-hot)."""
+        return [c for c in self.categorical if c.get("encoding", "onehot") == "onehot"]
+
+    @property
+    def embedded(self) -> list[dict[str, Any]]:
+        """The categorical columns the model embeds: one index input each, after every dense input."""
+        return [c for c in self.categorical if c.get("encoding") == "embedding"]
+
+    @property
     def encoded_names(self) -> list[str]:
-        """A name per input of the model: numeric columns, then ``column=category`` one-hot inputs."""
-        return [c["name"] for c in self.numeric] + [
-            f"{c['name']}={cat}" for c in self.categorical for cat in c["categories"]
-        ]
+        """A name per input of the model: numeric columns, ``column=category`` one-hot inputs, then the embedded
+        columns' index inputs (``column``)."""
+        return (
+            [c["name"] for c in self.numeric]
+            + [f"{c['name']}={cat}" for c in self.onehot for cat in c["categories"]]
+            + [c["name"] for c in self.embedded]
+        )
+
+    @property
+    def input_columns(self) -> list[str]:
+        """The CSV column behind each input of the model (a one-hot column's name repeats per category)."""
+        return (
+            [c["name"] for c in self.numeric]
+            + [c["name"] for c in self.onehot for _ in c["categories"]]
+            + [c["name"] for c in self.embedded]
+        )
 
     @property
     def input_size(self) -> int:
-        return len(self.numeric) + sum(len(c["categories"]) for c in self.categorical)
+        return len(self.numeric) + sum(len(c["categories"]) for c in self.onehot) + len(self.embedded)
+
+    @property
+    def dense_size(self) -> int:
+        """Inputs before the embedded columns' indices: numbers and one-hot categories."""
+        return self.input_size - len(self.embedded)
+
+    @property
+    def embeddings(self) -> list[tuple[int, int]]:
+        """(vocabulary, size) of each embedded column's table, in input order."""
+        return [(len(c["categories"]), int(c["size"])) for c in self.embedded]
+
+    def known_categories(self, column: dict[str, Any]) -> list[str]:
+        """The categories of a categorical column entry seen in training, values first (``(missing)`` last, an
+        embedding's ``(unseen)`` left out)."""
+        values = [c for c in column["categories"] if c not in (UNSEEN, MISSING)]
+        return values + [MISSING] * (MISSING in column["categories"])
 
     def normalization(self) -> tuple[list[float], list[float]]:
-        """Mean and std per model input: training statistics for numbers, (0, 1) for one-hot inputs."""
-        one_hot = self.input_size - len(self.numeric)
-        means = [c["mean"] for c in self.numeric] + [0.0] * one_hot
-        stds = [c["std"] for c in self.numeric] + [1.0] * one_hot
+        """Mean and std per model input: training statistics for numbers, (0, 1) for one-hot inputs and indices
+        (which therefore reach the network unchanged)."""
+        rest = self.input_size - len(self.numeric)
+        means = [c["mean"] for c in self.numeric] + [0.0] * rest
+        stds = [c["std"] for c in self.numeric] + [1.0] * rest
         return means, stds
 
     # -- applying it ----------------------------------------------------------------------------------------
@@ -181,15 +250,19 @@ class TabularSchema:
             imputed = {c["name"]: int(n) for c, n in zip(self.numeric, gaps.sum(axis=0), strict=True) if n}
             fills = np.array([c["fill"] for c in self.numeric])
             parts.append(np.where(gaps, fills, numbers).astype(np.float32))
-        for c in self.categorical:
+        for c in self.categorical:  # one-hot ones first (fit sorts them so), as the inputs are
             values = pd.Series(_as_categories(frame[c["name"]]), index=frame.index)
             known = values.isin(c["categories"])
             if not known.all():
                 unseen[c["name"]] = int((~known).sum())
+            if c.get("encoding") == "embedding":
+                codes = pd.Index(c["categories"]).get_indexer(values)  # -1: not in the vocabulary
+                parts.append(np.maximum(codes, 0).astype(np.float32)[:, None])  # index 0: (unseen)
+                continue
             one_hot = values.to_numpy()[:, None] == np.array(c["categories"], dtype=object)[None, :]
             parts.append(one_hot.astype(np.float32))
         _log_counts(logging.INFO, file, "imputed {} missing value(s) with training medians", imputed)
-        _log_counts(logging.WARNING, file, "{} value(s) of categories not seen in training, encoded as none", unseen)
+        _log_counts(logging.WARNING, file, "{} value(s) of categories not seen in training, encoded as unseen", unseen)
         if not parts:
             return np.zeros((len(frame), 0), dtype=np.float32)
         return np.concatenate(parts, axis=1)
@@ -268,6 +341,29 @@ def _log_counts(level: int, file: str | Path, what: str, counts: dict[str, int])
     if counts:
         per_column = ", ".join(f"{name} ({n})" for name, n in counts.items())
         log.log(level, "%s: %s: %s", file, what.format(sum(counts.values())), per_column)
+
+
+def _check_categories(
+    column: pd.Series, categories: list[str], name: str, most: int, file: str | Path, listed: bool = False
+) -> None:
+    """Refuse a text column that is free text or an id rather than categories: more values than ``most``, or (with
+    more than ``ID_MIN``, unless the user ``listed`` it in data.categorical) a different value on more than
+    ``ID_SHARE`` of its rows, which teaches a model nothing about the rows it has not seen."""
+    present = int(column.notna().sum())
+    index, value = column.index[0], column.iloc[0]
+    example = f"e.g. {value!r} on line {_line(index)}"
+    if not listed and len(categories) > ID_MIN and len(categories) > ID_SHARE * present:
+        raise UserError(
+            f"{file}: column '{name}' has {len(categories):,} different values in {present:,} training rows "
+            f"({example}): an id or free text, not categories a model can learn from; leave it out with "
+            "data.features (or list it in data.categorical to embed it anyway), or fix it if it should hold numbers"
+        )
+    if len(categories) > most:
+        raise UserError(
+            f"{file}: column '{name}' has {len(categories):,} different text values ({example}), more than "
+            f"data.max_categories={most}: leave it out with data.features, raise max_categories, or fix it if it "
+            "should hold numbers"
+        )
 
 
 def _as_categories(column: pd.Series) -> list[str]:

@@ -1,5 +1,10 @@
 """Reading a table file as a user's spreadsheet wrote it: separator, decimal mark and text encoding found out (or
-given), duplicated column names refused.
+given), duplicated column names refused; Parquet and Feather files (by extension, through pyarrow) as they are.
+
+Parquet (``.parquet``, ``.pq``) and Feather / Arrow IPC (``.feather``, ``.arrow``) files carry their column types:
+they are read with pyarrow and nothing is guessed or re-parsed: a numeric column is numbers, any other column (text,
+dictionary, boolean) is categories (the frame's ``attrs["typed"]`` tells :class:`~lit_nets.data.schema.TabularSchema`
+so), and a null is a missing value.
 
 Excel writes ``;``-separated files with decimal commas in much of Europe, in the Windows code page rather than
 UTF-8, sometimes with a byte-order mark; pandas reads all of that when told, and is told here:
@@ -117,11 +122,42 @@ def dialect_of(path: str | Path, sep: str | None = None, decimal: str | None = N
     return Dialect(sep=sep, decimal=decimal or detect_decimal(lines, sep), encoding=encoding)
 
 
-def read_table(path: str | Path, na_values: list[str], sep: str | None = None, decimal: str | None = None,
-               encoding: str | None = None) -> Any:  # fmt: skip
-    """A table file as a pandas DataFrame, read as :func:`dialect_of` says; errors name the file and what to set."""
+TYPED = {".parquet": "Parquet", ".pq": "Parquet", ".feather": "Feather", ".arrow": "Feather"}
+
+
+def read_typed(path: str | Path) -> Any:
+    """A Parquet or Feather file as a pandas DataFrame with its own column types (``attrs["typed"]`` set)."""
     import pandas as pd
 
+    kind = TYPED[Path(path).suffix.lower()]
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise UserError(f"{path}: reading {kind} files needs pyarrow: pip install pyarrow") from None
+    try:
+        frame = pd.read_parquet(path) if kind == "Parquet" else pd.read_feather(path)
+    except Exception as e:  # pyarrow's errors have no common base: ArrowInvalid, OSError, ...
+        raise UserError(f"{path} is not a readable {kind} file: {str(e).strip().splitlines()[0]}") from None
+    if not isinstance(frame.index, pd.RangeIndex) or frame.index.start != 0:
+        frame = frame.reset_index(drop=True)  # rows numbered 0.. as a CSV's are (a pandas index saved in the file)
+    names = [str(c) for c in frame.columns]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UserError(f"{path}: column {twice[0]!r} appears {names.count(twice[0])} times: rename them so that each "
+                        "name is unique")  # fmt: skip
+    frame.columns = names
+    frame.attrs["typed"] = True
+    return frame
+
+
+def read_table(path: str | Path, na_values: list[str], sep: str | None = None, decimal: str | None = None,
+               encoding: str | None = None) -> Any:  # fmt: skip
+    """A table file as a pandas DataFrame: Parquet and Feather by their extension (:func:`read_typed`), anything
+    else as CSV read as :func:`dialect_of` says; errors name the file and what to set."""
+    import pandas as pd
+
+    if Path(path).suffix.lower() in TYPED:
+        return read_typed(path)
     dialect = dialect_of(path, sep, decimal, encoding)
     if dialect != Dialect():
         log.info("%s: read as %s (set data.sep, data.decimal, data.encoding to change that)", path, dialect.describe())

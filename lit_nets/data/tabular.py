@@ -1,4 +1,4 @@
-"""CSV files as an in-memory data module (pandas to tensors, once).
+"""Table files (CSV, Parquet, Feather) as an in-memory data module (pandas to tensors, once).
 
 The columns are encoded by a :class:`~lit_nets.data.schema.TabularSchema` fitted on the training split. The
 schema goes into the model's hyper-parameters (through the CLI link ``data.schema -> model.schema``), and
@@ -17,30 +17,35 @@ import torch
 from lit_nets.checkpoints import hparams_of
 from lit_nets.data.base import Splits, TensorDataModule, hold_out
 from lit_nets.data.samples import CSV_SAMPLES, write_csv_sample
-from lit_nets.data.schema import TabularSchema, class_order
+from lit_nets.data.schema import Encoding, TabularSchema, class_order
 from lit_nets.data.tables import read_table
 from lit_nets.errors import UserError
 
 log = logging.getLogger(__name__)
-Sample = Literal["breast_cancer", "wine", "autompg"]
+Sample = Literal["breast_cancer", "wine", "autompg", "insteval"]
 
 
 class CSVDataModule(TensorDataModule):
-    """Rows of CSV files (read with pandas), held in memory as float tensors.
+    """Rows of table files (read with pandas), held in memory as float tensors. Every path takes a CSV file, or a
+    Parquet (.parquet, .pq) or Feather (.feather, .arrow) file, read with pyarrow with the column types it holds.
 
     Args:
-        path: CSV file with the feature columns and the target column; split into train/val/test
+        path: table file with the feature columns and the target column; split into train/val/test
             (stratified, seeded) unless val_path / test_path are given.
         target: name of the target column; its values (ints, strings, ...) become the classes.
         features: feature columns (default: every column but the target).
         categorical: columns to one-hot encode even though they hold numbers (codes, ids of groups).
-        val_path: a separate validation CSV (then no validation rows are taken from path).
-        test_path: a separate test CSV (then no test rows are taken from path).
-        predict_path: CSV to predict on; the target column may be absent (default: the test split).
+        val_path: a separate validation file (then no validation rows are taken from path).
+        test_path: a separate test file (then no test rows are taken from path).
+        predict_path: file to predict on; the target column may be absent (default: the test split).
         val_fraction: share of path's rows held out for validation.
         test_fraction: share of path's rows held out for testing.
-        max_categories: most different values a text column may have (an id or free-text column is an error,
-            not thousands of one-hot inputs).
+        categorical_encoding: how text and categorical columns reach the model: onehot (an input per
+            category), embedding (an index the model looks up in a learned table of embedding vectors, as fastai
+            and pytorch_tabular do), or auto: one-hot up to onehot_max categories, an embedding above.
+        onehot_max: most categories a column may have for auto to one-hot encode it.
+        max_categories: most different values a text column may have; a column with a different value on most of
+            its rows (an id, free text) is an error whatever this says.
         na_values: extra strings that mean "missing" (pandas already knows "", "NA", "NaN", "null", ...).
         sep: the column separator; default: detected (",", ";", tab or "|"), and logged when not ",".
         decimal: the decimal mark of numbers; default: detected ("," in ";"-separated files written with decimal
@@ -48,7 +53,8 @@ class CSVDataModule(TensorDataModule):
         encoding: the files' text encoding; default: UTF-8 (a byte-order mark is honoured), or Windows-1252 with a
             warning for a file that is not UTF-8.
         sample: when path does not exist and is named ``<sample>.csv``, write this real data set that ships
-            in an installed package there first: breast_cancer, wine or autompg (the configs' offline default).
+            in an installed package there first: breast_cancer, wine, autompg or insteval (the configs' offline
+            default).
         schema_from: checkpoint whose column encoding and classes to use instead of fitting them on path (set
             by the CLI from --ckpt_path for validate, test and predict).
     """
@@ -64,7 +70,9 @@ class CSVDataModule(TensorDataModule):
         predict_path: str | None = None,
         val_fraction: float = 0.15,
         test_fraction: float = 0.2,
-        max_categories: int = 50,
+        categorical_encoding: Encoding = "auto",
+        onehot_max: int = 10,
+        max_categories: int = 10_000,
         na_values: list[str] = ["?"],  # noqa: B006
         sep: str | None = None,
         decimal: str | None = None,
@@ -85,6 +93,9 @@ class CSVDataModule(TensorDataModule):
         self.features, self.categorical = features, list(categorical)
         self.val_path, self.test_path, self.predict_path = val_path, test_path, predict_path
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        if onehot_max < 1:
+            raise UserError(f"data.onehot_max must be at least 1, got {onehot_max}")
+        self.categorical_encoding, self.onehot_max = categorical_encoding, onehot_max
         self.max_categories, self.na_values = max_categories, list(na_values)
         self.dialect = {"sep": sep, "decimal": decimal, "encoding": encoding}
         self.sample, self.schema_from = sample, schema_from
@@ -98,7 +109,7 @@ class CSVDataModule(TensorDataModule):
             write_csv_sample(self.sample, file)
             log.warning("wrote the shipped sample to %s: %s", file, CSV_SAMPLES[self.sample])
         if not file.is_file():
-            raise UserError(f"{what} CSV file {path} does not exist")
+            raise UserError(f"{what} {'CSV ' if file.suffix.lower() == '.csv' else ''}file {path} does not exist")
         frame = read_table(file, self.na_values, **self.dialect)
         if frame.empty:
             raise UserError(f"{path} has a header but no rows")
@@ -192,6 +203,8 @@ class CSVDataModule(TensorDataModule):
                     self.max_categories,
                     self.path,
                     whole=frames["whole"],
+                    encoding=self.categorical_encoding,
+                    onehot_max=self.onehot_max,
                 )
                 self._schema.missing_markers = list(self.na_values)  # a served model's requests use them too
         return self._schema
@@ -245,7 +258,10 @@ class CSVDataModule(TensorDataModule):
             }
             split = {k: self._tensors(frames[k], files[k]) if k in frames else None for k in split}
         n_inputs, n_columns = schema.input_size, len(schema.features)
-        source = f"{self.path} (target '{self.target}', {n_inputs} inputs from {n_columns} columns)"
+        embedded = ", ".join(f"{c['name']} ({len(c['categories']) - 2:,} categories -> {c['size']})"
+                             for c in schema.embedded)  # fmt: skip
+        embedded = f"; embedded: {embedded}" if embedded else ""
+        source = f"{self.path} (target '{self.target}', {n_inputs} inputs from {n_columns} columns{embedded})"
         if self.sample and self.path and Path(self.path).name == f"{self.sample}.csv":
             source += f"; the shipped sample: {CSV_SAMPLES[self.sample]}"
         val_ids = None

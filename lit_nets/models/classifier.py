@@ -29,7 +29,7 @@ from lit_nets import private_api
 from lit_nets.errors import UserError
 from lit_nets.inference import Deployable, probabilities
 from lit_nets.models.fast_path import EpochTotals, PlainHookName
-from lit_nets.models.nets import CNN, MLP, Standardize
+from lit_nets.models.nets import CNN, MLP, Standardize, TabularMLP
 
 log = logging.getLogger(__name__)
 Loss = Literal["ce", "bce"]
@@ -402,7 +402,9 @@ class CNNClassifier(Classifier):
 class MLPClassifier(Classifier):
     """A multilayer perceptron classifier for CSV features (or flattened images).
 
-    The input size is the product of the data's input shape, so it also runs on MNIST-family images.
+    The input size is the product of the data's input shape, so it also runs on MNIST-family images. When the data's
+    schema embeds categorical columns (``data.categorical_encoding``), the network is a
+    :class:`~lit_nets.models.nets.TabularMLP`: each such column's index is looked up in a learned table of vectors.
 
     Args:
         hidden: width of each hidden layer (one layer per entry; [] for logistic regression).
@@ -428,7 +430,12 @@ class MLPClassifier(Classifier):
         super().__init__(**kwargs)
 
     def build_net(self, num_outputs: int) -> nn.Module:
+        from lit_nets.data.schema import TabularSchema, read_schema
+
+        table = read_schema(self.schema)
         try:
+            if isinstance(table, TabularSchema) and table.embedded:  # columns of many categories: entity embeddings
+                return TabularMLP(table.dense_size, table.embeddings, num_outputs, **self._mlp_args)
             return MLP(in_features=math.prod(self.input_shape), num_outputs=num_outputs, **self._mlp_args)
         except ValueError as e:
             raise UserError(f"model: {e}") from e

@@ -226,5 +226,53 @@ class MLP(nn.Module):
         self.out = nn.Linear(width, num_outputs)
         init_weights(self, init, activation)
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The input of the hidden layers (here the input itself; :class:`TabularMLP` adds embeddings)."""
+        return x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(self.layers(x))
+
+
+class TabularMLP(MLP):
+    """An :class:`MLP` for table rows whose last inputs are category indices, each looked up in a learned table of
+    vectors (entity embeddings, as fastai and pytorch_tabular use for columns of many values).
+
+    The input is one float vector per row: ``dense_features`` numbers (standardised values, one-hot categories),
+    then one category index per embedded column. The vectors are concatenated to the numbers and fed to the MLP;
+    ``embed`` gives that concatenation (what feature attributions are computed on). Index 0 of every table is the
+    category not seen in training and index 1 a missing value; both start at zero (no information), and an index
+    outside a table (a malformed request) reads as index 0.
+
+    Args:
+        dense_features: inputs before the indices.
+        embeddings: (vocabulary, size) of each embedded column's table, in input order.
+        num_outputs: size of the last layer (classes, or 1 for a binary BCE head).
+        **kwargs: the :class:`MLP` arguments (hidden, dropout, activation, batch_norm, init).
+    """
+
+    def __init__(
+        self, dense_features: int, embeddings: Sequence[tuple[int, int]], num_outputs: int, **kwargs: object
+    ) -> None:
+        if not embeddings:
+            raise ValueError("TabularMLP needs at least one embedded column; use MLP without")
+        super().__init__(dense_features + sum(size for _, size in embeddings), num_outputs, **kwargs)  # type: ignore[arg-type]
+        self.dense_features = dense_features
+        self.embeddings = nn.ModuleList(nn.Embedding(n, size) for n, size in embeddings)
+        with torch.no_grad():
+            for table in self.embeddings:
+                nn.init.normal_(table.weight, std=0.1)  # small, as fastai's trunc_normal_(std=0.01) scale
+                table.weight[:2] = 0.0  # (unseen) and (missing): no information until training says otherwise
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The MLP's input: the dense inputs, then each embedded column's vector."""
+        dense, codes = x[:, : self.dense_features], x[:, self.dense_features :].long()
+        parts = [dense]
+        for i, table in enumerate(self.embeddings):
+            code = codes[:, i]
+            inside = (code >= 0) & (code < table.num_embeddings)
+            parts.append(table(torch.where(inside, code, torch.zeros_like(code))))
+        return torch.cat(parts, dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.layers(self.embed(x)))

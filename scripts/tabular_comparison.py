@@ -1,0 +1,215 @@
+"""Our MLP (one-hot and embeddings) against scikit-learn's gradient boosting and logistic regression, on the same
+folds of every tabular data set lit_nets ships; the table of docs/tabular.md.
+
+    python scripts/tabular_comparison.py                       # every data set, 5 folds (about 25 minutes, 2 cores)
+    python scripts/tabular_comparison.py --sets wine autompg --folds 3 --out /tmp/tabular
+
+For each data set and fold, the MLP is ``python -m lit_nets cv --config ... --folds K`` exactly as a user runs it
+(early stopping, checkpoints, figures, the test of each fold's best checkpoint), once per categorical encoding; the
+scikit-learn models are fitted on the very training rows of each fold (the data module's own fold split, built from
+the same config) and scored on the fold's validation rows and on the shared test split. The columns that lit_nets
+treats as categories are the categorical ones for scikit-learn too:
+
+- ``HistGradientBoostingClassifier``: numbers as they are (it handles missing values), categories of up to 255
+  values as its native categorical features, more than that through scikit-learn's cross-fitted ``TargetEncoder``
+  (its native support stops at 255 categories);
+- ``LogisticRegression`` (max_iter 5000): numbers median-imputed and standardised, categories one-hot
+  (``handle_unknown="ignore"``).
+
+Accuracy is the mean ± standard deviation over the folds; the wall time is per fold: for the MLP a whole ``fit``
+process (start-up, data, training, the test), for scikit-learn the fit and both predictions. Writes
+``comparison.csv`` (a row per data set, model and fold) and ``comparison.md`` (the table) under ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+SETS: dict[str, list[str]] = {  # the fit arguments of each data set: its config plus what differs
+    "wine": ["--config", "configs/mlp.yaml"],
+    "breast_cancer": ["--config", "configs/mlp_bce.yaml"],
+    "autompg": [
+        "--config",
+        "configs/mlp.yaml",
+        "--data.path",
+        "data/autompg.csv",
+        "--data.target",
+        "origin",
+        "--data.sample",
+        "autompg",
+    ],
+    "insteval": ["--config", "configs/insteval.yaml"],
+}
+
+
+def run_mlp(args: list[str], encoding: str, folds: int, name: str, cwd: Path) -> list[dict[str, Any]]:
+    """``cv`` of the MLP with ``encoding``: a row per fold (validation and test accuracy, seconds per fold)."""
+    import pandas as pd
+
+    command = [
+        sys.executable,
+        "-m",
+        "lit_nets",
+        "cv",
+        *args,
+        "--folds",
+        str(folds),
+        "--name",
+        name,
+        "--data.categorical_encoding",
+        encoding,
+        "--trainer.enable_progress_bar",
+        "false",
+    ]
+    start = time.perf_counter()
+    proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{proc.stderr[-3000:]}")
+    table = pd.read_csv(cwd / "lightning_logs" / "cv" / name / "results.csv")
+    table = table[~table["repeat"].isin(["mean", "std"])]
+    return [
+        {"val_acc": float(r["val/acc"]), "test_acc": float(r["test/acc"]), "seconds": seconds / folds}
+        for _, r in table.iterrows()
+    ]
+
+
+def sklearn_models(numeric: list[str], categorical: list[str], many: list[str]) -> dict[str, Any]:
+    """The two scikit-learn pipelines for these columns (``many``: categorical columns of more than 255 values)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler, TargetEncoder
+
+    few = [c for c in categorical if c not in many]
+    boosted = ColumnTransformer(
+        [
+            ("numbers", "passthrough", numeric),
+            (
+                "few",
+                OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1),
+                few,
+            ),
+            ("many", TargetEncoder(random_state=0), many),
+        ],
+        verbose_feature_names_out=False,
+    )
+    hgb = make_pipeline(
+        boosted,
+        HistGradientBoostingClassifier(
+            categorical_features=[len(numeric) + i for i in range(len(few))] or None, random_state=0
+        ),
+    )
+    linear = ColumnTransformer(
+        [
+            ("numbers", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
+            ("categories", OneHotEncoder(handle_unknown="ignore"), categorical),
+        ]
+    )
+    lr = make_pipeline(linear, LogisticRegression(max_iter=5000))
+    return {"HistGradientBoosting": hgb, "LogisticRegression": lr}
+
+
+def features(numeric: list[str], categorical: list[str], frame: Any) -> Any:
+    """The feature columns of ``frame``; categories as text, a missing one a category, as lit_nets encodes them."""
+    out = frame[numeric + categorical].copy()
+    for c in categorical:
+        out[c] = out[c].map(lambda v: "(missing)" if v != v else str(v)).astype(object)
+    return out
+
+
+def run_sklearn(args: list[str], folds: int, cwd: Path) -> tuple[dict[str, list[dict[str, Any]]], bool]:
+    """Both scikit-learn models on each fold's training rows of the data module the config builds; and whether the
+    data has categorical columns."""
+    import os
+
+    import numpy as np
+
+    from lit_nets import runs
+    from lit_nets.data.tabular import CSVDataModule
+
+    os.chdir(cwd)
+    init = runs.config_of(args)["data"]["init_args"]
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for fold in range(folds):
+        dm = CSVDataModule(**{**init, "fold": fold, "folds": folds})
+        frames, schema = dm.frames(), dm.fitted_schema
+        numeric = [c["name"] for c in schema.numeric]
+        categorical = [c["name"] for c in schema.categorical]
+        many = [c["name"] for c in schema.categorical if len(schema.known_categories(c)) > 255]
+
+        x_train, y_train = (
+            features(numeric, categorical, frames["train"]),
+            frames["train"][schema.target].astype(str).to_numpy(),
+        )
+        for name, model in sklearn_models(numeric, categorical, many).items():
+            start = time.perf_counter()
+            model.fit(x_train, y_train)
+            val = float(
+                np.mean(
+                    model.predict(features(numeric, categorical, frames["val"]))
+                    == frames["val"][schema.target].astype(str)
+                )
+            )
+            test = float(
+                np.mean(
+                    model.predict(features(numeric, categorical, frames["test"]))
+                    == frames["test"][schema.target].astype(str)
+                )
+            )
+            rows.setdefault(name, []).append({"val_acc": val, "test_acc": test, "seconds": time.perf_counter() - start})
+    return rows, bool(categorical)
+
+
+def mean_std(values: list[float]) -> str:
+    return f"{statistics.fmean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def main() -> None:
+    import pandas as pd
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sets", nargs="+", choices=list(SETS), default=list(SETS))
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=REPO / "comparison")
+    options = parser.parse_args()
+    options.out.mkdir(parents=True, exist_ok=True)
+    cwd = options.out.resolve()
+    (cwd / "configs").mkdir(exist_ok=True)
+    for config in (REPO / "configs").glob("*.yaml"):  # the configs' relative data paths land under --out
+        (cwd / "configs" / config.name).write_text(config.read_text())
+    records = []
+    for data in options.sets:
+        args = SETS[data]
+        fitted, has_categories = run_sklearn(args, options.folds, cwd)
+        results: dict[str, list[dict[str, Any]]] = {}
+        for encoding in ("onehot", "embedding") if has_categories else ("onehot",):  # without: the same model
+            label = f"MLP ({encoding})" if has_categories else "MLP"
+            results[label] = run_mlp(args, encoding, options.folds, f"{data}_{encoding}", cwd)
+            print(f"{data}: {label} done", file=sys.stderr, flush=True)
+        results.update(fitted)
+        for model, folds in results.items():
+            records += [{"data": data, "model": model, "fold": i, **f} for i, f in enumerate(folds)]
+    table = pd.DataFrame(records)
+    table.to_csv(cwd / "comparison.csv", index=False)
+    lines = ["| data | model | validation accuracy (folds) | test accuracy | s per fold |", "|---|---|---|---|---|"]
+    for (data, model), group in table.groupby(["data", "model"], sort=False):
+        lines.append(
+            f"| {data} | {model} | {mean_std(list(group['val_acc']))} | {mean_std(list(group['test_acc']))} "
+            f"| {statistics.fmean(group['seconds']):.1f} |"
+        )
+    (cwd / "comparison.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
