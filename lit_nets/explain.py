@@ -111,10 +111,11 @@ def explain_command(
     layer: str | None = None,
     device: str = "cpu",
 ) -> None:
-    """Why a model decided: Grad-CAM overlays of an image model on image files, or each column's contribution to
-    the rows of a table file for a tabular model (Integrated Gradients) with the columns' importance.
+    """Why a model decided: Grad-CAM on image files, or each column's contribution to the rows of a table.
 
-    An overlay shows where the model looked for the class it chose, at the image's own size.
+    For an image model, an overlay shows where the model looked for the class it chose, at the image's own size. For
+    a tabular model, Integrated Gradients gives each column's contribution to each row's prediction, and the columns'
+    importance over the validation split.
 
     Args:
         ckpt_path: checkpoint of a classifier (or best, last, a run folder).
