@@ -5,7 +5,7 @@ A test per block. ``python -m lit_nets ...`` runs in this process (the same ``ma
 no 5-second interpreter start per command); ``serve`` runs as a real process, and the ``curl`` lines after it are
 sent to it. Fits of image configs get a small overlay (2 epochs of 5 batches: the defaults stay on, figures and the
 test after fit included); the Quickstart's full 5 epochs and its accuracy are ``tests/test_train.py``'s. ``tune``
-runs a twentieth of its ``--trials`` (rounded up), tabular trials for 10 epochs (tests/test_tune.py tests the search
+runs a twentieth of its ``--trials`` (rounded up), tabular trials for 5 epochs (tests/test_tune.py tests the search
 itself). Backbone fits (configs/photos.yaml) run at 64 px, with "pretrained" resnet18 weights (random ones) put where
 torch's cache keeps the real file. What cannot run here is skipped with the reason (installing, a cluster, a browser,
 a long-running TensorBoard).
@@ -191,7 +191,7 @@ def run(argv: list[str], capfd, caplog, heading: str) -> None:
     if argv[0] == "tune":  # a twentieth of the trials, rounded up: 40 then 50 is 2 then 3, a study continued
         at = argv.index("--trials") + 1
         argv = [*argv[:at], str(math.ceil(int(argv[at]) / 20)), *argv[at + 1 :]]
-        extra = extra or ["--trainer.max_epochs", "10"]  # tabular trials: 10 epochs
+        extra = extra or ["--trainer.max_epochs", "5"]  # tabular trials: 5 epochs
     caplog.clear()
     try:
         main([*argv, *extra])
