@@ -144,8 +144,8 @@ def cnn_run(tmp_path_factory) -> tuple[Path, str]:
     printed on stdout and stderr).
     The checkpoint is ``lightning_logs/version_0/checkpoints/last.ckpt``, the exports are in ``exported/``."""
     work = tmp_path_factory.mktemp("cnn_run")
-    run_cli("fit", "--config", str(CONFIGS / "cnn.yaml"), "--trainer.max_epochs", "1", "--data.download", "false",
-            "--trainer.enable_progress_bar", "false", "--test_after_fit", "false", cwd=work)  # fmt: skip
+    in_process("fit", "--config", str(CONFIGS / "cnn.yaml"), "--trainer.max_epochs", "1", "--data.download", "false",
+               "--trainer.enable_progress_bar", "false", "--test_after_fit", "false", cwd=work, check=True)  # fmt: skip
     ckpt = str(work / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt")
     proc = run_cli("export", "--ckpt_path", ckpt, "--out", "exported", cwd=work)
     return work, proc.stdout + proc.stderr
@@ -294,8 +294,9 @@ def stop_cleanly(served: Service) -> None:
 def wine_service(tmp_path_factory):
     """configs/mlp.yaml trained on wine for 10 epochs, served: (url, its folder)."""
     work = tmp_path_factory.mktemp("wine")
-    run_cli("fit", "--config", str(CONFIGS / "mlp.yaml"), "--trainer.max_epochs", "10", "--test_after_fit", "false",
-            "--trainer.enable_progress_bar", "false", "--figures.enabled", "false", cwd=work)  # fmt: skip
+    in_process("fit", "--config", str(CONFIGS / "mlp.yaml"), "--trainer.max_epochs", "10", "--test_after_fit",
+               "false", "--trainer.enable_progress_bar", "false", "--figures.enabled", "false", cwd=work,
+               check=True)  # fmt: skip
     with serving(work / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt", work) as url:
         yield url, work
 

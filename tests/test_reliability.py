@@ -105,7 +105,11 @@ def unbroken(tmp_path_factory) -> dict:
 def resume_and_compare(work: Path, reference: dict) -> float:
     """Resume the stopped run in ``work`` with --ckpt_path last; check that it ended where the unbroken run did and
     return the largest difference between their weights."""
-    run_cli("fit", *RESUMABLE, "--ckpt_path", "last", cwd=work)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    try:  # in this process (no interpreter start); deterministic: true is a process-wide switch, put back after
+        in_process("fit", *RESUMABLE, "--ckpt_path", "last", cwd=work, check=True)
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
     final = torch.load(work / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
     assert (final["epoch"], final["global_step"]) == (reference["epoch"], reference["global_step"]) == (2, 120)
     return max(
