@@ -129,6 +129,53 @@ def test_explaining_rows_sums_each_embedding_back_to_its_column(embedded_run, ra
     assert (work / "explain" / "importance.png").stat().st_size > 10_000
 
 
+def test_the_checkpoint_and_its_onnx_file_serve_raw_records_alike(embedded_run, ratings: Path, monkeypatch, capfd):
+    """Both services take the records as a user has them (lecturer ids as text, a department missing as null, 200
+    lecturers never seen) and answer what the model computes; an unseen lecturer's embedding is the zero row, so with
+    ``"explain": 1`` its column contributes exactly nothing, while a known lecturer's does."""
+    import math
+
+    import requests
+
+    from lit_nets.data.schema import read_schema
+
+    from conftest import Service, stop_cleanly
+
+    work, best, _ = embedded_run
+    proc = in_process("export", "--ckpt_path", str(best), "--format", "onnx", "--out", str(work / "served"),
+                      cwd=work, monkeypatch=monkeypatch, capfd=capfd)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    frame = pd.concat([pd.read_csv(ratings / "new.csv").head(40), pd.read_csv(ratings / "ratings.csv").head(40)])
+    features = frame.drop(columns="rating")
+    records = [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}
+               for r in features.to_dict(orient="records")]  # fmt: skip
+    assert records[0]["dept"] is None  # the first 20 new ratings have no department
+    model = load_classifier(best)
+    x = torch.from_numpy(read_schema(model.schema).encode(features, "records"))
+    with torch.no_grad():
+        expected = torch.softmax(model(x), dim=1).numpy()
+    services = [Service(best, work), Service(work / "served" / f"{best.stem}.onnx", work)]
+    try:
+        answers = []
+        for served in services:
+            served.wait_ready(180)
+            body = [{**records[0], "explain": 1}, *records[1:]]
+            answer = requests.post(f"{served.url}/predict", json=body, timeout=60)
+            assert answer.status_code == 200, answer.text
+            answers.append(answer.json()["predictions"])
+    finally:
+        for served in services:
+            stop_cleanly(served)
+    for predictions in answers:
+        probabilities = np.array([[p["probabilities"][c] for c in model.class_names] for p in predictions])
+        assert np.abs(probabilities - expected).max() < 1e-5
+    checkpoint, onnx = answers
+    assert "explanation" not in onnx[0]  # an exported graph answers, without attributions (its /info says so)
+    unseen, known = checkpoint[0]["explanation"], checkpoint[-1]["explanation"]
+    assert unseen["contributions"]["lecturer"] == 0.0 and unseen["contributions"]["dept"] == 0.0
+    assert abs(known["contributions"]["lecturer"]) > 1e-3, known
+
+
 # -- Parquet and Feather ------------------------------------------------------------------------------------
 def test_parquet_and_feather_copies_of_wine_train_to_the_csv_accuracy(tmp_path: Path, monkeypatch, capfd) -> None:
     wine = pd.read_csv(write_csv_sample("wine", tmp_path / "wine.csv"))
