@@ -281,13 +281,20 @@ def serving(model: Path, cwd: Path, *args: str, startup_timeout: float = 120, se
         stop_cleanly(served)
 
 
-def stop_cleanly(served: Service) -> None:
-    """SIGTERM to the one process started, as a supervisor does: it must exit 0 with every process of the service
-    gone and the port free."""
-    code, _ = served.stop()
-    output = served.output()
-    assert code == 0 and "stopped (SIGTERM)" in output and "Traceback" not in output, output[-3000:]
-    assert port_is_free(served.port)
+def stop_cleanly(*services: Service) -> None:
+    """SIGTERM to the one process started of each service, as a supervisor does: each must exit 0 with every process
+    of it gone and its port free. Every one is stopped, whichever fails its check; the first failure is raised."""
+    failures = []
+    for served in services:
+        try:
+            code, _ = served.stop()
+            output = served.output()
+            assert code == 0 and "stopped (SIGTERM)" in output and "Traceback" not in output, output[-3000:]
+            assert port_is_free(served.port)
+        except AssertionError as e:
+            failures.append(e)
+    if failures:
+        raise failures[0]
 
 
 @pytest.fixture(scope="session")

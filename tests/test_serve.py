@@ -192,14 +192,7 @@ def test_every_exported_model_serves_the_same_answers(cnn_run, digits) -> None:
             assert requests.get(f"{served.url}/info", timeout=10).json()["model"]["gradcam"] is False, fmt
             assert labels == predicted[:20], fmt
     finally:
-        stops = []
-        for served in services.values():  # every one is stopped, whichever fails its check
-            try:
-                stop_cleanly(served)
-            except AssertionError as e:
-                stops.append(e)
-        if stops:
-            raise stops[0]
+        stop_cleanly(*services.values())
 
 
 def test_a_state_dict_export_is_refused_with_advice(cnn_run, monkeypatch, capfd) -> None:

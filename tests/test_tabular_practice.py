@@ -164,8 +164,7 @@ def test_the_checkpoint_and_its_onnx_file_serve_raw_records_alike(embedded_run, 
             assert answer.status_code == 200, answer.text
             answers.append(answer.json()["predictions"])
     finally:
-        for served in services:
-            stop_cleanly(served)
+        stop_cleanly(*services)
     for predictions in answers:
         probabilities = np.array([[p["probabilities"][c] for c in model.class_names] for p in predictions])
         assert np.abs(probabilities - expected).max() < 1e-5
