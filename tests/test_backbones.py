@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from lit_nets.errors import UserError
+
 from conftest import REPO, in_process, quiet_trainer, serving
 
 CONFIG = str(REPO / "configs" / "photos.yaml")
@@ -73,6 +75,41 @@ def test_a_weights_file_of_another_architecture_is_one_line(tmp_path: Path) -> N
         BackboneNet("resnet18", 2).load_pretrained(str(tmp_path / "resnet34.pth"))
     with pytest.raises(UserError, match="did you mean resnet18"):
         BackboneNet("resnet181", 2)
+
+
+def test_an_old_release_file_without_batchnorm_counters_loads_every_tensor_it_has(tmp_path: Path, weights_file) -> None:
+    """torchvision's older released weight files lack BatchNorm's num_batches_tracked; torchvision accepts them."""
+    from lit_nets.models.backbones import BackboneNet
+
+    source = {k: v for k, v in torch.load(weights_file, weights_only=True).items()
+              if not k.endswith("num_batches_tracked")}  # fmt: skip
+    torch.save(source, tmp_path / "resnet18-old.pth")
+    net = BackboneNet("resnet18", num_outputs=2)
+    loaded = net.load_pretrained(str(tmp_path / "resnet18-old.pth"))
+    ours = net.body.state_dict()
+    assert set(loaded) == {k for k in source if not k.startswith("fc.")} and len(loaded) == 100
+    assert all(torch.equal(ours[k], source[k]) for k in loaded)
+    # only the counters may be absent: a file without a real tensor is still refused
+    del source["layer1.0.bn1.running_var"]
+    torch.save(source, tmp_path / "resnet18-torn.pth")
+    with pytest.raises(UserError, match=r"1 of resnet18's tensors .* layer1\.0\.bn1\.running_var"):
+        BackboneNet("resnet18", 2).load_pretrained(str(tmp_path / "resnet18-torn.pth"))
+
+
+def test_a_weights_file_keyed_by_integers_is_one_line(tmp_path: Path) -> None:
+    from lit_nets.models.backbones import BackboneNet
+
+    torch.save({0: torch.zeros(3), 1: torch.ones(2)}, tmp_path / "ints.pth")
+    with pytest.raises(UserError, match=r"ints\.pth: 2 of its keys are not tensor names \(e\.g\. 0\)"):
+        BackboneNet("resnet18", 2).load_pretrained(str(tmp_path / "ints.pth"))
+
+
+@pytest.mark.parametrize(("name", "size"), [("vit_b_16", 64), ("inception_v3", 32), ("alexnet", 16)])
+def test_a_backbone_refuses_an_image_size_it_cannot_take_before_training(name: str, size: int) -> None:
+    from lit_nets.models import BackboneClassifier
+
+    with pytest.raises(UserError, match=rf"model\.backbone {name} cannot take {size}x{size} images .*data\.image_size"):
+        BackboneClassifier(backbone=name, weights=None, input_shape=[3, size, size], num_classes=2)
 
 
 @pytest.mark.parametrize(

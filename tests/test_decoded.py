@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from pathlib import Path
@@ -105,6 +106,70 @@ def test_without_the_cache_nothing_is_written(digits: Path, tmp_path: Path, deco
     dm = ImageFolderDataModule(root=str(digits))  # the default: cached under $XDG_CACHE_HOME
     dm.setup("fit")
     assert len(set(decoded_image_cache.glob("*.pt")) - before) == 1
+
+
+def test_a_file_changed_with_its_size_and_mtime_kept_is_decoded_again(digits: Path, tmp_path: Path, sample) -> None:
+    """``touch -r``, rsync and restores keep a file's size and modification time; its content still changed."""
+    cache = tmp_path / "cache"
+    load(digits, cache)
+    changed = sorted((digits / "1").iterdir())[0]
+    images, labels = sample
+    before = changed.stat()
+    candidates = [images[i, 0] for i in (labels == 7).nonzero().flatten().tolist()]
+    for seven in candidates:  # a 7 whose PNG has exactly the old file's size
+        buffer = io.BytesIO()
+        Image.fromarray(seven.numpy()).save(buffer, format="PNG")
+        if len(buffer.getvalue()) == before.st_size:
+            break
+    else:
+        seven = candidates[0]
+        Image.fromarray(seven.numpy()).save(buffer := io.BytesIO(), format="PNG")
+        pytest.skip("no 7 of the sample has the same PNG size")
+    changed.write_bytes(buffer.getvalue())
+    os.utime(changed, ns=(before.st_atime_ns, before.st_mtime_ns))  # as touch -r does
+    assert changed.stat().st_size == before.st_size and changed.stat().st_mtime_ns == before.st_mtime_ns
+    dm = load(digits, cache)
+    x = torch.cat([dm.splits.train[0], dm.splits.val[0], dm.splits.test[0]])
+    assert any(torch.equal(image[0], seven) for image in x), "the new picture is what the run trains on"
+
+
+def test_two_sizes_of_one_folder_keep_their_caches(digits: Path, tmp_path: Path) -> None:
+    """fit and predict (or two image sizes) on the same folder must not evict each other's cache."""
+    cache = tmp_path / "cache"
+    load(digits, cache)
+    load(digits, cache, image_size=16)
+    assert len(list(cache.glob("*.pt"))) == 2
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(folder_module, "decode", nothing_decoded)
+        load(digits, cache)
+        load(digits, cache, image_size=16)
+
+
+@pytest.mark.parametrize("failure", ["read-only", "full"])
+def test_a_cache_that_cannot_be_written_leaves_the_run_going_and_no_partial_file(
+    digits: Path, tmp_path: Path, monkeypatch, caplog, failure: str
+) -> None:
+    cache = tmp_path / "cache"
+    if failure == "read-only":
+        cache.mkdir()
+        # root ignores permission bits: a file where the folder should be is a folder nobody can write either
+        cache = tmp_path / "a_file" / "cache"
+        (tmp_path / "a_file").write_text("")
+    else:  # torch.save on a full disk raises RuntimeError after writing part of the file
+        real_save = torch.save
+
+        def full_disk(obj, f, *args, **kwargs):
+            Path(f).write_bytes(b"PK\x03\x04 torn")
+            raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0")
+
+        monkeypatch.setattr(torch, "save", full_disk)
+    dm = load(digits, cache)
+    assert dm.splits.train[0].shape[1:] == (1, 28, 28)
+    assert "goes on without a cache" in caplog.text
+    leftovers = list(cache.glob("*")) if cache.is_dir() else []
+    assert leftovers == [], leftovers
+    if failure == "full":
+        monkeypatch.setattr(torch, "save", real_save)
 
 
 @pytest.mark.slow

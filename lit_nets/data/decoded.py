@@ -3,14 +3,18 @@ at once.
 
 Decoding 70,000 PNG files on one core took 30 s at the start of every run. :func:`decoded_images` decodes them in
 DataLoader worker processes (torch's own machinery for parallel loading) and saves the result as one uint8 tensor
-in a cache file, keyed by the list of files with their sizes and modification times and by the channels and size
-asked for: a changed, added or removed file gives another key, so a stale cache is never read. The cache holds
-plain tensors and strings only and is read with ``torch.load(weights_only=True)``: a cache file cannot run code.
-Each folder keeps one cache file (the newest); the cache folder can be deleted at any time.
+in a cache file, keyed by the list of files with their sizes, inode numbers and change times (``st_ctime``, which
+the system sets on every write and no tool can set back, unlike the modification time that ``touch -r``, rsync and
+restores keep) and by the channels and size asked for: a changed, added or removed file gives another key, so a
+stale cache is never read. The cache holds plain tensors and strings only and is read with
+``torch.load(weights_only=True)``: a cache file cannot run code. A request (these files, at this size) keeps one
+cache file, its newest; a folder keeps the ``KEEP`` most recently used ones, so that fit and predict on the same
+folder (other files, or another size) do not evict each other. The cache folder can be deleted at any time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -23,7 +27,8 @@ from torch.utils.data import DataLoader, Dataset
 
 log = logging.getLogger(__name__)
 FROM_FILES = 1000  # fewer files are decoded in this process and not cached: starting workers would cost more
-CACHE_FORMAT = 1  # raised when what a cache file holds changes (old files are then not read)
+CACHE_FORMAT = 2  # raised when what a cache file holds changes (old files are then not read)
+KEEP = 4  # cache files kept per folder (the most recently used)
 
 
 def default_cache_dir() -> Path:
@@ -70,14 +75,14 @@ def decode_in_parallel(files: list[Path], decode: Callable[[Path], torch.Tensor]
 
 def cache_key(
     files: list[Path], channels: int | None, size: tuple[int, int] | None, variant: str = ""
-) -> tuple[str, str]:
-    """(the folder's name in the cache, the key of these files as they are now); ``variant``: how they were resized,
-    when not to ``size`` exactly."""
-    stats = [(str(f), st.st_size, st.st_mtime_ns) for f in files for st in (f.stat(),)]
-    content = json.dumps([CACHE_FORMAT, channels, list(size) if size else None, stats, *([variant] if variant else [])])
-    content = content.encode()
+) -> tuple[str, str, str]:
+    """(the folder's name in the cache, the request: these file names at this size, the key of the files' contents
+    as they are now); ``variant``: how they were resized, when not to ``size`` exactly."""
+    asked = json.dumps([CACHE_FORMAT, channels, list(size) if size else None, [str(f) for f in files], variant])
+    stats = [(st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns) for f in files for st in (f.stat(),)]
     folder = os.path.commonpath([str(f.parent) for f in files]) if files else ""
-    return hashlib.sha256(folder.encode()).hexdigest()[:12], hashlib.sha256(content).hexdigest()[:24]
+    digest = lambda text: hashlib.sha256(text.encode()).hexdigest()  # noqa: E731
+    return digest(folder)[:12], digest(asked)[:12], digest(json.dumps(stats))[:24]
 
 
 def decoded_images(
@@ -92,10 +97,11 @@ def decoded_images(
     as they are now, else decoded on every core and cached (``cache_dir`` None: not cached)."""
     cache_file = None
     if cache_dir is not None:
-        folder, key = cache_key(files, channels, size, variant)
-        cache_file = cache_dir / f"{folder}-{key}.pt"
+        cache_file = cache_dir / ("-".join(cache_key(files, channels, size, variant)) + ".pt")
         cached = _read(cache_file, files)
         if cached is not None:
+            with contextlib.suppress(OSError):  # most recently used: kept when the folder's older caches go
+                os.utime(cache_file)
             log.info("data: %d decoded images from the cache %s (data.cache false decodes again)", len(files),
                      cache_file)  # fmt: skip
             return dict(zip(files, cached, strict=True))
@@ -132,16 +138,31 @@ def _write(cache_file: Path, files: list[Path], decoded: list) -> None:
         if not isinstance(d, str):
             images[i] = d
     errors = {i: d for i, d in enumerate(decoded) if isinstance(d, str)}
+    partial = cache_file.with_suffix(f".{os.getpid()}.partial")
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache_file.with_suffix(f".{os.getpid()}.partial")
         files_text = "\n".join(str(f) for f in files)  # one string: read back at once (a list of 70,000 took 0.7 s)
         torch.save({"format": CACHE_FORMAT, "files": files_text, "images": images, "errors": errors}, partial)
         partial.replace(cache_file)  # whole or absent: a run stopped while writing leaves no torn cache
-        for old in cache_file.parent.glob(f"{cache_file.name.split('-')[0]}-*.pt"):
-            if old != cache_file:
-                old.unlink(missing_ok=True)
+        _evict(cache_file)
         log.info("data: decoded images cached in %s (%.0f MB; delete it any time)", cache_file,
                  cache_file.stat().st_size / 2**20)  # fmt: skip
-    except OSError as e:  # a read-only or full disk: the run goes on without a cache
-        log.warning("data: could not cache the decoded images in %s: %s", cache_file.parent, e)
+    except Exception as e:  # a read-only or full disk (torch.save raises RuntimeError there): go on without a cache
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        log.warning("data: could not cache the decoded images in %s (%s); the run goes on without a cache",
+                    cache_file.parent, reason)  # fmt: skip
+
+
+def _evict(cache_file: Path) -> None:
+    """The older cache files of the same request go (stale: their files changed), then the folder's least recently
+    used ones beyond ``KEEP``."""
+    folder, request, _ = cache_file.stem.split("-")
+    for old in cache_file.parent.glob(f"{folder}-{request}-*.pt"):
+        if old != cache_file:
+            old.unlink(missing_ok=True)
+    others = [f for f in cache_file.parent.glob(f"{folder}-*.pt") if f != cache_file]
+    others.sort(key=lambda f: f.stat().st_mtime, reverse=True)
+    for old in others[KEEP - 1 :]:
+        old.unlink(missing_ok=True)

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 IMAGE_FORMATS = ("PNG", "JPEG")
 EXTENSIONS = {".png", ".jpg", ".jpeg"}
 FOLDER = {"validation": "val", "test": "test"}
+MIN_SIZE = 4  # data.image_size below this: antialiased resizing fails, and there is nothing to learn
 Sample = Literal["mnist_png", "uci_digits_png", "photos"]
 
 
@@ -283,8 +284,9 @@ class ImageFolderDataModule(ImageDataModule):
             raise UserError("give data.mean and data.std together, or neither (then they are measured)")
         if isinstance(image_size, int):
             image_size = [image_size, image_size]
-        if image_size is not None and (len(image_size) != 2 or min(image_size) < 1):
-            raise UserError(f"data.image_size must be a positive int or [height, width], got {image_size}")
+        if image_size is not None and (len(image_size) != 2 or min(image_size) < MIN_SIZE):
+            raise UserError(f"data.image_size must be an int of at least {MIN_SIZE} or [height, width] of them (a "
+                            f"smaller image has nothing to learn from), got {image_size}")  # fmt: skip
         self.root, self.predict_root, self.sample, self.schema_from = root, predict_root, sample, schema_from
         self.size = tuple(image_size) if image_size else None
         if crop_pct is not None and not (0 < crop_pct <= 1 and self.size):

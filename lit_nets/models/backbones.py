@@ -198,6 +198,24 @@ class BackboneNet(nn.Module):
         self.frozen: list[nn.Module] = []
         self.set_frozen(freeze)
 
+    def check_input(self, shape: tuple[int, ...]) -> None:
+        """One image of ``shape`` through the network (eval mode, no gradients), before any training: an input size
+        the architecture cannot take (vit_b_16 below 224, inception_v3 at 32, alexnet at 16) is one line here."""
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                self(torch.zeros(1, *shape))
+        except (RuntimeError, AssertionError, ValueError) as e:
+            first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+            raise UserError(
+                f"model.backbone {self.name} cannot take {shape[1]}x{shape[2]} images ({first}); set data.image_size "
+                f"to its weights' size ({weights_info(self.name, LIBRARY_WEIGHTS).image_size}) or null, or choose "
+                "another backbone"
+            ) from None
+        finally:
+            self.train(was_training)
+
     @property
     def stages(self) -> list[str]:
         """The library model's top-level parts (what ``freeze`` can name), head included."""
@@ -250,7 +268,10 @@ class BackboneNet(nn.Module):
         ours = self.body.state_dict()
         head = self.head.removeprefix("body.") + "."
         loaded = {k: v for k, v in source.items() if k in ours and not k.startswith(head) and v.shape == ours[k].shape}
-        missing = [k for k in ours if k not in loaded and not k.startswith(head)]
+        # torchvision's older released files have no BatchNorm counters; its loader accepts them (the counter only
+        # matters for momentum=None), so a counter absent from the file keeps its fresh value here too
+        missing = [k for k in ours if k not in loaded and not k.startswith(head)
+                   and not (k.endswith(".num_batches_tracked") and k not in source)]  # fmt: skip
         extra = [k for k in source if k not in ours and not k.startswith(("normalize.", head))]
         if extra and not missing:
             raise UserError(
@@ -320,4 +341,10 @@ def read_weights_file(path: Path) -> dict[str, torch.Tensor]:
         data = {k: v for k, v in data["state_dict"].items() if k.startswith("net.")}
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise UserError(f"model.weights {path}: not a state_dict (a dict of tensors)")
+    odd = [k for k in data if not isinstance(k, str)]
+    if odd:
+        raise UserError(
+            f"model.weights {path}: {len(odd)} of its keys are not tensor names (e.g. {odd[0]!r}); give a state_dict "
+            "keyed by the model's tensor names, as model.state_dict() saves it"
+        )
     return data

@@ -69,6 +69,7 @@ class BackboneClassifier(Classifier):
             raise UserError(f"BackboneClassifier needs images (channels, height, width), the data gives shape "
                             f"{self.input_shape}")  # fmt: skip
         net = BackboneNet(num_outputs=num_outputs, in_channels=self.input_shape[0], **self._backbone_args)
+        net.check_input(tuple(self.input_shape))
         if self._channels_last:
             import torch
 
