@@ -52,13 +52,17 @@ class Served:
     def kind(self) -> str:
         return self.schema.kind if self.schema is not None else "image"
 
-    def info(self) -> dict[str, Any]:
+    def info(self, statistics: bool = True) -> dict[str, Any]:
+        """What ``/info`` says of the model; ``statistics`` False: without the example record, whose values are the
+        training data's medians (what a service with an API key tells a client without the key)."""
         info = {"kind": self.kind, "class_names": self.class_names, "input_shape": self.input_shape}
         explains = self.explainer is not None
         info.update(source=self.source, gradcam=explains and self.kind == "image")
         info["attributions"] = explains and self.kind == "tabular"
         if self.kind == "tabular":
-            info["example"] = example_record(self.schema)
+            info["features"] = list(self.schema.features)
+            if statistics:
+                info["example"] = example_record(self.schema)
         return info
 
 
@@ -235,13 +239,13 @@ def read_records(body: Any, table: TabularSchema) -> torch.Tensor:
 
 def _number(value: Any) -> float | None:
     """A JSON number or numeric string as a float (``inf`` and ``NaN`` included, for the caller to judge)."""
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
+    try:
+        if isinstance(value, (int, float, str)):
             return float(value)
-        except ValueError:
-            return None
+    except OverflowError:  # an integer of hundreds of digits: beyond any float, as inf is
+        return float("inf")
+    except ValueError:
+        return None
     return None
 
 
@@ -305,9 +309,9 @@ class ClassifierAPI(ls.LitAPI if ls else object):
     """Decode each request on its own (a bad one becomes an error for that request only), run the valid ones as
     one batch, answer each with label, probability, top-k and all class probabilities."""
 
-    def __init__(self, path: str, max_pixels: int, top_k: int, **batching: Any) -> None:
+    def __init__(self, path: str, max_pixels: int, top_k: int, max_explained: int = 32, **batching: Any) -> None:
         super().__init__(**batching, loop=IdleLoop())
-        self.path, self.max_pixels, self.top_k = path, max_pixels, top_k
+        self.path, self.max_pixels, self.top_k, self.max_explained = path, max_pixels, top_k, max_explained
 
     def setup(self, device: str) -> None:
         import signal
@@ -338,8 +342,13 @@ class ClassifierAPI(ls.LitAPI if ls else object):
         if model.kind == "tabular":
             if is_form:
                 raise Rejected(400, "this is a tabular model: send JSON feature values, not a form upload")
-            return Item(read_records(request, model.schema), many=isinstance(request, list),
-                        explain=wants_attributions(request, model.schema))  # fmt: skip
+            explain = wants_attributions(request, model.schema)
+            count = len(request) if isinstance(request, list) else 1
+            if explain and count > self.max_explained:  # each explained record runs 128 backward passes
+                limit = self.max_explained
+                raise Rejected(400, f"explain: {count} records asked to be explained, above the limit of {limit} "
+                                    "per request (serve --max_explained); send fewer")  # fmt: skip
+            return Item(read_records(request, model.schema), many=isinstance(request, list), explain=explain)
         upload = request.get("file") if is_form else None
         if upload is None or not hasattr(upload, "file"):
             raise Rejected(400, "this is an image model: upload a PNG or JPEG as multipart form field 'file'")
@@ -429,6 +438,7 @@ class ClassifierAPI(ls.LitAPI if ls else object):
 # -- the HTTP layer in front of the workers -----------------------------------------------------------------
 PROBES = ("/", "/health", "/ready", "/info", "/metrics")  # answered to HEAD as to GET (load balancers' probes)
 MAX_JSON_DEPTH = 32  # a record is one level, a list of them two: anything deeper is not a request for this API
+MAX_PARTS = 16  # an image request has two fields (file, explain); Starlette answers 500 past its own 1,000
 
 
 @dataclass
@@ -438,6 +448,22 @@ class Limits:
     max_bytes: int
     body_timeout: float = 30.0  # seconds for the whole body to arrive (a slow client is cut with 408)
     api_key: str | None = None
+    max_records: int = 1000  # records in one JSON request (413 above)
+    public_info: dict | None = None  # /info for a client without the key: no training statistics
+
+
+LOCKED = ("/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc")  # need the API key, when one is set
+
+
+def has_key(headers: Any, key: str) -> bool:
+    """Whether the request carries ``key`` in ``X-API-Key`` or as ``Authorization: Bearer KEY`` (no other scheme)."""
+    import hmac
+
+    given = headers.get("x-api-key")
+    if given is None:
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        given = token.strip() if scheme.lower() == "bearer" else ""
+    return hmac.compare_digest(given.encode(), key.encode())
 
 
 class Shared:
@@ -488,6 +514,15 @@ class RequestGuard:
             scope, send = {**scope, "method": "GET"}, without_body(send)
         if scope["path"] == "/ready" and self.shared.stopping.is_set():
             return await reply(scope, receive, send, 503, "the service is stopping")
+        if self.limits.api_key is not None and scope["path"] in (*LOCKED, "/info"):
+            from starlette.datastructures import Headers
+
+            if not has_key(Headers(scope=scope), self.limits.api_key):
+                if scope["path"] == "/info":  # what the page needs, without the training data's statistics
+                    from starlette.responses import JSONResponse
+
+                    return await JSONResponse({"model": self.limits.public_info})(scope, receive, send)
+                return await reply(scope, receive, send, 401, "send the service's API key in the X-API-Key header")
         if scope["path"] != self.path or scope["method"] != "POST":
             return await self.app(scope, receive, send)
         import time
@@ -527,17 +562,14 @@ class RequestGuard:
 
     async def _predict(self, scope: dict, receive: Any, send: Any) -> None:
         import asyncio
-        import hmac
 
         from starlette.datastructures import Headers
 
         if self.shared.stopping.is_set():
             return await reply(scope, receive, send, 503, "the service is stopping; send the request again")
         headers = Headers(scope=scope)
-        if self.limits.api_key is not None:
-            given = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ")
-            if not hmac.compare_digest(given.encode(), self.limits.api_key.encode()):
-                return await reply(scope, receive, send, 401, "send the service's API key in the X-API-Key header")
+        if self.limits.api_key is not None and not has_key(headers, self.limits.api_key):
+            return await reply(scope, receive, send, 401, "send the service's API key in the X-API-Key header")
         max_bytes = self.limits.max_bytes
         too_large = f"the request is above the limit of {max_bytes:,} bytes"
         declared = headers.get("content-length", "")
@@ -565,13 +597,25 @@ class RequestGuard:
             detail = f"the body did not arrive within {self.limits.body_timeout:g} s"
             return await reply(scope, receive, send, 408, detail, close=True)
         body = b"".join(chunks)
+        if content_type.startswith("multipart/form-data"):
+            boundary = content_type.split("boundary=", 1)[1].split(";")[0].strip().strip('"').encode()
+            parts = body.count(b"--" + boundary) - 1  # the closing delimiter is the boundary once more
+            if parts > MAX_PARTS:
+                detail = (f"the upload has {parts:,} parts, above the limit of {MAX_PARTS}: send the image as field "
+                          "'file' (and 'explain' if you want Grad-CAM)")  # fmt: skip
+                return await reply(scope, receive, send, 400, detail)
         if content_type.startswith("application/json"):
             try:
-                depth = json_depth(json.loads(body))
+                parsed = json.loads(body)
+                depth = json_depth(parsed)
             except RecursionError:  # json's C parser recurses: a deep enough nesting ends there
-                depth = MAX_JSON_DEPTH + 1
-            except ValueError as e:
-                return await reply(scope, receive, send, 400, f"the body is not valid JSON ({e})")
+                parsed, depth = None, MAX_JSON_DEPTH + 1
+            except ValueError as e:  # bad JSON, or an integer of more than 4,300 digits
+                return await reply(scope, receive, send, 400, f"the body is not valid JSON ({str(e)[:200]})")
+            if isinstance(parsed, list) and len(parsed) > self.limits.max_records:
+                detail = (f"the request holds {len(parsed):,} records, above the limit of {self.limits.max_records:,} "
+                          "per request (serve --max_records); send them in parts")  # fmt: skip
+                return await reply(scope, receive, send, 413, detail)
             if depth > MAX_JSON_DEPTH:
                 detail = f"the JSON nests deeper than {MAX_JSON_DEPTH} levels: send a record or a list of records"
                 return await reply(scope, receive, send, 400, detail)
@@ -764,17 +808,20 @@ class Server(ls.LitServer if ls else object):
 def make_server(path: str, *, max_payload_mb: float = 4, max_pixels: int = 4096 * 4096, top_k: int = 5,
                 max_batch_size: int = 32, batch_timeout: float = 0.005, accelerator: str = "auto",
                 workers: int = 1, api_key: str | None = None, body_timeout: float = 30.0,
-                stop_timeout: float = 5.0) -> Any:  # fmt: skip
+                stop_timeout: float = 5.0, max_records: int = 1000, max_explained: int = 32) -> Any:  # fmt: skip
     """The LitServer for a checkpoint or exported model, with the guard, the page, ``/info``, ``/health``
     (the process answers), ``/ready`` (the model is loaded and the service not stopping) and ``/metrics``."""
     if ls is None:
         raise UserError('serving needs LitServe: pip install -e ".[serve]"')
     served = load(path)  # fail here, with a clear message, rather than in a worker process
     max_bytes = int(max_payload_mb * 2**20)
-    info = {**served.info(), "max_payload_bytes": max_bytes, "max_pixels": max_pixels, "api_key": api_key is not None}
+    limits = {"max_payload_bytes": max_bytes, "max_pixels": max_pixels, "max_records": max_records,
+              "max_explained": max_explained, "api_key": api_key is not None}  # fmt: skip
+    info, public = {**served.info(), **limits}, {**served.info(statistics=False), **limits}
     shared = Shared()
-    api = ClassifierAPI(path, max_pixels, top_k, max_batch_size=max_batch_size, batch_timeout=batch_timeout)
-    guard = (RequestGuard, {"limits": Limits(max_bytes, body_timeout, api_key), "shared": shared})
+    api = ClassifierAPI(path, max_pixels, top_k, max_explained, max_batch_size=max_batch_size,
+                        batch_timeout=batch_timeout)  # fmt: skip
+    guard = (RequestGuard, {"limits": Limits(max_bytes, body_timeout, api_key, max_records, public), "shared": shared})
     server = Server(api, accelerator=accelerator, workers_per_device=workers, model_metadata=info,
                     healthcheck_path="/ready", middlewares=[guard], shared=shared, stop_timeout=stop_timeout,
                     restart_workers=True)  # fmt: skip
@@ -807,6 +854,8 @@ def serve_command(
     header_timeout: float = 10,
     body_timeout: float = 30,
     stop_timeout: float = 5,
+    max_records: int = 1000,
+    max_explained: int = 32,
 ) -> None:
     """An HTTP service and web page for a checkpoint or an exported model.
 
@@ -824,14 +873,23 @@ def serve_command(
         top_k: classes in each answer's top_k.
         accelerator: where the model runs.
         workers: inference processes per device.
-        api_key: require this key on POST /predict, in an X-API-Key header (or Authorization: Bearer); default:
-            the LIT_NETS_API_KEY environment variable, else none.
+        api_key: require this key (X-API-Key header, or Authorization: Bearer KEY) on POST /predict, /docs and
+            /openapi.json, and for the training statistics in /info; default: $LIT_NETS_API_KEY, else none.
         header_timeout: seconds for a request's headers (408 after).
         body_timeout: seconds for a request's body (408 after).
         stop_timeout: on SIGTERM/Ctrl-C, seconds to finish the requests in flight.
+        max_records: JSON records in one request (413 above).
+        max_explained: records explained ("explain": 1) in one request (400 above).
     """
     args = argparse.Namespace(**locals())
-    args.api_key = api_key or os.environ.get("LIT_NETS_API_KEY") or None
+    args.api_key = api_key if api_key is not None else os.environ.get("LIT_NETS_API_KEY")
+    if args.api_key is not None and not args.api_key.strip():  # --api_key "$KEY" with KEY unset: never no key
+        source = "--api_key" if api_key is not None else "LIT_NETS_API_KEY"
+        raise UserError(f"serve: {source} is empty (an unset variable?); give the key, or leave it out to serve "
+                        "without one")  # fmt: skip
+    for name, value in (("max_records", max_records), ("max_explained", max_explained)):
+        if value < 1:
+            raise UserError(f"serve --{name} must be 1 or more, got {value}")
     if not Path(ckpt_path).is_file():  # best, last or a run folder (an exported file is served as it is)
         from lit_nets.checkpoints import resolve_for_tool
 
@@ -861,6 +919,7 @@ def run(args: argparse.Namespace) -> None:
         args.ckpt_path, max_payload_mb=args.max_payload_mb, max_pixels=args.max_pixels, top_k=args.top_k,
         max_batch_size=args.max_batch_size, batch_timeout=args.batch_timeout, accelerator=args.accelerator,
         workers=args.workers, api_key=args.api_key, body_timeout=args.body_timeout, stop_timeout=args.stop_timeout,
+        max_records=args.max_records, max_explained=args.max_explained,
     )  # fmt: skip
     main_pid, told = os.getpid(), []
 

@@ -269,6 +269,7 @@ def test_bad_tabular_requests_name_the_problem(wine_service, body, message: str)
         ("-Infinity", "-Infinity is not a finite number"),
         ("1e309", "Infinity is not a finite number"),  # JSON's parser reads it as infinity
         ("1e39", "1e+39 is not a finite number"),  # above float32: inf in the model
+        ("1" * 400, f"{'1' * 400} is not a finite number"),  # an integer beyond any float (was a 500)
         ('"inf"', '"inf" is not a finite number'),
         ("true", "true is not a feature value"),
         ('"lots"', '"lots" is not a number'),
@@ -302,6 +303,72 @@ def test_an_empty_record_in_a_list_is_refused_and_missing_values_are_imputed_ali
     assert all(a == answers[0] for a in answers)
     as_median = requests.post(f"{url}/predict", json=record, timeout=30).json()["probabilities"]
     assert answers[0] == as_median  # the example record holds the medians
+
+
+def test_one_request_cannot_hold_the_model_for_long(wine_service) -> None:
+    """Records per request and explained records per request are capped (413 / 400 naming the option); a request
+    under the caps is answered."""
+    url, _ = wine_service
+    info = requests.get(f"{url}/info", timeout=10).json()["model"]
+    assert (info["max_records"], info["max_explained"]) == (1000, 32)
+    record = info["example"]
+    many = requests.post(f"{url}/predict", json=[record] * 1001, timeout=30)
+    assert many.status_code == 413 and "1,001 records, above the limit of 1,000" in many.json()["detail"]
+    assert "--max_records" in many.json()["detail"]
+    explained = requests.post(f"{url}/predict", json=[{**record, "explain": 1}] * 33, timeout=30)
+    assert explained.status_code == 400 and "33 records asked to be explained" in explained.json()["detail"]
+    assert "--max_explained" in explained.json()["detail"]
+    assert requests.post(f"{url}/predict", json=[record] * 1000, timeout=60).status_code == 200
+    assert requests.post(f"{url}/predict", json=[{**record, "explain": 1}] * 2, timeout=60).status_code == 200
+
+
+def test_a_multipart_body_of_many_parts_is_a_400(cnn_service, digits) -> None:
+    url, _ = cnn_service
+    fields = [("file", ("d.png", digits[0][0]))] + [(f"f{i}", (None, "x")) for i in range(1100)]
+    response = requests.post(f"{url}/predict", files=fields, timeout=30)
+    assert response.status_code == 400 and "the upload has 1,101 parts" in response.json()["detail"], response.text
+    assert post_image(url, digits[0][0]).status_code == 200
+
+
+@pytest.mark.parametrize("how", ["option", "variable"])
+def test_an_empty_api_key_is_refused_at_start(tmp_path: Path, monkeypatch, capfd, how: str) -> None:
+    """``--api_key "$KEY"`` with KEY unset must not serve without a key."""
+    args = ["serve", "--ckpt_path", "nope.ckpt"] + (["--api_key", ""] if how == "option" else [])
+    if how == "variable":
+        monkeypatch.setenv("LIT_NETS_API_KEY", " ")
+    proc = in_process(*args, cwd=tmp_path, monkeypatch=monkeypatch, capfd=capfd)
+    name = "--api_key" if how == "option" else "LIT_NETS_API_KEY"
+    assert proc.returncode == 2 and f"error: serve: {name} is empty" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_locked_services_info_keeps_the_training_statistics_for_key_holders() -> None:
+    """The guard in front of a real (tiny) ASGI app: /info without the key is the public one (no example record,
+    whose values are training medians), /docs and /openapi.json need the key, and only X-API-Key or
+    ``Authorization: Bearer KEY`` count as the key."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from lit_nets.serve import Limits, RequestGuard, Shared
+
+    full = {"kind": "tabular", "features": ["a"], "example": {"a": 13.05}}
+    app = Starlette(routes=[Route(p, lambda request: JSONResponse({"model": full}))
+                            for p in ("/info", "/docs", "/openapi.json", "/redoc")])  # fmt: skip
+    public = {"kind": "tabular", "features": ["a"]}
+    guarded = RequestGuard(app, limits=Limits(2**20, 30, "k3y", 1000, public), shared=Shared())
+    client = TestClient(guarded)
+    assert client.get("/info").json() == {"model": public}
+    assert client.get("/info", headers={"X-API-Key": "k3y"}).json() == {"model": full}
+    assert client.get("/info", headers={"Authorization": "Bearer k3y"}).json() == {"model": full}
+    for path in ("/docs", "/openapi.json", "/redoc"):
+        assert client.get(path).status_code == 401
+        assert client.get(path, headers={"Authorization": "Bearer k3y"}).status_code == 200
+    for wrong in ("k3y", "Basic k3y", "Token k3y", "Bearer k3y-and-more"):
+        assert client.get("/docs", headers={"Authorization": wrong}).status_code == 401, wrong
+    open_app = RequestGuard(app, limits=Limits(2**20, 30, None, 1000, public), shared=Shared())
+    assert TestClient(open_app).get("/info").json() == {"model": full}  # no key: nothing to hide
 
 
 def test_serve_a_missing_file_is_one_line(tmp_path: Path, monkeypatch, capfd) -> None:
@@ -428,7 +495,12 @@ def test_an_api_key_locks_predictions(locked_server, digits) -> None:
     right = requests.post(f"{url}/predict", headers={"X-API-Key": "s3cret-key"}, **upload)
     bearer = requests.post(f"{url}/predict", headers={"Authorization": "Bearer s3cret-key"}, **upload)
     assert right.status_code == bearer.status_code == 200 and right.json()["label"] == digits[2][0]
+    not_bearer = requests.post(f"{url}/predict", headers={"Authorization": "s3cret-key"}, **upload)
+    assert not_bearer.status_code == 401  # the key without the Bearer scheme is not taken
     assert requests.get(f"{url}/info", timeout=10).json()["model"]["api_key"] is True
+    for path in ("/docs", "/openapi.json", "/redoc"):  # the API's description is behind the key too
+        assert requests.get(f"{url}{path}", timeout=10).status_code == 401, path
+    assert requests.get(f"{url}/openapi.json", headers={"X-API-Key": "s3cret-key"}, timeout=10).status_code == 200
     assert requests.get(f"{url}/ready", timeout=10).status_code == 200
 
 
