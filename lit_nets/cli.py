@@ -278,6 +278,8 @@ class LitNetsCLI(LightningCLI):
         init = logger_args(config)
         if init is not None and init.get("save_dir") is not None:
             init.save_dir = logger_save_dir(config)
+        if self.subcommand == "fit" and not config.get("ckpt_path"):
+            refuse_a_used_version(config)
         if config.trainer.precision is None:
             config.trainer.precision = default_precision(config.trainer.accelerator)
         if torch.cuda.is_available():
@@ -410,6 +412,22 @@ def logs_root(config: Any) -> Path:
     if init is not None and init.get("save_dir") is not None:
         return Path(logger_save_dir(config)) / str(init.get("name") or "lightning_logs")
     return Path(config.trainer.default_root_dir or ".") / "lightning_logs"
+
+
+def refuse_a_used_version(config: Any) -> None:
+    """A new run with ``--trainer.logger.init_args.version`` naming a folder that holds a run would write its
+    checkpoints and curves among that run's: one line instead (a resumed run goes on in its own folder)."""
+    init = logger_args(config)
+    version = init.get("version") if init is not None else None
+    if version is None or init.get("save_dir") is None:
+        return
+    folder = logs_root(config) / (f"version_{version}" if isinstance(version, int) else str(version))
+    if folder.is_dir() and any(folder.iterdir()):
+        raise UserError(
+            f"{folder} already holds a run: a new one there would mix its checkpoints and curves with that run's; "
+            f"give another --trainer.logger.init_args.version (or leave it out for a new version_N), or continue "
+            f"that run with --ckpt_path {folder / 'checkpoints' / 'last.ckpt'}"
+        )
 
 
 def logger_args(config: Any) -> Any:

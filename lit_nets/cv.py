@@ -93,6 +93,7 @@ def main(argv: list[str], prog: str) -> None:
     import pandas as pd
 
     options, rest = parse(argv, prog)
+    options.name = unused_name(runs.logs_folder(runs.config_of(rest), "lightning_logs/cv"), options.name)
     seed = data_seed(rest) if options.repeats > 1 else None
     results, oof = [], []
     for repeat in range(options.repeats):
@@ -109,6 +110,18 @@ def main(argv: list[str], prog: str) -> None:
     table.to_csv(folder / "results.csv", index=False)
     pd.concat(oof).to_csv(folder / "oof_predictions.csv", index=False)
     print_table(table, options, folder, sum(len(f) for f in oof))
+
+
+def unused_name(folder: Path, name: str) -> str:
+    """``name``, or ``name_2``, ``name_3``, ... when ``folder/name`` holds an earlier cv run: a rerun never writes into
+    another run's folds, results or out-of-fold predictions."""
+    taken = lambda n: (folder / n).exists() and any((folder / n).iterdir())  # noqa: E731
+    if not taken(name):
+        return name
+    new = next(f"{name}_{i}" for i in range(2, 10_000) if not taken(f"{name}_{i}"))
+    print(f"cv: {folder / name} holds an earlier run; this one goes to {folder / new} (--name to choose)",
+          file=sys.stderr, flush=True)  # fmt: skip
+    return new
 
 
 def summary(results: list[dict[str, Any]]) -> Any:

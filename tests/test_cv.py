@@ -55,6 +55,26 @@ def test_repeats_draw_new_folds(tmp_path: Path, monkeypatch, capfd) -> None:
     first, second = (set(oof[(oof["repeat"] == r) & (oof["fold"] == 0)]["id"]) for r in (0, 1))
     assert first != second, "a repeat splits the rows into other folds"
     assert len(pd.read_csv(folder / "results.csv")) == 4 + 2
+    # a rerun under the same name goes to a new folder: the first run's results and folds stay as they were
+    before = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+    proc = cross_validate(tmp_path, monkeypatch, capfd, "--config", str(CONFIGS / "mlp.yaml"), "--folds", "2",
+                          "--trainer.max_epochs", "1", "--name", "twice")  # fmt: skip
+    assert "holds an earlier run; this one goes to" in proc.stderr and "twice_2" in proc.stderr
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()} == before
+    again = tmp_path / "lightning_logs" / "cv" / "twice_2"
+    assert len(pd.read_csv(again / "results.csv")) == 2 + 2 and not (again / "repeat_0").exists()
+
+
+def test_a_new_fit_into_a_used_version_folder_is_refused(tmp_path: Path, monkeypatch, capfd) -> None:
+    args = ("fit", "--config", str(CONFIGS / "mlp.yaml"), "--trainer.max_epochs", "1", *QUIET,
+            "--trainer.logger.init_args.version", "mine")  # fmt: skip
+    first = in_process(*args, cwd=tmp_path, monkeypatch=monkeypatch, capfd=capfd)
+    assert first.returncode == 0, first.stderr[-2000:]
+    files = sorted(p.name for p in (tmp_path / "lightning_logs" / "mine").rglob("*"))
+    second = in_process(*args, cwd=tmp_path, monkeypatch=monkeypatch, capfd=capfd)
+    assert second.returncode == 2 and "lightning_logs/mine already holds a run" in second.stderr, second.stderr
+    assert "--ckpt_path" in second.stderr and "Traceback" not in second.stderr
+    assert sorted(p.name for p in (tmp_path / "lightning_logs" / "mine").rglob("*")) == files
 
 
 def test_two_folds_of_an_image_folder(tmp_path: Path, monkeypatch, capfd) -> None:
