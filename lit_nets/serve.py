@@ -309,7 +309,7 @@ class ClassifierAPI(ls.LitAPI if ls else object):
     """Decode each request on its own (a bad one becomes an error for that request only), run the valid ones as
     one batch, answer each with label, probability, top-k and all class probabilities."""
 
-    def __init__(self, path: str, max_pixels: int, top_k: int, max_explained: int = 32, **batching: Any) -> None:
+    def __init__(self, path: str, max_pixels: int, top_k: int, max_explained: int = 100, **batching: Any) -> None:
         super().__init__(**batching, loop=IdleLoop())
         self.path, self.max_pixels, self.top_k, self.max_explained = path, max_pixels, top_k, max_explained
 
@@ -346,8 +346,9 @@ class ClassifierAPI(ls.LitAPI if ls else object):
             count = len(request) if isinstance(request, list) else 1
             if explain and count > self.max_explained:  # each explained record runs 128 backward passes
                 limit = self.max_explained
-                raise Rejected(400, f"explain: {count} records asked to be explained, above the limit of {limit} "
-                                    "per request (serve --max_explained); send fewer")  # fmt: skip
+                raise Rejected(400, f"explain: {count} records to explain (a request with explain explains each of "
+                                    f"its records), above the limit of {limit} per request (serve --max_explained); "
+                                    "send fewer")  # fmt: skip
             return Item(read_records(request, model.schema), many=isinstance(request, list), explain=explain)
         upload = request.get("file") if is_form else None
         if upload is None or not hasattr(upload, "file"):
@@ -808,7 +809,7 @@ class Server(ls.LitServer if ls else object):
 def make_server(path: str, *, max_payload_mb: float = 4, max_pixels: int = 4096 * 4096, top_k: int = 5,
                 max_batch_size: int = 32, batch_timeout: float = 0.005, accelerator: str = "auto",
                 workers: int = 1, api_key: str | None = None, body_timeout: float = 30.0,
-                stop_timeout: float = 5.0, max_records: int = 1000, max_explained: int = 32) -> Any:  # fmt: skip
+                stop_timeout: float = 5.0, max_records: int = 1000, max_explained: int = 100) -> Any:  # fmt: skip
     """The LitServer for a checkpoint or exported model, with the guard, the page, ``/info``, ``/health``
     (the process answers), ``/ready`` (the model is loaded and the service not stopping) and ``/metrics``."""
     if ls is None:
@@ -855,7 +856,7 @@ def serve_command(
     body_timeout: float = 30,
     stop_timeout: float = 5,
     max_records: int = 1000,
-    max_explained: int = 32,
+    max_explained: int = 100,
 ) -> None:
     """An HTTP service and web page for a checkpoint or an exported model.
 

@@ -310,13 +310,13 @@ def test_one_request_cannot_hold_the_model_for_long(wine_service) -> None:
     under the caps is answered."""
     url, _ = wine_service
     info = requests.get(f"{url}/info", timeout=10).json()["model"]
-    assert (info["max_records"], info["max_explained"]) == (1000, 32)
+    assert (info["max_records"], info["max_explained"]) == (1000, 100)
     record = info["example"]
     many = requests.post(f"{url}/predict", json=[record] * 1001, timeout=30)
     assert many.status_code == 413 and "1,001 records, above the limit of 1,000" in many.json()["detail"]
     assert "--max_records" in many.json()["detail"]
-    explained = requests.post(f"{url}/predict", json=[{**record, "explain": 1}] * 33, timeout=30)
-    assert explained.status_code == 400 and "33 records asked to be explained" in explained.json()["detail"]
+    explained = requests.post(f"{url}/predict", json=[{**record, "explain": 1}] + [record] * 100, timeout=30)
+    assert explained.status_code == 400 and "101 records to explain" in explained.json()["detail"]
     assert "--max_explained" in explained.json()["detail"]
     assert requests.post(f"{url}/predict", json=[record] * 1000, timeout=60).status_code == 200
     assert requests.post(f"{url}/predict", json=[{**record, "explain": 1}] * 2, timeout=60).status_code == 200

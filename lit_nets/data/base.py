@@ -70,7 +70,7 @@ class Splits:
     A split that a run does not need may be None (predicting on new files needs no training data).
     ``predict_ids`` names the predict split's rows for the prediction file; ``val_ids`` the validation split's
     (a CSV file's data row, an image's path under the root, an index into the training set), for out-of-fold
-    predictions.
+    predictions; ``test_ids`` the test split's, for a prediction file of the test split.
     """
 
     train: SplitData | None
@@ -81,6 +81,7 @@ class Splits:
     predict_ids: list[Any] | None = None
     source: str = ""
     val_ids: list[Any] | None = None
+    test_ids: list[Any] | None = None
 
 
 def labels_of(data: SplitData) -> torch.Tensor:
@@ -515,6 +516,8 @@ class TensorDataModule(LightningDataModule):
         """A name per predicted row (a row number, a file name) for the prediction file."""
         if self.splits.predict is not None and self.splits.predict_ids is not None:
             return list(self.splits.predict_ids)
+        if self.splits.predict is None and self.splits.test_ids is not None:
+            return list(self.splits.test_ids)
         return list(range(size_of(self.predict_tensors)))
 
     def predict_dataloader(self) -> DataLoader:

@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from lit_nets.checkpoints import hparams_of
 from lit_nets.data.base import Splits, channel_histogram, hold_out, size_of, stats_from_histogram
 from lit_nets.data.images import ImageDataModule
-from lit_nets.data.samples import PNG_SAMPLES, write_png_sample
+from lit_nets.data.samples import PNG_SAMPLES, is_default_place, is_shipped_sample, mark_as_sample, write_png_sample
 from lit_nets.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -344,11 +344,13 @@ class ImageFolderDataModule(ImageDataModule):
         if self.root is None:
             raise UserError("data.root is not set: give the folder of class folders")
         root = Path(self.root)
-        if not root.exists() and self.sample and root.name == self.sample:
+        if not root.exists() and self.sample and is_default_place(root, self.sample):
             write_png_sample(self.sample, root)
+            mark_as_sample(root)
             log.warning("wrote the shipped sample to %s/: %s", root, PNG_SAMPLES[self.sample])
         if not root.is_dir():
-            raise UserError(f"data.root {root} is not a folder")
+            where = f" (the shipped {self.sample} sample is written only at data/{self.sample})" if self.sample else ""
+            raise UserError(f"data.root {root} is not a folder{where}")
         return root
 
     def _labelled(self, folder: Path, classes: list[str] | None) -> tuple[list[Path], list[int], list[str]]:
@@ -423,7 +425,7 @@ class ImageFolderDataModule(ImageDataModule):
             log.warning("skipped %d bad file(s) or folder(s), e.g. %s", len(self.skipped), "; ".join(self.skipped[:3]))
         c, h, w = self._shape
         source = f"{self.root} ({len(classes)} classes, {c}x{h}x{w})"
-        if self.sample and self.root and Path(self.root).name == self.sample:
+        if self.sample and self.root and is_shipped_sample(self.root):
             source += f"; the shipped sample: {PNG_SAMPLES[self.sample]}"
         predict = splits.get("predict")
         val_ids = None

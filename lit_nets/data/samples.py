@@ -7,6 +7,7 @@ full data set it was drawn from.
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +134,43 @@ def write_csv_sample(name: str, path: str | Path) -> Path:
     frame.to_csv(tmp, index=False)
     tmp.replace(path)  # never a half-written file under the real name
     return path
+
+
+# -- where a sample may be written, and how it is recognised later ------------------------------------------
+SAMPLE_FOLDER = "data"  # the configs keep their samples here (data/wine.csv, data/photos): the one place written
+
+
+def is_default_place(path: str | Path, sample: str, suffix: str = "") -> bool:
+    """Whether ``path`` is where the configs keep ``sample``: ``data/<sample><suffix>`` in the working folder. A sample
+    is written there only: anywhere else a missing file is the user's mistake, never a silent stand-in."""
+    here = os.path.normpath(os.path.abspath(path))
+    return here == os.path.normpath(os.path.abspath(Path(SAMPLE_FOLDER) / f"{sample}{suffix}"))
+
+
+def _marker(path: Path) -> Path:
+    return path.parent / f".{path.name}.lit_nets_sample"
+
+
+def mark_as_sample(path: Path) -> None:
+    """Note beside ``path`` that it holds the shipped sample as written (a file: its SHA-256; a folder: its name)."""
+    _marker(path).write_text(_digest(path) if path.is_file() else path.name)
+
+
+def is_shipped_sample(path: str | Path) -> bool:
+    """Whether ``path`` still holds the sample this package wrote there (a user's own file of the same name does
+    not)."""
+    path, marker = Path(path), _marker(Path(path))
+    if not marker.is_file():
+        return False
+    return marker.read_text() == (_digest(path) if path.is_file() else path.name)
+
+
+def _digest(path: Path) -> str:
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest() if hasattr(hashlib, "file_digest") else \
+            hashlib.sha256(f.read()).hexdigest()  # fmt: skip
 
 
 # -- image folders, written as PNG files so that the folder path is the one exercised -----------------------

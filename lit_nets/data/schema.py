@@ -40,7 +40,9 @@ log = logging.getLogger(__name__)
 MISSING = "(missing)"
 UNSEEN = "(unseen)"  # an embedded column's index 0: a category not seen in training
 Encoding = Literal["onehot", "embedding", "auto"]
-ID_SHARE = 0.5  # a text column with more different values than this share of its rows is an id or free text
+ID_SHARE = 0.9  # a text column with more different values than this share of its rows is an id or free text
+SPARSE_SHARE = 0.5  # above this share it is kept (embedded), with a note that most of its values are rare
+RESERVED = 2  # an embedded column's indices 0 (unseen) and 1 (missing): reserved by position, whatever the data hold
 ID_MIN = 20  # ... when it has more than this many values (a small file's few categories are not ids)
 
 
@@ -150,15 +152,19 @@ class TabularSchema:
                         }
                     )
                     continue
-            categories = sorted(set(_as_categories(column)))
+            # the data's own values; a missing value is a slot of its own, by position (a category spelled
+            # "(missing)" or "(unseen)" is just another value)
+            categories = sorted({label_text(v) for v in column.dropna()})
+            has_missing = bool(column.isna().any())
             _check_categories(column, categories, name, max_categories, file, listed=name in categorical)
-            embed = encoding == "embedding" or (encoding == "auto" and len(categories) > onehot_max)
+            embed = encoding == "embedding" or (encoding == "auto" and len(categories) + has_missing > onehot_max)
             if embed:
-                vocabulary = [UNSEEN, MISSING, *(c for c in categories if c != MISSING)]
+                vocabulary = [UNSEEN, MISSING, *categories]
                 entry = {"name": name, "categories": vocabulary, "encoding": "embedding",
                          "size": embedding_size(len(vocabulary))}  # fmt: skip
             else:
-                entry = {"name": name, "categories": categories, "encoding": "onehot"}
+                entry = {"name": name, "categories": categories + [MISSING] * has_missing, "encoding": "onehot",
+                         "missing_at": len(categories) if has_missing else None}  # fmt: skip
             schema.categorical.append(entry)
         # one-hot columns first, then the embedded ones: the model's inputs are its dense part, then indices
         schema.categorical.sort(key=lambda c: c.get("encoding") == "embedding")
@@ -221,8 +227,8 @@ class TabularSchema:
     def known_categories(self, column: dict[str, Any]) -> list[str]:
         """The categories of a categorical column entry seen in training, values first (``(missing)`` last, an
         embedding's ``(unseen)`` left out)."""
-        values = [c for c in column["categories"] if c not in (UNSEEN, MISSING)]
-        return values + [MISSING] * (MISSING in column["categories"])
+        values, missing = _real(column)
+        return values + [MISSING] * (missing is not None)
 
     def normalization(self) -> tuple[list[float], list[float]]:
         """Mean and std per model input: training statistics for numbers, (0, 1) for one-hot inputs and indices
@@ -235,8 +241,6 @@ class TabularSchema:
     # -- applying it ----------------------------------------------------------------------------------------
     def encode(self, frame: pd.DataFrame, file: str | Path) -> np.ndarray:
         """Rows of ``frame`` (read from ``file``) as float32 input vectors (raw numbers, one-hot categories)."""
-        import pandas as pd
-
         missing = [name for name in self.features if name not in frame.columns]
         if missing:
             raise UserError(
@@ -251,15 +255,13 @@ class TabularSchema:
             fills = np.array([c["fill"] for c in self.numeric])
             parts.append(np.where(gaps, fills, numbers).astype(np.float32))
         for c in self.categorical:  # one-hot ones first (fit sorts them so), as the inputs are
-            values = pd.Series(_as_categories(frame[c["name"]]), index=frame.index)
-            known = values.isin(c["categories"])
-            if not known.all():
-                unseen[c["name"]] = int((~known).sum())
+            codes = _codes(frame[c["name"]], c)  # -1: not seen in training
+            if (codes < 0).any():
+                unseen[c["name"]] = int((codes < 0).sum())
             if c.get("encoding") == "embedding":
-                codes = pd.Index(c["categories"]).get_indexer(values)  # -1: not in the vocabulary
                 parts.append(np.maximum(codes, 0).astype(np.float32)[:, None])  # index 0: (unseen)
                 continue
-            one_hot = values.to_numpy()[:, None] == np.array(c["categories"], dtype=object)[None, :]
+            one_hot = codes[:, None] == np.arange(len(c["categories"]))[None, :]
             parts.append(one_hot.astype(np.float32))
         _log_counts(logging.INFO, file, "imputed {} missing value(s) with training medians", imputed)
         _log_counts(logging.WARNING, file, "{} value(s) of categories not seen in training, encoded as unseen", unseen)
@@ -352,6 +354,9 @@ def _check_categories(
     present = int(column.notna().sum())
     index, value = column.index[0], column.iloc[0]
     example = f"e.g. {value!r} on line {_line(index)}"
+    if not listed and len(categories) > ID_MIN and len(categories) > SPARSE_SHARE * present:
+        log.info("%s: column '%s' has %d different values in %d training rows: most are rare, and an embedding "
+                 "learns little for them", file, name, len(categories), present)  # fmt: skip
     if not listed and len(categories) > ID_MIN and len(categories) > ID_SHARE * present:
         raise UserError(
             f"{file}: column '{name}' has {len(categories):,} different values in {present:,} training rows "
@@ -366,10 +371,32 @@ def _check_categories(
         )
 
 
-def _as_categories(column: pd.Series) -> list[str]:
+def _real(entry: dict[str, Any]) -> tuple[list[str], int | None]:
+    """(the data's categories of a categorical column entry, the slot of a missing value or None). An embedding
+    reserves its first ``RESERVED`` indices; a one-hot entry names its missing slot (``missing_at``; checkpoints of
+    lit_nets 0.2 have none: there the slot is where the text ``(missing)`` stands)."""
+    categories = entry["categories"]
+    if entry.get("encoding") == "embedding":
+        return list(categories[RESERVED:]), 1
+    at = (
+        entry["missing_at"] if "missing_at" in entry else (categories.index(MISSING) if MISSING in categories else None)
+    )
+    return [c for i, c in enumerate(categories) if i != at], at
+
+
+def _codes(column: pd.Series, entry: dict[str, Any]) -> np.ndarray:
+    """Each value's index among the entry's inputs (one-hot position or embedding index); -1 for a value not seen
+    in training (and for a missing value where training had none)."""
     import pandas as pd
 
-    return [MISSING if pd.isna(v) else label_text(v) for v in column]
+    real, missing = _real(entry)
+    slots = np.array([i for i in range(len(entry["categories"])) if i != missing and
+                      (entry.get("encoding") != "embedding" or i >= RESERVED)], dtype=np.int64)  # fmt: skip
+    present = column.notna().to_numpy()
+    codes = np.full(len(column), -1 if missing is None else missing, dtype=np.int64)
+    found = pd.Index(real).get_indexer([label_text(v) for v in column[present]])
+    codes[present] = np.where(found >= 0, slots[np.maximum(found, 0)] if len(slots) else -1, -1)
+    return codes
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -413,7 +440,8 @@ def _as_numbers(column: pd.Series, name: str, file: str | Path, strict: bool = F
         what = "holds numbers" if not strict else "was numeric in training"
         raise UserError(
             f"{file}: column '{name}' {what}, but line {_line(index)} has {value!r} "
-            f"({present - numbers} value(s) of the column are not numbers): fix the file"
+            f"({present - numbers} value(s) of the column are not numbers): fix the file, or add {value!r} to "
+            "data.na_values if it marks a missing value"
             + ("" if strict else ", or list the column in data.categorical to treat it as categories")
         )
     return None

@@ -51,10 +51,12 @@ class Dialect:
     sep: str = ","
     decimal: str = "."
     encoding: str = "utf-8"
+    skipinitialspace: bool = False  # a space after every separator (UCI's adult.data: "39, State-gov, ...")
 
     def describe(self) -> str:
         marks = "decimal commas" if self.decimal == "," else f"decimal mark {self.decimal!r}"
-        return f"{NAMES.get(self.sep, repr(self.sep))}-separated, {marks}, encoding {self.encoding}"
+        spaced = " (a space after each, stripped)" if self.skipinitialspace else ""
+        return f"{NAMES.get(self.sep, repr(self.sep))}-separated{spaced}, {marks}, encoding {self.encoding}"
 
 
 def detect_encoding(head: bytes, path: str | Path) -> str:
@@ -105,6 +107,13 @@ def detect_decimal(lines: list[str], sep: str) -> str:
     return "," if fields["comma"] and not fields["point"] else "."
 
 
+def detect_spaces(lines: list[str], sep: str) -> bool:
+    """Whether the fields after a separator start with a space, most of them (header and rows): such files (UCI's
+    census table and others written by C's printf) are read with the space stripped, names and values alike."""
+    fields = [field for row in csv.reader(lines, delimiter=sep) for field in row[1:]]
+    return sep != " " and bool(fields) and sum(f.startswith(" ") for f in fields) > 0.5 * len(fields)
+
+
 def dialect_of(path: str | Path, sep: str | None = None, decimal: str | None = None,
                encoding: str | None = None) -> Dialect:  # fmt: skip
     """How ``path`` is written; the given values win, the others are detected from its first MiB."""
@@ -119,7 +128,8 @@ def dialect_of(path: str | Path, sep: str | None = None, decimal: str | None = N
     if len(text) >= SAMPLE_BYTES // 2 and len(lines) > 1:
         lines = lines[:-1]  # the last line of the sample may be cut short
     sep = sep or detect_separator(lines)
-    return Dialect(sep=sep, decimal=decimal or detect_decimal(lines, sep), encoding=encoding)
+    spaced = detect_spaces(lines, sep)
+    return Dialect(sep=sep, decimal=decimal or detect_decimal(lines, sep), encoding=encoding, skipinitialspace=spaced)
 
 
 TYPED = {".parquet": "Parquet", ".pq": "Parquet", ".feather": "Feather", ".arrow": "Feather"}
@@ -134,10 +144,22 @@ def read_typed(path: str | Path) -> Any:
         import pyarrow  # noqa: F401
     except ImportError:
         raise UserError(f"{path}: reading {kind} files needs pyarrow: pip install pyarrow") from None
+    import pyarrow as pa
+    from pyarrow import feather, parquet
+
     try:
-        frame = pd.read_parquet(path) if kind == "Parquet" else pd.read_feather(path)
+        table = parquet.read_table(path) if kind == "Parquet" else feather.read_table(path)
     except Exception as e:  # pyarrow's errors have no common base: ArrowInvalid, OSError, ...
         raise UserError(f"{path} is not a readable {kind} file: {str(e).strip().splitlines()[0]}") from None
+    for i, column in enumerate(table.schema):
+        if pa.types.is_nested(column.type):
+            raise UserError(
+                f"{path}: column {column.name!r} holds {column.type} values (lists or records), not one "
+                "number or category per row: flatten it into columns, or leave it out of the file"
+            )
+        if pa.types.is_decimal(column.type):  # exact decimals are numbers to a model (pandas would give objects)
+            table = table.set_column(i, column.name, table.column(i).cast(pa.float64()))
+    frame = table.to_pandas()
     if not isinstance(frame.index, pd.RangeIndex) or frame.index.start != 0:
         frame = frame.reset_index(drop=True)  # rows numbered 0.. as a CSV's are (a pandas index saved in the file)
     names = [str(c) for c in frame.columns]
@@ -163,7 +185,7 @@ def read_table(path: str | Path, na_values: list[str], sep: str | None = None, d
         log.info("%s: read as %s (set data.sep, data.decimal, data.encoding to change that)", path, dialect.describe())
     try:
         frame = pd.read_csv(path, na_values=na_values, sep=dialect.sep, decimal=dialect.decimal,
-                            encoding=dialect.encoding)  # fmt: skip
+                            encoding=dialect.encoding, skipinitialspace=dialect.skipinitialspace)  # fmt: skip
     except pd.errors.EmptyDataError:
         raise UserError(f"{path} is empty: a CSV file needs a header line and rows") from None
     except UnicodeDecodeError as e:
@@ -175,7 +197,40 @@ def read_table(path: str | Path, na_values: list[str], sep: str | None = None, d
         raise UserError(f"{path} is not a readable CSV file ({dialect.describe()}): {str(e).strip()}; if the "
                         "separator is wrong, set data.sep") from None  # fmt: skip
     check_column_names(path, dialect)
+    frame = blanks_as_missing(frame, path)
+    say_what_is_missing(frame, path, na_values)
     return frame
+
+
+def blanks_as_missing(frame: Any, path: str | Path) -> Any:
+    """Cells of only spaces are missing values (pandas reads ``" "`` as text, which made a numeric column with a
+    few blank cells, as in IBM's telco churn table, a column of text); a warning names each column and count."""
+    import pandas as pd
+
+    counts = {}
+    for name in frame.columns:
+        column = frame[name]
+        if not (pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column)):
+            continue
+        blank = column.map(lambda v: isinstance(v, str) and not v.strip()).astype(bool)
+        if blank.any():
+            counts[name] = int(blank.sum())
+            frame[name] = column.mask(blank)
+    if counts:
+        listed = ", ".join(f"{name} ({n:,})" for name, n in counts.items())
+        log.warning("%s: read %d cell(s) of only spaces as missing values: %s", path, sum(counts.values()), listed)
+    return frame
+
+
+def say_what_is_missing(frame: Any, path: str | Path, na_values: list[str]) -> None:
+    """One line with the number of cells read as missing per column (empty, "NA", "?" and the other markers)."""
+    counts = frame.isna().sum()
+    counts = counts[counts > 0]
+    if len(counts):
+        markers = ", ".join(repr(m) for m in ["", "NA", *na_values])
+        shown = ", ".join(f"{name} ({int(n):,})" for name, n in list(counts.items())[:10])
+        more = f" and {len(counts) - 10} more column(s)" if len(counts) > 10 else ""
+        log.info("%s: %d cell(s) read as missing (%s, ...): %s%s", path, int(counts.sum()), markers, shown, more)
 
 
 def check_column_names(path: str | Path, dialect: Dialect) -> None:

@@ -16,7 +16,7 @@ import torch
 
 from lit_nets.checkpoints import hparams_of
 from lit_nets.data.base import Splits, TensorDataModule, hold_out
-from lit_nets.data.samples import CSV_SAMPLES, write_csv_sample
+from lit_nets.data.samples import CSV_SAMPLES, is_default_place, is_shipped_sample, mark_as_sample, write_csv_sample
 from lit_nets.data.schema import Encoding, TabularSchema, class_order
 from lit_nets.data.tables import read_table
 from lit_nets.errors import UserError
@@ -105,11 +105,16 @@ class CSVDataModule(TensorDataModule):
     # -- reading ------------------------------------------------------------------------------------------
     def _read(self, path: str, what: str):
         file = Path(path)
-        if not file.exists() and self.sample and file.name == f"{self.sample}.csv":
+        if not file.exists() and self.sample and is_default_place(file, self.sample, ".csv"):
             write_csv_sample(self.sample, file)
+            mark_as_sample(file)
             log.warning("wrote the shipped sample to %s: %s", file, CSV_SAMPLES[self.sample])
         if not file.is_file():
-            raise UserError(f"{what} {'CSV ' if file.suffix.lower() == '.csv' else ''}file {path} does not exist")
+            kind = "CSV " if file.suffix.lower() == ".csv" else ""
+            where = (
+                f" (the shipped {self.sample} sample is written only at data/{self.sample}.csv)" if self.sample else ""
+            )
+            raise UserError(f"{what} {kind}file {path} does not exist{where}")
         frame = read_table(file, self.na_values, **self.dialect)
         if frame.empty:
             raise UserError(f"{path} has a header but no rows")
@@ -123,6 +128,11 @@ class CSVDataModule(TensorDataModule):
                 "(set data.target)"
             )
         missing = frame[self.target].isna()
+        if missing.all():
+            raise UserError(
+                f"{path}: the target column '{self.target}' has no values (all {len(frame):,} rows are "
+                "empty or missing markers): fill it in, or set data.target to the column to predict"
+            )
         if missing.any():
             log.warning("%s: dropped %d row(s) whose target '%s' is missing", path, int(missing.sum()), self.target)
             frame = frame[~missing]
@@ -262,13 +272,16 @@ class CSVDataModule(TensorDataModule):
                              for c in schema.embedded)  # fmt: skip
         embedded = f"; embedded: {embedded}" if embedded else ""
         source = f"{self.path} (target '{self.target}', {n_inputs} inputs from {n_columns} columns{embedded})"
-        if self.sample and self.path and Path(self.path).name == f"{self.sample}.csv":
+        if self.sample and self.path and is_shipped_sample(self.path):
             source += f"; the shipped sample: {CSV_SAMPLES[self.sample]}"
         val_ids = None
         if split["val"] is not None and not self.val_path:
             val_ids = [int(i) for i in self.frames()["val"].index]  # 0-based data rows of path, as predict_ids
+        test_ids = None
+        if split["test"] is not None:  # 0-based data rows of the test file, or of path for a split-off test split
+            test_ids = [int(i) for i in self.frames()["test"].index]
         return Splits(**split, class_names=schema.classes, predict=predict, predict_ids=predict_ids, source=source,
-                      val_ids=val_ids)  # fmt: skip
+                      val_ids=val_ids, test_ids=test_ids)  # fmt: skip
 
 
 def schema_from_checkpoint(path: str) -> TabularSchema:
