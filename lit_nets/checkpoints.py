@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import sys
 import warnings
 import zipfile
 from pathlib import Path
@@ -212,9 +213,29 @@ def resolve_for_tool(ckpt_path: str, what: str = "--ckpt_path") -> str:
     """``explain``, ``export`` and ``serve``: ``best`` / ``last`` of the newest run under ``./lightning_logs`` (the
     default logger's folder), a run folder, or a file; the same rules as for fit, test and predict."""
     resolved = resolve(ckpt_path, Path("lightning_logs"), "tool", what)
-    if resolved != ckpt_path:
-        log.info("%s %s: %s", what, ckpt_path, resolved)
+    print(resolution(ckpt_path, resolved), file=sys.stderr, flush=True)
     return str(resolved)
+
+
+def resolution(given: str, path: str | Path) -> str:
+    """The line a command prints for the checkpoint it runs on: the file, and which run, epoch and score it is
+    (``best`` after a short debug run is a poor model: the line shows it before anything else happens)."""
+    state = load(path)
+    file = Path(path)
+    about = []
+    if file.parent.name == "checkpoints":
+        about.append(f"run {file.parent.parent.name}")
+    if state.get("epoch") is not None:
+        about.append(f"epoch {state['epoch']}")
+    main = next((v for k, v in (state.get("callbacks") or {}).items()
+                 if k.startswith("ModelCheckpoint") and isinstance(v, dict) and v.get("monitor")), None)  # fmt: skip
+    if main is not None and main.get("best_model_score") is not None:
+        score = f"{main['monitor']} {float(main['best_model_score']):.4f}"
+        about.append(score if Path(str(main.get("best_model_path"))).name == file.name else f"the run's best {score}")
+    meaning = {"best": "the best checkpoint of the newest run", "last": "the last checkpoint of the newest run"}
+    what = meaning.get(given, "the run folder's last checkpoint" if Path(given).is_dir() else "")
+    details = "; ".join(x for x in (what, ", ".join(about)) if x)
+    return f"Checkpoint:   {path}" + (f"  ({details})" if details else "")
 
 
 def _resolve(ckpt_path: str | None, root: Path, subcommand: str, what: str) -> str | None:

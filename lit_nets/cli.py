@@ -149,7 +149,7 @@ class LitNetsCLI(LightningCLI):
                 "checkpoint.save_last": True,  # a LastCheckpoint writes it (see _instantiate_trainer)
                 "checkpoint.save_top_k": 1,
                 "checkpoint.enable_version_counter": False,  # each run has a folder of its own
-                "checkpoint.filename": "epoch{epoch:02d}-val_acc{val/acc:.4f}",
+                "checkpoint.filename": None,  # epoch{epoch:02d}-<monitor>{<monitor>:.4f}: see checkpoint_filename
                 "checkpoint.auto_insert_metric_name": False,
             }
         )
@@ -198,15 +198,18 @@ class LitNetsCLI(LightningCLI):
             config.weights_only = True
         trusted = config.get("weights_only") is False
         root = logs_root(config)
+        self._given_ckpt_path = config.ckpt_path
         config.ckpt_path = checkpoints.resolve(config.ckpt_path, root, subcommand, trusted=trusted)
         if config.ckpt_path is None:
             return
-        rank_zero_info(f"Checkpoint: {config.ckpt_path}")
+        given = self._given_ckpt_path
+        rank_zero_info(checkpoints.resolution(given, config.ckpt_path) if not trusted else f"Checkpoint: {given}")
         checkpoint = checkpoints.load(config.ckpt_path, "--ckpt_path", trusted=trusted)
         cls, args = inference.model_hparams(checkpoint, config.ckpt_path)
         self._use_checkpoint_arguments(subcommand, cls, args, config.ckpt_path)  # makes a new self.config
         if subcommand == "fit":
             self._resume_in_its_folder(self.config[subcommand], root)
+            say_if_finished(checkpoint, self.config[subcommand], given)
 
     def _use_checkpoint_arguments(self, subcommand: str, cls: type, args: dict[str, Any], ckpt_path: str) -> None:
         model = self.config[subcommand].model
@@ -280,6 +283,9 @@ class LitNetsCLI(LightningCLI):
             init.save_dir = logger_save_dir(config)
         if self.subcommand == "fit" and not config.get("ckpt_path"):
             refuse_a_used_version(config)
+        checkpoint = config.get("checkpoint")
+        if checkpoint is not None and checkpoint.get("filename") is None:
+            checkpoint.filename = checkpoint_filename(checkpoint.get("monitor"))
         if config.trainer.precision is None:
             config.trainer.precision = default_precision(config.trainer.accelerator)
         if torch.cuda.is_available():
@@ -414,6 +420,43 @@ def logs_root(config: Any) -> Path:
     return Path(config.trainer.default_root_dir or ".") / "lightning_logs"
 
 
+def say_if_finished(checkpoint: dict[str, Any], config: Any, given: str) -> None:
+    """A warning when ``fit --ckpt_path`` resumes a run that has nothing left to train: Lightning then only tests
+    it, which reads like a training run that did nothing."""
+    try:
+        done = int(checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+    except (KeyError, TypeError, ValueError):
+        return
+    stopper = next((v for k, v in (checkpoint.get("callbacks") or {}).items()
+                    if k.startswith("EarlyStopping") and isinstance(v, dict)), None)  # fmt: skip
+    max_epochs = config.trainer.get("max_epochs")
+    if stopper and stopper.get("stopped_epoch"):
+        why = f"early stopping ended it after epoch {stopper['stopped_epoch']}"
+        more = "a larger --early_stopping.patience (or --early_stopping null) with a larger --trainer.max_epochs"
+    elif max_epochs is not None and max_epochs >= 0 and done >= max_epochs:
+        why = f"it ran all {done} of --trainer.max_epochs {max_epochs} epochs"
+        more = f"a larger --trainer.max_epochs (e.g. {2 * max(done, 1)})"
+    else:
+        return
+    if rank_zero_only.rank == 0:
+        log.warning(
+            "--ckpt_path %s: that run has finished (%s), so fit only tests it again; to train it further give %s, or "
+            "start a new run from its weights with --model.init_from %s",
+            given,
+            why,
+            more,
+            given,
+        )
+
+
+def checkpoint_filename(monitor: str | None) -> str | None:
+    """Checkpoint file names that carry the metric they are chosen by: ``epoch07-val_acc0.9840`` for val/acc,
+    ``epoch38-val_loss0.0097`` for val/loss (Lightning's default without a monitor)."""
+    if not monitor:
+        return None
+    return f"epoch{{epoch:02d}}-{monitor.replace('/', '_')}{{{monitor}:.4f}}"
+
+
 def refuse_a_used_version(config: Any) -> None:
     """A new run with ``--trainer.logger.init_args.version`` naming a folder that holds a run would write its
     checkpoints and curves among that run's: one line instead (a resumed run goes on in its own folder)."""
@@ -493,15 +536,21 @@ def run_summary(
 def stopped_early(trainer: Any) -> str:
     """What early stopping did in a run, for its summary: at which epoch it stopped (or that it did not), and which
     checkpoint was kept; empty when the run had no early stopping."""
-    from lightning.pytorch.callbacks import EarlyStopping
+    from lightning.pytorch.callbacks import EarlyStopping, Timer
 
     stopper = next((c for c in trainer.callbacks if isinstance(c, EarlyStopping)), None)
-    if stopper is None:
-        return ""
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
     ckpt = main_checkpoint(trainer)
     kept = ""
     if ckpt is not None and ckpt.best_model_path:
         kept = f"; kept {Path(ckpt.best_model_path).name}, the best by {ckpt.monitor}"
+    out_of_time = timer is not None and timer.time_remaining("train") is not None and timer.time_remaining("train") <= 0
+    if out_of_time and not (stopper is not None and stopper.stopped_epoch):
+        limit = timer.time_elapsed("train") + timer.time_remaining("train")  # --trainer.max_time, in seconds
+        return (f"by the time limit (trainer.max_time, {limit:g} s) after {trainer.current_epoch} of max_epochs "
+                f"{trainer.max_epochs} epochs{kept}")  # fmt: skip
+    if stopper is None:
+        return ""
     if not stopper.stopped_epoch:
         return (f"ran all {trainer.current_epoch} epochs (early stopping on {stopper.monitor}, patience "
                 f"{stopper.patience}, did not trigger){kept}")  # fmt: skip

@@ -32,8 +32,9 @@ MIN_SIZE = 4  # data.image_size below this: antialiased resizing fails, and ther
 Sample = Literal["mnist_png", "uci_digits_png", "photos"]
 
 
-def image_files(folder: Path) -> list[Path]:
-    """The image files under ``folder`` (any depth), sorted; hidden files and folders are ignored. One pass of
+def image_files(folder: Path, others: list[str] | None = None) -> list[Path]:
+    """The image files under ``folder`` (any depth), sorted; hidden files and folders are ignored, and the paths of
+    other files (a GIF, a README) are added to ``others`` when given. One pass of
     ``os.scandir`` (its entries know their type without a ``stat`` per file: 70,000 files in a fraction of a
     second, where ``rglob`` with checks per file took seconds)."""
     found, folders = [], [folder]
@@ -46,7 +47,17 @@ def image_files(folder: Path) -> list[Path]:
                     folders.append(entry.path)
                 elif entry.is_file() and os.path.splitext(entry.name)[1].lower() in EXTENSIONS:
                     found.append(Path(entry.path))
+                elif entry.is_file() and others is not None:
+                    others.append(entry.path)
     return sorted(found)
+
+
+def say_what_was_left_out(where: Path, others: list[str]) -> None:
+    """One warning with the count of files under ``where`` that are not images by their extension."""
+    if others:
+        kinds = sorted({os.path.splitext(p)[1].lower() or "(no extension)" for p in others})
+        log.warning("%s: left out %d file(s) that are not .png/.jpg/.jpeg (%s), e.g. %s; convert them to PNG to use "
+                    "them", where, len(others), ", ".join(kinds[:5]), sorted(others)[0])  # fmt: skip
 
 
 def class_folders(folder: Path) -> list[Path]:
@@ -362,14 +373,15 @@ class ImageFolderDataModule(ImageDataModule):
         unknown = [p.name for p in found if p.name not in names]
         if unknown:
             raise UserError(f"{folder}: class folder(s) {', '.join(unknown)} are not among the training classes")
-        files, labels = [], []
+        files, labels, others = [], [], []
         for p in found:
-            members = image_files(p)
+            members = image_files(p, others)
             if not members:
                 self._bad(f"{p} is an empty class folder (no .png/.jpg/.jpeg files)")
                 continue
             files += members
             labels += [names.index(p.name)] * len(members)
+        say_what_was_left_out(folder, others)
         if not files:
             raise UserError(f"{folder} holds no images (.png, .jpg, .jpeg) in its class folders")
         if classes is None:
@@ -395,6 +407,10 @@ class ImageFolderDataModule(ImageDataModule):
                 for split in ("val", "test"):
                     if (root / split).is_dir():
                         parts[split] = self._labelled(root / split, classes)[:2]
+                if "test" not in parts and self.stage in (None, "fit", "test"):
+                    log.warning("%s has train/ but no test/ folder: the run has no test split and no test result; "
+                                "put test images in %s/<class>/ (or move train/'s class folders up one level to have "
+                                "data.test_fraction hold some out)", root, root / "test")  # fmt: skip
                 if "val" in parts:
                     self.validation_apart()
                 else:
@@ -415,7 +431,9 @@ class ImageFolderDataModule(ImageDataModule):
             folder = Path(self.predict_root)
             if not folder.is_dir():
                 raise UserError(f"data.predict_root {folder} is not a folder")
-            files = image_files(folder)
+            others: list[str] = []
+            files = image_files(folder, others)
+            say_what_was_left_out(folder, others)
             if not files:
                 raise UserError(f"data.predict_root {folder} holds no images (.png, .jpg, .jpeg)")
             parts["predict"] = (files, [-1] * len(files))
