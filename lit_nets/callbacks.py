@@ -95,7 +95,7 @@ class PredictionWriter(BasePredictionWriter):
         self.written = self._path(trainer)
         self.written.parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(self.written, index=False)
-        print(f"Predictions:  {self.written} ({len(frame):,} rows)")
+        say(trainer, f"Predictions:  {self.written} ({len(frame):,} rows)")
 
     def _path(self, trainer: Any) -> Path:
         path = Path(self.output) if self.output else Path(trainer.log_dir or ".") / "predictions.csv"
@@ -349,6 +349,18 @@ def steepest_descent(lrs: list[float], losses: list[float], log_spaced: bool = T
     return float(lr[slope.argmin()])
 
 
+def say(trainer: Any, text: str) -> None:
+    """Print a result line while a progress bar may be on the screen: through the bar (tqdm clears its line first),
+    so that in a log file, where the bar's carriage returns do not clear anything, the line starts a line of its own."""
+    import sys
+
+    bar = getattr(trainer, "progress_bar_callback", None)
+    if isinstance(bar, TQDMProgressBar) and not sys.stderr.isatty():  # end the bar's line (tqdm writes to stderr)
+        sys.stderr.write("\n")
+        sys.stderr.flush()
+    print(text, flush=True)
+
+
 class ProgressBar(TQDMProgressBar):
     """Lightning's TQDM bar, redrawn at most every ``refresh_seconds`` during training (and at an epoch's last
     batch). Lightning's redraws after every batch; a redraw costs 0.5 to 2.5 ms here (the metrics are read back
@@ -508,8 +520,8 @@ class SaveOnInterrupt(Callback):
         self.saved = Path(checkpoint.dirpath) / f"{checkpoint.CHECKPOINT_NAME_LAST}{checkpoint.FILE_EXTENSION}"
         trainer.save_checkpoint(self.saved, weights_only=False)  # the whole state: optimiser, loops, callbacks
         if trainer.is_global_zero:
-            print(f"Interrupted at epoch {trainer.current_epoch}, step {trainer.global_step}: saved {self.saved}; "
-                  "resume with --ckpt_path last", flush=True)  # fmt: skip
+            say(trainer, f"Interrupted at epoch {trainer.current_epoch}, step {trainer.global_step}: saved "
+                         f"{self.saved}; resume with --ckpt_path last")  # fmt: skip
         private_api.stop_at_once(trainer)  # trainer.should_stop would wait for the epoch's end
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:

@@ -304,8 +304,17 @@ class LitNetsCLI(LightningCLI):
             yield
 
     def fit(self, model: Any, **kwargs: Any) -> None:
-        with self._checkpoint_warnings():
-            self.trainer.fit(model, **kwargs)
+        log_dir = self.trainer.log_dir if self.trainer.is_global_zero else None  # (computed: not made yet)
+        existed = log_dir is not None and Path(log_dir).exists()
+        try:
+            with self._checkpoint_warnings():
+                self.trainer.fit(model, **kwargs)
+        except (SIGTERMException, KeyboardInterrupt):
+            raise  # stopped, with its state saved: resumable
+        except BaseException:
+            if log_dir is not None and not existed:
+                remove_if_empty(Path(log_dir))
+            raise
 
     def validate(self, model: Any, **kwargs: Any) -> None:
         with self._checkpoint_warnings():
@@ -418,6 +427,16 @@ def logs_root(config: Any) -> Path:
     if init is not None and init.get("save_dir") is not None:
         return Path(logger_save_dir(config)) / str(init.get("name") or "lightning_logs")
     return Path(config.trainer.default_root_dir or ".") / "lightning_logs"
+
+
+def remove_if_empty(run: Path) -> None:
+    """Take away the folder of a run that failed before it saved any checkpoint (its config, hyper-parameters, an
+    event file of nothing): a near-empty ``version_N`` that ``last`` and ``best`` would pass over anyway."""
+    import shutil
+
+    if run.is_dir() and not any(run.rglob("*.ckpt")):
+        shutil.rmtree(run, ignore_errors=True)
+        log.info("removed %s: the run failed before it saved a checkpoint", run)
 
 
 def say_if_finished(checkpoint: dict[str, Any], config: Any, given: str) -> None:
@@ -713,6 +732,9 @@ def find_user_error(error: BaseException | None) -> UserError | None:
             return error
         if isinstance(error, MisconfigurationException):  # Lightning's word for a bad trainer setting
             return UserError(f"trainer: {error}")
+        if isinstance(error, RuntimeError) and str(error).startswith("Early stopping conditioned on metric"):
+            what = str(error).split(". Pass in")[0]
+            return UserError(f"early_stopping.monitor: {what} (set it to a logged metric: val/loss, val/acc, val/f1)")
         if isinstance(error, OSError) and error.errno == errno.ENOSPC:
             where = f" writing {error.filename}" if error.filename else ""
             return UserError(

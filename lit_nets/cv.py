@@ -34,7 +34,9 @@ HELP_EPILOG = "Every other option is fit's (--config, --trainer.*, --model.*, --
 
 def parse(argv: list[str], prog: str) -> tuple[argparse.Namespace, list[str]]:
     """cv's own options (folds, repeats, name), checked, and the rest: fit's options, passed on to every fold."""
-    parser = argparse.ArgumentParser(prog=f"{prog} cv", description=__doc__.split("\n\n")[0], epilog=HELP_EPILOG)
+    parser = argparse.ArgumentParser(
+        prog=f"{prog} cv", description=__doc__.split("\n\n")[0].replace("``", ""), epilog=HELP_EPILOG
+    )
     parser.add_argument("--folds", type=int, default=5, help="how many folds (default 5)")
     parser.add_argument("--repeats", type=int, default=1, help="repeated k-fold: rounds of new folds (default 1)")
     parser.add_argument("--name", help="the folder under lightning_logs/cv/ (default: the last config's name)")
@@ -44,6 +46,8 @@ def parse(argv: list[str], prog: str) -> tuple[argparse.Namespace, list[str]]:
     if options.repeats < 1:
         raise UserError(f"cv --repeats must be 1 or more, got {options.repeats}")
     runs.refuse_folds_and_resuming(rest, "cv", "sets the folds itself (--folds) and starts every fold from scratch")
+    if options.name is not None:
+        runs.check_name(options.name, "cv --name")
     options.name = options.name or runs.config_name(rest)
     return options, rest
 

@@ -47,6 +47,8 @@ def export(ckpt_path: str, formats: list[str], out: str | None = None) -> dict[s
     """Export the checkpoint in each format, check parity, write sidecars; return a report per format."""
     from lit_nets.inference import Deployable, load_classifier
 
+    if out and Path(out).exists() and not Path(out).is_dir():
+        raise UserError(f"export --out {out} is a file; --out names a folder for the exported files (one per format)")
     model = load_classifier(ckpt_path)
     deployable = Deployable.of(model)
     if len(model.input_shape) == 3:  # images: exported graphs are simplest in the default memory layout

@@ -21,6 +21,17 @@ def refuse_folds_and_resuming(rest: list[str], command: str, why: str) -> None:
         raise UserError(f"{command} {why}: leave --ckpt_path, --data.fold and --data.folds out")
 
 
+def check_name(name: str, what: str) -> None:
+    """A run name is one plain folder name: letters, digits, ``.``, ``_``, ``-`` (``w/`` or ``../../x`` would put
+    the runs outside ``lightning_logs/``)."""
+    import re
+
+    from lit_nets.errors import UserError
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", name) or ".." in name:
+        raise UserError(f"{what} {name!r}: give a plain folder name (letters, digits, '.', '_', '-'; no '/' or '..')")
+
+
 def config_name(rest: list[str]) -> str:
     """The name of the last ``--config`` file among fit's arguments (``configs/mlp.yaml`` -> ``mlp``), else run."""
     configs = [rest[i + 1] for i, a in enumerate(rest[:-1]) if a == "--config"]

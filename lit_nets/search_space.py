@@ -24,6 +24,7 @@ from lit_nets.errors import UserError
 
 FIELDS = {"float": {"low", "high", "log", "step"}, "int": {"low", "high", "log", "step"}, "categorical": {"choices"}}
 SCALARS = (bool, int, float, str, type(None))
+LARGEST = {"int": 2**53, "float": 1e300}  # ints beyond 2**53 are not exact as the floats Optuna stores them in
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,10 @@ def load(file: str | Path, options: dict[str, Any]) -> list[Param]:
     if not file.is_file():
         raise UserError(f"tune --space {file}: no such file (configs/search/ has examples)")
     try:
-        space = yaml.safe_load(file.read_text())
+        space = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise UserError(f"{file}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at position {e.start}); save it as "
+                        "UTF-8") from None  # fmt: skip
     except yaml.YAMLError as e:
         raise UserError(f"{file}: not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(space, dict) or not space:
@@ -153,16 +157,23 @@ def parse_param(file: Path, path: str, spec: Any) -> Param:
         return Param(path, kind, choices=tuple(choices))
     number = int if kind == "int" else (int, float)
     for field in ("low", "high"):
-        if not isinstance(spec.get(field), number) or isinstance(spec.get(field), bool):
-            raise UserError(f"{where}: {field} must be {'an int' if kind == 'int' else 'a number'}, "
-                            f"got {spec.get(field)!r}")  # fmt: skip
-    low, high, log, step = spec["low"], spec["high"], bool(spec.get("log", False)), spec.get("step")
+        value = spec.get(field)
+        if not isinstance(value, number) or isinstance(value, bool):
+            raise UserError(f"{where}: {field} must be {'an int' if kind == 'int' else 'a number'}, got {value!r}")
+        if not math.isfinite(value) or abs(value) > LARGEST[kind]:
+            raise UserError(f"{where}: {field} {value!r} is not a finite {kind} of at most {LARGEST[kind]:.3g} in "
+                            "size; give the range's real bounds")  # fmt: skip
+    low, high, log, step = spec["low"], spec["high"], spec.get("log", False), spec.get("step")
+    if not isinstance(log, bool):  # "false" in quotes would be true
+        raise UserError(f"{where}: log must be true or false (without quotes), got {log!r}")
     if not low < high:
         raise UserError(f"{where}: the range [{low}, {high}] is empty (low must be below high)")
     if log and low <= 0:
         raise UserError(f"{where}: a log range needs low > 0, got {low}")
-    if step is not None and (log or not isinstance(step, number) or step <= 0):
+    if step is not None and (log or not isinstance(step, number) or isinstance(step, bool) or not step > 0):
         raise UserError(f"{where}: step must be a positive number, and not given with log: true")
+    if step is not None and step > high - low:
+        raise UserError(f"{where}: step {step} is larger than the range [{low}, {high}]: it would allow low only")
     return Param(path, kind, float(low), float(high), log, None if step is None else float(step))
 
 

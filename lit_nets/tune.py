@@ -41,7 +41,9 @@ FIGURES = {"history": "plot_optimization_history", "importances": "plot_param_im
 
 def parse(argv: list[str], prog: str) -> tuple[argparse.Namespace, list[str]]:
     """tune's own options, checked, and the rest: fit's options, given to every trial."""
-    parser = argparse.ArgumentParser(prog=f"{prog} tune", description=__doc__.split("\n\n")[0], epilog=HELP_EPILOG)
+    parser = argparse.ArgumentParser(
+        prog=f"{prog} tune", description=__doc__.split("\n\n")[0].replace("``", ""), epilog=HELP_EPILOG
+    )
     parser.add_argument("--space", required=True, help="the search space, a YAML file (configs/search/ has two)")
     parser.add_argument("--trials", type=int, default=20, help="trials the study should have in all (default 20)")
     parser.add_argument("--timeout", type=float, help="seconds after which no new trial starts (default: none)")
@@ -58,6 +60,12 @@ def parse(argv: list[str], prog: str) -> tuple[argparse.Namespace, list[str]]:
     options, rest = parser.parse_known_args(argv)
     if options.trials < 1:
         raise UserError(f"tune --trials must be 1 or more, got {options.trials}")
+    if options.timeout is not None and not options.timeout > 0:
+        raise UserError(
+            f"tune --timeout is in seconds and must be above 0 (leave it out for none), got {options.timeout}"
+        )
+    if options.name is not None:
+        runs.check_name(options.name, "tune --name")
     if options.cv is not None and options.cv < 2:
         raise UserError(f"tune --cv must be 2 or more folds, got {options.cv}")
     if options.metric is not None and not options.metric.startswith("val/"):
@@ -98,7 +106,8 @@ def main(argv: list[str], prog: str) -> None:
     from lit_nets.checkpoints import RunLock
 
     options, rest = parse(argv, prog)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # tune prints its own line per trial
+    # tune prints its own line per trial, and a failed trial's reason as one line (Optuna's WARNING is its traceback)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     config = runs.config_of(rest)  # fit's parser checks the user's arguments first
     options_now = search_space.flatten(config)
     params = search_space.load(options.space, options_now)
@@ -225,6 +234,19 @@ def run_trials(study: Any, options: argparse.Namespace, params: list[search_spac
 
     def objective(trial: Any) -> float:
         values = {p.path: p.suggest(trial) for p in params}
+        try:
+            return run_trial(trial, values)
+        except Exception as e:
+            from lit_nets.cli import find_user_error
+
+            found = find_user_error(e)
+            if found is None:
+                raise
+            tried = ", ".join(f"{path} {search_space.shown(v)}" for path, v in values.items())
+            raise UserError(f"tune: trial {trial.number} ({tried}) stopped: {found}; if the searched values are "
+                            f"what fit refuses, narrow the ranges in {options.space}") from None  # fmt: skip
+
+    def run_trial(trial: Any, values: dict[str, Any]) -> float:
         # the model summary once per trial is noise (first, so that a config or argument of the user's wins)
         args = ["--trainer.enable_model_summary", "false", *rest, *search_space.as_args(values)]
         args += ["--test_after_fit", "false"]

@@ -6,6 +6,7 @@ left behind or continues from it.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -100,7 +101,9 @@ def test_test_subcommand_uses_the_best_checkpoint(trained, monkeypatch, capfd) -
     work, _ = trained
     proc = in_process("test", "--config", CNN, "--ckpt_path", "best", *OFFLINE, cwd=work, monkeypatch=monkeypatch,
                       capfd=capfd, check=True)  # fmt: skip
-    assert "Checkpoint: lightning_logs/version_" in proc.stderr
+    said = r"Checkpoint:   lightning_logs/version_0/checkpoints/(epoch\d\d-val_acc[\d.]+\.ckpt)  \(the best checkpoint "
+    said += r"of the newest run; run version_0, epoch \d, val/acc [\d.]+\)"
+    assert re.search(said, proc.stderr), proc.stderr[-800:]  # which checkpoint 'best' is, before anything runs
     # and says where its figures went
     folder = proc.stdout.split("Run folder:   ")[1].split()[0]
     assert f"Figures:      {folder.removeprefix('./')}/confusion_matrix_test.png" in proc.stdout, proc.stdout[-1500:]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import in_process, run_cli
 
 # Runs in a fresh interpreter: torch (and onnxruntime) only. The state_dict is run through the seed CNN written
 # with torch.nn.functional, which shows the file holds every weight a plain re-implementation needs.
@@ -72,6 +72,16 @@ def test_export_of_a_missing_checkpoint_is_one_line(tmp_path: Path) -> None:
     )
 
 
+def test_export_to_an_existing_file_is_one_line(cnn_run, tmp_path: Path, monkeypatch, capfd) -> None:
+    work, _ = cnn_run
+    (tmp_path / "model.onnx").write_text("my notes")
+    ckpt = work / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    proc = in_process("export", "--ckpt_path", str(ckpt), "--out", str(tmp_path / "model.onnx"), cwd=tmp_path,
+                      monkeypatch=monkeypatch, capfd=capfd)  # fmt: skip
+    assert proc.returncode == 2 and "model.onnx is a file; --out names a folder" in proc.stderr, proc.stderr
+    assert (tmp_path / "model.onnx").read_text() == "my notes"
+
+
 def test_export_prints_a_line_per_format_and_nothing_else(cnn_run) -> None:
     """No banner about training data (nothing is trained), no TorchScript deprecation warnings, no ONNX progress;
     every file readable like the others (safetensors wrote its file with mode 0600)."""
@@ -79,6 +89,7 @@ def test_export_prints_a_line_per_format_and_nothing_else(cnn_run) -> None:
 
     work, output = cnn_run
     lines = [line for line in output.splitlines() if line.strip()]
-    assert [line.split()[0] for line in lines] == list(FORMATS), output
+    assert lines[0].startswith("Checkpoint:   ") and "run version_0, epoch 0" in lines[0], output  # what it exports
+    assert [line.split()[0] for line in lines[1:]] == list(FORMATS), output
     modes = {p.name: p.stat().st_mode & 0o777 for p in (work / "exported").iterdir()}
     assert modes["last.safetensors"] == modes["last.pt"] == modes["last.onnx"], modes

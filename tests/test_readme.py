@@ -21,6 +21,7 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -42,7 +43,7 @@ NOT_HERE = {  # by program, module (-m) or script
     "pytest": "the test suite itself",
     "ruff": "CI runs it (.ci/run)",
     "tensorboard": "a server that runs until stopped; its event files are read in tests/test_figures.py",
-    "open": "a browser: tests/test_page.py drives the page in Chromium",
+    "webbrowser": "a browser: tests/test_page.py drives the page in Chromium",
     "torchrun": "needs a cluster of 2 nodes",
     "sbatch": "needs SLURM",
     "docker": "no container engine here: tests/test_serve.py runs the image's entry command and health check",
@@ -50,18 +51,18 @@ NOT_HERE = {  # by program, module (-m) or script
 }
 
 
-def readme_blocks() -> list[tuple[str, list[list[str]]]]:
+def readme_blocks(kind: str = "bash") -> list[tuple[str, Any]]:
     """The README's ``bash`` blocks as (heading, commands): comments dropped, lines joined where a backslash or an
-    open quote continues them."""
+    open quote continues them; ``kind`` python: its ``python`` blocks as (heading, code)."""
     blocks, heading, lines, inside = [], "", [], False
     for line in README.read_text().splitlines():
         if line.startswith("#") and not inside:
             heading = line.lstrip("#").strip()
-        elif line.strip() == "```bash":
+        elif line.strip() == f"```{kind}":
             inside, lines = True, []
         elif line.strip() == "```" and inside:
             inside = False
-            blocks.append((heading, commands(lines)))
+            blocks.append((heading, commands(lines) if kind == "bash" else "\n".join(lines)))
         elif inside:
             lines.append(line)
     return blocks
@@ -91,47 +92,22 @@ BLOCKS = readme_blocks()
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory, sample) -> Path:
-    """A folder like a clone (configs/, scripts/) with the files the README's commands name as the user's own:
-    digit images, a folder of photos, a CSV with a 'label' column and rows to predict."""
-    import numpy as np
-    import pandas as pd
-    from PIL import Image
-    from sklearn.datasets import load_sample_images
-
-    from lit_nets.data.samples import write_csv_sample
+def workspace(tmp_path_factory) -> Path:
+    """A folder like a clone (configs/, scripts/). The README makes every input its commands take (its
+    ``scripts/example_inputs.py`` line) except what only the internet gives: the pretrained weights, put here where
+    torch's cache keeps them ("pretrained": random weights of the same architecture) and as the file the README says
+    is the user's own download (``resnet18.pth``)."""
+    from torchvision.models import get_model, get_model_weights
 
     work = tmp_path_factory.mktemp("readme")
     for name in ("configs", "scripts"):
         (work / name).symlink_to(REPO / name)
-    images, labels = sample
-    for name, i in (("a.png", 4000), ("b.png", 4500), ("digit.png", 3003)):
-        Image.fromarray(images[i, 0].numpy()).save(work / name)
-    for digit in range(10):  # path/to/images: 30 digits per class; new_images/: 5 more
-        folder = work / "path" / "to" / "images" / f"digit_{digit}"
-        folder.mkdir(parents=True)
-        for i in (labels == digit).nonzero().flatten()[:30].tolist():
-            Image.fromarray(images[i, 0].numpy()).save(folder / f"{i}.png")
-    (work / "new_images").mkdir()
-    for i in (4100, 4200, 4300, 4400, 4600):
-        Image.fromarray(images[i, 0].numpy()).save(work / "new_images" / f"scan_{i}.png")
-    rng = np.random.default_rng(0)
-    for photo, name in zip(load_sample_images().images, ("china", "flower"), strict=True):  # photos: 2 real ones
-        (work / "photos" / name).mkdir(parents=True)
-        for k in range(20):  # 20 crops of 96x96 each
-            y, x = rng.integers(0, photo.shape[0] - 96), rng.integers(0, photo.shape[1] - 96)
-            Image.fromarray(photo[y : y + 96, x : x + 96]).save(work / "photos" / name / f"{k}.jpg", quality=90)
-    # "pretrained" resnet18 weights (random: nothing can be downloaded here) where torch's cache keeps the real ones,
-    # and as a file of the user's
-    from torchvision.models import resnet18
-
-    (work / "torch_home" / "hub" / "checkpoints").mkdir(parents=True)
-    torch.save(resnet18().state_dict(), work / "torch_home" / "hub" / "checkpoints" / "resnet18-f37072fd.pth")
-    shutil.copy(work / "torch_home" / "hub" / "checkpoints" / "resnet18-f37072fd.pth", work / "resnet18.pth")
-    wine = pd.read_csv(write_csv_sample("wine", work / "wine_source.csv"))
-    wine.rename(columns={"cultivar": "label"}).to_csv(work / "my.csv", index=False)
-    wine.rename(columns={"cultivar": "label"}).to_parquet(work / "my.parquet")
-    wine.drop(columns="cultivar").iloc[::10].to_csv(work / "new_rows.csv", index=False)
+    cache = work / "torch_home" / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    for name in ("resnet18", "efficientnet_b0"):
+        url = get_model_weights(name).DEFAULT.url
+        torch.save(get_model(name).state_dict(), cache / Path(url).name)
+    shutil.copy(next(cache.glob("resnet18-*.pth")), work / "resnet18.pth")
     return work
 
 
@@ -152,6 +128,11 @@ def test_readme_block(workspace: Path, monkeypatch, capfd, caplog, heading: str,
                 continue
             elif words[1:2] == ["scripts/compare.py"]:
                 compare(words[2:])
+            elif words[1:2] == ["scripts/example_inputs.py"]:
+                import runpy
+
+                monkeypatch.setattr(sys, "argv", words[1:])
+                runpy.run_path(str(REPO / "scripts" / "example_inputs.py"), run_name="__main__")
             else:
                 argv = words[words.index("lit_nets") + 1 :]
                 if argv[0] == "serve":
@@ -304,6 +285,19 @@ def send(words: list[str], service) -> None:
     assert 0 <= result["probability"] <= 1 and result["label"]
     if data.get("explain"):
         assert result["gradcam"].startswith("data:image/png;base64,")
+
+
+PYTHON_BLOCKS = readme_blocks("python")
+
+
+@pytest.mark.parametrize(("heading", "code"), PYTHON_BLOCKS, ids=[h[:30] for h, _ in PYTHON_BLOCKS])
+def test_readme_python_block(workspace: Path, monkeypatch, capsys, heading: str, code: str) -> None:
+    """The README's Python snippets, after its commands (in the same folder, as a user who followed it)."""
+    monkeypatch.chdir(workspace)
+    exec(compile(code, f"README.md ({heading})", "exec"), {"__name__": "__readme__"})
+    out = capsys.readouterr().out
+    if "digit.png is a" in code:
+        assert re.search(r"digit\.png is a \d", out), out
 
 
 def test_every_block_was_read() -> None:

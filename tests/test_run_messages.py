@@ -65,3 +65,29 @@ def test_best_and_last_say_which_run_epoch_and_score_and_a_finished_run_says_so(
     assert again.returncode == 0
     assert "that run has finished (it ran all 4 of --trainer.max_epochs 4 epochs), so fit only tests it" in again.stderr
     assert "--trainer.max_epochs (e.g. 8)" in again.stderr
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder(tmp_path, monkeypatch, capfd) -> None:
+    proc = in_process("fit", "--config", str(CONFIGS / "mlp.yaml"), "--early_stopping.monitor", "val/acx", *QUIET,
+                      cwd=tmp_path, monkeypatch=monkeypatch, capfd=capfd)  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert (
+        proc.stderr.strip().splitlines()[-1].startswith("error: early_stopping.monitor: ") and "val/acx" in proc.stderr
+    )
+    assert list((tmp_path / "lightning_logs").iterdir()) == []  # no near-empty version_0 left behind
+
+
+def test_result_lines_start_a_line_of_their_own_in_a_log_file(tmp_path) -> None:
+    """A log file (stdout and stderr together, not a terminal) keeps the progress bar's carriage returns: the
+    prediction line must not be glued to the bar's last state."""
+    import subprocess
+    import sys
+
+    fit = ["fit", "--config", str(CONFIGS / "mlp.yaml"), "--trainer.max_epochs", "2", "--early_stopping", "null"]
+    for args in (fit, ["predict", "--config", str(CONFIGS / "mlp.yaml"), "--ckpt_path", "best"]):
+        with open(tmp_path / "run.log", "w") as log:
+            command = [sys.executable, "-m", "lit_nets", *args]
+            subprocess.run(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, check=True, timeout=300)
+    lines = (tmp_path / "run.log").read_text().splitlines()
+    assert any(line.startswith("Predictions:  ") for line in lines), lines[-5:]
+    assert any(line.startswith("Checkpoint:   ") for line in lines)

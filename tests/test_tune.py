@@ -153,15 +153,35 @@ def test_rerun_with_other_settings_is_refused(searched, monkeypatch, capfd) -> N
         ("model.init_args.lr: {type: float, low: 0.001, high: 0.1}", ("--metric", "test/acc"),
          "the test split is never used to choose"),
         ("model.init_args.lr: {type: float, low: 0.001, high: 0.1}", ("--cv", "1"), "tune --cv must be 2 or more"),
+        ("model.init_args.lr: {type: float, low: 0.001, high: .inf}", (), "high inf is not a finite float"),
+        ("data.init_args.batch_size: {type: int, low: 1, high: 100000000000000000000000}", (),
+         "high 100000000000000000000000 is not a finite int"),
+        ("model.init_args.lr: {type: float, low: 0.001, high: 0.1, log: \"false\"}", (),
+         "log must be true or false (without quotes), got 'false'"),
+        ("data.init_args.batch_size: {type: int, low: 16, high: 32, step: 64}", (),
+         "step 64 is larger than the range [16, 32]"),
+        (b"model.init_args.lr: {type: float, low: 0.001, high: 0.1} # caf\xe9\n", (), "not UTF-8 text (byte 0xe9"),
+        ("model.init_args.lr: {type: float, low: 0.001, high: 0.1}", ("--timeout", "0"),
+         "tune --timeout is in seconds and must be above 0"),
+        ("model.init_args.lr: {type: float, low: 0.001, high: 0.1}", ("--name", "../../x"),
+         "tune --name '../../x': give a plain folder name"),
+        ("model.init_args.lr: {type: float, low: 0.001, high: 0.1}", ("--name", "w/"), "--name 'w/': give a plain"),
+        ("model.init_args.dropout: {type: float, low: 1.5, high: 2.5}", (),
+         "tune: trial 0 (model.init_args.dropout 2.049) stopped: model: dropout must be in [0, 1), got 2.04"),
     ],
 )  # fmt: skip
 def test_bad_search_input_is_one_line(tmp_path: Path, monkeypatch, capfd, space: str, args: tuple, message: str):
-    (tmp_path / "space.yaml").write_text(space + "\n")
+    if isinstance(space, bytes):
+        (tmp_path / "space.yaml").write_bytes(space)
+    else:
+        (tmp_path / "space.yaml").write_text(space + "\n")
     proc = in_process("tune", *MLP, "--space", str(tmp_path / "space.yaml"), "--trials", "1",
                       "--trainer.max_epochs", "1", *args, *QUIET, cwd=tmp_path, monkeypatch=monkeypatch,
                       capfd=capfd)  # fmt: skip
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert len(proc.stderr.strip().splitlines()[-1]) > 20 and proc.stderr.strip().splitlines()[-1].startswith("error:")
+    assert "Namespace(" not in proc.stderr and "[W " not in proc.stderr  # no Optuna warning with the config's dump
+    assert not (tmp_path / "x").exists() and not list(tmp_path.glob("lightning_logs/tune/w*"))  # nothing written
 
 
 def test_tune_on_an_image_folder_with_the_cnn_space(tmp_path: Path, monkeypatch, capfd) -> None:
