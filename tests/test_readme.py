@@ -200,6 +200,8 @@ def check_fit(argv: list[str], out: str, err: str) -> None:
         assert "weights_only" not in err
         if len(LEARNING_RATES) == 2:  # the optimiser reaches the finder: SGD needs the larger rate
             assert LEARNING_RATES["sgd"] > 2 * LEARNING_RATES["adam"], LEARNING_RATES
+        accuracy = float(re.search(r"Test \(best\):  test/acc ([\d.]+)", out).group(1))
+        assert accuracy >= 0.94, out[-1500:]  # the README: about 0.97 for both, 0.94 or more
     summary = re.search(r"Test \(best\):  test/acc ([\d.]+)", out)
     if argv[2:] == ["configs/mlp.yaml"]:
         assert float(summary.group(1)) >= 0.90, out[-1500:]  # wine, 40 epochs
