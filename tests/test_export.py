@@ -88,8 +88,9 @@ def test_export_prints_a_line_per_format_and_nothing_else(cnn_run) -> None:
     from lit_nets.export import FORMATS
 
     work, output = cnn_run
-    lines = [line for line in output.splitlines() if line.strip()]
-    assert lines[0].startswith("Checkpoint:   ") and "run version_0, epoch 0" in lines[0], output  # what it exports
-    assert [line.split()[0] for line in lines[1:]] == list(FORMATS), output
+    lines = [line for line in output.splitlines() if line.strip()]  # stdout, then stderr
+    said = [line for line in lines if line.startswith("Checkpoint:   ")]  # what it exports, on stderr
+    assert len(said) == 1 and "(run version_0, epoch 0, the run's best val/acc" in said[0], output
+    assert [line.split()[0] for line in lines if line not in said] == list(FORMATS), output
     modes = {p.name: p.stat().st_mode & 0o777 for p in (work / "exported").iterdir()}
     assert modes["last.safetensors"] == modes["last.pt"] == modes["last.onnx"], modes
