@@ -139,8 +139,11 @@ def permutation_importance(
             loss, acc = score(shuffled)
             rises.append(loss - base_loss)
             falls.append(base_acc - acc)
-        out[column] = {"loss_rise": float(np.mean(rises)), "loss_rise_std": float(np.std(rises)),
-                       "accuracy_drop": round(float(np.mean(falls)), 6)}  # fmt: skip
+        out[column] = {
+            "loss_rise": float(np.mean(rises)),
+            "loss_rise_std": float(np.std(rises)),
+            "accuracy_drop": round(float(np.mean(falls)), 6),
+        }
     return out
 
 
@@ -177,8 +180,10 @@ def explain_rows(ckpt_path: str, rows: str, out: str, device: str = "cpu") -> li
     out_dir.mkdir(parents=True, exist_ok=True)
     per_row = out_dir / f"{file.stem}.attributions.csv"
     table.to_csv(per_row, index=False, float_format="%.6g")
-    print(f"{rows}: contributions of {len(found.columns)} columns to {len(table)} rows -> {per_row} (baseline + "
-          f"contributions = output within {found.completeness_gap():.1e})")  # fmt: skip
+    print(
+        f"{rows}: contributions of {len(found.columns)} columns to {len(table)} rows -> {per_row} (baseline + "
+        f"contributions = output within {found.completeness_gap():.1e})"
+    )
     return [per_row, *global_importance(model, ckpt_path, found, out_dir)]
 
 
@@ -211,22 +216,23 @@ def global_importance(model: Any, ckpt_path: str, rows: Attributions, out_dir: P
     shown = table.head(25).iloc[::-1]  # the largest at the top of the bars
     plt = plots.pyplot()
     panels = 1 if x is None else 2
-    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 1.2 + 0.28 * len(shown)), squeeze=False,
-                             sharey=True)  # fmt: skip
+    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 1.2 + 0.28 * len(shown)), squeeze=False, sharey=True)
     ax = axes[0][0]
     ax.barh(shown["column"], shown["mean_abs_contribution"], color="#3056d3")
     ax.set_title("mean |contribution| (Integrated Gradients)", fontsize=9)
     ax.set_xlabel("logit units")
     if x is not None:
         ax = axes[0][1]
-        ax.barh(shown["column"], shown["permutation_loss_rise"], xerr=shown["permutation_loss_rise_std"],
-                color="#8fa6e8")  # fmt: skip
+        ax.barh(
+            shown["column"], shown["permutation_loss_rise"], xerr=shown["permutation_loss_rise_std"], color="#8fa6e8"
+        )
         ax.set_title(f"permutation importance ({REPEATS} shuffles)", fontsize=9)
         ax.axvline(0.0, color="#1d2330", linewidth=0.8)
         ax.set_xlabel("rise of the validation loss")
     fig.suptitle(f"Which columns drive the model, on {where}", fontsize=10)
     figure = plots.save(fig, out_dir / "importance.png")
-    top = ", ".join(f"{c} ({v:.3g})" for c, v in zip(table["column"][:5], table["mean_abs_contribution"][:5],
-                                                        strict=False))  # fmt: skip
+    top = ", ".join(
+        f"{c} ({v:.3g})" for c, v in zip(table["column"][:5], table["mean_abs_contribution"][:5], strict=False)
+    )
     print(f"importance on {where}: {top} -> {figure}")
     return [csv, figure]

@@ -323,8 +323,9 @@ class LearningRateFinder(LightningLearningRateFinder):
         super().lr_find(trainer, pl_module)  # the sweep; Lightning restores the model and optimiser after it
         if self.optimal_lr is None:
             return
-        self.suggested = steepest_descent(self.optimal_lr.results["lr"], self.optimal_lr.results["loss"],
-                                          self.log_spaced)  # fmt: skip
+        self.suggested = steepest_descent(
+            self.optimal_lr.results["lr"], self.optimal_lr.results["loss"], self.log_spaced
+        )
         if self.suggested is None:
             log.warning("the learning-rate finder has too few finite losses to suggest a rate: keeping the model's")
         elif self.update_attr:
@@ -335,8 +336,9 @@ class LearningRateFinder(LightningLearningRateFinder):
             log.info("Learning rate set to %.4g (steepest descent of the loss against log(lr))", self.suggested)
 
 
-def steepest_descent(lrs: list[float], losses: list[float], log_spaced: bool = True, skip_begin: int = 10,
-                     skip_end: int = 1) -> float | None:  # fmt: skip
+def steepest_descent(
+    lrs: list[float], losses: list[float], log_spaced: bool = True, skip_begin: int = 10, skip_end: int = 1
+) -> float | None:
     """The learning rate where the loss falls fastest (against log(lr) when the rates are log-spaced), leaving out
     the first ``skip_begin`` and the last ``skip_end`` points as Lightning does; None with fewer than 2 points."""
     lr = torch.tensor(lrs[skip_begin:-skip_end], dtype=torch.float64)
@@ -413,9 +415,13 @@ class LastCheckpoint(ModelCheckpoint):
     def __init__(self, every_n_train_steps: int | None = None) -> None:
         # no version counter: every writer of last.ckpt (this, SaveOnInterrupt) replaces the same file
         super().__init__(
-            filename=self.CHECKPOINT_NAME_LAST, monitor=None, save_top_k=1, save_last=False,
-            every_n_train_steps=every_n_train_steps, enable_version_counter=False,
-        )  # fmt: skip
+            filename=self.CHECKPOINT_NAME_LAST,
+            monitor=None,
+            save_top_k=1,
+            save_last=False,
+            every_n_train_steps=every_n_train_steps,
+            enable_version_counter=False,
+        )
 
     @property
     def path(self) -> str:
@@ -520,8 +526,11 @@ class SaveOnInterrupt(Callback):
         self.saved = Path(checkpoint.dirpath) / f"{checkpoint.CHECKPOINT_NAME_LAST}{checkpoint.FILE_EXTENSION}"
         trainer.save_checkpoint(self.saved, weights_only=False)  # the whole state: optimiser, loops, callbacks
         if trainer.is_global_zero:
-            say(trainer, f"Interrupted at epoch {trainer.current_epoch}, step {trainer.global_step}: saved "
-                         f"{self.saved}; resume with --ckpt_path last")  # fmt: skip
+            say(
+                trainer,
+                f"Interrupted at epoch {trainer.current_epoch}, step {trainer.global_step}: saved "
+                f"{self.saved}; resume with --ckpt_path last",
+            )
         private_api.stop_at_once(trainer)  # trainer.should_stop would wait for the epoch's end
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:

@@ -117,8 +117,10 @@ class RunLock:
         except OSError:
             self._file.close()
             self._file = None
-            raise UserError(f"{self.path.parent} is being trained by another process ({holder(self.path)}); "
-                            "wait for it, or train into another run folder") from None  # fmt: skip
+            raise UserError(
+                f"{self.path.parent} is being trained by another process ({holder(self.path)}); "
+                "wait for it, or train into another run folder"
+            ) from None
         self._file.truncate(0)
         self._file.write(f"{os.getpid()}\n")
         self._file.flush()
@@ -176,8 +178,10 @@ def newest_last_checkpoint(root: Path) -> Path | None:
         if fallback != newest and intact(fallback):
             log.warning("%s is torn (cut short while being written); using %s instead", newest, fallback)
             return fallback
-    raise UserError(f"--ckpt_path last: {newest} is torn (cut short while being written) and no intact checkpoint "
-                    f"is left under {root}/")  # fmt: skip
+    raise UserError(
+        f"--ckpt_path last: {newest} is torn (cut short while being written) and no intact checkpoint "
+        f"is left under {root}/"
+    )
 
 
 def best_checkpoint_of(last: Path) -> Path | None:
@@ -227,8 +231,14 @@ def resolution(given: str, path: str | Path) -> str:
         about.append(f"run {file.parent.parent.name}")
     if state.get("epoch") is not None:
         about.append(f"epoch {state['epoch']}")
-    main = next((v for k, v in (state.get("callbacks") or {}).items()
-                 if k.startswith("ModelCheckpoint") and isinstance(v, dict) and v.get("monitor")), None)  # fmt: skip
+    main = next(
+        (
+            v
+            for k, v in (state.get("callbacks") or {}).items()
+            if k.startswith("ModelCheckpoint") and isinstance(v, dict) and v.get("monitor")
+        ),
+        None,
+    )
     if main is not None and main.get("best_model_score") is not None:
         score = f"{main['monitor']} {float(main['best_model_score']):.4f}"
         about.append(score if Path(str(main.get("best_model_path"))).name == file.name else f"the run's best {score}")

@@ -219,8 +219,11 @@ class LitNetsCLI(LightningCLI):
         own["init_from"] = None  # the weights come from the checkpoint
         if given.get("init_from"):
             log.info("model.init_from %s is not used: the weights come from %s", given["init_from"], ckpt_path)
-        changed = [f"{k} {v!r} (not {given[k]!r})" for k, v in own.items()
-                   if same_class and k != "init_from" and k in given and _differs(given[k], v)]  # fmt: skip
+        changed = [
+            f"{k} {v!r} (not {given[k]!r})"
+            for k, v in own.items()
+            if same_class and k != "init_from" and k in given and _differs(given[k], v)
+        ]
         if not same_class:
             changed.insert(0, f"the model class {cls.__name__} (not {model.class_path.rpartition('.')[2]})")
         if changed and rank_zero_only.rank == 0:
@@ -387,8 +390,9 @@ class LitNetsCLI(LightningCLI):
             test_results = trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)
         log_dir = trainer.log_dir  # a collective under DDP: every process asks, rank 0 prints
         if trainer.is_global_zero:
-            print(run_summary(trainer, log_dir, best, last, test_results, getattr(self.datamodule, "source", ""),
-                              stopped))  # fmt: skip
+            print(
+                run_summary(trainer, log_dir, best, last, test_results, getattr(self.datamodule, "source", ""), stopped)
+            )
         if told_to_stop:
             raise SIGTERMException
 
@@ -408,8 +412,13 @@ def weights_to_data(config: Any) -> None:
     args = data.get("init_args")
     if args is None:
         return
-    values = {"image_size": info.image_size, "crop_pct": info.crop_pct, "image_channels": 3, "mean": info.mean,
-              "std": info.std}  # fmt: skip
+    values = {
+        "image_size": info.image_size,
+        "crop_pct": info.crop_pct,
+        "image_channels": 3,
+        "mean": info.mean,
+        "std": info.std,
+    }
     if args.get("mean") is not None or args.get("std") is not None:
         del values["mean"], values["std"]  # given (both, or one: the data module says what is wrong)
     used = []
@@ -446,8 +455,14 @@ def say_if_finished(checkpoint: dict[str, Any], config: Any, given: str) -> None
         done = int(checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
     except (KeyError, TypeError, ValueError):
         return
-    stopper = next((v for k, v in (checkpoint.get("callbacks") or {}).items()
-                    if k.startswith("EarlyStopping") and isinstance(v, dict)), None)  # fmt: skip
+    stopper = next(
+        (
+            v
+            for k, v in (checkpoint.get("callbacks") or {}).items()
+            if k.startswith("EarlyStopping") and isinstance(v, dict)
+        ),
+        None,
+    )
     max_epochs = config.trainer.get("max_epochs")
     if stopper and stopper.get("stopped_epoch"):
         why = f"early stopping ended it after epoch {stopper['stopped_epoch']}"
@@ -566,13 +581,17 @@ def stopped_early(trainer: Any) -> str:
     out_of_time = timer is not None and timer.time_remaining("train") is not None and timer.time_remaining("train") <= 0
     if out_of_time and not (stopper is not None and stopper.stopped_epoch):
         limit = timer.time_elapsed("train") + timer.time_remaining("train")  # --trainer.max_time, in seconds
-        return (f"by the time limit (trainer.max_time, {limit:g} s) after {trainer.current_epoch} of max_epochs "
-                f"{trainer.max_epochs} epochs{kept}")  # fmt: skip
+        return (
+            f"by the time limit (trainer.max_time, {limit:g} s) after {trainer.current_epoch} of max_epochs "
+            f"{trainer.max_epochs} epochs{kept}"
+        )
     if stopper is None:
         return ""
     if not stopper.stopped_epoch:
-        return (f"ran all {trainer.current_epoch} epochs (early stopping on {stopper.monitor}, patience "
-                f"{stopper.patience}, did not trigger){kept}")  # fmt: skip
+        return (
+            f"ran all {trainer.current_epoch} epochs (early stopping on {stopper.monitor}, patience "
+            f"{stopper.patience}, did not trigger){kept}"
+        )
     return (
         f"early, after epoch {stopper.stopped_epoch} (counted from 0, as in checkpoint names; max_epochs "
         f"{trainer.max_epochs}): {stopper.monitor} had not improved for {stopper.patience} validations (best "
@@ -648,9 +667,13 @@ def top_level_help(prog: str) -> str:
     import lit_nets
 
     about = lit_nets.__doc__.split(": ", 1)[1].strip()  # "train an MLP on CSV data or a CNN on images ..."
-    lines = [f"usage: {prog} SUBCOMMAND [options]", "", about[0].upper() + about[1:],
-             "", "Training and evaluation (Lightning's CLI: --config FILE, --print_config, --trainer.*, --model.*, "
-             "--data.*):"]  # fmt: skip
+    lines = [
+        f"usage: {prog} SUBCOMMAND [options]",
+        "",
+        about[0].upper() + about[1:],
+        "",
+        "Training and evaluation (Lightning's CLI: --config FILE, --print_config, --trainer.*, --model.*, --data.*):",
+    ]
     for name, line in SUBCOMMANDS.items():
         if name == "plot":
             lines += ["", "Tools:"]
@@ -685,8 +708,10 @@ def main(args: list[str] | None = None) -> None:
         if not argv[0].startswith("-") and argv[0] not in SUBCOMMANDS:
             close = difflib.get_close_matches(argv[0], list(SUBCOMMANDS), n=1)
             hint = f"did you mean {close[0]}? " if close else ""
-            raise UserError(f"unknown subcommand {argv[0]!r}; {hint}The subcommands: {', '.join(SUBCOMMANDS)} "
-                            f"({prog} --help says what each does)")  # fmt: skip
+            raise UserError(
+                f"unknown subcommand {argv[0]!r}; {hint}The subcommands: {', '.join(SUBCOMMANDS)} "
+                f"({prog} --help says what each does)"
+            )
         if argv and argv[0] in tools.TOOLS:
             tools.run_tool(argv[0], argv[1:], prog)
             return

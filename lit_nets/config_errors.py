@@ -27,8 +27,17 @@ SECTIONS = {
     "prediction_writer": "lit_nets.callbacks.PredictionWriter",
     "figures": "lit_nets.callbacks.FigureLogger",
 }
-TOP_LEVEL = [*SECTIONS, "model", "data", "seed_everything", "ckpt_path", "weights_only", "test_after_fit", "config",
-             "print_config"]  # fmt: skip
+TOP_LEVEL = [
+    *SECTIONS,
+    "model",
+    "data",
+    "seed_everything",
+    "ckpt_path",
+    "weights_only",
+    "test_after_fit",
+    "config",
+    "print_config",
+]
 PROBLEM = re.compile(r"Problem with given class_path '([\w.]+)':\s*\n\s*(.+?)\s*$", re.M)
 UNKNOWN = re.compile(r"Option '(\w+)' is not accepted")
 BAD_VALUE = re.compile(r'Parser key "(\w+)":\s*\n\s*(.+?)\s*$', re.M)

@@ -65,8 +65,17 @@ def run_fold(
     from lit_nets.callbacks import prediction_table
     from lit_nets.cli import quiet_warnings
 
-    args = [*rest, "--data.init_args.fold", str(fold), "--data.init_args.folds", str(folds),
-            "--trainer.logger.init_args.name", logs, "--trainer.logger.init_args.version", version]  # fmt: skip
+    args = [
+        *rest,
+        "--data.init_args.fold",
+        str(fold),
+        "--data.init_args.folds",
+        str(folds),
+        "--trainer.logger.init_args.name",
+        logs,
+        "--trainer.logger.init_args.version",
+        version,
+    ]
     if seed is not None:
         args += ["--data.init_args.seed", str(seed)]
     cli = runs.fit(args, callbacks)
@@ -103,8 +112,12 @@ def main(argv: list[str], prog: str) -> None:
     for repeat in range(options.repeats):
         for fold in range(options.folds):
             version = f"repeat_{repeat}/fold_{fold}" if options.repeats > 1 else f"fold_{fold}"
-            print(f"cv: fold {fold + 1} of {options.folds}" + (f", repeat {repeat + 1} of {options.repeats}"
-                  if options.repeats > 1 else ""), file=sys.stderr, flush=True)  # fmt: skip
+            print(
+                f"cv: fold {fold + 1} of {options.folds}"
+                + (f", repeat {repeat + 1} of {options.repeats}" if options.repeats > 1 else ""),
+                file=sys.stderr,
+                flush=True,
+            )
             seeded = None if seed is None else seed + repeat
             done = run_fold(rest, fold, options.folds, seeded, f"lightning_logs/cv/{options.name}", version)
             results.append({"repeat": repeat, "fold": fold, **done["metrics"], "run": done["run"]})
@@ -123,8 +136,11 @@ def unused_name(folder: Path, name: str) -> str:
     if not taken(name):
         return name
     new = next(f"{name}_{i}" for i in range(2, 10_000) if not taken(f"{name}_{i}"))
-    print(f"cv: {folder / name} holds an earlier run; this one goes to {folder / new} (--name to choose)",
-          file=sys.stderr, flush=True)  # fmt: skip
+    print(
+        f"cv: {folder / name} holds an earlier run; this one goes to {folder / new} (--name to choose)",
+        file=sys.stderr,
+        flush=True,
+    )
     return new
 
 
@@ -146,8 +162,10 @@ def print_table(table: Any, options: argparse.Namespace, folder: Path, oof_rows:
     metrics = [c for c in table.columns if c.startswith(("val/", "test/"))]
     mean, std = table.iloc[-2], table.iloc[-1]
     rounds = f" x {options.repeats} repeats" if options.repeats > 1 else ""
-    print(f"\nCross-validation: {options.folds} folds{rounds} (validation: each fold's best checkpoint on its fold; "
-          "test: the same test split for every fold)")  # fmt: skip
+    print(
+        f"\nCross-validation: {options.folds} folds{rounds} (validation: each fold's best checkpoint on its fold; "
+        "test: the same test split for every fold)"
+    )
     print("| " + " | ".join(["fold", *metrics]) + " |")
     print("|" + " --- |" * (len(metrics) + 1))
     for _, row in rows.iterrows():

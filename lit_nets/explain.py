@@ -70,8 +70,11 @@ def explain(ckpt_path: str, images: list[str], out: str, layer: str | None = Non
     target = f"net.{layer}" if layer and not layer.startswith("net.") else (layer or default_layer(model))
     names = {name for name, _ in model.named_modules()}
     if target not in names:
-        stages = [n.removeprefix("net.") for n, m in model.named_modules()
-                  if n.count(".") <= 2 and any(isinstance(c, torch.nn.Conv2d) for c in m.modules())]  # fmt: skip
+        stages = [
+            n.removeprefix("net.")
+            for n, m in model.named_modules()
+            if n.count(".") <= 2 and any(isinstance(c, torch.nn.Conv2d) for c in m.modules())
+        ]
         raise UserError(f"--layer {layer}: no such layer; layers with convolutions: " + ", ".join(stages[-12:]))
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)

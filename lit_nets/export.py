@@ -141,9 +141,15 @@ def _onnx(module: nn.Module, x: torch.Tensor, path: Path):
     except ImportError:
         raise UserError('ONNX export needs onnx and onnxscript: pip install -e ".[export]"') from None
     torch.onnx.export(
-        module, (x[:2],), str(path), dynamo=True, input_names=["x"], output_names=["logits"], verbose=False,
+        module,
+        (x[:2],),
+        str(path),
+        dynamo=True,
+        input_names=["x"],
+        output_names=["logits"],
+        verbose=False,
         dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=1 << 16)}},
-    )  # fmt: skip
+    )
     try:
         import onnxruntime
     except ImportError:

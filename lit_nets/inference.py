@@ -60,8 +60,11 @@ def classifier_class(hparams: dict[str, Any], path: str | Path) -> type:
         from lit_nets import models
 
         saved = {RENAMED.get(k, k) for k in hparams if k not in PRIVATE}
-        fits = [(len(set(init_parameters(cls)) - saved), cls.__name__, cls) for cls in models.CLASSIFIERS
-                if saved <= set(init_parameters(cls))]  # fmt: skip
+        fits = [
+            (len(set(init_parameters(cls)) - saved), cls.__name__, cls)
+            for cls in models.CLASSIFIERS
+            if saved <= set(init_parameters(cls))
+        ]
         if not fits:
             raise UserError(f"{path} records no model class, and its arguments fit no lit_nets model")
         return min(fits)[2]
@@ -71,8 +74,10 @@ def classifier_class(hparams: dict[str, Any], path: str | Path) -> type:
     try:
         return getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError):
-        raise UserError(f"{path} holds a {module_name}.{class_name}, which this version of lit_nets "
-                        f"({__version__}) does not have; load it with the version that saved it") from None  # fmt: skip
+        raise UserError(
+            f"{path} holds a {module_name}.{class_name}, which this version of lit_nets "
+            f"({__version__}) does not have; load it with the version that saved it"
+        ) from None
 
 
 def model_hparams(checkpoint: dict[str, Any], path: str | Path) -> tuple[type, dict[str, Any]]:
@@ -110,14 +115,18 @@ def model_hparams(checkpoint: dict[str, Any], path: str | Path) -> tuple[type, d
 def check_weights(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], path: str | Path) -> None:
     """One line naming the tensors whose names or shapes differ between ``model`` and the checkpoint's weights."""
     ours = model.state_dict()
-    problems = [f"{k}: {list(state_dict[k].shape)} in the checkpoint, {list(v.shape)} here"
-                for k, v in ours.items() if k in state_dict and state_dict[k].shape != v.shape]  # fmt: skip
+    problems = [
+        f"{k}: {list(state_dict[k].shape)} in the checkpoint, {list(v.shape)} here"
+        for k, v in ours.items()
+        if k in state_dict and state_dict[k].shape != v.shape
+    ]
     problems += [f"{k}: not in the checkpoint" for k in ours if k not in state_dict]
     problems += [f"{k}: only in the checkpoint" for k in state_dict if k not in ours]
     if problems:
         shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
-        raise UserError(f"{path} holds another architecture than this model ({shown}); use the model arguments it "
-                        "was trained with")  # fmt: skip
+        raise UserError(
+            f"{path} holds another architecture than this model ({shown}); use the model arguments it was trained with"
+        )
 
 
 def load_classifier(ckpt_path: str | Path, device: str = "cpu") -> Any:

@@ -76,8 +76,10 @@ def logs_folder(config: dict[str, Any], name: str) -> Path:
     trainer = config.get("trainer") or {}
     logger = trainer.get("logger")
     if not isinstance(logger, dict) or "save_dir" not in (logger.get("init_args") or {}):
-        raise UserError("cv and tune put each run in a folder of the TensorBoard logger: leave trainer.logger as "
-                        "the default config has it")  # fmt: skip
+        raise UserError(
+            "cv and tune put each run in a folder of the TensorBoard logger: leave trainer.logger as "
+            "the default config has it"
+        )
     save_dir = str(logger["init_args"]["save_dir"])
     root = trainer.get("default_root_dir")
     return Path(str(root) if root and save_dir == "." else save_dir) / name

@@ -105,13 +105,16 @@ def load(file: str | Path, options: dict[str, Any]) -> list[Param]:
     try:
         space = yaml.safe_load(file.read_text(encoding="utf-8"))
     except UnicodeDecodeError as e:
-        raise UserError(f"{file}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at position {e.start}); save it as "
-                        "UTF-8") from None  # fmt: skip
+        raise UserError(
+            f"{file}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at position {e.start}); save it as UTF-8"
+        ) from None
     except yaml.YAMLError as e:
         raise UserError(f"{file}: not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(space, dict) or not space:
-        raise UserError(f"{file}: a search space is a mapping of option paths to ranges, e.g. "
-                        "'model.init_args.lr: {type: float, low: 1.0e-4, high: 1.0e-1, log: true}'")  # fmt: skip
+        raise UserError(
+            f"{file}: a search space is a mapping of option paths to ranges, e.g. "
+            "'model.init_args.lr: {type: float, low: 1.0e-4, high: 1.0e-1, log: true}'"
+        )
     params = [parse_param(file, canonical(file, str(key), options), spec) for key, spec in space.items()]
     paths = [p.path for p in params]
     if len(set(paths)) < len(paths):
@@ -131,23 +134,28 @@ def canonical(file: Path, key: str, options: dict[str, Any]) -> str:
     close = difflib.get_close_matches(key, searchable, n=3, cutoff=0.6)
     close = close or difflib.get_close_matches(f"{head}.init_args.{rest}", searchable, n=3, cutoff=0.6)
     hint = f"; closest: {', '.join(close)}" if close else ""
-    raise UserError(f"{file}: {key} is not an option of this config{hint} (fit --print_config with the same "
-                    "arguments lists every option)")  # fmt: skip
+    raise UserError(
+        f"{file}: {key} is not an option of this config{hint} (fit --print_config with the same "
+        "arguments lists every option)"
+    )
 
 
 def parse_param(file: Path, path: str, spec: Any) -> Param:
     """One entry of the space, checked: a known type, its fields, a range that is not empty."""
     where = f"{file}: {path}"
     if not isinstance(spec, dict) or "type" not in spec:
-        raise UserError(f"{where} needs a mapping with a type, e.g. {{type: float, low: 0.0, high: 0.5}} or "
-                        "{type: categorical, choices: [a, b]}")  # fmt: skip
+        raise UserError(
+            f"{where} needs a mapping with a type, e.g. {{type: float, low: 0.0, high: 0.5}} or "
+            "{type: categorical, choices: [a, b]}"
+        )
     kind = spec["type"]
     if kind not in FIELDS:
         raise UserError(f"{where}: type {kind!r} is not one of {', '.join(FIELDS)}")
     unknown = sorted(set(spec) - FIELDS[kind] - {"type"})
     if unknown:
-        raise UserError(f"{where}: a {kind} range has no field {unknown[0]!r} (its fields: "
-                        f"{', '.join(sorted(FIELDS[kind]))})")  # fmt: skip
+        raise UserError(
+            f"{where}: a {kind} range has no field {unknown[0]!r} (its fields: {', '.join(sorted(FIELDS[kind]))})"
+        )
     if kind == "categorical":
         choices = spec.get("choices")
         if not isinstance(choices, list) or not choices:
@@ -161,8 +169,10 @@ def parse_param(file: Path, path: str, spec: Any) -> Param:
         if not isinstance(value, number) or isinstance(value, bool):
             raise UserError(f"{where}: {field} must be {'an int' if kind == 'int' else 'a number'}, got {value!r}")
         if not math.isfinite(value) or abs(value) > LARGEST[kind]:
-            raise UserError(f"{where}: {field} {value!r} is not a finite {kind} of at most {LARGEST[kind]:.3g} in "
-                            "size; give the range's real bounds")  # fmt: skip
+            raise UserError(
+                f"{where}: {field} {value!r} is not a finite {kind} of at most {LARGEST[kind]:.3g} in "
+                "size; give the range's real bounds"
+            )
     low, high, log, step = spec["low"], spec["high"], spec.get("log", False), spec.get("step")
     if not isinstance(log, bool):  # "false" in quotes would be true
         raise UserError(f"{where}: log must be true or false (without quotes), got {log!r}")

@@ -198,8 +198,11 @@ def read_records(body: Any, table: TabularSchema) -> torch.Tensor:
         absent = [name for name in table.features if name not in record]
         if absent:
             shown = ", ".join(repr(a) for a in absent[:5]) + (f" and {len(absent) - 5} more" if len(absent) > 5 else "")
-            raise Rejected(400, f"{where}missing feature(s) {shown}; send null for a value you do not know "
-                                f"(GET /info has an example record)")  # fmt: skip
+            raise Rejected(
+                400,
+                f"{where}missing feature(s) {shown}; send null for a value you do not know "
+                f"(GET /info has an example record)",
+            )
         row = {}
         for name in table.features:
             value = record[name]
@@ -346,9 +349,12 @@ class ClassifierAPI(ls.LitAPI if ls else object):
             count = len(request) if isinstance(request, list) else 1
             if explain and count > self.max_explained:  # each explained record runs 128 backward passes
                 limit = self.max_explained
-                raise Rejected(400, f"explain: {count} records to explain (a request with explain explains each of "
-                                    f"its records), above the limit of {limit} per request (serve --max_explained); "
-                                    "send fewer")  # fmt: skip
+                raise Rejected(
+                    400,
+                    f"explain: {count} records to explain (a request with explain explains each of "
+                    f"its records), above the limit of {limit} per request (serve --max_explained); "
+                    "send fewer",
+                )
             return Item(read_records(request, model.schema), many=isinstance(request, list), explain=explain)
         upload = request.get("file") if is_form else None
         if upload is None or not hasattr(upload, "file"):
@@ -602,8 +608,10 @@ class RequestGuard:
             boundary = content_type.split("boundary=", 1)[1].split(";")[0].strip().strip('"').encode()
             parts = body.count(b"--" + boundary) - 1  # the closing delimiter is the boundary once more
             if parts > MAX_PARTS:
-                detail = (f"the upload has {parts:,} parts, above the limit of {MAX_PARTS}: send the image as field "
-                          "'file' (and 'explain' if you want Grad-CAM)")  # fmt: skip
+                detail = (
+                    f"the upload has {parts:,} parts, above the limit of {MAX_PARTS}: send the image as field "
+                    "'file' (and 'explain' if you want Grad-CAM)"
+                )
                 return await reply(scope, receive, send, 400, detail)
         if content_type.startswith("application/json"):
             try:
@@ -614,8 +622,10 @@ class RequestGuard:
             except ValueError as e:  # bad JSON, or an integer of more than 4,300 digits
                 return await reply(scope, receive, send, 400, f"the body is not valid JSON ({str(e)[:200]})")
             if isinstance(parsed, list) and len(parsed) > self.limits.max_records:
-                detail = (f"the request holds {len(parsed):,} records, above the limit of {self.limits.max_records:,} "
-                          "per request (serve --max_records); send them in parts")  # fmt: skip
+                detail = (
+                    f"the request holds {len(parsed):,} records, above the limit of {self.limits.max_records:,} "
+                    "per request (serve --max_records); send them in parts"
+                )
                 return await reply(scope, receive, send, 413, detail)
             if depth > MAX_JSON_DEPTH:
                 detail = f"the JSON nests deeper than {MAX_JSON_DEPTH} levels: send a record or a list of records"
@@ -719,11 +729,13 @@ class Metrics:
 
             self.requests = Counter("lit_nets_requests", "POST /predict requests by HTTP status", ["status"])
             self.latency = Histogram(
-                "lit_nets_request_seconds", "time from a request's arrival to its answer",
+                "lit_nets_request_seconds",
+                "time from a request's arrival to its answer",
                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-            )  # fmt: skip
-            self.batch = Histogram("lit_nets_batch_size", "requests run together by the model",
-                                   buckets=(1, 2, 4, 8, 16, 32, 64, 128))  # fmt: skip
+            )
+            self.batch = Histogram(
+                "lit_nets_batch_size", "requests run together by the model", buckets=(1, 2, 4, 8, 16, 32, 64, 128)
+            )
         return self.requests is not None
 
     def observe(self, status: int, seconds: float) -> None:
@@ -806,26 +818,52 @@ class Server(ls.LitServer if ls else object):
             super()._perform_graceful_shutdown(manager, alive, "normal")
 
 
-def make_server(path: str, *, max_payload_mb: float = 4, max_pixels: int = 4096 * 4096, top_k: int = 5,
-                max_batch_size: int = 32, batch_timeout: float = 0.005, accelerator: str = "auto",
-                workers: int = 1, api_key: str | None = None, body_timeout: float = 30.0,
-                stop_timeout: float = 5.0, max_records: int = 1000, max_explained: int = 100) -> Any:  # fmt: skip
+def make_server(
+    path: str,
+    *,
+    max_payload_mb: float = 4,
+    max_pixels: int = 4096 * 4096,
+    top_k: int = 5,
+    max_batch_size: int = 32,
+    batch_timeout: float = 0.005,
+    accelerator: str = "auto",
+    workers: int = 1,
+    api_key: str | None = None,
+    body_timeout: float = 30.0,
+    stop_timeout: float = 5.0,
+    max_records: int = 1000,
+    max_explained: int = 100,
+) -> Any:
     """The LitServer for a checkpoint or exported model, with the guard, the page, ``/info``, ``/health``
     (the process answers), ``/ready`` (the model is loaded and the service not stopping) and ``/metrics``."""
     if ls is None:
         raise UserError('serving needs LitServe: pip install -e ".[serve]"')
     served = load(path)  # fail here, with a clear message, rather than in a worker process
     max_bytes = int(max_payload_mb * 2**20)
-    limits = {"max_payload_bytes": max_bytes, "max_pixels": max_pixels, "max_records": max_records,
-              "max_explained": max_explained, "api_key": api_key is not None}  # fmt: skip
+    limits = {
+        "max_payload_bytes": max_bytes,
+        "max_pixels": max_pixels,
+        "max_records": max_records,
+        "max_explained": max_explained,
+        "api_key": api_key is not None,
+    }
     info, public = {**served.info(), **limits}, {**served.info(statistics=False), **limits}
     shared = Shared()
-    api = ClassifierAPI(path, max_pixels, top_k, max_explained, max_batch_size=max_batch_size,
-                        batch_timeout=batch_timeout)  # fmt: skip
+    api = ClassifierAPI(
+        path, max_pixels, top_k, max_explained, max_batch_size=max_batch_size, batch_timeout=batch_timeout
+    )
     guard = (RequestGuard, {"limits": Limits(max_bytes, body_timeout, api_key, max_records, public), "shared": shared})
-    server = Server(api, accelerator=accelerator, workers_per_device=workers, model_metadata=info,
-                    healthcheck_path="/ready", middlewares=[guard], shared=shared, stop_timeout=stop_timeout,
-                    restart_workers=True)  # fmt: skip
+    server = Server(
+        api,
+        accelerator=accelerator,
+        workers_per_device=workers,
+        model_metadata=info,
+        healthcheck_path="/ready",
+        middlewares=[guard],
+        shared=shared,
+        stop_timeout=stop_timeout,
+        restart_workers=True,
+    )
     # LitServe answers "/" with a plain "litserve running"; the page replaces that route
     server.app.router.routes = [r for r in server.app.router.routes if getattr(r, "path", None) != "/"]
     from fastapi.responses import HTMLResponse, PlainTextResponse, Response
@@ -886,8 +924,9 @@ def serve_command(
     args.api_key = api_key if api_key is not None else os.environ.get("LIT_NETS_API_KEY")
     if args.api_key is not None and not args.api_key.strip():  # --api_key "$KEY" with KEY unset: never no key
         source = "--api_key" if api_key is not None else "LIT_NETS_API_KEY"
-        raise UserError(f"serve: {source} is empty (an unset variable?); give the key, or leave it out to serve "
-                        "without one")  # fmt: skip
+        raise UserError(
+            f"serve: {source} is empty (an unset variable?); give the key, or leave it out to serve without one"
+        )
     for name, value in (("max_records", max_records), ("max_explained", max_explained)):
         if value < 1:
             raise UserError(f"serve --{name} must be 1 or more, got {value}")
@@ -917,11 +956,20 @@ def run(args: argparse.Namespace) -> None:
     folder = tempfile.TemporaryDirectory(prefix="lit_nets_metrics_")
     metrics.start(folder.name)
     server = make_server(
-        args.ckpt_path, max_payload_mb=args.max_payload_mb, max_pixels=args.max_pixels, top_k=args.top_k,
-        max_batch_size=args.max_batch_size, batch_timeout=args.batch_timeout, accelerator=args.accelerator,
-        workers=args.workers, api_key=args.api_key, body_timeout=args.body_timeout, stop_timeout=args.stop_timeout,
-        max_records=args.max_records, max_explained=args.max_explained,
-    )  # fmt: skip
+        args.ckpt_path,
+        max_payload_mb=args.max_payload_mb,
+        max_pixels=args.max_pixels,
+        top_k=args.top_k,
+        max_batch_size=args.max_batch_size,
+        batch_timeout=args.batch_timeout,
+        accelerator=args.accelerator,
+        workers=args.workers,
+        api_key=args.api_key,
+        body_timeout=args.body_timeout,
+        stop_timeout=args.stop_timeout,
+        max_records=args.max_records,
+        max_explained=args.max_explained,
+    )
     main_pid, told = os.getpid(), []
 
     def stop(signum: int, frame: Any) -> None:
@@ -934,11 +982,19 @@ def run(args: argparse.Namespace) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     key = " (API key required)" if args.api_key else ""
-    print(f"serving {args.ckpt_path} on http://{args.host}:{args.port}/{key}  (POST /predict, GET /health, /ready, "
-          "/info, /metrics)", flush=True)  # fmt: skip
+    print(
+        f"serving {args.ckpt_path} on http://{args.host}:{args.port}/{key}  (POST /predict, GET /health, /ready, "
+        "/info, /metrics)",
+        flush=True,
+    )
     try:
-        server.run(host=args.host, port=args.port, generate_client_file=False, log_level="warning",
-                   http=header_timeout_protocol(args.header_timeout))  # fmt: skip
+        server.run(
+            host=args.host,
+            port=args.port,
+            generate_client_file=False,
+            log_level="warning",
+            http=header_timeout_protocol(args.header_timeout),
+        )
     except KeyboardInterrupt:  # a signal before LitServe's wait began: nothing of LitServe's to stop but processes
         pass
     finally:
@@ -950,7 +1006,10 @@ def run(args: argparse.Namespace) -> None:
         folder.cleanup()
     how = f"{told[0] if told else 'shut down'}"
     if server.cut_off:
-        print(f"stopped ({how}); {server.cut_off} request(s) still in flight after --stop_timeout "
-              f"{args.stop_timeout:g} s were cut off", flush=True)  # fmt: skip
+        print(
+            f"stopped ({how}); {server.cut_off} request(s) still in flight after --stop_timeout "
+            f"{args.stop_timeout:g} s were cut off",
+            flush=True,
+        )
     else:
         print(f"stopped ({how}); every request it took was answered", flush=True)

@@ -50,11 +50,16 @@ def parse(argv: list[str], prog: str) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--cv", type=int, help="K: a trial's value is the mean over K folds (default: one split)")
     parser.add_argument("--metric", help="the objective: a val/ metric (default: the config's checkpoint monitor)")
     parser.add_argument("--direction", choices=["max", "min"], help="default: min for a loss, else max")
-    parser.add_argument("--pruner", choices=["median", "halving", "none"], default="median",
-                        help="stop bad trials early (default median)")  # fmt: skip
+    parser.add_argument(
+        "--pruner",
+        choices=["median", "halving", "none"],
+        default="median",
+        help="stop bad trials early (default median)",
+    )
     parser.add_argument("--startup_trials", type=int, default=5, help="trials before the median pruner prunes (5)")
-    parser.add_argument("--warmup_epochs", type=int,
-                        help="epochs before a trial can be pruned (default: a quarter of max_epochs)")  # fmt: skip
+    parser.add_argument(
+        "--warmup_epochs", type=int, help="epochs before a trial can be pruned (default: a quarter of max_epochs)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="the sampler's seed (default 0)")
     parser.add_argument("--name", help="the folder under lightning_logs/tune/ (default: the last config's name)")
     options, rest = parser.parse_known_args(argv)
@@ -69,8 +74,10 @@ def parse(argv: list[str], prog: str) -> tuple[argparse.Namespace, list[str]]:
     if options.cv is not None and options.cv < 2:
         raise UserError(f"tune --cv must be 2 or more folds, got {options.cv}")
     if options.metric is not None and not options.metric.startswith("val/"):
-        raise UserError(f"tune --metric {options.metric}: the objective must be a validation metric (val/acc, "
-                        "val/loss, val/f1, ...); the test split is never used to choose")  # fmt: skip
+        raise UserError(
+            f"tune --metric {options.metric}: the objective must be a validation metric (val/acc, "
+            "val/loss, val/f1, ...); the test split is never used to choose"
+        )
     runs.refuse_folds_and_resuming(rest, "tune", "starts every trial from scratch and sets folds itself (--cv)")
     options.name = options.name or runs.config_name(rest)
     return options, rest
@@ -135,8 +142,11 @@ def main(argv: list[str], prog: str) -> None:
             try:
                 run_trials(study, options, params, rest + metric_args, logs, folder, metric, writer)
             except (KeyboardInterrupt, SystemExit):  # SIGTERM (Lightning's SystemExit), Ctrl-C
-                print(f"tune: stopped with {len(finished(study))} of {options.trials} trials done; the same command "
-                      "continues the study (the interrupted trial first)", file=sys.stderr)  # fmt: skip
+                print(
+                    f"tune: stopped with {len(finished(study))} of {options.trials} trials done; the same command "
+                    "continues the study (the interrupted trial first)",
+                    file=sys.stderr,
+                )
                 raise
             report(study, options, params, rest + metric_args, folder, metric, writer)
     finally:
@@ -159,21 +169,26 @@ def open_study(folder: Path, options: argparse.Namespace, settings: dict[str, An
     storage = f"sqlite:///{(folder / 'study.db').resolve()}"
     names = optuna.get_all_study_names(storage) if (folder / "study.db").exists() else []
     if options.name not in names and any(folder.glob("trial_*")):
-        raise UserError(f"{folder} holds trial runs but no study of them (study.db is gone): move the folder away or "
-                        "give --name for a new study")  # fmt: skip
+        raise UserError(
+            f"{folder} holds trial runs but no study of them (study.db is gone): move the folder away or "
+            "give --name for a new study"
+        )
     pruner = {
         "median": lambda: optuna.pruners.MedianPruner(options.startup_trials, options.warmup_epochs),
         "halving": lambda: optuna.pruners.SuccessiveHalvingPruner(),
         "none": lambda: optuna.pruners.NopPruner(),
     }[options.pruner]()
-    study = optuna.create_study(storage=storage, study_name=options.name, direction=f"{direction}imize",
-                                pruner=pruner, load_if_exists=True)  # fmt: skip
+    study = optuna.create_study(
+        storage=storage, study_name=options.name, direction=f"{direction}imize", pruner=pruner, load_if_exists=True
+    )
     saved = study.user_attrs.get("settings")
     if saved is None or not finished(study):  # a study with nothing to compare yet takes this command's settings
         study.set_user_attr("settings", settings)
     elif saved != json.loads(json.dumps(settings)):
-        raise UserError(f"{folder} holds a study with other settings ({differences(saved, settings)}); give --name for "
-                        "a new study, or run this one with the settings it has")  # fmt: skip
+        raise UserError(
+            f"{folder} holds a study with other settings ({differences(saved, settings)}); give --name for "
+            "a new study, or run this one with the settings it has"
+        )
     # new proposals on every run of the command (the sampler's state is not stored); seeded, so a run repeats
     study.sampler = optuna.samplers.TPESampler(seed=options.seed + len(study.trials))
     return study
@@ -182,11 +197,17 @@ def open_study(folder: Path, options: argparse.Namespace, settings: dict[str, An
 def differences(saved: dict[str, Any], now: dict[str, Any]) -> str:
     """What differs between a study's stored settings and this command's, in a few words."""
     now = json.loads(json.dumps(now))
-    found = [f"{k} {now[k]!r}, the study's {saved.get(k)!r}" for k in ("metric", "direction", "cv", "space")
-             if now[k] != saved.get(k)]  # fmt: skip
+    found = [
+        f"{k} {now[k]!r}, the study's {saved.get(k)!r}"
+        for k in ("metric", "direction", "cv", "space")
+        if now[k] != saved.get(k)
+    ]
     old, new = saved.get("config", {}), now["config"]
-    found += [f"{k} {new.get(k)!r}, the study's {old.get(k)!r}" for k in sorted(set(old) | set(new))
-              if old.get(k) != new.get(k)]  # fmt: skip
+    found += [
+        f"{k} {new.get(k)!r}, the study's {old.get(k)!r}"
+        for k in sorted(set(old) | set(new))
+        if old.get(k) != new.get(k)
+    ]
     return "; ".join(found[:3]) + ("; ..." if len(found) > 3 else "")
 
 
@@ -206,18 +227,30 @@ def enqueue_config_values(study: Any, params: list[search_space.Param], values: 
         study.enqueue_trial(inside, user_attrs={"config_values": True})
     outside = [f"{p.path} {values[p.path]!r}" for p in params if p.path not in inside]
     if outside:
-        print(f"tune: trial 0 samples what the space does not hold of the config's values: {', '.join(outside)}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"tune: trial 0 samples what the space does not hold of the config's values: {', '.join(outside)}",
+            file=sys.stderr,
+        )
 
 
-def say_what_is_searched(study: Any, folder: Path, options: argparse.Namespace, params: list[search_space.Param],
-                         metric: str, direction: str, config: dict[str, Any]) -> None:  # fmt: skip
+def say_what_is_searched(
+    study: Any,
+    folder: Path,
+    options: argparse.Namespace,
+    params: list[search_space.Param],
+    metric: str,
+    direction: str,
+    config: dict[str, Any],
+) -> None:
     """Which split chooses, on what, with which seed: said before the first trial."""
     split = f"the mean over {options.cv} folds of the training data" if options.cv else "the validation split"
     done = len(finished(study))
-    print(f"tune: study {options.name} in {folder} ({done} of {options.trials} trials done); objective: {metric} "
-          f"({direction}) of each trial's best checkpoint on {split}; the test split is not used; every trial with "
-          f"seed {config.get('seed_everything')}; pruner {options.pruner}", file=sys.stderr)  # fmt: skip
+    print(
+        f"tune: study {options.name} in {folder} ({done} of {options.trials} trials done); objective: {metric} "
+        f"({direction}) of each trial's best checkpoint on {split}; the test split is not used; every trial with "
+        f"seed {config.get('seed_everything')}; pruner {options.pruner}",
+        file=sys.stderr,
+    )
     for param in params:
         print(f"tune: searching {param.describe()}", file=sys.stderr)
 
@@ -227,8 +260,16 @@ def finished(study: Any) -> list[Any]:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
 
 
-def run_trials(study: Any, options: argparse.Namespace, params: list[search_space.Param], rest: list[str],
-               logs: str, folder: Path, metric: str, writer: Any) -> None:  # fmt: skip
+def run_trials(
+    study: Any,
+    options: argparse.Namespace,
+    params: list[search_space.Param],
+    rest: list[str],
+    logs: str,
+    folder: Path,
+    metric: str,
+    writer: Any,
+) -> None:
     """Trials until the study has ``--trials`` (or ``--timeout`` passes), a progress line after each. Each trial
     is a fit run in ``logs/trial_N`` (``logs/trial_N/fold_k`` with ``--cv``) under the logger's folder."""
 
@@ -243,8 +284,10 @@ def run_trials(study: Any, options: argparse.Namespace, params: list[search_spac
             if found is None:
                 raise
             tried = ", ".join(f"{path} {search_space.shown(v)}" for path, v in values.items())
-            raise UserError(f"tune: trial {trial.number} ({tried}) stopped: {found}; if the searched values are "
-                            f"what fit refuses, narrow the ranges in {options.space}") from None  # fmt: skip
+            raise UserError(
+                f"tune: trial {trial.number} ({tried}) stopped: {found}; if the searched values are "
+                f"what fit refuses, narrow the ranges in {options.space}"
+            ) from None
 
     def run_trial(trial: Any, values: dict[str, Any]) -> float:
         # the model summary once per trial is noise (first, so that a config or argument of the user's wins)
@@ -269,8 +312,12 @@ def run_trials(study: Any, options: argparse.Namespace, params: list[search_spac
     remaining = options.trials - len(finished(study))
     if remaining <= 0:
         return
-    study.optimize(objective, n_trials=remaining, timeout=options.timeout,
-                   callbacks=[ProgressLine(options.trials, params, metric, options.cv, writer)])  # fmt: skip
+    study.optimize(
+        objective,
+        n_trials=remaining,
+        timeout=options.timeout,
+        callbacks=[ProgressLine(options.trials, params, metric, options.cv, writer)],
+    )
 
 
 def logger_args(logs: str, version: str) -> list[str]:
@@ -305,10 +352,15 @@ class ProgressLine:
             outcome = "failed"
         best = best_trial(study)
         best_text = f"best {score(best.value)} (trial {best.number})" if best is not None else "no best yet"
-        values = ", ".join(f"{self.names[p.path]} {search_space.shown(p.decode(trial.params[p.path]))}"
-                           for p in self.params if p.path in trial.params)  # fmt: skip
-        print(f"tune [{len(finished(study))}/{self.total}] trial {trial.number}: {outcome}; {best_text}; {values}",
-              flush=True)  # fmt: skip
+        values = ", ".join(
+            f"{self.names[p.path]} {search_space.shown(p.decode(trial.params[p.path]))}"
+            for p in self.params
+            if p.path in trial.params
+        )
+        print(
+            f"tune [{len(finished(study))}/{self.total}] trial {trial.number}: {outcome}; {best_text}; {values}",
+            flush=True,
+        )
         if trial.state == TrialState.COMPLETE:
             self.writer.add_scalar(f"tune/{self.metric}", trial.value, trial.number)
             self.writer.add_scalar(f"tune/best_{self.metric}", best.value, trial.number)
@@ -340,8 +392,15 @@ def board(folder: Path) -> Iterator[Any]:
         writer.close()
 
 
-def report(study: Any, options: argparse.Namespace, params: list[search_space.Param], rest: list[str],
-           folder: Path, metric: str, writer: Any) -> None:  # fmt: skip
+def report(
+    study: Any,
+    options: argparse.Namespace,
+    params: list[search_space.Param],
+    rest: list[str],
+    folder: Path,
+    metric: str,
+    writer: Any,
+) -> None:
     """The end of a run of ``tune``: trials.csv, the figures, best.yaml and a summary."""
     states = [t.state for t in study.trials]
     study.trials_dataframe().to_csv(folder / "trials.csv", index=False)
@@ -349,14 +408,19 @@ def report(study: Any, options: argparse.Namespace, params: list[search_space.Pa
     best = best_trial(study)
     counts = ", ".join(f"{states.count(s)} {s.name.lower()}" for s in TrialState if states.count(s))
     split = f"the mean over {options.cv} folds" if options.cv else "the validation split"
-    print(f"\nStudy {options.name}: {len(study.trials)} trials ({counts}); objective {metric} "
-          f"({study.direction.name.lower()}) on {split}; the test split was not used")  # fmt: skip
+    print(
+        f"\nStudy {options.name}: {len(study.trials)} trials ({counts}); objective {metric} "
+        f"({study.direction.name.lower()}) on {split}; the test split was not used"
+    )
     if best is None:
         print("No trial completed: nothing to choose (every trial was pruned or failed).")
         return
     names = short_names(params)
-    top = sorted((t for t in study.trials if t.state == TrialState.COMPLETE), key=lambda t: t.value,
-                 reverse=study.direction.name == "MAXIMIZE")[:5]  # fmt: skip
+    top = sorted(
+        (t for t in study.trials if t.state == TrialState.COMPLETE),
+        key=lambda t: t.value,
+        reverse=study.direction.name == "MAXIMIZE",
+    )[:5]
     print("| trial | " + " | ".join([metric, *names.values()]) + " |")
     print("|" + " --- |" * (len(names) + 2))
     for t in top:
@@ -365,13 +429,16 @@ def report(study: Any, options: argparse.Namespace, params: list[search_space.Pa
         print(f"| {t.number}{own} | {score(t.value)} | " + " | ".join(cells) + " |")
     values = {p.path: p.decode(best.params[p.path]) for p in params if p.path in best.params}
     best_yaml = folder / "best.yaml"
-    header = (f"# The best trial ({best.number}) of study {options.name}: {metric} {score(best.value)} on {split}.\n"
-              f"# Train it (and test it): python -m lit_nets fit --config {best_yaml}\n")  # fmt: skip
+    header = (
+        f"# The best trial ({best.number}) of study {options.name}: {metric} {score(best.value)} on {split}.\n"
+        f"# Train it (and test it): python -m lit_nets fit --config {best_yaml}\n"
+    )
     best_yaml.write_text(header + runs.printed_config(rest + search_space.as_args(values)))
     print(f"Best:         trial {best.number}, {metric} {score(best.value)}: {best.user_attrs.get('run', '')}")
     print(f"Best config:  {best_yaml}    (train it: python -m lit_nets fit --config {best_yaml})")
-    print(f"Trials:       {folder / 'trials.csv'}    (study: {folder / 'study.db'}; view: tensorboard --logdir "
-          f"{folder})")  # fmt: skip
+    print(
+        f"Trials:       {folder / 'trials.csv'}    (study: {folder / 'study.db'}; view: tensorboard --logdir {folder})"
+    )
     if figures:
         print(f"Figures:      {', '.join(str(p) for p in figures)}")
 

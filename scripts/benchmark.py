@@ -107,9 +107,13 @@ def synthetic_data(n: int, batch_size: int, seed: int) -> Any:
             g = torch.Generator().manual_seed(seed)
             x = torch.randint(0, 256, (n + n // 3, 1, 28, 28), dtype=torch.uint8, generator=g)
             y = torch.randint(0, 10, (n + n // 3,), generator=g)
-            return Splits(train=(x[:n], y[:n]), val=(x[n : n + n // 6], y[n : n + n // 6]),
-                          test=(x[n + n // 6 :], y[n + n // 6 :]), class_names=[str(d) for d in range(10)],
-                          source="synthetic MNIST-shaped data")  # fmt: skip
+            return Splits(
+                train=(x[:n], y[:n]),
+                val=(x[n : n + n // 6], y[n : n + n // 6]),
+                test=(x[n + n // 6 :], y[n + n // 6 :]),
+                class_names=[str(d) for d in range(10)],
+                source="synthetic MNIST-shaped data",
+            )
 
         def normalization(self, splits: Splits) -> tuple[list[float], list[float]]:
             return channel_stats(splits.train[0])
@@ -272,8 +276,13 @@ def run_b(args: argparse.Namespace) -> dict[str, Any]:
         epoch_rates.append(len(x) / (time.perf_counter() - start))
         train_loss, train_acc = float(loss_sum) / len(x), int(correct) / len(x)
     model.eval()
-    return {"epoch_rates": epoch_rates, "test_acc": accuracy(model, tx, ty, args.device), "data": dm.source,
-            "train_loss": train_loss, "train_acc": train_acc}  # fmt: skip
+    return {
+        "epoch_rates": epoch_rates,
+        "test_acc": accuracy(model, tx, ty, args.device),
+        "data": dm.source,
+        "train_loss": train_loss,
+        "train_acc": train_acc,
+    }
 
 
 # -- C: lit_nets fit ---------------------------------------------------------------------------------------------
@@ -284,9 +293,16 @@ def run_c(args: argparse.Namespace) -> dict[str, Any]:
     from lit_nets.inference import load_classifier
 
     work = Path(tempfile.mkdtemp(prefix="bench_c_"))
-    command = [sys.executable, "-m", "lit_nets", "fit", *[f"--config={c}" for c in map(os.path.abspath, args.configs)],
-               f"--trainer.max_epochs={args.epochs}", "--trainer.callbacks+=lit_nets.callbacks.Throughput",
-               f"--trainer.accelerator={'cpu' if args.device == 'cpu' else 'gpu'}"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "lit_nets",
+        "fit",
+        *[f"--config={c}" for c in map(os.path.abspath, args.configs)],
+        f"--trainer.max_epochs={args.epochs}",
+        "--trainer.callbacks+=lit_nets.callbacks.Throughput",
+        f"--trainer.accelerator={'cpu' if args.device == 'cpu' else 'gpu'}",
+    ]
     if args.precision:
         command.append(f"--trainer.precision={args.precision}")
     if args.batch_size:
@@ -364,10 +380,16 @@ def run_load(args: argparse.Namespace) -> dict[str, Any]:
     dm.setup("fit")
     encoded = time.perf_counter()
     x = dm.splits.train[0]
-    return {"rows": len(frames["whole"]), "inputs": schema.input_size, "read_s": read - start,
-            "schema_s": fitted - read, "encode_s": encoded - fitted, "total_s": encoded - start,
-            "train_mb": x.numel() * x.element_size() / 2**20,
-            "file_mb": Path(args.csv).stat().st_size / 2**20}  # fmt: skip
+    return {
+        "rows": len(frames["whole"]),
+        "inputs": schema.input_size,
+        "read_s": read - start,
+        "schema_s": fitted - read,
+        "encode_s": encoded - fitted,
+        "total_s": encoded - start,
+        "train_mb": x.numel() * x.element_size() / 2**20,
+        "file_mb": Path(args.csv).stat().st_size / 2**20,
+    }
 
 
 def csv_loading(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -387,14 +409,18 @@ def csv_loading(args: argparse.Namespace) -> list[dict[str, Any]]:
         result["s_per_million_rows"] = result["total_s"] / (n / 1e6)
         rows.append(result)
     numeric = args.csv_columns - len(CATEGORIES) - 1
-    print(f"\nCSV loading ({args.csv_columns} columns: {numeric} numeric with 5% missing, {len(CATEGORIES)} text, "
-          "the label), each size in a fresh process")  # fmt: skip
+    print(
+        f"\nCSV loading ({args.csv_columns} columns: {numeric} numeric with 5% missing, {len(CATEGORIES)} text, "
+        "the label), each size in a fresh process"
+    )
     print("| rows | file MB | read + split s | schema s | encode s | total s | s per 1M rows | peak MB | train MB |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
-        print(f"| {r['rows']:,} | {r['file_mb']:,.0f} | {r['read_s']:.1f} | {r['schema_s']:.1f} "
-              f"| {r['encode_s']:.1f} | {r['total_s']:.1f} | {r['s_per_million_rows']:.1f} | {r['peak_mb']:,.0f} "
-              f"| {r['train_mb']:,.0f} |")  # fmt: skip
+        print(
+            f"| {r['rows']:,} | {r['file_mb']:,.0f} | {r['read_s']:.1f} | {r['schema_s']:.1f} "
+            f"| {r['encode_s']:.1f} | {r['total_s']:.1f} | {r['s_per_million_rows']:.1f} | {r['peak_mb']:,.0f} "
+            f"| {r['train_mb']:,.0f} |"
+        )
     return rows
 
 
@@ -424,8 +450,20 @@ def worker(args: argparse.Namespace) -> None:
 def run_one(name: str, args: argparse.Namespace, configs: list[str]) -> dict[str, Any]:
     """One run in a fresh process: its wall time and peak memory measured from outside."""
     out = Path(tempfile.mkstemp(suffix=".json")[1])
-    command = [sys.executable, __file__, "--worker", name, "--out", str(out), "--epochs", str(args.epochs),
-               "--device", args.device, "--configs", *configs]  # fmt: skip
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        name,
+        "--out",
+        str(out),
+        "--epochs",
+        str(args.epochs),
+        "--device",
+        args.device,
+        "--configs",
+        *configs,
+    ]
     for option in ("precision", "batch_size", "synthetic", "data_dir"):
         if getattr(args, option):
             command += [f"--{option}", str(getattr(args, option))]
@@ -444,9 +482,14 @@ def run_one(name: str, args: argparse.Namespace, configs: list[str]) -> dict[str
     rates = result["epoch_rates"][1:] or result["epoch_rates"]
     peak = usage.ru_maxrss / 1024  # the largest of the process and the processes it waited for (C's fit)
     return {
-        "run": LABELS[name], "samples_per_s": sum(rates) / len(rates), "wall_s": wall, "peak_mb": peak,
-        "test_acc": result["test_acc"], "epoch_samples_per_s": result["epoch_rates"], "data": result["data"],
-    }  # fmt: skip
+        "run": LABELS[name],
+        "samples_per_s": sum(rates) / len(rates),
+        "wall_s": wall,
+        "peak_mb": peak,
+        "test_acc": result["test_acc"],
+        "epoch_samples_per_s": result["epoch_rates"],
+        "data": result["data"],
+    }
 
 
 def median_of(repeats: list[dict[str, Any]]) -> dict[str, Any]:
@@ -468,8 +511,11 @@ def machine() -> dict[str, Any]:
 
     cpu = platform.processor()
     if Path("/proc/cpuinfo").exists():
-        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")]  # fmt: skip
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ]
         cpu = f"{names[0]} ({len(names)} logical cores)" if names else cpu
     info = {
         "cpu": cpu,
@@ -529,8 +575,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             for name in args.runs:
                 repeats[name].append(run_one(name, task_args, configs))
         rows = {name: median_of(runs) for name, runs in repeats.items()}
-        summary = {"task": task, "configs": configs, "epochs": epochs, "repeat": args.repeat,
-                   "data": next(iter(rows.values()))["data"], "runs": list(rows.values())}  # fmt: skip
+        summary = {
+            "task": task,
+            "configs": configs,
+            "epochs": epochs,
+            "repeat": args.repeat,
+            "data": next(iter(rows.values()))["data"],
+            "runs": list(rows.values()),
+        }
         if loading:
             summary["csv_loading"] = loading
         for other in ("A", "B"):
@@ -556,12 +608,16 @@ def mnist_dir(task: str, args: argparse.Namespace) -> str | None:
 
 
 def print_table(summary: dict[str, Any]) -> None:
-    print(f"\n{summary['task']} on {summary['data']}: {summary['epochs']} epochs, samples/s averaged over epochs "
-          f"2..{summary['epochs']}, median of {summary['repeat']} run(s) each")  # fmt: skip
+    print(
+        f"\n{summary['task']} on {summary['data']}: {summary['epochs']} epochs, samples/s averaged over epochs "
+        f"2..{summary['epochs']}, median of {summary['repeat']} run(s) each"
+    )
     print("| run | train samples/s | wall s | peak MB | test acc |\n| --- | ---: | ---: | ---: | ---: |")
     for row in summary["runs"]:
-        print(f"| {row['run']} | {row['samples_per_s']:,.0f} | {row['wall_s']:.1f} | {row['peak_mb']:,.0f} "
-              f"| {row['test_acc']:.4f} |")  # fmt: skip
+        print(
+            f"| {row['run']} | {row['samples_per_s']:,.0f} | {row['wall_s']:.1f} | {row['peak_mb']:,.0f} "
+            f"| {row['test_acc']:.4f} |"
+        )
     ratios = [f"{key} = {summary[key]:.2f}" for key in ("C/A", "C/B") if key in summary]
     if ratios:
         print("throughput " + ", ".join(ratios))

@@ -37,11 +37,23 @@ def run(config: str, overrides: list[str], seed: int, epochs: int, extra: list[s
 
     setup_logging()
     args = [
-        "--config", config, *overrides,
-        "--seed_everything", str(seed), "--data.seed", str(seed), "--trainer.max_epochs", str(epochs),
-        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-        "--trainer.logger.init_args.name", "lightning_logs/compare", *extra,
-    ]  # fmt: skip
+        "--config",
+        config,
+        *overrides,
+        "--seed_everything",
+        str(seed),
+        "--data.seed",
+        str(seed),
+        "--trainer.max_epochs",
+        str(epochs),
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+        "--trainer.logger.init_args.name",
+        "lightning_logs/compare",
+        *extra,
+    ]
     cli = LitNetsCLI(args=args, run=False)  # builds model, data and trainer as `fit` does; we run them
     timer = Timer()  # added here: jsonargparse cannot write Timer's enum default into the saved config
     cli.trainer.callbacks.append(timer)

@@ -42,10 +42,20 @@ def images_per_second(root: Path, args: argparse.Namespace, workers: int, stream
     """The best of ``--repeat`` timed epochs of the training loader (uint8 batches of ``--size`` px)."""
     from lit_nets.data import ImageFolderDataModule
 
-    dm = ImageFolderDataModule(root=str(root), image_size=args.size, crop_pct=0.875, augment=args.augment,
-                               batch_size=args.batch_size, num_workers=workers, cache=False,
-                               max_memory_mb=0 if streamed else 2048, val_fraction=0.05, test_fraction=0.05,
-                               mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])  # fmt: skip
+    dm = ImageFolderDataModule(
+        root=str(root),
+        image_size=args.size,
+        crop_pct=0.875,
+        augment=args.augment,
+        batch_size=args.batch_size,
+        num_workers=workers,
+        cache=False,
+        max_memory_mb=0 if streamed else 2048,
+        val_fraction=0.05,
+        test_fraction=0.05,
+        mean=[0.485, 0.456, 0.406],
+        std=[0.229, 0.224, 0.225],
+    )
     dm.setup("fit")
     loader = dm.train_dataloader()
     best = 0.0
@@ -82,8 +92,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         rows.append({"path": "in memory", "workers": 0, "images_per_s": images_per_second(root, args, 0, False)})
     cpu = platform.processor() or platform.machine()
     cores = len(os.sched_getaffinity(0))
-    print(f"\nPhoto loader, {args.images} JPEGs (200-420 px), {args.size} px, augment {args.augment}, batch "
-          f"{args.batch_size}; {cores} CPU cores ({cpu}), torch {torch.__version__}")  # fmt: skip
+    print(
+        f"\nPhoto loader, {args.images} JPEGs (200-420 px), {args.size} px, augment {args.augment}, batch "
+        f"{args.batch_size}; {cores} CPU cores ({cpu}), torch {torch.__version__}"
+    )
     print("| path | workers | images/s |\n| --- | --- | --- |")
     for row in rows:
         print(f"| {row['path']} | {row['workers']} | {row['images_per_s']:,.0f} |")

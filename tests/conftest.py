@@ -144,8 +144,21 @@ def cnn_run(tmp_path_factory) -> tuple[Path, str]:
     printed on stdout and stderr).
     The checkpoint is ``lightning_logs/version_0/checkpoints/last.ckpt``, the exports are in ``exported/``."""
     work = tmp_path_factory.mktemp("cnn_run")
-    in_process("fit", "--config", str(CONFIGS / "cnn.yaml"), "--trainer.max_epochs", "1", "--data.download", "false",
-               "--trainer.enable_progress_bar", "false", "--test_after_fit", "false", cwd=work, check=True)  # fmt: skip
+    in_process(
+        "fit",
+        "--config",
+        str(CONFIGS / "cnn.yaml"),
+        "--trainer.max_epochs",
+        "1",
+        "--data.download",
+        "false",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--test_after_fit",
+        "false",
+        cwd=work,
+        check=True,
+    )
     ckpt = str(work / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt")
     proc = run_cli("export", "--ckpt_path", ckpt, "--out", "exported", cwd=work)
     return work, proc.stdout + proc.stderr
@@ -175,17 +188,28 @@ class Service:
     """A ``python -m lit_nets serve`` process started as a user starts it (its own session, so that the test can
     tell its processes from the test's own)."""
 
-    def __init__(self, model: Path, cwd: Path, *args: str, env: dict | None = None, argv: list[str] | None = None,
-                 port: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: Path,
+        cwd: Path,
+        *args: str,
+        env: dict | None = None,
+        argv: list[str] | None = None,
+        port: int | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = cwd / f"serve-{self.port}.log"
         self.log = open(self.log_path, "w")  # noqa: SIM115 (closed in stop)
         command = [sys.executable, "-m", "lit_nets", "serve", "--ckpt_path", str(model), "--port", str(self.port)]
         self.proc = subprocess.Popen(
-            argv or [*command, *args], cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            argv or [*command, *args],
+            cwd=cwd,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             env=env,
-        )  # fmt: skip
+        )
 
     def output(self) -> str:
         if not self.log.closed:
@@ -301,9 +325,21 @@ def stop_cleanly(*services: Service) -> None:
 def wine_service(tmp_path_factory):
     """configs/mlp.yaml trained on wine for 10 epochs, served: (url, its folder)."""
     work = tmp_path_factory.mktemp("wine")
-    in_process("fit", "--config", str(CONFIGS / "mlp.yaml"), "--trainer.max_epochs", "10", "--test_after_fit",
-               "false", "--trainer.enable_progress_bar", "false", "--figures.enabled", "false", cwd=work,
-               check=True)  # fmt: skip
+    in_process(
+        "fit",
+        "--config",
+        str(CONFIGS / "mlp.yaml"),
+        "--trainer.max_epochs",
+        "10",
+        "--test_after_fit",
+        "false",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--figures.enabled",
+        "false",
+        cwd=work,
+        check=True,
+    )
     with serving(work / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt", work) as url:
         yield url, work
 
@@ -338,8 +374,10 @@ def locked_server(cnn_run):
     cmd = json.loads(re.search(r"^CMD (\[.*\])$", recipe, re.M).group(1))
     ckpt = str(work / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt")
     port = free_port()
-    argv = [sys.executable if a == "python" else str(port) if a == "8000" else ckpt if a == "/models/last.ckpt" else a
-            for a in entry + cmd]  # fmt: skip
+    argv = [
+        sys.executable if a == "python" else str(port) if a == "8000" else ckpt if a == "/models/last.ckpt" else a
+        for a in entry + cmd
+    ]
     service = Service(Path(ckpt), work, argv=argv, port=port, env={**os.environ, "LIT_NETS_API_KEY": "s3cret-key"})
     service.wait_ready()
     yield service, recipe

@@ -81,8 +81,9 @@ def test_an_old_release_file_without_batchnorm_counters_loads_every_tensor_it_ha
     """torchvision's older released weight files lack BatchNorm's num_batches_tracked; torchvision accepts them."""
     from lit_nets.models.backbones import BackboneNet
 
-    source = {k: v for k, v in torch.load(weights_file, weights_only=True).items()
-              if not k.endswith("num_batches_tracked")}  # fmt: skip
+    source = {
+        k: v for k, v in torch.load(weights_file, weights_only=True).items() if not k.endswith("num_batches_tracked")
+    }
     torch.save(source, tmp_path / "resnet18-old.pth")
     net = BackboneNet("resnet18", num_outputs=2)
     loaded = net.load_pretrained(str(tmp_path / "resnet18-old.pth"))
@@ -152,10 +153,24 @@ def test_freeze_then_unfreeze_weight_by_weight(photos: Path, weights_file: Path)
     from lit_nets.models import BackboneClassifier
 
     source = torch.load(weights_file, weights_only=True)
-    dm = ImageFolderDataModule(root=str(photos), image_size=32, crop_pct=0.875, augment="light", batch_size=16,
-                               mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])  # fmt: skip
-    model = BackboneClassifier(weights=str(weights_file), freeze="backbone", unfreeze_at_epoch=1, backbone_lr=0.1,
-                               optimizer="adam", lr=1e-3, **dm.model_args())  # fmt: skip
+    dm = ImageFolderDataModule(
+        root=str(photos),
+        image_size=32,
+        crop_pct=0.875,
+        augment="light",
+        batch_size=16,
+        mean=[0.485, 0.456, 0.406],
+        std=[0.229, 0.224, 0.225],
+    )
+    model = BackboneClassifier(
+        weights=str(weights_file),
+        freeze="backbone",
+        unfreeze_at_epoch=1,
+        backbone_lr=0.1,
+        optimizer="adam",
+        lr=1e-3,
+        **dm.model_args(),
+    )
     head_before = model.net.body.fc.weight.detach().clone()
     seen: dict[int, dict[str, torch.Tensor]] = {}
 
@@ -181,8 +196,9 @@ def test_evaluation_crops_are_what_serving_decodes_in_memory_and_streamed(photos
     from lit_nets.data.folder import decode
 
     def module(**kwargs):
-        dm = ImageFolderDataModule(root=str(photos), image_size=64, crop_pct=0.875, augment="randaugment",
-                                   batch_size=8, cache=False, **kwargs)  # fmt: skip
+        dm = ImageFolderDataModule(
+            root=str(photos), image_size=64, crop_pct=0.875, augment="randaugment", batch_size=8, cache=False, **kwargs
+        )
         dm.setup("fit")
         return dm
 
@@ -218,8 +234,18 @@ def photo_run(photos: Path, weights_file: Path, tmp_path_factory) -> Path:
     """configs/photos.yaml from the weights file, at 64 px, 3 epochs (1 frozen): the folder it ran in."""
     work = tmp_path_factory.mktemp("photo_run")
     (work / "data").symlink_to(photos.parent)
-    in_process("fit", "--config", CONFIG, "--model.weights", str(weights_file), "--trainer.max_epochs", "3", *SMALL,
-               cwd=work, check=True)  # fmt: skip
+    in_process(
+        "fit",
+        "--config",
+        CONFIG,
+        "--model.weights",
+        str(weights_file),
+        "--trainer.max_epochs",
+        "3",
+        *SMALL,
+        cwd=work,
+        check=True,
+    )
     return work
 
 
@@ -246,11 +272,33 @@ def test_every_tool_works_on_a_backbone_checkpoint(photo_run: Path, photos: Path
     parity = re.findall(r"^(\w+) .* max \|diff\| ([\d.e+-]+), same top-1: True", out.stdout, re.M)
     assert [fmt for fmt, _ in parity] == ["state_dict", "torchscript", "pt2", "onnx"], out.stdout
     image = photos / "flower" / "007.jpg"
-    out = in_process("explain", "--ckpt_path", best, "--images", str(image), "--out", "cams", cwd=photo_run,
-                     monkeypatch=monkeypatch, capfd=capfd, check=True)  # fmt: skip
+    out = in_process(
+        "explain",
+        "--ckpt_path",
+        best,
+        "--images",
+        str(image),
+        "--out",
+        "cams",
+        cwd=photo_run,
+        monkeypatch=monkeypatch,
+        capfd=capfd,
+        check=True,
+    )
     assert (photo_run / "cams" / "007.cam.png").is_file() and "007.jpg: " in out.stdout
-    out = in_process("predict", "--config", CONFIG, "--ckpt_path", best, "--data.predict_root", str(photos / "china"),
-                     cwd=photo_run, monkeypatch=monkeypatch, capfd=capfd, check=True)  # fmt: skip
+    out = in_process(
+        "predict",
+        "--config",
+        CONFIG,
+        "--ckpt_path",
+        best,
+        "--data.predict_root",
+        str(photos / "china"),
+        cwd=photo_run,
+        monkeypatch=monkeypatch,
+        capfd=capfd,
+        check=True,
+    )
     rows = (sorted(photo_run.glob("lightning_logs/version_*/predictions.csv"))[-1]).read_text().splitlines()
     labels = [row.split(",")[1] for row in rows[1:]]
     assert len(labels) == 60 and labels.count("china") >= 45, labels
@@ -270,8 +318,9 @@ def test_a_backbone_is_served_with_its_crop_and_overlay(photo_run: Path, photos:
         expected = [model.class_names[int(model(decode(f, 3, (64, 64), crop_pct=0.875)[None]).argmax())] for f in files]
     with serving(ckpt, photo_run) as url:
         for file, label in zip(files, expected, strict=True):
-            answer = requests.post(f"{url}/predict", files={"file": (file.name, file.read_bytes())},
-                                   data={"explain": "1"}, timeout=60).json()  # fmt: skip
+            answer = requests.post(
+                f"{url}/predict", files={"file": (file.name, file.read_bytes())}, data={"explain": "1"}, timeout=60
+            ).json()
             assert answer["label"] == label, answer  # the service crops as the data module did
             overlay = Image.open(io.BytesIO(base64.b64decode(answer["gradcam"].split(",", 1)[1])))
             assert overlay.mode == "RGB" and min(overlay.size) >= 64
@@ -281,13 +330,41 @@ def test_a_backbone_is_served_with_its_crop_and_overlay(photo_run: Path, photos:
 def test_cv_and_tune_run_a_backbone(photos: Path, weights_file: Path, tmp_path: Path, monkeypatch, capfd) -> None:
     (tmp_path / "data").symlink_to(photos.parent)
     tiny = ["--data.image_size", "32", "--trainer.max_epochs", "2", "--trainer.enable_progress_bar", "false"]
-    out = in_process("cv", "--config", CONFIG, "--folds", "2", "--model.weights", str(weights_file),
-                     "--data.mixup", "0.2", "--data.cutmix", "1.0", *tiny, cwd=tmp_path, monkeypatch=monkeypatch,
-                     capfd=capfd, check=True)  # fmt: skip
+    out = in_process(
+        "cv",
+        "--config",
+        CONFIG,
+        "--folds",
+        "2",
+        "--model.weights",
+        str(weights_file),
+        "--data.mixup",
+        "0.2",
+        "--data.cutmix",
+        "1.0",
+        *tiny,
+        cwd=tmp_path,
+        monkeypatch=monkeypatch,
+        capfd=capfd,
+        check=True,
+    )
     assert "| mean ± std |" in out.stdout
-    out = in_process("tune", "--config", CONFIG, "--space", str(REPO / "configs" / "search" / "photos.yaml"),
-                     "--trials", "2", "--model.weights", str(weights_file), *tiny, cwd=tmp_path,
-                     monkeypatch=monkeypatch, capfd=capfd, check=True)  # fmt: skip
+    out = in_process(
+        "tune",
+        "--config",
+        CONFIG,
+        "--space",
+        str(REPO / "configs" / "search" / "photos.yaml"),
+        "--trials",
+        "2",
+        "--model.weights",
+        str(weights_file),
+        *tiny,
+        cwd=tmp_path,
+        monkeypatch=monkeypatch,
+        capfd=capfd,
+        check=True,
+    )
     assert "Best config:" in out.stdout
 
 

@@ -17,10 +17,23 @@ REPO = Path(__file__).resolve().parents[1]
 def test_benchmark_script_times_all_three_runs_on_the_wine_sample(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "benchmark.py"), "--task", "mlp", "--epochs", "3", "--repeat", "1",
-         "--json", str(out)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(REPO / "scripts" / "benchmark.py"),
+            "--task",
+            "mlp",
+            "--epochs",
+            "3",
+            "--repeat",
+            "1",
+            "--json",
+            str(out),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| A: seed's plain loop |" in proc.stdout and "| C: lit_nets fit |" in proc.stdout
     assert "throughput C/A = " in proc.stdout
@@ -46,10 +59,28 @@ def test_benchmark_synthetic_option_runs_a_and_b(tmp_path: Path) -> None:
     accuracy of a model trained on random labels is chance, which shows the synthetic data was used."""
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "benchmark.py"), "--task", "cnn", "--runs", "A", "B", "--synthetic",
-         "600", "--epochs", "1", "--repeat", "1", "--json", str(out)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(REPO / "scripts" / "benchmark.py"),
+            "--task",
+            "cnn",
+            "--runs",
+            "A",
+            "B",
+            "--synthetic",
+            "600",
+            "--epochs",
+            "1",
+            "--repeat",
+            "1",
+            "--json",
+            str(out),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (cnn,) = json.loads(out.read_text())["results"]
     assert cnn["data"] == "synthetic MNIST-shaped data"
@@ -73,10 +104,28 @@ def test_benchmark_data_dir_trains_on_the_mnist_files_there(tmp_path: Path, samp
     write_idx(raw, "t10k", images[2000:2500, 0], labels[2000:2500], gzipped=False)
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "benchmark.py"), "--task", "cnn", "--data_dir", str(tmp_path / "mnist"),
-         "--runs", "A", "C", "--epochs", "2", "--repeat", "1", "--json", str(out)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(REPO / "scripts" / "benchmark.py"),
+            "--task",
+            "cnn",
+            "--data_dir",
+            str(tmp_path / "mnist"),
+            "--runs",
+            "A",
+            "C",
+            "--epochs",
+            "2",
+            "--repeat",
+            "1",
+            "--json",
+            str(out),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (cnn,) = json.loads(out.read_text())["results"]
     assert cnn["data"].startswith("MNIST (torchvision"), cnn["data"]
@@ -90,10 +139,26 @@ def test_stream_benchmark_times_the_photo_loader_streamed_and_in_memory(tmp_path
     """``scripts/stream_benchmark.py`` (docs/benchmarks.md's photo loader figures) on 40 photos at 64 px."""
     out = tmp_path / "stream.json"
     proc = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "stream_benchmark.py"), "--images", "40", "--size", "64", "--workers",
-         "0", "1", "--repeat", "1", "--json", str(out)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(REPO / "scripts" / "stream_benchmark.py"),
+            "--images",
+            "40",
+            "--size",
+            "64",
+            "--workers",
+            "0",
+            "1",
+            "--repeat",
+            "1",
+            "--json",
+            str(out),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
     assert [(r["path"], r["workers"]) for r in rows] == [("streamed", 0), ("streamed", 1), ("in memory", 0)]

@@ -24,8 +24,18 @@ from lit_nets.errors import UserError
 from conftest import CONFIGS
 
 CNN = str(CONFIGS / "cnn.yaml")
-QUICK = ["--data.download", "false", "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2",
-         "--trainer.enable_progress_bar", "false", "--figures.enabled", "false"]  # fmt: skip
+QUICK = [
+    "--data.download",
+    "false",
+    "--trainer.limit_val_batches",
+    "2",
+    "--trainer.limit_test_batches",
+    "2",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--figures.enabled",
+    "false",
+]
 
 
 @pytest.fixture
@@ -60,8 +70,11 @@ def test_every_spelling_of_ckpt_path_follows_one_rule_the_checkpoint_wins(runs: 
     """``--model.dropout 0.5`` on the command line, a checkpoint trained with dropout 0: whichever way the checkpoint
     is named, the model is the checkpoint's and a warning says which given value was not used. (Before, a file path
     took the checkpoint's dropout silently, and ``last`` took the flag.)"""
-    ckpt = {"file": str(runs / "version_0" / "checkpoints" / "last.ckpt"), "run folder": str(runs / "version_0"),
-            "last": "last"}[spelling]  # fmt: skip
+    ckpt = {
+        "file": str(runs / "version_0" / "checkpoints" / "last.ckpt"),
+        "run folder": str(runs / "version_0"),
+        "last": "last",
+    }[spelling]
     caplog.set_level(logging.WARNING, logger="lit_nets")
     assert cli("validate", "--config", CNN, "--ckpt_path", ckpt, "--model.dropout", "0.5", *QUICK) == ""
     assert newest_hparams(runs)["dropout"] == 0.0
@@ -84,22 +97,31 @@ V = re.escape(lit_nets.__version__)
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda hp: hp.update(attention_heads=4), r"CNNClassifier has no argument\(s\) 'attention_heads' in this "
-         rf"version of lit_nets \({V}; the checkpoint was saved by lit_nets {V}\): load it with the version"),
+        (
+            lambda hp: hp.update(attention_heads=4),
+            r"CNNClassifier has no argument\(s\) 'attention_heads' in this "
+            rf"version of lit_nets \({V}; the checkpoint was saved by lit_nets {V}\): load it with the version",
+        ),
         (lambda hp: hp.pop("class_names"), r"the checkpoint lacks the model argument\(s\) 'class_names'"),
         (lambda hp: hp.pop("mean"), r"the checkpoint lacks the model argument\(s\) 'mean'"),
-        (lambda hp: hp.update(hidden=64), r"holds another architecture than this model \(net.classifier.fc1.weight: "
-         r"\[128, 3136\] in the checkpoint, \[64, 3136\] here"),
+        (
+            lambda hp: hp.update(hidden=64),
+            r"holds another architecture than this model \(net.classifier.fc1.weight: "
+            r"\[128, 3136\] in the checkpoint, \[64, 3136\] here",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_checkpoint_of_another_version_or_architecture_is_one_line(
     runs: Path, capsys, command: str, change, message: str
 ) -> None:
     import re
 
     path = doctored(runs, change)
-    args = ["test", "--config", CNN, "--ckpt_path", str(path), *QUICK] if command == "test" else ["export",
-            "--ckpt_path", str(path), "--format", "state_dict"]  # fmt: skip
+    args = (
+        ["test", "--config", CNN, "--ckpt_path", str(path), *QUICK]
+        if command == "test"
+        else ["export", "--ckpt_path", str(path), "--format", "state_dict"]
+    )
     line = cli(*args, capsys=capsys)
     assert re.search(message, line), line
 
@@ -126,11 +148,16 @@ def test_a_run_being_trained_is_passed_over_and_a_killed_one_is_not(runs: Path, 
     shutil.copytree(runs / "version_0", runs / "version_1")
     (runs / "version_1" / "checkpoints" / "last.ckpt").touch()  # the newer run (copytree keeps the times)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from lit_nets.checkpoints import RunLock; "
-         "lock = RunLock(sys.argv[1]); lock.acquire(); print('locked', flush=True); time.sleep(120)",
-         str(runs / "version_1")],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from lit_nets.checkpoints import RunLock; "
+            "lock = RunLock(sys.argv[1]); lock.acquire(); print('locked', flush=True); time.sleep(120)",
+            str(runs / "version_1"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         assert is_training(runs / "version_1")

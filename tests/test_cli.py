@@ -56,8 +56,20 @@ def test_resume_continues_epochs_and_steps(trained, monkeypatch, capfd, recwarn)
     work, _ = trained
     first = torch.load(work / "lightning_logs/version_0/checkpoints/last.ckpt", weights_only=True)
     assert (first["epoch"], first["global_step"]) == (1, 2 * STEPS_PER_EPOCH)
-    proc = in_process("fit", "--config", CNN, "--ckpt_path", "last", "--trainer.max_epochs", "3", *OFFLINE, cwd=work,
-                      monkeypatch=monkeypatch, capfd=capfd, check=True)  # fmt: skip
+    proc = in_process(
+        "fit",
+        "--config",
+        CNN,
+        "--ckpt_path",
+        "last",
+        "--trainer.max_epochs",
+        "3",
+        *OFFLINE,
+        cwd=work,
+        monkeypatch=monkeypatch,
+        capfd=capfd,
+        check=True,
+    )
     assert "Restored all states from the checkpoint" in proc.stderr + proc.stdout
     resumed = newest_run(work)
     # in the run's own folder: its curves go on, and Lightning has nothing to warn about (a new folder made it say
@@ -79,8 +91,16 @@ def newest_run(work: Path) -> Path:
 def test_last_checkpoint_is_the_last_epoch_when_the_best_is_an_earlier_one(tmp_path: Path, monkeypatch, capfd) -> None:
     """Lightning 2.6 writes last.ckpt only with a new best; here the "best" is the epoch with the highest training
     loss (the first, by far), and last.ckpt must still hold the final epoch, so that resuming continues after it."""
-    short = ("--trainer.limit_train_batches", "10", "--trainer.limit_val_batches", "4",
-             "--checkpoint.monitor", "train/loss", "--checkpoint.mode", "max")  # fmt: skip
+    short = (
+        "--trainer.limit_train_batches",
+        "10",
+        "--trainer.limit_val_batches",
+        "4",
+        "--checkpoint.monitor",
+        "train/loss",
+        "--checkpoint.mode",
+        "max",
+    )
     here = {"cwd": tmp_path, "monkeypatch": monkeypatch, "capfd": capfd}
     assert in_process("fit", "--config", CNN, "--trainer.max_epochs", "3", *short, *OFFLINE, **here).returncode == 0
     checkpoints = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
@@ -99,8 +119,18 @@ def test_last_checkpoint_is_the_last_epoch_when_the_best_is_an_earlier_one(tmp_p
 
 def test_test_subcommand_uses_the_best_checkpoint(trained, monkeypatch, capfd) -> None:
     work, _ = trained
-    proc = in_process("test", "--config", CNN, "--ckpt_path", "best", *OFFLINE, cwd=work, monkeypatch=monkeypatch,
-                      capfd=capfd, check=True)  # fmt: skip
+    proc = in_process(
+        "test",
+        "--config",
+        CNN,
+        "--ckpt_path",
+        "best",
+        *OFFLINE,
+        cwd=work,
+        monkeypatch=monkeypatch,
+        capfd=capfd,
+        check=True,
+    )
     said = r"Checkpoint:   lightning_logs/version_0/checkpoints/(epoch\d\d-val_acc[\d.]+\.ckpt)  \(the best checkpoint "
     said += r"of the newest run; run version_0, epoch \d, val/acc [\d.]+\)"
     assert re.search(said, proc.stderr), proc.stderr[-800:]  # which checkpoint 'best' is, before anything runs
@@ -113,8 +143,18 @@ def test_test_subcommand_uses_the_best_checkpoint(trained, monkeypatch, capfd) -
 
 def test_predict_covers_every_test_image(trained, monkeypatch, capfd) -> None:
     work, _ = trained
-    proc = in_process("predict", "--config", CNN, "--ckpt_path", "best", *OFFLINE, cwd=work, monkeypatch=monkeypatch,
-                      capfd=capfd, check=True)  # fmt: skip
+    proc = in_process(
+        "predict",
+        "--config",
+        CNN,
+        "--ckpt_path",
+        "best",
+        *OFFLINE,
+        cwd=work,
+        monkeypatch=monkeypatch,
+        capfd=capfd,
+        check=True,
+    )
     line = proc.stdout.strip().splitlines()[-1]
     assert line.startswith("Predicted 1,000 inputs; accuracy against their labels 0.9"), line
 
@@ -166,19 +206,27 @@ def test_print_config_round_trips(tmp_path: Path, monkeypatch, capfd) -> None:
         ),
         (("--ckpt_path", "missing.ckpt"), "error: --ckpt_path missing.ckpt: no such checkpoint file"),
         (("--data.init_args.batch_size", "-5"), "error: data.batch_size must be a positive integer, got -5"),
-        (("--model.init_args.lrr", "0.1"), "error: model.lrr: CNNClassifier has no argument 'lrr'; did you mean lr? "
-         "(python -m lit_nets fit --model.help CNNClassifier lists them all)"),
+        (
+            ("--model.init_args.lrr", "0.1"),
+            "error: model.lrr: CNNClassifier has no argument 'lrr'; did you mean lr? "
+            "(python -m lit_nets fit --model.help CNNClassifier lists them all)",
+        ),
         (("--model.init_args.lr", "abc"), "error: model.lr: 'abc' is not a float"),
-        (("--model.activation", "rleu"), "error: model.activation: 'rleu' is not one of relu, leaky_relu, elu, "
-         "gelu, silu; did you mean relu?"),
-        (("--trainer.max_epochz", "3"), "error: trainer.max_epochz: Trainer has no argument 'max_epochz'; did you "
-         "mean max_epochs or min_epochs or max_steps?"),
+        (
+            ("--model.activation", "rleu"),
+            "error: model.activation: 'rleu' is not one of relu, leaky_relu, elu, gelu, silu; did you mean relu?",
+        ),
+        (
+            ("--trainer.max_epochz", "3"),
+            "error: trainer.max_epochz: Trainer has no argument 'max_epochz'; did you "
+            "mean max_epochs or min_epochs or max_steps?",
+        ),
         (("--modle.lr", "3"), "error: modle.lr: there is no section 'modle'; did you mean model?"),
         (("--trainer.accelerator", "cpu", "--trainer.devices", "0"), "error: trainer: `Trainer(devices='0')` value is"),
         (("--trainer.max_epochs", "-3"), "error: trainer: `max_epochs` must be a non-negative integer or -1"),
         (("--trainer.accelerator", "cuda", "--trainer.devices", "64"), "error: trainer: "),  # more than exist
     ],
-)  # fmt: skip
+)
 def test_bad_input_ends_with_one_clear_line(
     tmp_path: Path, monkeypatch, capsys, args: tuple[str, ...], message: str
 ) -> None:
@@ -197,18 +245,25 @@ def test_bad_input_ends_with_one_clear_line(
 @pytest.mark.parametrize(
     ("yaml_text", "message"),
     [
-        ("model:\n  init_args:\n    lrr: 0.1\n", "error: typo.yaml: model.lrr: CNNClassifier has no argument 'lrr'; "
-         "did you mean lr?"),
+        (
+            "model:\n  init_args:\n    lrr: 0.1\n",
+            "error: typo.yaml: model.lrr: CNNClassifier has no argument 'lrr'; did you mean lr?",
+        ),
         ("trainer:\n  max_epochz: 3\n", "error: typo.yaml: trainer.max_epochz: Trainer has no argument 'max_epochz'"),
-        ("data:\n  init_args:\n    batchsize: 3\n", "error: typo.yaml: data.batchsize: MNISTDataModule has no "
-         "argument 'batchsize'; did you mean batch_size?"),
+        (
+            "data:\n  init_args:\n    batchsize: 3\n",
+            "error: typo.yaml: data.batchsize: MNISTDataModule has no argument 'batchsize'; did you mean batch_size?",
+        ),
         ("modle:\n  lr: 3\n", "error: typo.yaml: modle.lr: there is no section 'modle'; did you mean model?"),
         ("model:\n  init_args:\n    lr: abc\n", "error: typo.yaml: model.lr: 'abc' is not a float"),
-        ("trainer:\n  callbacks:\n    - class_path: lit_nets.callbacks.PeriodicCheckpoint\n      init_args:\n"
-         "        every_n_train_step: 3\n", "error: typo.yaml: trainer.callbacks.every_n_train_step: "
-         "PeriodicCheckpoint has no argument 'every_n_train_step'; did you mean every_n_train_steps?"),
+        (
+            "trainer:\n  callbacks:\n    - class_path: lit_nets.callbacks.PeriodicCheckpoint\n      init_args:\n"
+            "        every_n_train_step: 3\n",
+            "error: typo.yaml: trainer.callbacks.every_n_train_step: "
+            "PeriodicCheckpoint has no argument 'every_n_train_step'; did you mean every_n_train_steps?",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_mistake_in_a_config_file_names_the_file_the_key_and_the_closest_keys(
     tmp_path: Path, monkeypatch, capsys, yaml_text: str, message: str
 ) -> None:
@@ -223,8 +278,9 @@ def test_a_mistake_in_a_config_file_names_the_file_the_key_and_the_closest_keys(
 
 
 def test_test_without_an_earlier_run_says_so(tmp_path: Path, monkeypatch, capfd) -> None:
-    proc = in_process("test", "--config", CNN, "--ckpt_path", "best", *OFFLINE, cwd=tmp_path, monkeypatch=monkeypatch,
-                      capfd=capfd)  # fmt: skip
+    proc = in_process(
+        "test", "--config", CNN, "--ckpt_path", "best", *OFFLINE, cwd=tmp_path, monkeypatch=monkeypatch, capfd=capfd
+    )
     assert proc.returncode == 2 and "no earlier run with checkpoints under lightning_logs/" in proc.stderr
 
 
@@ -266,11 +322,18 @@ def test_help_reads_the_docstrings_from_the_module_and_the_console_script(tmp_pa
         pytest.skip("the lit-nets console script is not installed in this environment")
     top = subprocess.run([str(script), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert top.returncode == 0, top.stderr[-3000:]
-    for line in ("fit       train a model", "validate  evaluate a checkpoint", "test      evaluate a checkpoint",
-                 "predict   predictions.csv", "cv        k-fold cross-validation",
-                 "tune      a hyper-parameter search (Optuna)", "plot      learning curves",
-                 "explain   why a model decided: Grad-CAM",
-                 "export    state_dict, TorchScript", "serve     an HTTP service"):  # fmt: skip
+    for line in (
+        "fit       train a model",
+        "validate  evaluate a checkpoint",
+        "test      evaluate a checkpoint",
+        "predict   predictions.csv",
+        "cv        k-fold cross-validation",
+        "tune      a hyper-parameter search (Optuna)",
+        "plot      learning curves",
+        "explain   why a model decided: Grad-CAM",
+        "export    state_dict, TorchScript",
+        "serve     an HTTP service",
+    ):
         assert f"\n  {line}" in top.stdout, top.stdout  # every subcommand, the tools too, with what it does
     assert top.stdout.startswith("usage: lit-nets SUBCOMMAND")
     typo = in_process("fti", cwd=tmp_path, monkeypatch=monkeypatch, capfd=capfd)

@@ -20,8 +20,17 @@ def cross_validate(tmp_path: Path, monkeypatch, capfd, *args: str):
 
 
 def test_three_folds_on_wine_cover_every_training_row_once(tmp_path: Path, monkeypatch, capfd) -> None:
-    proc = cross_validate(tmp_path, monkeypatch, capfd, "--config", str(CONFIGS / "mlp.yaml"), "--folds", "3",
-                          "--trainer.max_epochs", "15")  # fmt: skip
+    proc = cross_validate(
+        tmp_path,
+        monkeypatch,
+        capfd,
+        "--config",
+        str(CONFIGS / "mlp.yaml"),
+        "--folds",
+        "3",
+        "--trainer.max_epochs",
+        "15",
+    )
     folder = tmp_path / "lightning_logs" / "cv" / "mlp"
     assert sorted(p.name for p in folder.glob("fold_*")) == ["fold_0", "fold_1", "fold_2"]
     assert all((folder / f"fold_{k}" / "config.yaml").exists() for k in range(3)), "each fold is a normal run"
@@ -39,17 +48,37 @@ def test_three_folds_on_wine_cover_every_training_row_once(tmp_path: Path, monke
     assert mean["val/acc"] >= 0.85 and mean["test/acc"] >= 0.85, table  # wine, 15 epochs
     # the OOF accuracy is the folds' validation accuracy, weighted by fold size (the best checkpoints made both)
     assert (oof["label"] == oof["true_label"]).mean() == pytest.approx(
-        (folds["val/acc"] * oof.groupby("fold").size().values).sum() / len(oof), abs=1e-6)  # fmt: skip
-    assert "| mean ± std |" in proc.stdout and f"Out-of-fold:  {Path('lightning_logs/cv/mlp/oof_predictions.csv')}" \
-        in proc.stdout.replace("./", "")  # fmt: skip
+        (folds["val/acc"] * oof.groupby("fold").size().values).sum() / len(oof), abs=1e-6
+    )
+    assert (
+        "| mean ± std |" in proc.stdout
+        and f"Out-of-fold:  {Path('lightning_logs/cv/mlp/oof_predictions.csv')}" in proc.stdout.replace("./", "")
+    )
 
 
 def test_repeats_draw_new_folds(tmp_path: Path, monkeypatch, capfd) -> None:
-    cross_validate(tmp_path, monkeypatch, capfd, "--config", str(CONFIGS / "mlp.yaml"), "--folds", "2",
-                   "--repeats", "2", "--trainer.max_epochs", "3", "--name", "twice")  # fmt: skip
+    cross_validate(
+        tmp_path,
+        monkeypatch,
+        capfd,
+        "--config",
+        str(CONFIGS / "mlp.yaml"),
+        "--folds",
+        "2",
+        "--repeats",
+        "2",
+        "--trainer.max_epochs",
+        "3",
+        "--name",
+        "twice",
+    )
     folder = tmp_path / "lightning_logs" / "cv" / "twice"
     assert sorted(str(p.relative_to(folder)) for p in folder.glob("repeat_*/fold_*")) == [
-        "repeat_0/fold_0", "repeat_0/fold_1", "repeat_1/fold_0", "repeat_1/fold_1"]  # fmt: skip
+        "repeat_0/fold_0",
+        "repeat_0/fold_1",
+        "repeat_1/fold_0",
+        "repeat_1/fold_1",
+    ]
     oof = pd.read_csv(folder / "oof_predictions.csv")
     assert len(oof) == 2 * 142 and (oof.groupby("repeat")["id"].nunique() == 142).all()
     first, second = (set(oof[(oof["repeat"] == r) & (oof["fold"] == 0)]["id"]) for r in (0, 1))
@@ -57,8 +86,19 @@ def test_repeats_draw_new_folds(tmp_path: Path, monkeypatch, capfd) -> None:
     assert len(pd.read_csv(folder / "results.csv")) == 4 + 2
     # a rerun under the same name goes to a new folder: the first run's results and folds stay as they were
     before = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
-    proc = cross_validate(tmp_path, monkeypatch, capfd, "--config", str(CONFIGS / "mlp.yaml"), "--folds", "2",
-                          "--trainer.max_epochs", "1", "--name", "twice")  # fmt: skip
+    proc = cross_validate(
+        tmp_path,
+        monkeypatch,
+        capfd,
+        "--config",
+        str(CONFIGS / "mlp.yaml"),
+        "--folds",
+        "2",
+        "--trainer.max_epochs",
+        "1",
+        "--name",
+        "twice",
+    )
     assert "holds an earlier run; this one goes to" in proc.stderr and "twice_2" in proc.stderr
     assert {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()} == before
     again = tmp_path / "lightning_logs" / "cv" / "twice_2"
@@ -66,8 +106,16 @@ def test_repeats_draw_new_folds(tmp_path: Path, monkeypatch, capfd) -> None:
 
 
 def test_a_new_fit_into_a_used_version_folder_is_refused(tmp_path: Path, monkeypatch, capfd) -> None:
-    args = ("fit", "--config", str(CONFIGS / "mlp.yaml"), "--trainer.max_epochs", "1", *QUIET,
-            "--trainer.logger.init_args.version", "mine")  # fmt: skip
+    args = (
+        "fit",
+        "--config",
+        str(CONFIGS / "mlp.yaml"),
+        "--trainer.max_epochs",
+        "1",
+        *QUIET,
+        "--trainer.logger.init_args.version",
+        "mine",
+    )
     first = in_process(*args, cwd=tmp_path, monkeypatch=monkeypatch, capfd=capfd)
     assert first.returncode == 0, first.stderr[-2000:]
     files = sorted(p.name for p in (tmp_path / "lightning_logs" / "mine").rglob("*"))
@@ -78,8 +126,19 @@ def test_a_new_fit_into_a_used_version_folder_is_refused(tmp_path: Path, monkeyp
 
 
 def test_two_folds_of_an_image_folder(tmp_path: Path, monkeypatch, capfd) -> None:
-    cross_validate(tmp_path, monkeypatch, capfd, "--config", str(CONFIGS / "png_folder.yaml"), "--folds", "2",
-                   "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "10")  # fmt: skip
+    cross_validate(
+        tmp_path,
+        monkeypatch,
+        capfd,
+        "--config",
+        str(CONFIGS / "png_folder.yaml"),
+        "--folds",
+        "2",
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.limit_train_batches",
+        "10",
+    )
     folder = tmp_path / "lightning_logs" / "cv" / "png_folder"
     oof = pd.read_csv(folder / "oof_predictions.csv")
     assert len(oof) == 4000 and oof["id"].is_unique  # the sample's train/ folder: every image once
@@ -98,6 +157,7 @@ def test_two_folds_of_an_image_folder(tmp_path: Path, monkeypatch, capfd) -> Non
     ],
 )
 def test_bad_cv_arguments_are_one_line(tmp_path: Path, monkeypatch, capfd, args: tuple, message: str) -> None:
-    proc = in_process("cv", "--config", str(CONFIGS / "mlp.yaml"), *args, *QUIET, cwd=tmp_path,
-                      monkeypatch=monkeypatch, capfd=capfd)  # fmt: skip
+    proc = in_process(
+        "cv", "--config", str(CONFIGS / "mlp.yaml"), *args, *QUIET, cwd=tmp_path, monkeypatch=monkeypatch, capfd=capfd
+    )
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]

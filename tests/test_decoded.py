@@ -32,8 +32,9 @@ def digits(tmp_path: Path, sample, monkeypatch) -> Path:
 
 
 def load(root: Path, cache_dir: Path | None, **kwargs) -> ImageFolderDataModule:
-    dm = ImageFolderDataModule(root=str(root), cache=cache_dir is not None, cache_dir=str(cache_dir or ""),
-                               test_fraction=0.2, **kwargs)  # fmt: skip
+    dm = ImageFolderDataModule(
+        root=str(root), cache=cache_dir is not None, cache_dir=str(cache_dir or ""), test_fraction=0.2, **kwargs
+    )
     dm.setup("fit")
     return dm
 

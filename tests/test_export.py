@@ -76,8 +76,16 @@ def test_export_to_an_existing_file_is_one_line(cnn_run, tmp_path: Path, monkeyp
     work, _ = cnn_run
     (tmp_path / "model.onnx").write_text("my notes")
     ckpt = work / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
-    proc = in_process("export", "--ckpt_path", str(ckpt), "--out", str(tmp_path / "model.onnx"), cwd=tmp_path,
-                      monkeypatch=monkeypatch, capfd=capfd)  # fmt: skip
+    proc = in_process(
+        "export",
+        "--ckpt_path",
+        str(ckpt),
+        "--out",
+        str(tmp_path / "model.onnx"),
+        cwd=tmp_path,
+        monkeypatch=monkeypatch,
+        capfd=capfd,
+    )
     assert proc.returncode == 2 and "model.onnx is a file; --out names a folder" in proc.stderr, proc.stderr
     assert (tmp_path / "model.onnx").read_text() == "my notes"
 

@@ -64,8 +64,21 @@ def test_plot_draws_curves_of_one_or_several_runs(run: Path, runs: int, monkeypa
     work = run.parents[1]
     here = {"cwd": work, "monkeypatch": monkeypatch, "capfd": capfd, "check": True}
     if runs == 2 and not (work / "lightning_logs" / "version_9").exists():
-        in_process("fit", "--config", CNN, "--trainer.max_epochs", "3", "--model.activation", "elu",
-                   "--trainer.logger.init_args.version", "9", "--test_after_fit", "false", *FAST, **here)  # fmt: skip
+        in_process(
+            "fit",
+            "--config",
+            CNN,
+            "--trainer.max_epochs",
+            "3",
+            "--model.activation",
+            "elu",
+            "--trainer.logger.init_args.version",
+            "9",
+            "--test_after_fit",
+            "false",
+            *FAST,
+            **here,
+        )
     dirs = [str(run)] + ([str(work / "lightning_logs" / "version_9")] if runs == 2 else [])
     out = work / f"curves_{runs}.png"
     proc = in_process("plot", *dirs, "--out", str(out), **here)
@@ -87,8 +100,19 @@ def test_explain_writes_an_overlay_per_image_whose_heat_maps_differ(
         files.append(tmp_path / f"digit_{int(labels[i])}.png")
         Image.fromarray(np.kron(images[i, 0].numpy(), np.ones((scale, scale), np.uint8))).save(files[-1])
     ckpt = run / "checkpoints" / "last.ckpt"
-    proc = in_process("explain", "--ckpt_path", str(ckpt), "--images", *map(str, files), "--out", "cams", cwd=tmp_path,
-                      monkeypatch=monkeypatch, capfd=capfd, check=True)  # fmt: skip
+    proc = in_process(
+        "explain",
+        "--ckpt_path",
+        str(ckpt),
+        "--images",
+        *map(str, files),
+        "--out",
+        "cams",
+        cwd=tmp_path,
+        monkeypatch=monkeypatch,
+        capfd=capfd,
+        check=True,
+    )
     assert proc.stdout.count("-> ") == 2
     overlays = [Image.open(tmp_path / "cams" / f"{f.stem}.cam.png") for f in files]
     assert [o.size for o in overlays] == [(28, 28), (84, 84)], "each overlay at its image's own size"
@@ -105,8 +129,9 @@ def test_explain_refuses_an_mlp_with_a_reason(tmp_path: Path, monkeypatch, capfd
     trainer.strategy.connect(MLPClassifier(input_shape=[4], num_classes=2))
     trainer.save_checkpoint(tmp_path / "mlp.ckpt")
     Image.fromarray(np.zeros((2, 2), np.uint8)).save(tmp_path / "x.png")
-    proc = in_process("explain", "--ckpt_path", "mlp.ckpt", "--images", "x.png", cwd=tmp_path, monkeypatch=monkeypatch,
-                      capfd=capfd)  # fmt: skip
+    proc = in_process(
+        "explain", "--ckpt_path", "mlp.ckpt", "--images", "x.png", cwd=tmp_path, monkeypatch=monkeypatch, capfd=capfd
+    )
     assert proc.returncode == 2 and "explain needs an image model" in proc.stderr
 
 

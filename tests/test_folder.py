@@ -49,8 +49,19 @@ def small_folder(root: Path, images: torch.Tensor, labels: torch.Tensor, names: 
 
 # -- training on folders ------------------------------------------------------------------------------------
 def test_png_folder_config_trains_to_the_bar(tmp_path: Path, digits_png: Path, monkeypatch) -> None:
-    in_process("fit", "--config", str(CONFIGS / "png_folder.yaml"), "--data.root", str(digits_png),
-               "--trainer.max_epochs", "3", *QUIET, cwd=tmp_path, monkeypatch=monkeypatch, check=True)  # fmt: skip
+    in_process(
+        "fit",
+        "--config",
+        str(CONFIGS / "png_folder.yaml"),
+        "--data.root",
+        str(digits_png),
+        "--trainer.max_epochs",
+        "3",
+        *QUIET,
+        cwd=tmp_path,
+        monkeypatch=monkeypatch,
+        check=True,
+    )
     acc = scalars(tmp_path / "lightning_logs" / "version_0")["test/acc"][-1][1]
     assert acc >= 0.90, f"PNG digits, 3 epochs: test accuracy {acc:.4f}"
 
@@ -193,8 +204,17 @@ def test_skip_bad_files_skips_with_one_warning(tmp_path: Path, sample, caplog, c
 
 def test_a_bad_folder_through_the_cli_is_one_line(tmp_path: Path, sample, monkeypatch, capfd) -> None:
     root = bad_folder(tmp_path, sample, "corrupt")
-    proc = in_process("fit", "--config", str(CONFIGS / "png_folder.yaml"), "--data.root", str(root), *QUIET,
-                      cwd=tmp_path, monkeypatch=monkeypatch, capfd=capfd)  # fmt: skip
+    proc = in_process(
+        "fit",
+        "--config",
+        str(CONFIGS / "png_folder.yaml"),
+        "--data.root",
+        str(root),
+        *QUIET,
+        cwd=tmp_path,
+        monkeypatch=monkeypatch,
+        capfd=capfd,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "broken.png: not a readable image" in proc.stderr and "data.skip_bad_files=true" in proc.stderr
 
@@ -247,8 +267,18 @@ def test_predict_root_writes_file_label_probability(
     train_dir, other = tmp_path / "train", tmp_path / "elsewhere"
     train_dir.mkdir(), other.mkdir()
     here = {"monkeypatch": monkeypatch, "capfd": capfd}
-    fit = in_process("fit", "--config", str(CONFIGS / "png_folder.yaml"), "--data.root", str(digits_png),
-                     "--trainer.max_epochs", "1", *QUIET, cwd=train_dir, **here)  # fmt: skip
+    fit = in_process(
+        "fit",
+        "--config",
+        str(CONFIGS / "png_folder.yaml"),
+        "--data.root",
+        str(digits_png),
+        "--trainer.max_epochs",
+        "1",
+        *QUIET,
+        cwd=train_dir,
+        **here,
+    )
     assert fit.returncode == 0, fit.stderr[-2000:]
     ckpt = next((train_dir / "lightning_logs" / "version_0" / "checkpoints").glob("epoch*.ckpt"))
     new = other / "new_images"
@@ -260,9 +290,20 @@ def test_predict_root_writes_file_label_probability(
 
     reads, torch_load = [], torch.load
     monkeypatch.setattr(torch, "load", lambda f, *a, **k: reads.append(str(f)) or torch_load(f, *a, **k))
-    proc = in_process("predict", "--config", str(CONFIGS / "png_folder.yaml"), "--ckpt_path", str(ckpt),
-                      "--data.root", "nowhere", "--data.predict_root", "new_images", *QUIET,
-                      cwd=other, **here)  # fmt: skip
+    proc = in_process(
+        "predict",
+        "--config",
+        str(CONFIGS / "png_folder.yaml"),
+        "--ckpt_path",
+        str(ckpt),
+        "--data.root",
+        "nowhere",
+        "--data.predict_root",
+        "new_images",
+        *QUIET,
+        cwd=other,
+        **here,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     # lit_nets reads the checkpoint once (its arguments, the weights check, the data's classes and normalisation;
     # before: 8 times), Lightning once more (through a file object) to restore the model
@@ -294,8 +335,22 @@ def test_compare_script_prints_a_table(tmp_path: Path, digits_png: Path, monkeyp
         fits.append(time.perf_counter() - started)
 
     monkeypatch.setattr(Trainer, "fit", timed_fit)
-    rows = compare.main(["--config", str(CONFIGS / "png_folder.yaml"), "--variants", "relu", "relu+bn", "--epochs", "2",
-                         "--", "--data.root", str(digits_png), "--trainer.limit_train_batches", "20"])  # fmt: skip
+    rows = compare.main(
+        [
+            "--config",
+            str(CONFIGS / "png_folder.yaml"),
+            "--variants",
+            "relu",
+            "relu+bn",
+            "--epochs",
+            "2",
+            "--",
+            "--data.root",
+            str(digits_png),
+            "--trainer.limit_train_batches",
+            "20",
+        ]
+    )
     out = capsys.readouterr().out
     assert "| relu | " in out and "| relu+bn | " in out and len(rows) == 2
     assert all(r["sec_per_epoch"] > 0 and 0 <= r["test_acc"] <= 1 for r in rows)
@@ -310,7 +365,10 @@ def test_too_few_images_per_class_say_why_and_what_to_do(tmp_path: Path, sample,
     images, labels = sample
     pick = torch.cat([(labels == c).nonzero().flatten()[:per_class] for c in range(3)])
     root = small_folder(tmp_path / "few", images[pick], labels[pick], ["zero", "one", "two"])
-    with pytest.raises(UserError, match=rf"few: too few images to hold out a {split} split: .* every class needs at "
-                       rf"least 3 images for training, validation and test\. Add images, or give the {split} images "
-                       r"apart \(a (val|test)/ folder beside train/ in data.root\)"):  # fmt: skip
+    with pytest.raises(
+        UserError,
+        match=rf"few: too few images to hold out a {split} split: .* every class needs at "
+        rf"least 3 images for training, validation and test\. Add images, or give the {split} images "
+        r"apart \(a (val|test)/ folder beside train/ in data.root\)",
+    ):
         ImageFolderDataModule(root=str(root)).setup("fit")

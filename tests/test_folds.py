@@ -107,8 +107,18 @@ def test_a_fold_with_validation_given_apart_says_so(tmp_path: Path) -> None:
 
 
 def test_fit_trains_one_fold_from_the_command_line(tmp_path: Path, monkeypatch, capfd) -> None:
-    args = ("--config", str(CONFIGS / "mlp.yaml"), "--data.init_args.fold", "2", "--data.init_args.folds", "3",
-            "--trainer.max_epochs", "10", "--trainer.enable_progress_bar", "false")  # fmt: skip
+    args = (
+        "--config",
+        str(CONFIGS / "mlp.yaml"),
+        "--data.init_args.fold",
+        "2",
+        "--data.init_args.folds",
+        "3",
+        "--trainer.max_epochs",
+        "10",
+        "--trainer.enable_progress_bar",
+        "false",
+    )
     proc = in_process("fit", *args, cwd=tmp_path, monkeypatch=monkeypatch, capfd=capfd)
     assert proc.returncode == 0, proc.stderr[-3000:]
     hparams = (tmp_path / "lightning_logs" / "version_0" / "hparams.yaml").read_text()

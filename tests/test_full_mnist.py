@@ -16,8 +16,9 @@ pytestmark = [pytest.mark.slow, needs_full_mnist]
 def fit_on_full_mnist(config: str, tmp_path: Path) -> float:
     """``python -m lit_nets fit --config configs/CONFIG --data.data_dir ../shared/data``, as the README writes it
     (defaults on); the test accuracy of its best checkpoint, after checking the full data set was the one used."""
-    proc = run_cli("fit", "--config", str(CONFIGS / config), "--data.data_dir", str(FULL_MNIST), cwd=tmp_path,
-                   timeout=1800)  # fmt: skip
+    proc = run_cli(
+        "fit", "--config", str(CONFIGS / config), "--data.data_dir", str(FULL_MNIST), cwd=tmp_path, timeout=1800
+    )
     output = proc.stdout + proc.stderr
     assert f"MNIST (torchvision, {FULL_MNIST})" in output, output[-3000:]
     return float(re.search(r"Test \(best\):\s+test/acc ([0-9.]+)", proc.stdout).group(1))

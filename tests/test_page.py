@@ -19,8 +19,14 @@ if not REQUIRED:
     if CHROMIUM is None:
         pytest.skip("no chromium on PATH (apt-get install chromium)", allow_module_level=True)
 # Chromium as root needs --no-sandbox; the network flags stop it calling home on a machine with no internet
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--no-first-run"]  # fmt: skip
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="module")

@@ -33,8 +33,16 @@ from conftest import REPO, run_cli, serving
 
 README = REPO / "README.md"
 # fits of image configs: 2 epochs of 5 batches (a resumed run gets a third)
-IMAGE_OVERLAY = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "5", "--trainer.limit_val_batches", "3",
-                 "--trainer.limit_test_batches", "3"]  # fmt: skip
+IMAGE_OVERLAY = [
+    "--trainer.max_epochs",
+    "2",
+    "--trainer.limit_train_batches",
+    "5",
+    "--trainer.limit_val_batches",
+    "3",
+    "--trainer.limit_test_batches",
+    "3",
+]
 IMAGE_CONFIGS = ("cnn.yaml", "mnist_best.yaml", "png_folder.yaml", "transfer.yaml", "photos.yaml")
 PHOTO_OVERLAY = ["--data.image_size", "64"]  # backbones at 64 px, not the weights' 224: seconds per fit on a CPU
 NOT_HERE = {  # by program, module (-m) or script
@@ -233,8 +241,15 @@ def check_cv(argv: list[str], out: str, err: str) -> None:
     assert "| mean ± std |" in out and "Out-of-fold:" in out
 
 
-CHECKS = {"fit": check_fit, "test": check_test, "validate": check_test, "predict": check_predict,
-          "export": check_export, "tune": check_tune, "cv": check_cv}  # fmt: skip
+CHECKS = {
+    "fit": check_fit,
+    "test": check_test,
+    "validate": check_test,
+    "predict": check_predict,
+    "export": check_export,
+    "tune": check_tune,
+    "cv": check_cv,
+}
 LEARNING_RATES: dict[str, float] = {}
 
 
@@ -248,16 +263,32 @@ def compare(args: list[str]) -> None:
     ours, extra = (args[: args.index("--")], args[args.index("--") + 1 :]) if "--" in args else (args, [])
     variants = ours[ours.index("--variants") + 1 :][:2] if "--variants" in ours else ["relu+bn"]
     variants = [v for v in variants if not v.startswith("-")]
-    rows = module.main([*ours, "--seeds", "1", "--epochs", "1", "--variants", *variants, "--",
-                        *extra, "--trainer.limit_train_batches", "5"])  # fmt: skip
+    rows = module.main(
+        [
+            *ours,
+            "--seeds",
+            "1",
+            "--epochs",
+            "1",
+            "--variants",
+            *variants,
+            "--",
+            *extra,
+            "--trainer.limit_train_batches",
+            "5",
+        ]
+    )
     assert rows and all(0 <= row["test_acc"] <= 1 for row in rows)
 
 
 def start_service(argv: list[str], workspace: Path):
     """``serve`` as written, on a free port (the README's port may be taken on a test machine)."""
     ckpt = argv[argv.index("--ckpt_path") + 1]
-    others = [a for i, a in enumerate(argv[1:], 1) if a not in ("--ckpt_path", "--port")
-              and argv[i - 1] not in ("--ckpt_path", "--port")]  # fmt: skip
+    others = [
+        a
+        for i, a in enumerate(argv[1:], 1)
+        if a not in ("--ckpt_path", "--port") and argv[i - 1] not in ("--ckpt_path", "--port")
+    ]
     service = serving(Path(ckpt), workspace, *others)
     service.url = service.__enter__()
     return service
@@ -280,8 +311,9 @@ def send(words: list[str], service) -> None:
         elif flag == "-d":
             body = value
     path = next(w for w in words if "/predict" in w).split("/", 1)[1]
-    answer = requests.post(f"{service.url}/{path}", files=files or None, data=body or data or None,
-                           headers=headers, timeout=60)  # fmt: skip
+    answer = requests.post(
+        f"{service.url}/{path}", files=files or None, data=body or data or None, headers=headers, timeout=60
+    )
     assert answer.status_code == 200, answer.text
     result = answer.json()
     assert 0 <= result["probability"] <= 1 and result["label"]

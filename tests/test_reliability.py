@@ -15,9 +15,20 @@ import torch
 
 from conftest import CONFIGS, in_process, run_cli
 
-FAST = ["--trainer.limit_train_batches", "20", "--trainer.limit_val_batches", "2", "--data.download", "false",
-        "--trainer.enable_progress_bar", "false", "--figures.enabled", "false",
-        "--test_after_fit", "false"]  # fmt: skip
+FAST = [
+    "--trainer.limit_train_batches",
+    "20",
+    "--trainer.limit_val_batches",
+    "2",
+    "--data.download",
+    "false",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--figures.enabled",
+    "false",
+    "--test_after_fit",
+    "false",
+]
 
 
 class Payload:
@@ -32,9 +43,14 @@ class Payload:
 
 @pytest.mark.parametrize(
     ("command", "container"),
-    [("test", "torch.save"), ("test", "pickle.dump"), ("export", "torch.save"), ("explain", "torch.save"),
-     ("serve", "pickle.dump")],
-)  # fmt: skip
+    [
+        ("test", "torch.save"),
+        ("test", "pickle.dump"),
+        ("export", "torch.save"),
+        ("explain", "torch.save"),
+        ("serve", "pickle.dump"),
+    ],
+)
 def test_a_crafted_pickle_checkpoint_is_refused_and_runs_nothing(tmp_path: Path, container: str, command: str) -> None:
     marker, evil = tmp_path / "PWNED", tmp_path / "evil.ckpt"
     content = {"state_dict": {}, "hyper_parameters": {"lr": Payload(marker)}}
@@ -78,8 +94,18 @@ def test_a_torn_last_checkpoint_falls_back_to_the_newest_intact_one(
     explicit = in_process("test", "--config", str(CONFIGS / "cnn.yaml"), "--ckpt_path", str(last), **here)
     assert explicit.returncode == 2 and "not a complete checkpoint (truncated, torn" in explicit.stderr
     best = next(p for p in checkpoints.glob("epoch*.ckpt")).relative_to(work)
-    proc = in_process("fit", "--config", str(CONFIGS / "cnn.yaml"), "--ckpt_path", "last", "--trainer.max_epochs", "3",
-                      *FAST, check=True, **here)  # fmt: skip
+    proc = in_process(
+        "fit",
+        "--config",
+        str(CONFIGS / "cnn.yaml"),
+        "--ckpt_path",
+        "last",
+        "--trainer.max_epochs",
+        "3",
+        *FAST,
+        check=True,
+        **here,
+    )
     assert f"{last.relative_to(work)} is torn (cut short while being written); using {best} instead" in proc.stderr
     resumed = torch.load(last, weights_only=True)  # the run went on in its own folder, and wrote a whole last.ckpt
     assert resumed["epoch"] == 2 and resumed["global_step"] == 60  # 3 epochs of 20 steps: none lost, none repeated
@@ -87,9 +113,21 @@ def test_a_torn_last_checkpoint_falls_back_to_the_newest_intact_one(
 
 # 3 epochs of 40 steps with configs/preemptible.yaml saving last.ckpt every 10 steps, deterministic: a run stopped
 # and resumed with --ckpt_path last must end with exactly the weights of a run never stopped
-RESUMABLE = ["--config", str(CONFIGS / "cnn.yaml"), "--config", str(CONFIGS / "preemptible.yaml"),
-             "--trainer.callbacks.init_args.every_n_train_steps", "10", "--trainer.max_epochs", "3", *FAST[2:],
-             "--trainer.limit_train_batches", "40", "--trainer.deterministic", "true"]  # fmt: skip
+RESUMABLE = [
+    "--config",
+    str(CONFIGS / "cnn.yaml"),
+    "--config",
+    str(CONFIGS / "preemptible.yaml"),
+    "--trainer.callbacks.init_args.every_n_train_steps",
+    "10",
+    "--trainer.max_epochs",
+    "3",
+    *FAST[2:],
+    "--trainer.limit_train_batches",
+    "40",
+    "--trainer.deterministic",
+    "true",
+]
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +159,13 @@ def test_sigterm_then_resume_ends_with_the_weights_of_an_unbroken_run(tmp_path: 
     """A real SIGTERM from outside, at whatever step the run has reached: it saves that step, and the resumed run
     continues the same epoch's order after the batches already trained on (the loader's place is in the
     checkpoint), so with deterministic on the weights come out equal."""
-    proc = subprocess.Popen([sys.executable, "-m", "lit_nets", "fit", *RESUMABLE], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lit_nets", "fit", *RESUMABLE],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     started = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"  # step 10 trained
     deadline = time.monotonic() + 300
     while not started.exists() and time.monotonic() < deadline and proc.poll() is None:
@@ -152,15 +195,22 @@ def test_sigterm_then_resume_ends_with_the_weights_of_an_unbroken_run(tmp_path: 
         ("TerminateWhileCheckpointing", 20, 21),  # after step 20's save point, as its periodic checkpoint is written
         ("TerminateDuringValidation", 40, 41),  # validation ends, then one more step, saved, then it stops
     ],
-)  # fmt: skip
+)
 def test_killed_at_an_exact_moment_then_resume_ends_with_the_weights_of_an_unbroken_run(
     tmp_path: Path, unbroken: dict, fault: str, step: int, saved_step: int
 ) -> None:
     """SIGKILL cannot be caught: the newest last.ckpt (every 10 steps with configs/preemptible.yaml) is what
     survives, and the resumed run repeats the steps since. Killed on an epoch's last step, the saved loader
     position says "the next epoch, from its start", as Lightning resumes there."""
-    proc = run_cli("fit", *RESUMABLE, f"--trainer.callbacks+=faults.{fault}", "--trainer.callbacks.init_args.step",
-                   str(step), cwd=tmp_path, check=False)  # fmt: skip
+    proc = run_cli(
+        "fit",
+        *RESUMABLE,
+        f"--trainer.callbacks+=faults.{fault}",
+        "--trainer.callbacks.init_args.step",
+        str(step),
+        cwd=tmp_path,
+        check=False,
+    )
     if fault.startswith("Kill"):  # SIGKILL ends the process there
         assert proc.returncode == -signal.SIGKILL
     else:  # after SIGTERM the run ends itself once the step is saved, with the exit status of a SIGTERM
@@ -190,19 +240,43 @@ def test_a_full_disk_while_saving_a_checkpoint_is_one_line(tmp_path: Path, monke
     monkeypatch.setattr(sys, "argv", ["lit_nets"])  # the CLI gets its arguments below, not pytest's
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(["fit", "--config", str(CONFIGS / "mlp.yaml"), "--trainer.max_epochs", "1",
-                  "--trainer.enable_progress_bar", "false", "--figures.enabled", "false"])  # fmt: skip
+        cli.main(
+            [
+                "fit",
+                "--config",
+                str(CONFIGS / "mlp.yaml"),
+                "--trainer.max_epochs",
+                "1",
+                "--trainer.enable_progress_bar",
+                "false",
+                "--figures.enabled",
+                "false",
+            ]
+        )
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "error: no space left on the device" in err and "Traceback" not in err
 
 
 def test_a_checkpoint_of_another_model_and_data_is_one_line(tmp_path: Path, monkeypatch, capfd) -> None:
     here = {"cwd": tmp_path, "monkeypatch": monkeypatch, "capfd": capfd}
-    in_process("fit", "--config", str(CONFIGS / "mlp.yaml"), "--trainer.max_epochs", "1", "--test_after_fit", "false",
-               "--figures.enabled", "false", "--trainer.enable_progress_bar", "false", **here)  # fmt: skip
+    in_process(
+        "fit",
+        "--config",
+        str(CONFIGS / "mlp.yaml"),
+        "--trainer.max_epochs",
+        "1",
+        "--test_after_fit",
+        "false",
+        "--figures.enabled",
+        "false",
+        "--trainer.enable_progress_bar",
+        "false",
+        **here,
+    )
     wine = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
-    proc = in_process("test", "--config", str(CONFIGS / "cnn.yaml"), "--data.download", "false", "--ckpt_path",
-                      str(wine), **here)  # fmt: skip
+    proc = in_process(
+        "test", "--config", str(CONFIGS / "cnn.yaml"), "--data.download", "false", "--ckpt_path", str(wine), **here
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "holds MLPClassifier for 3 classes of input [13], but this run's data gives 10 classes" in proc.stderr
 
@@ -229,7 +303,7 @@ def test_ddp_with_two_cpu_processes_logs_metrics_of_the_whole_validation_set(tmp
         "2",
         cwd=tmp_path,
         timeout=400,
-    )  # fmt: skip (a hang, as rank 0 once waited in a figure, fails here)
+    )  # the defaults on: a hang, as rank 0 once waited in a figure, fails here
     run = tmp_path / "lightning_logs" / "version_0"
     assert "Test (best):  test/acc 0.9" in proc.stdout, proc.stdout[-3000:]
     for figure in ("filters_conv1.png", "activations_conv1.png", "confusion_matrix_test.png", "mistakes_test.png"):
@@ -237,8 +311,17 @@ def test_ddp_with_two_cpu_processes_logs_metrics_of_the_whole_validation_set(tmp
     logged = dict(scalars(run)["val/acc"])
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["global_step"] == 2 * 29  # each process: every other of the 57 batches of 64, for 2 epochs
-    in_process("validate", "--config", str(CONFIGS / "cnn.yaml"), "--data.download", "false",
-               "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), cwd=tmp_path, check=True)  # fmt: skip
+    in_process(
+        "validate",
+        "--config",
+        str(CONFIGS / "cnn.yaml"),
+        "--data.download",
+        "false",
+        "--ckpt_path",
+        str(run / "checkpoints" / "last.ckpt"),
+        cwd=tmp_path,
+        check=True,
+    )
     single = scalars(tmp_path / "lightning_logs" / "version_1")["val/acc"][-1][1]
     print(
         f"val/acc logged by 2 DDP processes {logged[max(logged)]:.4f}, one process on the same checkpoint {single:.4f}"
@@ -270,9 +353,21 @@ def test_fifty_epochs_do_not_grow_memory_and_keep_the_configured_checkpoints(tmp
             self.rss.append(pages * os.sysconf("SC_PAGE_SIZE") / 2**20)
 
     monkeypatch.chdir(tmp_path)
-    cli = LitNetsCLI(args=["--config", str(CONFIGS / "mlp.yaml"), "--trainer.max_epochs", "50",
-                           "--checkpoint.save_top_k", "2", "--trainer.enable_progress_bar", "false",
-                           "--figures.enabled", "false"], run=False)  # fmt: skip
+    cli = LitNetsCLI(
+        args=[
+            "--config",
+            str(CONFIGS / "mlp.yaml"),
+            "--trainer.max_epochs",
+            "50",
+            "--checkpoint.save_top_k",
+            "2",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--figures.enabled",
+            "false",
+        ],
+        run=False,
+    )
     memory = Memory()
     cli.trainer.callbacks.append(memory)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)

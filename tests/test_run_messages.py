@@ -16,9 +16,23 @@ QUIET = ("--trainer.enable_progress_bar", "false", "--figures.enabled", "false")
 
 
 def test_a_run_stopped_by_max_time_says_so_and_checkpoints_name_their_metric(tmp_path, monkeypatch, capfd) -> None:
-    proc = in_process("fit", "--config", str(CONFIGS / "mlp.yaml"), "--trainer.max_time", "00:00:00:02",
-                      "--trainer.max_epochs", "100000", "--early_stopping.patience", "100000", *QUIET,
-                      "--test_after_fit", "false", cwd=tmp_path, monkeypatch=monkeypatch, capfd=capfd)  # fmt: skip
+    proc = in_process(
+        "fit",
+        "--config",
+        str(CONFIGS / "mlp.yaml"),
+        "--trainer.max_time",
+        "00:00:00:02",
+        "--trainer.max_epochs",
+        "100000",
+        "--early_stopping.patience",
+        "100000",
+        *QUIET,
+        "--test_after_fit",
+        "false",
+        cwd=tmp_path,
+        monkeypatch=monkeypatch,
+        capfd=capfd,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     (stopped,) = [line for line in proc.stdout.splitlines() if line.startswith("Stopped:")]
     assert "by the time limit (trainer.max_time, 2 s)" in stopped and "did not trigger" not in stopped, stopped
@@ -49,17 +63,44 @@ def test_a_folder_without_test_says_so_and_non_images_are_counted(tmp_path, samp
 
 
 def test_best_and_last_say_which_run_epoch_and_score_and_a_finished_run_says_so(tmp_path, monkeypatch, capfd) -> None:
-    fit = ("fit", "--config", str(CONFIGS / "mlp.yaml"), "--trainer.max_epochs", "4", "--early_stopping", "null",
-           *QUIET)  # fmt: skip
+    fit = (
+        "fit",
+        "--config",
+        str(CONFIGS / "mlp.yaml"),
+        "--trainer.max_epochs",
+        "4",
+        "--early_stopping",
+        "null",
+        *QUIET,
+    )
     assert in_process(*fit, "--test_after_fit", "false", cwd=tmp_path, monkeypatch=monkeypatch).returncode == 0
     (best,) = (tmp_path / "lightning_logs" / "version_0" / "checkpoints").glob("epoch*.ckpt")
     epoch, score = int(best.name[5:7]), best.stem.split("val_loss")[1]
-    tested = in_process("test", "--config", str(CONFIGS / "mlp.yaml"), "--ckpt_path", "best", *QUIET,
-                        cwd=tmp_path, monkeypatch=monkeypatch, capfd=capfd)  # fmt: skip
+    tested = in_process(
+        "test",
+        "--config",
+        str(CONFIGS / "mlp.yaml"),
+        "--ckpt_path",
+        "best",
+        *QUIET,
+        cwd=tmp_path,
+        monkeypatch=monkeypatch,
+        capfd=capfd,
+    )
     out = tested.stdout + tested.stderr
     assert f"(the best checkpoint of the newest run; run version_0, epoch {epoch}, val/loss {score})" in out, out
-    exported = in_process("export", "--ckpt_path", "last", "--format", "state_dict", "--out", "out", cwd=tmp_path,
-                          monkeypatch=monkeypatch, capfd=capfd)  # fmt: skip
+    exported = in_process(
+        "export",
+        "--ckpt_path",
+        "last",
+        "--format",
+        "state_dict",
+        "--out",
+        "out",
+        cwd=tmp_path,
+        monkeypatch=monkeypatch,
+        capfd=capfd,
+    )
     assert "(the last checkpoint of the newest run; run version_0, epoch 3, the run's best val/loss" in exported.stderr
     again = in_process(*fit, "--ckpt_path", "last", cwd=tmp_path, monkeypatch=monkeypatch, capfd=capfd)
     assert again.returncode == 0
@@ -68,8 +109,17 @@ def test_best_and_last_say_which_run_epoch_and_score_and_a_finished_run_says_so(
 
 
 def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder(tmp_path, monkeypatch, capfd) -> None:
-    proc = in_process("fit", "--config", str(CONFIGS / "mlp.yaml"), "--early_stopping.monitor", "val/acx", *QUIET,
-                      cwd=tmp_path, monkeypatch=monkeypatch, capfd=capfd)  # fmt: skip
+    proc = in_process(
+        "fit",
+        "--config",
+        str(CONFIGS / "mlp.yaml"),
+        "--early_stopping.monitor",
+        "val/acx",
+        *QUIET,
+        cwd=tmp_path,
+        monkeypatch=monkeypatch,
+        capfd=capfd,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert (
         proc.stderr.strip().splitlines()[-1].startswith("error: early_stopping.monitor: ") and "val/acx" in proc.stderr

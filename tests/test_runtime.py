@@ -44,8 +44,9 @@ def runs() -> tuple[dict, dict]:
     """The same steps in a process left as it is (LIT_NETS_TUNE=0) and in one tuned as every lit_nets run is (the
     two run at once: page faults do not depend on what else runs)."""
     run = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
-    procs = [subprocess.Popen([sys.executable, "-c", STEPS], env={**os.environ, "LIT_NETS_TUNE": t}, **run)
-             for t in "01"]  # fmt: skip
+    procs = [
+        subprocess.Popen([sys.executable, "-c", STEPS], env={**os.environ, "LIT_NETS_TUNE": t}, **run) for t in "01"
+    ]
     results = []
     for proc in procs:
         out, err = proc.communicate(timeout=300)

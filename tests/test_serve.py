@@ -197,8 +197,9 @@ def test_every_exported_model_serves_the_same_answers(cnn_run, digits) -> None:
 
 def test_a_state_dict_export_is_refused_with_advice(cnn_run, monkeypatch, capfd) -> None:
     work, _ = cnn_run
-    proc = in_process("serve", "--ckpt_path", str(work / "exported" / "last.pt"), cwd=work, monkeypatch=monkeypatch,
-                      capfd=capfd)  # fmt: skip
+    proc = in_process(
+        "serve", "--ckpt_path", str(work / "exported" / "last.pt"), cwd=work, monkeypatch=monkeypatch, capfd=capfd
+    )
     assert proc.returncode == 2 and "serve the checkpoint, or export to torchscript" in proc.stderr
 
 
@@ -354,8 +355,12 @@ def test_a_locked_services_info_keeps_the_training_statistics_for_key_holders() 
     from lit_nets.serve import Limits, RequestGuard, Shared
 
     full = {"kind": "tabular", "features": ["a"], "example": {"a": 13.05}}
-    app = Starlette(routes=[Route(p, lambda request: JSONResponse({"model": full}))
-                            for p in ("/info", "/docs", "/openapi.json", "/redoc")])  # fmt: skip
+    app = Starlette(
+        routes=[
+            Route(p, lambda request: JSONResponse({"model": full}))
+            for p in ("/info", "/docs", "/openapi.json", "/redoc")
+        ]
+    )
     public = {"kind": "tabular", "features": ["a"]}
     guarded = RequestGuard(app, limits=Limits(2**20, 30, "k3y", 1000, public), shared=Shared())
     client = TestClient(guarded)
@@ -512,9 +517,10 @@ def test_slow_clients_are_cut_off(cnn_server, digits) -> None:
     url = cnn_server.url  # the session's service runs with --header_timeout 1 --body_timeout 2
     port = int(url.rsplit(":", 1)[1])
     answers = []
-    for partial in (b"POST /predict HTTP/1.1\r\nHost: x\r\n",  # headers never finished
-                    b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: 1000\r\n\r\n{\"a\": "):  # fmt: skip
+    for partial in (
+        b"POST /predict HTTP/1.1\r\nHost: x\r\n",  # headers never finished
+        b'POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"a": ',
+    ):
         with socket.create_connection(("127.0.0.1", port), timeout=20) as conn:
             conn.sendall(partial)
             started, data = time.monotonic(), b""
@@ -539,8 +545,10 @@ def test_an_idle_service_uses_no_cpu(cnn_server, digits) -> None:
     after_pause = time.perf_counter() - started
     started = time.perf_counter()
     post_image(cnn_server.url, digits[0][1])
-    print(f"idle: {cpu_after - cpu_before:.2f} s of CPU in 15 s; the first request after: {after_pause * 1000:.1f} ms, "
-          f"the next: {(time.perf_counter() - started) * 1000:.1f} ms")  # fmt: skip
+    print(
+        f"idle: {cpu_after - cpu_before:.2f} s of CPU in 15 s; the first request after: {after_pause * 1000:.1f} ms, "
+        f"the next: {(time.perf_counter() - started) * 1000:.1f} ms"
+    )
     assert (cpu_after - cpu_before) / 15 < 0.01
     assert first.status_code == 200 and first.json()["label"] == digits[2][1]
 
@@ -558,8 +566,12 @@ def test_the_container_recipe_serves_a_checkpoint(locked_server, digits) -> None
     assert "USER serve" in recipe and "download.pytorch.org/whl/cpu" in recipe
     probe = [sys.executable if a == "python" else a.replace(":8000/", f":{service.port}/") for a in health]
     assert subprocess.run(probe, capture_output=True, timeout=30).returncode == 0
-    answer = requests.post(f"{service.url}/predict", files={"file": ("d.png", digits[0][0])},
-                           headers={"X-API-Key": "s3cret-key"}, timeout=30)  # fmt: skip
+    answer = requests.post(
+        f"{service.url}/predict",
+        files={"file": ("d.png", digits[0][0])},
+        headers={"X-API-Key": "s3cret-key"},
+        timeout=30,
+    )
     assert answer.json()["label"] == digits[2][0]
 
 

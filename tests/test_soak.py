@@ -59,9 +59,14 @@ def soak(service: Service, kinds: dict, requests_in_all: int = 2000) -> dict:
     _, memory_after = service.usage()
     by_kind = Counter((name, status) for name, status, _ in results)
     wrong = [(name, status) for name, status, ok in results if not ok]
-    figures = {"requests": len(results), "seconds": round(took, 1), "by kind and status": dict(sorted(by_kind.items())),
-               "wrong": wrong[:10], "memory MB before": round(memory_before / 2**20), "memory MB after":
-               round(memory_after / 2**20)}  # fmt: skip
+    figures = {
+        "requests": len(results),
+        "seconds": round(took, 1),
+        "by kind and status": dict(sorted(by_kind.items())),
+        "wrong": wrong[:10],
+        "memory MB before": round(memory_before / 2**20),
+        "memory MB after": round(memory_after / 2**20),
+    }
     print(json.dumps({k: (str(v) if k == "by kind and status" else v) for k, v in figures.items()}, indent=1))
     assert not wrong, wrong[:10]
     assert memory_after <= 1.10 * memory_before, figures
@@ -74,8 +79,9 @@ def test_soak_image_service(cnn_run, digits) -> None:  # noqa: F811 (the fixture
 
     work, _ = cnn_run
     images, _, predicted = digits
-    service = Service(work / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt", work,
-                      "--header_timeout", "2")  # fmt: skip
+    service = Service(
+        work / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt", work, "--header_timeout", "2"
+    )
     url = f"{service.url}/predict"
 
     def upload(name: str, data: bytes):
@@ -121,8 +127,20 @@ def test_soak_image_service(cnn_run, digits) -> None:  # noqa: F811 (the fixture
 def test_soak_tabular_service(tmp_path: Path) -> None:
     import pandas as pd
 
-    run_cli("fit", "--config", str(CONFIGS / "mlp.yaml"), "--trainer.max_epochs", "10", "--test_after_fit", "false",
-            "--trainer.enable_progress_bar", "false", "--figures.enabled", "false", cwd=tmp_path)  # fmt: skip
+    run_cli(
+        "fit",
+        "--config",
+        str(CONFIGS / "mlp.yaml"),
+        "--trainer.max_epochs",
+        "10",
+        "--test_after_fit",
+        "false",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--figures.enabled",
+        "false",
+        cwd=tmp_path,
+    )
     rows = pd.read_csv(tmp_path / "data" / "wine.csv")
     records = rows.drop(columns="cultivar").to_dict(orient="records")
     service = Service(tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt", tmp_path)

@@ -46,15 +46,34 @@ def fit_and_test(dm: CSVDataModule, epochs: int, **kwargs) -> tuple[MLPClassifie
 def test_predict_on_a_new_csv_needs_only_the_checkpoint(tmp_path: Path, monkeypatch, capfd) -> None:
     train_dir, other = tmp_path / "train", tmp_path / "elsewhere"
     train_dir.mkdir(), other.mkdir()
-    fit = in_process("fit", "--config", str(CONFIGS / "mlp.yaml"), *QUIET, "--trainer.max_epochs", "10",
-                     cwd=train_dir, monkeypatch=monkeypatch, capfd=capfd)  # fmt: skip
+    fit = in_process(
+        "fit",
+        "--config",
+        str(CONFIGS / "mlp.yaml"),
+        *QUIET,
+        "--trainer.max_epochs",
+        "10",
+        cwd=train_dir,
+        monkeypatch=monkeypatch,
+        capfd=capfd,
+    )
     assert fit.returncode == 0, fit.stderr[-2000:]
     rows = pd.read_csv(train_dir / "data" / "wine.csv").drop(columns="cultivar").iloc[::9]
     rows.to_csv(other / "new_rows.csv", index=False)
     ckpt = next((train_dir / "lightning_logs" / "version_0" / "checkpoints").glob("epoch*.ckpt"))
-    proc = in_process("predict", "--config", str(CONFIGS / "mlp.yaml"), "--ckpt_path", str(ckpt),
-                      "--data.predict_path", "new_rows.csv", *QUIET, cwd=other, monkeypatch=monkeypatch,
-                      capfd=capfd)  # fmt: skip
+    proc = in_process(
+        "predict",
+        "--config",
+        str(CONFIGS / "mlp.yaml"),
+        "--ckpt_path",
+        str(ckpt),
+        "--data.predict_path",
+        "new_rows.csv",
+        *QUIET,
+        cwd=other,
+        monkeypatch=monkeypatch,
+        capfd=capfd,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert not (other / "data").exists(), "the training CSV was not needed"
     out = pd.read_csv(other / "lightning_logs" / "version_0" / "predictions.csv")
@@ -133,8 +152,14 @@ def test_weights_out_as_a_state_dict_and_into_a_fresh_mlp(tmp_path: Path) -> Non
     net_weights = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
     torch.save(net_weights, tmp_path / "mlp_weights.pt")
 
-    net = MLP(in_features=hp["input_shape"][0], num_outputs=hp["num_classes"], hidden=hp["hidden"],
-              dropout=hp["dropout"], activation=hp["activation"], batch_norm=hp["batch_norm"])  # fmt: skip
+    net = MLP(
+        in_features=hp["input_shape"][0],
+        num_outputs=hp["num_classes"],
+        hidden=hp["hidden"],
+        dropout=hp["dropout"],
+        activation=hp["activation"],
+        batch_norm=hp["batch_norm"],
+    )
     net.load_state_dict(torch.load(tmp_path / "mlp_weights.pt", weights_only=True))
     net.eval()
     model.eval()
@@ -145,10 +170,24 @@ def test_weights_out_as_a_state_dict_and_into_a_fresh_mlp(tmp_path: Path) -> Non
 
 
 def test_an_mlp_also_trains_on_flattened_mnist(tmp_path: Path, monkeypatch, capfd) -> None:
-    proc = in_process("fit", "--config", str(CONFIGS / "cnn.yaml"), "--config", str(CONFIGS / "debug.yaml"),
-                      "--model", "lit_nets.models.MLPClassifier", "--model.hidden", "[128]", "--data.download",
-                      "false", "--trainer.limit_train_batches", "30", cwd=tmp_path, monkeypatch=monkeypatch,
-                      capfd=capfd)  # fmt: skip
+    proc = in_process(
+        "fit",
+        "--config",
+        str(CONFIGS / "cnn.yaml"),
+        "--config",
+        str(CONFIGS / "debug.yaml"),
+        "--model",
+        "lit_nets.models.MLPClassifier",
+        "--model.hidden",
+        "[128]",
+        "--data.download",
+        "false",
+        "--trainer.limit_train_batches",
+        "30",
+        cwd=tmp_path,
+        monkeypatch=monkeypatch,
+        capfd=capfd,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     hparams = (tmp_path / "lightning_logs" / "version_0" / "hparams.yaml").read_text()
     assert "hidden:\n- 128" in hparams and "Test (best):" in proc.stdout
@@ -175,11 +214,17 @@ NUMBERS = "a,b,label\n" + "".join(f"{i},{i % 7},{'yes' if i % 2 else 'no'}\n" fo
         (NUMBERS.replace("\n17,3,", "\n17,oops,"), {}, r"column 'b' holds numbers, but line 19 has 'oops'"),
         (NUMBERS, {"features": ["a", "c"]}, r"no column\(s\) 'c'"),
         # an id: a different value on every row teaches nothing about the rows the model has not seen
-        ("".join(f"{i},name{i},{i % 2}\n" for i in range(80)).replace("0,name0", "a,b,label\n0,name0", 1),
-         {}, r"column 'b' has \d+ different values in \d+ training rows \(e.g. 'name\d+' on line \d+\): an id"),
-        ("".join(f"{i},name{i % 30},{i % 2}\n" for i in range(80)).replace("0,name0", "a,b,label\n0,name0", 1),
-         {"max_categories": 20}, r"column 'b' has \d\d different text values \(e.g. 'name\d+' on line \d+\), more than "
-         r"data.max_categories=20"),
+        (
+            "".join(f"{i},name{i},{i % 2}\n" for i in range(80)).replace("0,name0", "a,b,label\n0,name0", 1),
+            {},
+            r"column 'b' has \d+ different values in \d+ training rows \(e.g. 'name\d+' on line \d+\): an id",
+        ),
+        (
+            "".join(f"{i},name{i % 30},{i % 2}\n" for i in range(80)).replace("0,name0", "a,b,label\n0,name0", 1),
+            {"max_categories": 20},
+            r"column 'b' has \d\d different text values \(e.g. 'name\d+' on line \d+\), more than "
+            r"data.max_categories=20",
+        ),
         # numbers no model can take: before, the loss was NaN and the run ended at chance with exit 0
         (NUMBERS.replace("\n17,3,", "\n17,inf,"), {}, r"column 'b', line 19 has inf, not a finite number a model can"),
         (NUMBERS.replace("\n17,3,", "\n17,1e39,"), {}, r"column 'b', line 19 has 1e\+39, not a finite number"),
@@ -187,14 +232,21 @@ NUMBERS = "a,b,label\n" + "".join(f"{i},{i % 7},{'yes' if i % 2 else 'no'}\n" fo
         # pandas would have called the second column 'a.1' without a word
         (NUMBERS.replace("a,b,label", "a,a,label"), {}, r"the header names column 'a' 2 times \(columns 1, 2\)"),
         # splits that cannot be made: before, exit 0 with no validation, no best checkpoint and no test
-        ("a,label\n" + "".join(f"{i},{i * 0.37:.2f}\n" for i in range(60)), {},
-         r"target 'label' has 60 different values in 60 rows, so most classes have a single row.*bin it into classes"),
+        (
+            "a,label\n" + "".join(f"{i},{i * 0.37:.2f}\n" for i in range(60)),
+            {},
+            r"target 'label' has 60 different values in 60 rows, so most classes have a single row"
+            r".*bin it into classes",
+        ),
         ("a,label\n1,x\n2,y\n3,z\n", {}, r"target 'label' has 3 different values in 3 rows"),
-        ("a,label\n" + "".join(f"{i},{'xyz'[i % 3]}\n" for i in range(6)), {},
-         r"too few rows to hold out a validation split: 3 rows left in 3 classes \(the largest has 1\); every class "
-         r"needs at least 3 rows .* \(data.val_path\)"),
+        (
+            "a,label\n" + "".join(f"{i},{'xyz'[i % 3]}\n" for i in range(6)),
+            {},
+            r"too few rows to hold out a validation split: 3 rows left in 3 classes \(the largest has 1\); every class "
+            r"needs at least 3 rows .* \(data.val_path\)",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_training_files_are_named(
     tmp_path: Path, capsys, monkeypatch, text: str | None, kwargs: dict, message: str
 ) -> None:
@@ -236,8 +288,18 @@ def test_bad_predict_files_are_named(tmp_path: Path, text: str, message: str) ->
 
 def test_a_bad_csv_through_the_cli_is_one_line_without_traceback(tmp_path: Path) -> None:
     write(tmp_path, "data.csv", NUMBERS)
-    proc = run_cli("fit", "--config", str(CONFIGS / "mlp.yaml"), "--data.path", "data.csv", "--data.target", "y",
-                   *QUIET, cwd=tmp_path, check=False)  # fmt: skip
+    proc = run_cli(
+        "fit",
+        "--config",
+        str(CONFIGS / "mlp.yaml"),
+        "--data.path",
+        "data.csv",
+        "--data.target",
+        "y",
+        *QUIET,
+        cwd=tmp_path,
+        check=False,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "error: data.csv: no target column 'y'; the columns are 'a', 'b', 'label' (set data.target)" in proc.stderr
 
@@ -246,12 +308,15 @@ def test_a_bad_csv_through_the_cli_is_one_line_without_traceback(tmp_path: Path)
 @pytest.mark.parametrize(
     ("variant", "write_options", "said"),
     [
-        ("Excel, much of Europe", {"sep": ";", "decimal": ",", "encoding": "cp1252"},
-         "read as ';'-separated, decimal commas, encoding cp1252"),
+        (
+            "Excel, much of Europe",
+            {"sep": ";", "decimal": ",", "encoding": "cp1252"},
+            "read as ';'-separated, decimal commas, encoding cp1252",
+        ),
         ("UTF-8 with a byte-order mark", {"encoding": "utf-8-sig"}, "encoding utf-8-sig"),
         ("tab-separated", {"sep": "\t"}, "read as tab-separated, decimal mark '.', encoding utf-8"),
     ],
-)  # fmt: skip
+)
 def test_spreadsheet_files_give_the_same_data_as_a_plain_csv(
     tmp_path: Path, caplog, variant: str, write_options: dict, said: str
 ) -> None:

@@ -52,9 +52,22 @@ def embedded_run(ratings: Path, tmp_path_factory) -> tuple[Path, Path, str]:
     work = tmp_path_factory.mktemp("embedded")
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):  # in this process: no interpreter start
-        done = in_process("fit", "--config", str(CONFIGS / "mlp.yaml"), "--data.path", str(ratings / "ratings.csv"),
-                          "--data.target", "rating", "--data.sample", "null", "--data.categorical", "[dept]",
-                          "--trainer.enable_progress_bar", "false", cwd=work)  # fmt: skip
+        done = in_process(
+            "fit",
+            "--config",
+            str(CONFIGS / "mlp.yaml"),
+            "--data.path",
+            str(ratings / "ratings.csv"),
+            "--data.target",
+            "rating",
+            "--data.sample",
+            "null",
+            "--data.categorical",
+            "[dept]",
+            "--trainer.enable_progress_bar",
+            "false",
+            cwd=work,
+        )
     assert done.returncode == 0, printed.getvalue()[-3000:]
     best = re.search(r"Best:\s+(\S+)", printed.getvalue()).group(1)
     return work, work / best, printed.getvalue()
@@ -84,10 +97,22 @@ def test_unseen_lecturers_predict_and_onnx_answers_as_the_checkpoint(
 
     work, best, _ = embedded_run
     out = work / "new_predictions.csv"
-    proc = in_process("predict", "--config", str(CONFIGS / "mlp.yaml"), "--ckpt_path", str(best),
-                      "--data.predict_path", str(ratings / "new.csv"), "--prediction_writer.output", str(out),
-                      "--trainer.enable_progress_bar", "false", cwd=work, monkeypatch=monkeypatch,
-                      capfd=capfd)  # fmt: skip
+    proc = in_process(
+        "predict",
+        "--config",
+        str(CONFIGS / "mlp.yaml"),
+        "--ckpt_path",
+        str(best),
+        "--data.predict_path",
+        str(ratings / "new.csv"),
+        "--prediction_writer.output",
+        str(out),
+        "--trainer.enable_progress_bar",
+        "false",
+        cwd=work,
+        monkeypatch=monkeypatch,
+        capfd=capfd,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     predictions = pd.read_csv(out)
     assert len(predictions) == 200 and predictions["label"].isin(["high", "low"]).all()
@@ -102,8 +127,18 @@ def test_unseen_lecturers_predict_and_onnx_answers_as_the_checkpoint(
     lecturer = schema.input_columns.index("lecturer")
     dept = schema.input_columns.index("dept")
     assert (x[:, lecturer] == 0).all() and (x[:20, dept] == 1).all() and (x[20:, dept] >= 2).all()
-    proc = in_process("export", "--ckpt_path", str(best), "--format", "onnx", "--out", str(work / "export"),
-                      cwd=work, monkeypatch=monkeypatch, capfd=capfd)  # fmt: skip
+    proc = in_process(
+        "export",
+        "--ckpt_path",
+        str(best),
+        "--format",
+        "onnx",
+        "--out",
+        str(work / "export"),
+        cwd=work,
+        monkeypatch=monkeypatch,
+        capfd=capfd,
+    )
     assert proc.returncode == 0 and "same top-1: True" in proc.stdout, proc.stdout + proc.stderr[-2000:]
     session = onnxruntime.InferenceSession(str(work / "export" / f"{best.stem}.onnx"))
     onnx_logits = session.run(None, {"x": x.numpy()})[0]
@@ -114,8 +149,18 @@ def test_unseen_lecturers_predict_and_onnx_answers_as_the_checkpoint(
 
 def test_explaining_rows_sums_each_embedding_back_to_its_column(embedded_run, ratings: Path, monkeypatch, capfd):
     work, best, _ = embedded_run
-    proc = in_process("explain", "--ckpt_path", str(best), "--rows", str(ratings / "new.csv"), "--out",
-                      str(work / "explain"), cwd=work, monkeypatch=monkeypatch, capfd=capfd)  # fmt: skip
+    proc = in_process(
+        "explain",
+        "--ckpt_path",
+        str(best),
+        "--rows",
+        str(ratings / "new.csv"),
+        "--out",
+        str(work / "explain"),
+        cwd=work,
+        monkeypatch=monkeypatch,
+        capfd=capfd,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     table = pd.read_csv(work / "explain" / "new.attributions.csv")
     features = ["studage", "lectage", "service", "lecturer", "dept"]
@@ -142,13 +187,25 @@ def test_the_checkpoint_and_its_onnx_file_serve_raw_records_alike(embedded_run, 
     from conftest import Service, stop_cleanly
 
     work, best, _ = embedded_run
-    proc = in_process("export", "--ckpt_path", str(best), "--format", "onnx", "--out", str(work / "served"),
-                      cwd=work, monkeypatch=monkeypatch, capfd=capfd)  # fmt: skip
+    proc = in_process(
+        "export",
+        "--ckpt_path",
+        str(best),
+        "--format",
+        "onnx",
+        "--out",
+        str(work / "served"),
+        cwd=work,
+        monkeypatch=monkeypatch,
+        capfd=capfd,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     frame = pd.concat([pd.read_csv(ratings / "new.csv").head(40), pd.read_csv(ratings / "ratings.csv").head(40)])
     features = frame.drop(columns="rating")
-    records = [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}
-               for r in features.to_dict(orient="records")]  # fmt: skip
+    records = [
+        {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}
+        for r in features.to_dict(orient="records")
+    ]
     assert records[0]["dept"] is None  # the first 20 new ratings have no department
     model = load_classifier(best)
     x = torch.from_numpy(read_schema(model.schema).encode(features, "records"))
@@ -180,18 +237,31 @@ def test_parquet_and_feather_copies_of_wine_train_to_the_csv_accuracy(tmp_path: 
     wine = pd.read_csv(write_csv_sample("wine", tmp_path / "wine.csv"))
     wine.to_parquet(tmp_path / "wine.parquet")
     wine.to_feather(tmp_path / "wine.feather")
-    csv, parquet, feather = (CSVDataModule(path=str(tmp_path / f"wine.{kind}"), target="cultivar")
-                             for kind in ("csv", "parquet", "feather"))  # fmt: skip
+    csv, parquet, feather = (
+        CSVDataModule(path=str(tmp_path / f"wine.{kind}"), target="cultivar") for kind in ("csv", "parquet", "feather")
+    )
     for dm in (csv, parquet, feather):
         dm.setup("fit")
     for other in (parquet, feather):  # the same rows, encoded to the same numbers
         assert torch.equal(other.splits.train[0], csv.splits.train[0]) and other.schema == csv.schema
     accuracies = {}
     for kind in ("csv", "parquet"):
-        proc = in_process("fit", "--config", str(CONFIGS / "mlp.yaml"), "--data.path", str(tmp_path / f"wine.{kind}"),
-                          "--data.sample", "null", "--trainer.enable_progress_bar", "false",
-                          "--trainer.logger.init_args.name", kind, cwd=tmp_path, monkeypatch=monkeypatch,
-                          capfd=capfd)  # fmt: skip
+        proc = in_process(
+            "fit",
+            "--config",
+            str(CONFIGS / "mlp.yaml"),
+            "--data.path",
+            str(tmp_path / f"wine.{kind}"),
+            "--data.sample",
+            "null",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.logger.init_args.name",
+            kind,
+            cwd=tmp_path,
+            monkeypatch=monkeypatch,
+            capfd=capfd,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         accuracies[kind] = float(re.search(r"test/acc (\d\.\d+)", proc.stdout).group(1))
     assert accuracies["parquet"] == accuracies["csv"] >= 0.9, accuracies
@@ -217,9 +287,20 @@ def test_early_stopping_stops_a_run_whose_validation_loss_rises(tmp_path: Path, 
     shuffled = wine.sample(60, random_state=1)
     shuffled["cultivar"] = rng.permutation(shuffled["cultivar"].to_numpy())
     shuffled.to_csv(tmp_path / "shuffled.csv", index=False)
-    proc = in_process("fit", "--config", str(CONFIGS / "mlp.yaml"), "--data.path", str(tmp_path / "wine.csv"),
-                      "--data.val_path", str(tmp_path / "shuffled.csv"), "--trainer.enable_progress_bar", "false",
-                      cwd=tmp_path, monkeypatch=monkeypatch, capfd=capfd)  # fmt: skip
+    proc = in_process(
+        "fit",
+        "--config",
+        str(CONFIGS / "mlp.yaml"),
+        "--data.path",
+        str(tmp_path / "wine.csv"),
+        "--data.val_path",
+        str(tmp_path / "shuffled.csv"),
+        "--trainer.enable_progress_bar",
+        "false",
+        cwd=tmp_path,
+        monkeypatch=monkeypatch,
+        capfd=capfd,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     stopped = re.search(r"Stopped:\s+early, after epoch (\d+) .*had not improved for 20 validations", proc.stdout)
     assert stopped, proc.stdout
@@ -232,16 +313,23 @@ def test_early_stopping_stops_a_run_whose_validation_loss_rises(tmp_path: Path, 
 
 
 def test_an_id_column_is_refused_and_auto_one_hot_encodes_few_categories(tmp_path: Path) -> None:
-    rows = pd.DataFrame({"order_id": [f"A{i:04d}" for i in range(200)], "size": ["S", "M", "L", "XL"] * 50,
-                         "x": np.arange(200.0), "label": ["yes", "no"] * 100})  # fmt: skip
+    rows = pd.DataFrame(
+        {
+            "order_id": [f"A{i:04d}" for i in range(200)],
+            "size": ["S", "M", "L", "XL"] * 50,
+            "x": np.arange(200.0),
+            "label": ["yes", "no"] * 100,
+        }
+    )
     rows.to_csv(tmp_path / "orders.csv", index=False)
     with pytest.raises(UserError, match=r"column 'order_id' has 1\d\d different values in 1\d\d training rows .*an id"):
         CSVDataModule(path=str(tmp_path / "orders.csv"), target="label").fitted_schema  # noqa: B018
     dm = CSVDataModule(path=str(tmp_path / "orders.csv"), target="label", features=["size", "x"])
     (size,) = dm.fitted_schema.categorical
     assert size["encoding"] == "onehot" and dm.input_shape == [1 + 4]
-    forced = CSVDataModule(path=str(tmp_path / "orders.csv"), target="label", features=["size", "x"],
-                           categorical_encoding="embedding")  # fmt: skip
+    forced = CSVDataModule(
+        path=str(tmp_path / "orders.csv"), target="label", features=["size", "x"], categorical_encoding="embedding"
+    )
     assert forced.fitted_schema.categorical[0]["encoding"] == "embedding" and forced.input_shape == [2]
 
 
@@ -287,8 +375,16 @@ def test_explain_asks_for_images_or_rows(cnn_run, tmp_path: Path, monkeypatch, c
     proc = in_process("explain", "--ckpt_path", ckpt, cwd=work, monkeypatch=monkeypatch, capfd=capfd)
     assert proc.returncode == 2 and "explain needs --images (an image model) or --rows (a tabular model)" in proc.stderr
     (tmp_path / "rows.csv").write_text("a,b\n1,2\n")
-    proc = in_process("explain", "--ckpt_path", ckpt, "--rows", str(tmp_path / "rows.csv"), cwd=work,
-                      monkeypatch=monkeypatch, capfd=capfd)  # fmt: skip
+    proc = in_process(
+        "explain",
+        "--ckpt_path",
+        ckpt,
+        "--rows",
+        str(tmp_path / "rows.csv"),
+        cwd=work,
+        monkeypatch=monkeypatch,
+        capfd=capfd,
+    )
     assert proc.returncode == 2 and "--rows explains a tabular (CSV-trained MLP) model; this checkpoint is not one" in (
         proc.stderr
     )

@@ -19,7 +19,7 @@ from conftest import in_process
         ("explain", ["--images IMAGES [IMAGES ...]", "image files (PNG, JPEG)", "last conv block's"]),
         ("plot", ["runs [runs ...]", "run folders, e.g. lightning_logs/version_3", "--print_config"]),
     ],
-)  # fmt: skip
+)
 def test_each_tool_helps_from_its_docstring(tool: str, lines: list[str], tmp_path: Path, monkeypatch, capfd) -> None:
     proc = in_process(tool, "--help", cwd=tmp_path, monkeypatch=monkeypatch, capfd=capfd)
     assert proc.returncode == 0
@@ -58,7 +58,7 @@ def test_a_config_file_sets_a_tools_options_and_the_command_line_wins(
         (["export", "--ckpt_path", "x", "--format", "onx"], "invalid choice: 'onx'"),
         (["plot"], "python -m lit_nets plot needs runs"),
     ],
-)  # fmt: skip
+)
 def test_a_mistake_in_a_tools_arguments_is_one_line(
     argv: list[str], said: str, tmp_path: Path, monkeypatch, capfd
 ) -> None:

@@ -30,8 +30,9 @@ def load(folder: Path, name: str) -> optuna.Study:
 def searched(tmp_path_factory) -> Path:
     """Four trials of the shipped MLP space on wine, 12 epochs each (the median pruner on, as by default)."""
     work = tmp_path_factory.mktemp("tune")
-    proc = in_process("tune", *MLP, *SPACE, "--trials", "4", "--trainer.max_epochs", "12", *QUIET, cwd=work,
-                      check=False)  # fmt: skip
+    proc = in_process(
+        "tune", *MLP, *SPACE, "--trials", "4", "--trainer.max_epochs", "12", *QUIET, cwd=work, check=False
+    )
     assert proc.returncode == 0
     return work
 
@@ -76,9 +77,24 @@ def test_a_trial_the_pruner_stops_is_recorded_as_pruned(tmp_path: Path, monkeypa
     second trial and the first epoch here, stops it."""
     space = tmp_path / "lr.yaml"
     space.write_text("model.lr: {type: categorical, choices: [0.003, 1.0e-6]}\n")  # the short form of the path
-    proc = in_process("tune", *MLP, "--space", str(space), "--trials", "4", "--startup_trials", "1",
-                      "--warmup_epochs", "0", "--trainer.max_epochs", "10", *QUIET, cwd=tmp_path,
-                      monkeypatch=monkeypatch, capfd=capfd)  # fmt: skip
+    proc = in_process(
+        "tune",
+        *MLP,
+        "--space",
+        str(space),
+        "--trials",
+        "4",
+        "--startup_trials",
+        "1",
+        "--warmup_epochs",
+        "0",
+        "--trainer.max_epochs",
+        "10",
+        *QUIET,
+        cwd=tmp_path,
+        monkeypatch=monkeypatch,
+        capfd=capfd,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     study = load(tmp_path / "lightning_logs" / "tune" / "mlp", "mlp")
     by_lr = {lr: [t for t in study.trials if t.params["model.init_args.lr"] == lr] for lr in (0.003, 1e-6)}
@@ -94,8 +110,13 @@ def test_a_killed_study_continues_to_its_total(tmp_path: Path, monkeypatch, capf
     """SIGTERM to tune's process while trial 2 trains; the same command again finishes the 4 trials in the same
     study, with trial 2's parameters run again."""
     args = ["tune", *MLP, *SPACE, "--trials", "4", "--pruner", "none", "--trainer.max_epochs", "15", *QUIET]
-    proc = subprocess.Popen([sys.executable, "-m", "lit_nets", *args], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lit_nets", *args],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     folder = tmp_path / "lightning_logs" / "tune" / "mlp"
     training = folder / "trial_2" / "checkpoints" / "last.ckpt"  # trial 2 has trained an epoch
     deadline = time.monotonic() + 300
@@ -119,9 +140,25 @@ def test_a_killed_study_continues_to_its_total(tmp_path: Path, monkeypatch, capf
 
 
 def test_tune_with_cv_scores_a_trial_by_its_folds(tmp_path: Path, monkeypatch, capfd) -> None:
-    proc = in_process("tune", *MLP, *SPACE, "--trials", "2", "--cv", "2", "--pruner", "none", "--name", "folds",
-                      "--trainer.max_epochs", "5", *QUIET, cwd=tmp_path, monkeypatch=monkeypatch,
-                      capfd=capfd)  # fmt: skip
+    proc = in_process(
+        "tune",
+        *MLP,
+        *SPACE,
+        "--trials",
+        "2",
+        "--cv",
+        "2",
+        "--pruner",
+        "none",
+        "--name",
+        "folds",
+        "--trainer.max_epochs",
+        "5",
+        *QUIET,
+        cwd=tmp_path,
+        monkeypatch=monkeypatch,
+        capfd=capfd,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     folder = tmp_path / "lightning_logs" / "tune" / "folds"
     study = load(folder, "folds")
@@ -133,51 +170,103 @@ def test_tune_with_cv_scores_a_trial_by_its_folds(tmp_path: Path, monkeypatch, c
 
 def test_rerun_with_other_settings_is_refused(searched, monkeypatch, capfd) -> None:
     work = searched
-    proc = in_process("tune", *MLP, *SPACE, "--trials", "4", "--trainer.max_epochs", "20", *QUIET, cwd=work,
-                      monkeypatch=monkeypatch, capfd=capfd)  # fmt: skip
-    assert proc.returncode == 2 and "holds a study with other settings (trainer.max_epochs 20, the study's 12)" \
-        in proc.stderr  # fmt: skip
+    proc = in_process(
+        "tune",
+        *MLP,
+        *SPACE,
+        "--trials",
+        "4",
+        "--trainer.max_epochs",
+        "20",
+        *QUIET,
+        cwd=work,
+        monkeypatch=monkeypatch,
+        capfd=capfd,
+    )
+    assert (
+        proc.returncode == 2
+        and "holds a study with other settings (trainer.max_epochs 20, the study's 12)" in proc.stderr
+    )
 
 
 @pytest.mark.parametrize(
     ("space", "args", "message"),
     [
-        ("model.init_args.lrr: {type: float, low: 0.001, high: 0.1}", (),
-         "model.init_args.lrr is not an option of this config; closest: model.init_args.lr"),
+        (
+            "model.init_args.lrr: {type: float, low: 0.001, high: 0.1}",
+            (),
+            "model.init_args.lrr is not an option of this config; closest: model.init_args.lr",
+        ),
         ("model.init_args.dropout: {type: float, low: 0.5, high: 0.5}", (), "the range [0.5, 0.5] is empty"),
         ("model.init_args.hidden: {type: categorical, choices: []}", (), "choices must be a non-empty list"),
         ("model.init_args.lr: {type: float, low: 0.0, high: 0.1, log: true}", (), "a log range needs low > 0"),
         ("model.init_args.lr: {type: uniform, low: 0.001, high: 0.1}", (), "type 'uniform' is not one of"),
-        ("model.init_args.lr: {type: float, low: 0.001, high: 0.1}", ("--metric", "val/acx"),
-         "tune --metric val/acx is never logged; this run logs val/acc, val/f1, val/loss"),
-        ("model.init_args.lr: {type: float, low: 0.001, high: 0.1}", ("--metric", "test/acc"),
-         "the test split is never used to choose"),
+        (
+            "model.init_args.lr: {type: float, low: 0.001, high: 0.1}",
+            ("--metric", "val/acx"),
+            "tune --metric val/acx is never logged; this run logs val/acc, val/f1, val/loss",
+        ),
+        (
+            "model.init_args.lr: {type: float, low: 0.001, high: 0.1}",
+            ("--metric", "test/acc"),
+            "the test split is never used to choose",
+        ),
         ("model.init_args.lr: {type: float, low: 0.001, high: 0.1}", ("--cv", "1"), "tune --cv must be 2 or more"),
         ("model.init_args.lr: {type: float, low: 0.001, high: .inf}", (), "high inf is not a finite float"),
-        ("data.init_args.batch_size: {type: int, low: 1, high: 100000000000000000000000}", (),
-         "high 100000000000000000000000 is not a finite int"),
-        ("model.init_args.lr: {type: float, low: 0.001, high: 0.1, log: \"false\"}", (),
-         "log must be true or false (without quotes), got 'false'"),
-        ("data.init_args.batch_size: {type: int, low: 16, high: 32, step: 64}", (),
-         "step 64 is larger than the range [16, 32]"),
+        (
+            "data.init_args.batch_size: {type: int, low: 1, high: 100000000000000000000000}",
+            (),
+            "high 100000000000000000000000 is not a finite int",
+        ),
+        (
+            'model.init_args.lr: {type: float, low: 0.001, high: 0.1, log: "false"}',
+            (),
+            "log must be true or false (without quotes), got 'false'",
+        ),
+        (
+            "data.init_args.batch_size: {type: int, low: 16, high: 32, step: 64}",
+            (),
+            "step 64 is larger than the range [16, 32]",
+        ),
         (b"model.init_args.lr: {type: float, low: 0.001, high: 0.1} # caf\xe9\n", (), "not UTF-8 text (byte 0xe9"),
-        ("model.init_args.lr: {type: float, low: 0.001, high: 0.1}", ("--timeout", "0"),
-         "tune --timeout is in seconds and must be above 0"),
-        ("model.init_args.lr: {type: float, low: 0.001, high: 0.1}", ("--name", "../../x"),
-         "tune --name '../../x': give a plain folder name"),
+        (
+            "model.init_args.lr: {type: float, low: 0.001, high: 0.1}",
+            ("--timeout", "0"),
+            "tune --timeout is in seconds and must be above 0",
+        ),
+        (
+            "model.init_args.lr: {type: float, low: 0.001, high: 0.1}",
+            ("--name", "../../x"),
+            "tune --name '../../x': give a plain folder name",
+        ),
         ("model.init_args.lr: {type: float, low: 0.001, high: 0.1}", ("--name", "w/"), "--name 'w/': give a plain"),
-        ("model.init_args.dropout: {type: float, low: 1.5, high: 2.5}", (),
-         "tune: trial 0 (model.init_args.dropout 2.049) stopped: model: dropout must be in [0, 1), got 2.04"),
+        (
+            "model.init_args.dropout: {type: float, low: 1.5, high: 2.5}",
+            (),
+            "tune: trial 0 (model.init_args.dropout 2.049) stopped: model: dropout must be in [0, 1), got 2.04",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_search_input_is_one_line(tmp_path: Path, monkeypatch, capfd, space: str, args: tuple, message: str):
     if isinstance(space, bytes):
         (tmp_path / "space.yaml").write_bytes(space)
     else:
         (tmp_path / "space.yaml").write_text(space + "\n")
-    proc = in_process("tune", *MLP, "--space", str(tmp_path / "space.yaml"), "--trials", "1",
-                      "--trainer.max_epochs", "1", *args, *QUIET, cwd=tmp_path, monkeypatch=monkeypatch,
-                      capfd=capfd)  # fmt: skip
+    proc = in_process(
+        "tune",
+        *MLP,
+        "--space",
+        str(tmp_path / "space.yaml"),
+        "--trials",
+        "1",
+        "--trainer.max_epochs",
+        "1",
+        *args,
+        *QUIET,
+        cwd=tmp_path,
+        monkeypatch=monkeypatch,
+        capfd=capfd,
+    )
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert len(proc.stderr.strip().splitlines()[-1]) > 20 and proc.stderr.strip().splitlines()[-1].startswith("error:")
     assert "Namespace(" not in proc.stderr and "[W " not in proc.stderr  # no Optuna warning with the config's dump
@@ -187,10 +276,25 @@ def test_bad_search_input_is_one_line(tmp_path: Path, monkeypatch, capfd, space:
 def test_tune_on_an_image_folder_with_the_cnn_space(tmp_path: Path, monkeypatch, capfd) -> None:
     """The shipped CNN space on the PNG-folder sample (2 trials of 10 steps): every key of it is an option of a
     folder config too, and trial 0 is configs/png_folder.yaml's own values."""
-    proc = in_process("tune", "--config", str(CONFIGS / "png_folder.yaml"), "--space",
-                      str(CONFIGS / "search" / "cnn.yaml"), "--trials", "2", "--pruner", "none",
-                      "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "10", *QUIET, cwd=tmp_path,
-                      monkeypatch=monkeypatch, capfd=capfd)  # fmt: skip
+    proc = in_process(
+        "tune",
+        "--config",
+        str(CONFIGS / "png_folder.yaml"),
+        "--space",
+        str(CONFIGS / "search" / "cnn.yaml"),
+        "--trials",
+        "2",
+        "--pruner",
+        "none",
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.limit_train_batches",
+        "10",
+        *QUIET,
+        cwd=tmp_path,
+        monkeypatch=monkeypatch,
+        capfd=capfd,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     study = load(tmp_path / "lightning_logs" / "tune" / "png_folder", "png_folder")
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2

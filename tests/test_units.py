@@ -24,7 +24,10 @@ def test_a_resumed_epoch_serves_exactly_the_batches_not_yet_trained_on() -> None
     other = [b.tolist() for b in _started(EpochBatches(103, 10, shuffle=True, seed=7), 3, 0)]
     assert other != whole
     assert [b.tolist() for b in EpochBatches(25, 10, shuffle=False, seed=7)] == [
-        list(range(10)), list(range(10, 20)), list(range(20, 25))]  # fmt: skip
+        list(range(10)),
+        list(range(10, 20)),
+        list(range(20, 25)),
+    ]
 
 
 def _started(sampler: EpochBatches, epoch: int, skip: int) -> EpochBatches:
@@ -47,8 +50,15 @@ def test_the_deployable_module_is_the_classifiers_forward_and_a_checkpoint_loads
     """What export writes and serve runs computes what the classifier does; a checkpoint as the CLI saves it (class
     path and arguments) loads back into the same model, outputs equal."""
     torch.manual_seed(0)
-    model = CNNClassifier(num_classes=3, input_shape=[1, 12, 12], mean=[0.2], std=[0.3], class_names=["x", "y", "z"],
-                          conv_channels=[4], hidden=8).eval()  # fmt: skip
+    model = CNNClassifier(
+        num_classes=3,
+        input_shape=[1, 12, 12],
+        mean=[0.2],
+        std=[0.3],
+        class_names=["x", "y", "z"],
+        conv_channels=[4],
+        hidden=8,
+    ).eval()
     x = torch.randint(0, 256, (5, 1, 12, 12), dtype=torch.uint8)
     deployable = inference.Deployable.of(model)
     assert torch.equal(deployable(x), model(x))
@@ -76,8 +86,13 @@ class _Tiny(TensorDataModule):
     def load(self) -> Splits:
         g = torch.Generator().manual_seed(0)
         x, y = torch.randn(60, 4, generator=g), torch.arange(60) % 3
-        return Splits(train=(x[:40], y[:40]), val=(x[40:50], y[40:50]), test=(x[50:], y[50:]),
-                      class_names=["a", "b", "c"], source="tiny")  # fmt: skip
+        return Splits(
+            train=(x[:40], y[:40]),
+            val=(x[40:50], y[40:50]),
+            test=(x[50:], y[50:]),
+            class_names=["a", "b", "c"],
+            source="tiny",
+        )
 
     def normalization(self, splits: Splits) -> tuple[list[float], list[float]]:
         return splits.train[0].mean(0).tolist(), splits.train[0].std(0).tolist()
@@ -98,8 +113,12 @@ def test_a_data_module_gives_a_model_what_the_cli_links() -> None:
 def test_a_saved_schema_reads_back_as_its_own_record() -> None:
     image = ImageSchema(classes=["0", "1"], channels=1, image_size=[28, 28])
     assert read_schema(image.to_dict()) == image
-    table = TabularSchema(target="y", classes=["a", "b"], class_counts=[3, 4],
-                          numeric=[{"name": "u", "fill": 1.0, "mean": 1.0, "std": 2.0}])  # fmt: skip
+    table = TabularSchema(
+        target="y",
+        classes=["a", "b"],
+        class_counts=[3, 4],
+        numeric=[{"name": "u", "fill": 1.0, "mean": 1.0, "std": 2.0}],
+    )
     assert read_schema(table.to_dict()) == table
     old_image = {"classes": ["0", "1"], "channels": 3, "image_size": [8, 8]}  # lit_nets 0.1 saved no kind
     old_table = {k: v for k, v in table.to_dict().items() if k != "kind"}

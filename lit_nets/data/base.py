@@ -355,8 +355,9 @@ class TensorDataModule(LightningDataModule):
         here, so cross-validation works the same for all of them (and a CSV schema or the images' statistics are
         fitted on the fold's training part only)."""
         if self.fold is None:
-            return hold_out(labels, fraction, seed, split="validation", source=source, unit=unit, needed=needed,
-                            apart=apart)  # fmt: skip
+            return hold_out(
+                labels, fraction, seed, split="validation", source=source, unit=unit, needed=needed, apart=apart
+            )
         counts = torch.bincount(labels)
         smallest = int(counts[counts > 0].min())
         if smallest < self.folds:
@@ -453,8 +454,9 @@ class TensorDataModule(LightningDataModule):
         """Tensors: whole batches by index (resumable mid-epoch when shuffled: the training loader). A per-item
         Dataset (streaming from disk): the usual DataLoader."""
         on_gpu = self.trainer is not None and isinstance(self.trainer.accelerator, CUDAAccelerator)
-        common: dict[str, Any] = dict(num_workers=self.num_workers, pin_memory=on_gpu,
-                                      persistent_workers=self.num_workers > 0)  # fmt: skip
+        common: dict[str, Any] = dict(
+            num_workers=self.num_workers, pin_memory=on_gpu, persistent_workers=self.num_workers > 0
+        )
         if self.num_workers > 0:
             common["prefetch_factor"] = self.prefetch_factor
         if isinstance(data, Dataset):

@@ -102,8 +102,9 @@ def decoded_images(
         if cached is not None:
             with contextlib.suppress(OSError):  # most recently used: kept when the folder's older caches go
                 os.utime(cache_file)
-            log.info("data: %d decoded images from the cache %s (data.cache false decodes again)", len(files),
-                     cache_file)  # fmt: skip
+            log.info(
+                "data: %d decoded images from the cache %s (data.cache false decodes again)", len(files), cache_file
+            )
             return dict(zip(files, cached, strict=True))
     workers = min(len(os.sched_getaffinity(0)), 16)
     decoded = decode_in_parallel(files, decode, workers)
@@ -145,14 +146,20 @@ def _write(cache_file: Path, files: list[Path], decoded: list) -> None:
         torch.save({"format": CACHE_FORMAT, "files": files_text, "images": images, "errors": errors}, partial)
         partial.replace(cache_file)  # whole or absent: a run stopped while writing leaves no torn cache
         _evict(cache_file)
-        log.info("data: decoded images cached in %s (%.0f MB; delete it any time)", cache_file,
-                 cache_file.stat().st_size / 2**20)  # fmt: skip
+        log.info(
+            "data: decoded images cached in %s (%.0f MB; delete it any time)",
+            cache_file,
+            cache_file.stat().st_size / 2**20,
+        )
     except Exception as e:  # a read-only or full disk (torch.save raises RuntimeError there): go on without a cache
         with contextlib.suppress(OSError):
             partial.unlink(missing_ok=True)
         reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
-        log.warning("data: could not cache the decoded images in %s (%s); the run goes on without a cache",
-                    cache_file.parent, reason)  # fmt: skip
+        log.warning(
+            "data: could not cache the decoded images in %s (%s); the run goes on without a cache",
+            cache_file.parent,
+            reason,
+        )
 
 
 def _evict(cache_file: Path) -> None:

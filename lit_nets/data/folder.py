@@ -56,8 +56,13 @@ def say_what_was_left_out(where: Path, others: list[str]) -> None:
     """One warning with the count of files under ``where`` that are not images by their extension."""
     if others:
         kinds = sorted({os.path.splitext(p)[1].lower() or "(no extension)" for p in others})
-        log.warning("%s: left out %d file(s) that are not .png/.jpg/.jpeg (%s), e.g. %s; convert them to PNG to use "
-                    "them", where, len(others), ", ".join(kinds[:5]), sorted(others)[0])  # fmt: skip
+        log.warning(
+            "%s: left out %d file(s) that are not .png/.jpg/.jpeg (%s), e.g. %s; convert them to PNG to use them",
+            where,
+            len(others),
+            ", ".join(kinds[:5]),
+            sorted(others)[0],
+        )
 
 
 def class_folders(folder: Path) -> list[Path]:
@@ -296,13 +301,17 @@ class ImageFolderDataModule(ImageDataModule):
         if isinstance(image_size, int):
             image_size = [image_size, image_size]
         if image_size is not None and (len(image_size) != 2 or min(image_size) < MIN_SIZE):
-            raise UserError(f"data.image_size must be an int of at least {MIN_SIZE} or [height, width] of them (a "
-                            f"smaller image has nothing to learn from), got {image_size}")  # fmt: skip
+            raise UserError(
+                f"data.image_size must be an int of at least {MIN_SIZE} or [height, width] of them (a "
+                f"smaller image has nothing to learn from), got {image_size}"
+            )
         self.root, self.predict_root, self.sample, self.schema_from = root, predict_root, sample, schema_from
         self.size = tuple(image_size) if image_size else None
         if crop_pct is not None and not (0 < crop_pct <= 1 and self.size):
-            raise UserError(f"data.crop_pct must be in (0, 1] and needs data.image_size, got {crop_pct} with "
-                            f"image_size {image_size}")  # fmt: skip
+            raise UserError(
+                f"data.crop_pct must be in (0, 1] and needs data.image_size, got {crop_pct} with "
+                f"image_size {image_size}"
+            )
         self.channels, self._crop_pct = image_channels, crop_pct
         self.given_mean, self.given_std = mean, std
         self.val_fraction, self.test_fraction, self.max_per_class = val_fraction, test_fraction, max_per_class
@@ -408,14 +417,19 @@ class ImageFolderDataModule(ImageDataModule):
                     if (root / split).is_dir():
                         parts[split] = self._labelled(root / split, classes)[:2]
                 if "test" not in parts and self.stage in (None, "fit", "test"):
-                    log.warning("%s has train/ but no test/ folder: the run has no test split and no test result; "
-                                "put test images in %s/<class>/ (or move train/'s class folders up one level to have "
-                                "data.test_fraction hold some out)", root, root / "test")  # fmt: skip
+                    log.warning(
+                        "%s has train/ but no test/ folder: the run has no test split and no test result; "
+                        "put test images in %s/<class>/ (or move train/'s class folders up one level to have "
+                        "data.test_fraction hold some out)",
+                        root,
+                        root / "test",
+                    )
                 if "val" in parts:
                     self.validation_apart()
                 else:
-                    files, labels, parts["val"] = self._hold_out(files, labels, self.val_fraction, "validation", 2,
-                                                                 classes)  # fmt: skip
+                    files, labels, parts["val"] = self._hold_out(
+                        files, labels, self.val_fraction, "validation", 2, classes
+                    )
             else:
                 files, labels, found = self._labelled(root, classes)
                 classes = classes or found
@@ -460,10 +474,21 @@ class ImageFolderDataModule(ImageDataModule):
             val_ids=val_ids,
         )
 
-    def _hold_out(self, files: list[Path], labels: list[int], fraction: float, split: str, needed: int,
-                  classes: list[str] | None = None) -> tuple:  # fmt: skip
-        about = dict(source=str(self.root), unit="images", needed=needed,
-                     apart=f"a {FOLDER[split]}/ folder beside train/ in data.root")  # fmt: skip
+    def _hold_out(
+        self,
+        files: list[Path],
+        labels: list[int],
+        fraction: float,
+        split: str,
+        needed: int,
+        classes: list[str] | None = None,
+    ) -> tuple:
+        about = dict(
+            source=str(self.root),
+            unit="images",
+            needed=needed,
+            apart=f"a {FOLDER[split]}/ folder beside train/ in data.root",
+        )
         if split == "validation":
             keep, held = self.validation_split(torch.tensor(labels), fraction, self.seed, names=classes or (), **about)
         else:

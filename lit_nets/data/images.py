@@ -47,8 +47,10 @@ def photo_augmentation(preset: str, size: Sequence[int]) -> Any:
     magnitude 9) or TrivialAugmentWide."""
     from torchvision.transforms import v2
 
-    steps = [v2.RandomResizedCrop(list(size), scale=(0.35, 1.0) if preset == "light" else (0.08, 1.0), antialias=True),
-             v2.RandomHorizontalFlip()]  # fmt: skip
+    steps = [
+        v2.RandomResizedCrop(list(size), scale=(0.35, 1.0) if preset == "light" else (0.08, 1.0), antialias=True),
+        v2.RandomHorizontalFlip(),
+    ]
     if preset == "randaugment":
         steps.append(v2.RandAugment(num_ops=2, magnitude=9))
     elif preset == "trivialaugment":
@@ -107,8 +109,11 @@ class ImageDataModule(TensorDataModule):
         from torchvision.transforms import v2
 
         if self._mixer is None:
-            chosen = [kind(alpha=alpha, num_classes=self.num_classes)
-                      for kind, alpha in ((v2.MixUp, self.mixup), (v2.CutMix, self.cutmix)) if alpha > 0]  # fmt: skip
+            chosen = [
+                kind(alpha=alpha, num_classes=self.num_classes)
+                for kind, alpha in ((v2.MixUp, self.mixup), (v2.CutMix, self.cutmix))
+                if alpha > 0
+            ]
             self._mixer = chosen[0] if len(chosen) == 1 else v2.RandomChoice(chosen)
         return self._mixer(x, y)
 

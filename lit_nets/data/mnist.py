@@ -149,8 +149,16 @@ class MNISTDataModule(ImageDataModule):
         return (*tensors, names[1:] if letters else names)
 
     def _validation(self, y_train: torch.Tensor, source: str, names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.validation_split(y_train, self.val_fraction, self.seed, source=source, unit="images", needed=2,
-                                     apart="data.val_fraction", names=names)  # fmt: skip
+        return self.validation_split(
+            y_train,
+            self.val_fraction,
+            self.seed,
+            source=source,
+            unit="images",
+            needed=2,
+            apart="data.val_fraction",
+            names=names,
+        )
 
     def load(self) -> Splits:
         try:

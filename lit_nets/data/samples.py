@@ -169,8 +169,11 @@ def _digest(path: Path) -> str:
     import hashlib
 
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest() if hasattr(hashlib, "file_digest") else \
-            hashlib.sha256(f.read()).hexdigest()  # fmt: skip
+        return (
+            hashlib.file_digest(f, "sha256").hexdigest()
+            if hasattr(hashlib, "file_digest")
+            else hashlib.sha256(f.read()).hexdigest()
+        )
 
 
 # -- image folders, written as PNG files so that the folder path is the one exercised -----------------------

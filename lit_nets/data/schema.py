@@ -160,17 +160,29 @@ class TabularSchema:
             embed = encoding == "embedding" or (encoding == "auto" and len(categories) + has_missing > onehot_max)
             if embed:
                 vocabulary = [UNSEEN, MISSING, *categories]
-                entry = {"name": name, "categories": vocabulary, "encoding": "embedding",
-                         "size": embedding_size(len(vocabulary))}  # fmt: skip
+                entry = {
+                    "name": name,
+                    "categories": vocabulary,
+                    "encoding": "embedding",
+                    "size": embedding_size(len(vocabulary)),
+                }
             else:
-                entry = {"name": name, "categories": categories + [MISSING] * has_missing, "encoding": "onehot",
-                         "missing_at": len(categories) if has_missing else None}  # fmt: skip
+                entry = {
+                    "name": name,
+                    "categories": categories + [MISSING] * has_missing,
+                    "encoding": "onehot",
+                    "missing_at": len(categories) if has_missing else None,
+                }
             schema.categorical.append(entry)
         # one-hot columns first, then the embedded ones: the model's inputs are its dense part, then indices
         schema.categorical.sort(key=lambda c: c.get("encoding") == "embedding")
         if empty:
-            log.warning("%s: left out %d column(s) without a single value in the training rows: %s", file, len(empty),
-                        ", ".join(map(repr, empty)))  # fmt: skip
+            log.warning(
+                "%s: left out %d column(s) without a single value in the training rows: %s",
+                file,
+                len(empty),
+                ", ".join(map(repr, empty)),
+            )
         if not schema.features:
             raise UserError(f"{file}: no feature column has any value in the training rows")
         return schema
@@ -355,8 +367,14 @@ def _check_categories(
     index, value = column.index[0], column.iloc[0]
     example = f"e.g. {value!r} on line {_line(index)}"
     if not listed and len(categories) > ID_MIN and len(categories) > SPARSE_SHARE * present:
-        log.info("%s: column '%s' has %d different values in %d training rows: most are rare, and an embedding "
-                 "learns little for them", file, name, len(categories), present)  # fmt: skip
+        log.info(
+            "%s: column '%s' has %d different values in %d training rows: most are rare, and an embedding "
+            "learns little for them",
+            file,
+            name,
+            len(categories),
+            present,
+        )
     if not listed and len(categories) > ID_MIN and len(categories) > ID_SHARE * present:
         raise UserError(
             f"{file}: column '{name}' has {len(categories):,} different values in {present:,} training rows "
@@ -390,8 +408,14 @@ def _codes(column: pd.Series, entry: dict[str, Any]) -> np.ndarray:
     import pandas as pd
 
     real, missing = _real(entry)
-    slots = np.array([i for i in range(len(entry["categories"])) if i != missing and
-                      (entry.get("encoding") != "embedding" or i >= RESERVED)], dtype=np.int64)  # fmt: skip
+    slots = np.array(
+        [
+            i
+            for i in range(len(entry["categories"]))
+            if i != missing and (entry.get("encoding") != "embedding" or i >= RESERVED)
+        ],
+        dtype=np.int64,
+    )
     present = column.notna().to_numpy()
     codes = np.full(len(column), -1 if missing is None else missing, dtype=np.int64)
     found = pd.Index(real).get_indexer([label_text(v) for v in column[present]])

@@ -80,8 +80,11 @@ def detect_encoding(head: bytes, path: str | Path) -> str:
             ) from None
         log.warning(
             "%s is not UTF-8 (byte 0x%02x at position %d): read as Windows-1252; if names or texts come out wrong, "
-            "set data.encoding to the file's encoding (e.g. cp1250, latin-1)", path, head[e.start], e.start
-        )  # fmt: skip
+            "set data.encoding to the file's encoding (e.g. cp1250, latin-1)",
+            path,
+            head[e.start],
+            e.start,
+        )
         return "cp1252"
 
 
@@ -114,8 +117,9 @@ def detect_spaces(lines: list[str], sep: str) -> bool:
     return sep != " " and bool(fields) and sum(f.startswith(" ") for f in fields) > 0.5 * len(fields)
 
 
-def dialect_of(path: str | Path, sep: str | None = None, decimal: str | None = None,
-               encoding: str | None = None) -> Dialect:  # fmt: skip
+def dialect_of(
+    path: str | Path, sep: str | None = None, decimal: str | None = None, encoding: str | None = None
+) -> Dialect:
     """How ``path`` is written; the given values win, the others are detected from its first MiB."""
     with open(path, "rb") as f:
         head = f.read(SAMPLE_BYTES)
@@ -165,15 +169,22 @@ def read_typed(path: str | Path) -> Any:
     names = [str(c) for c in frame.columns]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
-        raise UserError(f"{path}: column {twice[0]!r} appears {names.count(twice[0])} times: rename them so that each "
-                        "name is unique")  # fmt: skip
+        raise UserError(
+            f"{path}: column {twice[0]!r} appears {names.count(twice[0])} times: rename them so that each "
+            "name is unique"
+        )
     frame.columns = names
     frame.attrs["typed"] = True
     return frame
 
 
-def read_table(path: str | Path, na_values: list[str], sep: str | None = None, decimal: str | None = None,
-               encoding: str | None = None) -> Any:  # fmt: skip
+def read_table(
+    path: str | Path,
+    na_values: list[str],
+    sep: str | None = None,
+    decimal: str | None = None,
+    encoding: str | None = None,
+) -> Any:
     """A table file as a pandas DataFrame: Parquet and Feather by their extension (:func:`read_typed`), anything
     else as CSV read as :func:`dialect_of` says; errors name the file and what to set."""
     import pandas as pd
@@ -184,8 +195,14 @@ def read_table(path: str | Path, na_values: list[str], sep: str | None = None, d
     if dialect != Dialect():
         log.info("%s: read as %s (set data.sep, data.decimal, data.encoding to change that)", path, dialect.describe())
     try:
-        frame = pd.read_csv(path, na_values=na_values, sep=dialect.sep, decimal=dialect.decimal,
-                            encoding=dialect.encoding, skipinitialspace=dialect.skipinitialspace)  # fmt: skip
+        frame = pd.read_csv(
+            path,
+            na_values=na_values,
+            sep=dialect.sep,
+            decimal=dialect.decimal,
+            encoding=dialect.encoding,
+            skipinitialspace=dialect.skipinitialspace,
+        )
     except pd.errors.EmptyDataError:
         raise UserError(f"{path} is empty: a CSV file needs a header line and rows") from None
     except UnicodeDecodeError as e:
@@ -194,8 +211,10 @@ def read_table(path: str | Path, na_values: list[str], sep: str | None = None, d
             "data.encoding to the file's encoding, e.g. cp1252 or latin-1"
         ) from None
     except pd.errors.ParserError as e:
-        raise UserError(f"{path} is not a readable CSV file ({dialect.describe()}): {str(e).strip()}; if the "
-                        "separator is wrong, set data.sep") from None  # fmt: skip
+        raise UserError(
+            f"{path} is not a readable CSV file ({dialect.describe()}): {str(e).strip()}; if the "
+            "separator is wrong, set data.sep"
+        ) from None
     check_column_names(path, dialect)
     frame = blanks_as_missing(frame, path)
     say_what_is_missing(frame, path, na_values)
@@ -244,5 +263,7 @@ def check_column_names(path: str | Path, dialect: Dialect) -> None:
     if twice:
         name, at = next(iter(twice.items()))
         more = f" (and {len(twice) - 1} more name(s))" if len(twice) > 1 else ""
-        raise UserError(f"{path}: the header names column {name!r} {len(at)} times (columns "
-                        f"{', '.join(map(str, at))}){more}: rename them so that each name is unique")  # fmt: skip
+        raise UserError(
+            f"{path}: the header names column {name!r} {len(at)} times (columns "
+            f"{', '.join(map(str, at))}){more}: rename them so that each name is unique"
+        )

@@ -164,16 +164,18 @@ class CSVDataModule(TensorDataModule):
         if self.test_path:
             frames["test"] = self._labelled(self.test_path, "test")
         elif self.test_fraction > 0:
-            keep, held = hold_out(y, self.test_fraction, self.seed, split="test", apart="data.test_path",
-                                  **self._about(splits))  # fmt: skip
+            keep, held = hold_out(
+                y, self.test_fraction, self.seed, split="test", apart="data.test_path", **self._about(splits)
+            )
             frames["test"], rest = main.iloc[held.numpy()], keep
         if self.val_path:
             self.validation_apart()
             frames["val"] = self._labelled(self.val_path, "validation")
         else:
             fraction = self.val_fraction / (1.0 - (0.0 if self.test_path else self.test_fraction))
-            keep, held = self.validation_split(y[rest], fraction, self.seed + 1, apart="data.val_path", names=classes,
-                                               **self._about(splits))  # fmt: skip
+            keep, held = self.validation_split(
+                y[rest], fraction, self.seed + 1, apart="data.val_path", names=classes, **self._about(splits)
+            )
             frames["val"], rest = main.iloc[rest[held].numpy()], rest[keep]
         frames["train"] = main.iloc[rest.numpy()]
         frames["whole"] = main
@@ -268,8 +270,9 @@ class CSVDataModule(TensorDataModule):
             }
             split = {k: self._tensors(frames[k], files[k]) if k in frames else None for k in split}
         n_inputs, n_columns = schema.input_size, len(schema.features)
-        embedded = ", ".join(f"{c['name']} ({len(c['categories']) - 2:,} categories -> {c['size']})"
-                             for c in schema.embedded)  # fmt: skip
+        embedded = ", ".join(
+            f"{c['name']} ({len(c['categories']) - 2:,} categories -> {c['size']})" for c in schema.embedded
+        )
         embedded = f"; embedded: {embedded}" if embedded else ""
         source = f"{self.path} (target '{self.target}', {n_inputs} inputs from {n_columns} columns{embedded})"
         if self.sample and self.path and is_shipped_sample(self.path):
@@ -280,8 +283,15 @@ class CSVDataModule(TensorDataModule):
         test_ids = None
         if split["test"] is not None:  # 0-based data rows of the test file, or of path for a split-off test split
             test_ids = [int(i) for i in self.frames()["test"].index]
-        return Splits(**split, class_names=schema.classes, predict=predict, predict_ids=predict_ids, source=source,
-                      val_ids=val_ids, test_ids=test_ids)  # fmt: skip
+        return Splits(
+            **split,
+            class_names=schema.classes,
+            predict=predict,
+            predict_ids=predict_ids,
+            source=source,
+            val_ids=val_ids,
+            test_ids=test_ids,
+        )
 
 
 def schema_from_checkpoint(path: str) -> TabularSchema:

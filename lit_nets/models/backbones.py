@@ -86,8 +86,10 @@ def check_name(name: str) -> None:
         timm = _timm()
         if not timm.is_model(name.removeprefix(TIMM)):
             close = difflib.get_close_matches(name.removeprefix(TIMM), timm.list_models(), n=3)
-            raise UserError(f"model.backbone {name!r}: timm has no such model" +
-                            (f"; did you mean {', '.join(TIMM + c for c in close)}?" if close else ""))  # fmt: skip
+            raise UserError(
+                f"model.backbone {name!r}: timm has no such model"
+                + (f"; did you mean {', '.join(TIMM + c for c in close)}?" if close else "")
+            )
         return
     import torchvision
     from torchvision.models import list_models
@@ -235,8 +237,10 @@ class BackboneNet(nn.Module):
         modules = dict(self.body.named_modules())
         unknown = [n for n in names if n not in modules]
         if unknown:
-            raise UserError(f"model.freeze: {self.name} has no stage(s) {', '.join(unknown)}; its stages are "
-                            f"{', '.join(self.stages)} (or dotted paths into them, e.g. layer4.1)")  # fmt: skip
+            raise UserError(
+                f"model.freeze: {self.name} has no stage(s) {', '.join(unknown)}; its stages are "
+                f"{', '.join(self.stages)} (or dotted paths into them, e.g. layer4.1)"
+            )
         self.requires_grad_(True)
         self.frozen = [modules[n] for n in names]
         for module in self.frozen:
@@ -270,8 +274,13 @@ class BackboneNet(nn.Module):
         loaded = {k: v for k, v in source.items() if k in ours and not k.startswith(head) and v.shape == ours[k].shape}
         # torchvision's older released files have no BatchNorm counters; its loader accepts them (the counter only
         # matters for momentum=None), so a counter absent from the file keeps its fresh value here too
-        missing = [k for k in ours if k not in loaded and not k.startswith(head)
-                   and not (k.endswith(".num_batches_tracked") and k not in source)]  # fmt: skip
+        missing = [
+            k
+            for k in ours
+            if k not in loaded
+            and not k.startswith(head)
+            and not (k.endswith(".num_batches_tracked") and k not in source)
+        ]
         extra = [k for k in source if k not in ours and not k.startswith(("normalize.", head))]
         if extra and not missing:
             raise UserError(
@@ -279,15 +288,21 @@ class BackboneNet(nn.Module):
                 f"{', '.join(extra[:3])}: is it the weights of another architecture? (model.backbone)"
             )
         if missing:
-            wrong = [f"{k} ({list(source[k].shape)} in the file, {list(ours[k].shape)} here)" for k in missing
-                     if k in source] or missing  # fmt: skip
+            wrong = [
+                f"{k} ({list(source[k].shape)} in the file, {list(ours[k].shape)} here)" for k in missing if k in source
+            ] or missing
             raise UserError(
                 f"model.weights {weights}: {len(missing)} of {self.name}'s tensors are not in it or differ, e.g. "
                 f"{', '.join(wrong[:3])}: is it the weights of another architecture? (model.backbone)"
             )
         self.body.load_state_dict(loaded, strict=False)
-        log.info("model.weights %s: loaded %d tensors into %s; the head (%s) is new", weights, len(loaded), self.name,
-                 self.head.removeprefix("body."))  # fmt: skip
+        log.info(
+            "model.weights %s: loaded %d tensors into %s; the head (%s) is new",
+            weights,
+            len(loaded),
+            self.name,
+            self.head.removeprefix("body."),
+        )
         return list(loaded)
 
     def _library_weights(self, weights: str) -> dict[str, torch.Tensor]:

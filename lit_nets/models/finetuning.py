@@ -61,13 +61,16 @@ class BackboneClassifier(Classifier):
         self._channels_last = channels_last
         super().__init__(**kwargs)
         if weights is None and freeze != "none":
-            log.info("model.weights is null: the backbone starts from random weights (model.freeze none trains it all "
-                     "from the start)")  # fmt: skip
+            log.info(
+                "model.weights is null: the backbone starts from random weights (model.freeze none trains it all "
+                "from the start)"
+            )
 
     def build_net(self, num_outputs: int) -> nn.Module:
         if len(self.input_shape) != 3:
-            raise UserError(f"BackboneClassifier needs images (channels, height, width), the data gives shape "
-                            f"{self.input_shape}")  # fmt: skip
+            raise UserError(
+                f"BackboneClassifier needs images (channels, height, width), the data gives shape {self.input_shape}"
+            )
         net = BackboneNet(num_outputs=num_outputs, in_channels=self.input_shape[0], **self._backbone_args)
         net.check_input(tuple(self.input_shape))
         if self._channels_last:
