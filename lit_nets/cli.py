@@ -496,7 +496,8 @@ def refuse_a_used_version(config: Any) -> None:
     checkpoints and curves among that run's: one line instead (a resumed run goes on in its own folder)."""
     init = logger_args(config)
     version = init.get("version") if init is not None else None
-    if version is None or init.get("save_dir") is None:
+    # rank 0 only: the other processes of a DDP run start later, when rank 0 may have made the folder already
+    if version is None or init.get("save_dir") is None or rank_zero_only.rank != 0:
         return
     folder = logs_root(config) / (f"version_{version}" if isinstance(version, int) else str(version))
     if folder.is_dir() and any(folder.iterdir()):
