@@ -327,6 +327,7 @@ def test_a_backbone_is_served_with_its_crop_and_overlay(photo_run: Path, photos:
         assert "<html" in requests.get(url, timeout=30).text.lower()
 
 
+@pytest.mark.slow  # cv and tune are in the fast suite on the MLP and CNN configs (test_cv, test_tune, the README)
 def test_cv_and_tune_run_a_backbone(photos: Path, weights_file: Path, tmp_path: Path, monkeypatch, capfd) -> None:
     (tmp_path / "data").symlink_to(photos.parent)
     tiny = ["--data.image_size", "32", "--trainer.max_epochs", "2", "--trainer.enable_progress_bar", "false"]

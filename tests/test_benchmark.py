@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from lit_nets.models import CNNClassifier
@@ -14,6 +15,9 @@ from lit_nets.models import CNNClassifier
 REPO = Path(__file__).resolve().parents[1]
 
 
+# slow: a timing tool run end to end (minutes of CI for figures nobody reads there); the synthetic run below
+# keeps the script in the fast suite. pytest -m slow runs it.
+@pytest.mark.slow
 def test_benchmark_script_times_all_three_runs_on_the_wine_sample(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = subprocess.run(
@@ -90,6 +94,7 @@ def test_benchmark_synthetic_option_runs_a_and_b(tmp_path: Path) -> None:
         assert run["samples_per_s"] > 0 and run["test_acc"] < 0.3, run  # random labels: about 0.1
 
 
+@pytest.mark.slow  # as above
 def test_benchmark_data_dir_trains_on_the_mnist_files_there(tmp_path: Path, sample) -> None:
     """``--data_dir`` points the runs at an MNIST folder (the full set in ../shared/data): here a 2,000 + 500 digit
     set written as idx files, so the data source, the sizes and the trained accuracy show it was used. A and C: B
@@ -135,6 +140,7 @@ def test_benchmark_data_dir_trains_on_the_mnist_files_there(tmp_path: Path, samp
         assert run["test_acc"] >= 0.7, run  # 2 epochs on 2,000 digits; chance is 0.1
 
 
+@pytest.mark.slow  # as above
 def test_stream_benchmark_times_the_photo_loader_streamed_and_in_memory(tmp_path: Path) -> None:
     """``scripts/stream_benchmark.py`` (docs/benchmarks.md's photo loader figures) on 40 photos at 64 px."""
     out = tmp_path / "stream.json"
