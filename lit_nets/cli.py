@@ -203,7 +203,8 @@ class LitNetsCLI(LightningCLI):
         if config.ckpt_path is None:
             return
         given = self._given_ckpt_path
-        rank_zero_info(checkpoints.resolution(given, config.ckpt_path) if not trusted else f"Checkpoint: {given}")
+        said = checkpoints.resolution(given, config.ckpt_path) if not trusted else f"Checkpoint:   {config.ckpt_path}"
+        rank_zero_info(said)
         checkpoint = checkpoints.load(config.ckpt_path, "--ckpt_path", trusted=trusted)
         cls, args = inference.model_hparams(checkpoint, config.ckpt_path)
         self._use_checkpoint_arguments(subcommand, cls, args, config.ckpt_path)  # makes a new self.config
@@ -315,7 +316,7 @@ class LitNetsCLI(LightningCLI):
         except (SIGTERMException, KeyboardInterrupt):
             raise  # stopped, with its state saved: resumable
         except BaseException:
-            if log_dir is not None and not existed:
+            if log_dir is not None and not existed and self.trainer.current_epoch == 0:  # within its first epoch
                 remove_if_empty(Path(log_dir))
             raise
 
@@ -439,8 +440,9 @@ def logs_root(config: Any) -> Path:
 
 
 def remove_if_empty(run: Path) -> None:
-    """Take away the folder of a run that failed before it saved any checkpoint (its config, hyper-parameters, an
-    event file of nothing): a near-empty ``version_N`` that ``last`` and ``best`` would pass over anyway."""
+    """Take away the folder of a run that failed in its first epoch before it saved any checkpoint (its config,
+    hyper-parameters, an event file of next to nothing): a near-empty ``version_N`` that ``last`` and ``best`` would
+    pass over anyway. A run that failed later keeps its folder: its curves are worth reading."""
     import shutil
 
     if run.is_dir() and not any(run.rglob("*.ckpt")):

@@ -55,7 +55,7 @@ NOT_HERE = {  # by program, module (-m) or script
     "torchrun": "needs a cluster of 2 nodes",
     "sbatch": "needs SLURM",
     "docker": "no container engine here: tests/test_serve.py runs the image's entry command and health check",
-    "scripts/benchmark.py": "minutes of timing: tests/test_benchmark.py runs it (whole under -m slow; --synthetic fast)",
+    "scripts/benchmark.py": "minutes of timing: tests/test_benchmark.py runs it (-m slow; --synthetic: fast suite)",
 }
 
 
