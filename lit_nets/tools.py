@@ -18,14 +18,14 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from lit_nets.errors import UserError
+from lit_nets.core.errors import UserError
 
 # subcommand: (module, function); the function's first docstring paragraph is the subcommand's description
 TOOLS = {
-    "plot": ("lit_nets.plots", "plot_command"),
-    "explain": ("lit_nets.explain", "explain_command"),
-    "export": ("lit_nets.export", "export_command"),
-    "serve": ("lit_nets.serve", "serve_command"),
+    "plot": ("lit_nets.core.plots", "plot_command"),
+    "explain": ("lit_nets.deploy.explain", "explain_command"),
+    "export": ("lit_nets.deploy.export", "export_command"),
+    "serve": ("lit_nets.deploy.serve", "serve_command"),
 }
 POSITIONAL = {"runs"}  # list arguments given without an option name (plot RUN [RUN ...])
 

@@ -20,7 +20,7 @@ the optimiser, learning rate, batch size, seed and number of epochs:
   CSV rows come as a ``TensorDataset`` of standardised rows.
 - B, a tuned plain loop: uint8 tensors in memory, a random permutation cut into index batches, normalisation on
   the batch, ``channels_last``, the fused optimiser, no host sync in the step, the process settings of
-  :mod:`lit_nets.runtime`; it keeps the epoch's training loss and accuracy on the device, as C logs them, so both
+  :mod:`lit_nets.core.runtime`; it keeps the epoch's training loss and accuracy on the device, as C logs them, so both
   do the same work.
 - C, ``python -m lit_nets fit`` in a subprocess, exactly as a user runs it (TensorBoard, checkpoints, progress bar,
   figures, the test of the best checkpoint at the end), plus the Throughput callback that clocks it.
@@ -100,7 +100,7 @@ def synthetic_data(n: int, batch_size: int, seed: int) -> Any:
     """MNIST-shaped random digits (n train, n // 6 test): throughput does not depend on the pixel values."""
     import torch
 
-    from lit_nets.data.base import Splits, TensorDataModule, channel_stats
+    from lit_nets.core.data.base import Splits, TensorDataModule, channel_stats
 
     class Synthetic(TensorDataModule):
         def load(self) -> Splits:
@@ -164,7 +164,7 @@ def run_a(args: argparse.Namespace) -> dict[str, Any]:
     from torch import nn
     from torch.utils.data import DataLoader, TensorDataset
 
-    from lit_nets.runtime import cheap_cuda_check, freeze_heap
+    from lit_nets.core.runtime import cheap_cuda_check, freeze_heap
 
     dm, model, _ = build(args)
     # undo what importing Lightning (for build) did to the process, the seed has no Lightning: torch's GPU check, and
@@ -246,7 +246,7 @@ def run_b(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     import torch.nn.functional as F
 
-    from lit_nets.runtime import freeze_heap, tune
+    from lit_nets.core.runtime import freeze_heap, tune
 
     dm, model, _ = build(args)
     tune()  # the process settings lit_nets uses: malloc keeps freed memory, a cached GPU check,
@@ -290,7 +290,7 @@ def run_c(args: argparse.Namespace) -> dict[str, Any]:
     """``python -m lit_nets fit`` in its own process; its throughput and metrics read back from TensorBoard."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from lit_nets.inference import load_classifier
+    from lit_nets.deploy.inference import load_classifier
 
     work = Path(tempfile.mkdtemp(prefix="bench_c_"))
     command = [
@@ -300,7 +300,7 @@ def run_c(args: argparse.Namespace) -> dict[str, Any]:
         "fit",
         *[f"--config={c}" for c in map(os.path.abspath, args.configs)],
         f"--trainer.max_epochs={args.epochs}",
-        "--trainer.callbacks+=lit_nets.callbacks.Throughput",
+        "--trainer.callbacks+=lit_nets.train.callbacks.Throughput",
         f"--trainer.accelerator={'cpu' if args.device == 'cpu' else 'gpu'}",
     ]
     if args.precision:

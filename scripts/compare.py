@@ -32,8 +32,9 @@ VARIANTS: dict[str, list[str]] = {
 def run(config: str, overrides: list[str], seed: int, epochs: int, extra: list[str]) -> dict[str, float]:
     from lightning.pytorch.callbacks import Timer
 
-    from lit_nets.callbacks import main_checkpoint
-    from lit_nets.cli import LitNetsCLI, setup_logging
+    from lit_nets.core.logs import setup_logging
+    from lit_nets.train.callbacks import main_checkpoint
+    from lit_nets.train.cli import LitNetsCLI
 
     setup_logging()
     args = [

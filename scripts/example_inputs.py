@@ -20,7 +20,7 @@ def write(out: Path) -> list[Path]:
     import pandas as pd
     from PIL import Image
 
-    from lit_nets.data.samples import mnist_sample, write_csv_sample
+    from lit_nets.core.data.samples import mnist_sample, write_csv_sample
 
     out.mkdir(parents=True, exist_ok=True)
     images, labels = mnist_sample()

@@ -30,7 +30,7 @@ def write_photos(root: Path, count: int) -> None:
     """``count`` JPEG crops of the two sample photographs, half of each, as class folders."""
     from PIL import Image
 
-    from lit_nets.data.samples import photo_crops
+    from lit_nets.core.data.samples import photo_crops
 
     for label, crops in photo_crops(per_photo=count // 2, seed=1).items():
         (root / label).mkdir(parents=True)

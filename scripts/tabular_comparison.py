@@ -134,8 +134,8 @@ def run_sklearn(args: list[str], folds: int, cwd: Path) -> tuple[dict[str, list[
 
     import numpy as np
 
-    from lit_nets import runs
-    from lit_nets.data.tabular import CSVDataModule
+    from lit_nets.core.data.tabular import CSVDataModule
+    from lit_nets.train import runs
 
     os.chdir(cwd)
     init = runs.config_of(args)["data"]["init_args"]

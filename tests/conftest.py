@@ -19,7 +19,7 @@ import pytest
 import torch
 
 # imported before any test captures output: Lightning's log handlers keep the stderr they find at import
-import lit_nets.cli  # noqa: F401
+import lit_nets.train.cli  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -53,7 +53,7 @@ def in_process(*args: str, cwd: Path, monkeypatch=None, capfd=None, check: bool 
     interpreter), in ``cwd``; its exit status and, given ``capfd``, what it printed, as :func:`run_cli` gives them.
     Without ``monkeypatch`` (in a fixture) the working folder and ``sys.argv`` are restored by hand. ``check``: fail
     the test unless it exits 0."""
-    from lit_nets.cli import main
+    from lit_nets.__main__ import main
 
     saved = (Path.cwd(), sys.argv)
     if monkeypatch is not None:
@@ -133,7 +133,7 @@ def decoded_image_cache(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def sample() -> tuple[torch.Tensor, torch.Tensor]:
     """The shipped 5,000-digit MNIST sample (real data)."""
-    from lit_nets.data.samples import mnist_sample
+    from lit_nets.core.data.samples import mnist_sample
 
     return mnist_sample()
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lit_nets.errors import UserError
+from lit_nets.core.errors import UserError
 
 from conftest import REPO, in_process, quiet_trainer, serving
 
@@ -28,7 +28,7 @@ SMALL = ["--data.image_size", "64", "--trainer.enable_progress_bar", "false"]  #
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
     """The shipped photo sample: 60 JPEG crops of 200-420 px of each of scikit-learn's two photographs."""
-    from lit_nets.data.samples import write_png_sample
+    from lit_nets.core.data.samples import write_png_sample
 
     return write_png_sample("photos", tmp_path_factory.mktemp("photos") / "photos")
 
@@ -45,7 +45,7 @@ def weights_file(tmp_path_factory) -> Path:
 
 
 def test_a_weights_file_fills_the_backbone_and_the_head_is_new(weights_file: Path) -> None:
-    from lit_nets.models.backbones import BackboneNet, weights_info
+    from lit_nets.core.models.backbones import BackboneNet, weights_info
 
     source = torch.load(weights_file, weights_only=True)
     net = BackboneNet("resnet18", num_outputs=2)
@@ -67,8 +67,8 @@ def test_a_weights_file_fills_the_backbone_and_the_head_is_new(weights_file: Pat
 def test_a_weights_file_of_another_architecture_is_one_line(tmp_path: Path) -> None:
     from torchvision.models import resnet34
 
-    from lit_nets.errors import UserError
-    from lit_nets.models.backbones import BackboneNet
+    from lit_nets.core.errors import UserError
+    from lit_nets.core.models.backbones import BackboneNet
 
     torch.save(resnet34().state_dict(), tmp_path / "resnet34.pth")
     with pytest.raises(UserError, match=r"resnet34\.pth: .* another architecture"):
@@ -79,7 +79,7 @@ def test_a_weights_file_of_another_architecture_is_one_line(tmp_path: Path) -> N
 
 def test_an_old_release_file_without_batchnorm_counters_loads_every_tensor_it_has(tmp_path: Path, weights_file) -> None:
     """torchvision's older released weight files lack BatchNorm's num_batches_tracked; torchvision accepts them."""
-    from lit_nets.models.backbones import BackboneNet
+    from lit_nets.core.models.backbones import BackboneNet
 
     source = {
         k: v for k, v in torch.load(weights_file, weights_only=True).items() if not k.endswith("num_batches_tracked")
@@ -98,7 +98,7 @@ def test_an_old_release_file_without_batchnorm_counters_loads_every_tensor_it_ha
 
 
 def test_a_weights_file_keyed_by_integers_is_one_line(tmp_path: Path) -> None:
-    from lit_nets.models.backbones import BackboneNet
+    from lit_nets.core.models.backbones import BackboneNet
 
     torch.save({0: torch.zeros(3), 1: torch.ones(2)}, tmp_path / "ints.pth")
     with pytest.raises(UserError, match=r"ints\.pth: 2 of its keys are not tensor names \(e\.g\. 0\)"):
@@ -117,7 +117,7 @@ def test_a_backbone_refuses_an_image_size_it_cannot_take_before_training(name: s
     ("name", "cam"), [("mobilenet_v3_small", "body.features"), ("regnet_y_400mf", "body.trunk_output")]
 )
 def test_other_families_get_a_head_for_the_classes(name: str, cam: str) -> None:
-    from lit_nets.models.backbones import BackboneNet
+    from lit_nets.core.models.backbones import BackboneNet
 
     net = BackboneNet(name, num_outputs=3, freeze="backbone").eval()
     assert net(torch.rand(2, 3, 64, 64)).shape == (2, 3) and net.cam_layer == cam
@@ -127,8 +127,8 @@ def test_other_families_get_a_head_for_the_classes(name: str, cam: str) -> None:
 
 
 def test_offline_default_weights_name_the_file_and_where_to_put_it(weights_file, tmp_path, monkeypatch) -> None:
-    from lit_nets.errors import UserError
-    from lit_nets.models.backbones import BackboneNet
+    from lit_nets.core.errors import UserError
+    from lit_nets.core.models.backbones import BackboneNet
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("[Errno -2] Name or service not known")
@@ -192,8 +192,8 @@ def test_freeze_then_unfreeze_weight_by_weight(photos: Path, weights_file: Path)
 def test_evaluation_crops_are_what_serving_decodes_in_memory_and_streamed(photos: Path) -> None:
     """The validation images (resize to cover 74 px, centre crop 64) are the pixels ``decode`` gives one file (what
     predict, explain and serve use), whether the folder is held in memory or streamed from disk in workers."""
+    from lit_nets.core.data.image_io import decode
     from lit_nets.data import ImageFolderDataModule
-    from lit_nets.data.folder import decode
 
     def module(**kwargs):
         dm = ImageFolderDataModule(
@@ -218,7 +218,7 @@ def test_evaluation_crops_are_what_serving_decodes_in_memory_and_streamed(photos
 
 
 def test_mixup_and_cutmix_give_labels_in_shares() -> None:
-    from lit_nets.data.images import ImageDataModule
+    from lit_nets.core.data.images import ImageDataModule
 
     class ThreeClasses(ImageDataModule):
         num_classes = 3  # type: ignore[assignment]
@@ -250,7 +250,7 @@ def photo_run(photos: Path, weights_file: Path, tmp_path_factory) -> Path:
 
 
 def test_photos_config_trains_from_a_weights_file(photo_run: Path) -> None:
-    from lit_nets.checkpoints import load
+    from lit_nets.core.checkpoint_files import load
 
     ckpt = load(photo_run / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt")
     hp = ckpt["hyper_parameters"]
@@ -308,8 +308,8 @@ def test_a_backbone_is_served_with_its_crop_and_overlay(photo_run: Path, photos:
     import requests
     from PIL import Image
 
-    from lit_nets.data.folder import decode
-    from lit_nets.inference import load_classifier
+    from lit_nets.core.data.image_io import decode
+    from lit_nets.deploy.inference import load_classifier
 
     ckpt = photo_run / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
     model = load_classifier(ckpt)
@@ -371,7 +371,7 @@ def test_cv_and_tune_run_a_backbone(photos: Path, weights_file: Path, tmp_path: 
 
 def test_timm_backbones_load_a_weights_file(tmp_path: Path) -> None:
     timm = pytest.importorskip("timm", reason="the timm extra is not installed")
-    from lit_nets.models.backbones import BackboneNet, weights_info
+    from lit_nets.core.models.backbones import BackboneNet, weights_info
 
     source = timm.create_model("resnet18", num_classes=1000)
     torch.save(source.state_dict(), tmp_path / "timm_resnet18.pth")

@@ -1,7 +1,8 @@
 """Checkpoints as commands take them: one rule for every spelling of --ckpt_path, checkpoints of other versions and
 architectures, runs that are still training, and the tools (export, explain) taking best / last too.
 
-In-process (``lit_nets.cli.main``) on copies of the shared one-epoch CNN run: the real process is tested elsewhere.
+In-process (``lit_nets.__main__.main``) on copies of the shared one-epoch CNN run: the real process is tested
+elsewhere.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import torch
 import yaml
 
 import lit_nets
-from lit_nets.cli import main
-from lit_nets.errors import UserError
+from lit_nets.__main__ import main
+from lit_nets.core.errors import UserError
 
 from conftest import CONFIGS
 
@@ -129,7 +130,7 @@ def test_a_checkpoint_of_another_version_or_architecture_is_one_line(
 def test_the_tools_take_best_and_last_like_test_and_predict(runs: Path, sample) -> None:
     from PIL import Image
 
-    from lit_nets.checkpoints import best_checkpoint_of
+    from lit_nets.core.checkpoint_files import best_checkpoint_of
 
     Image.fromarray(sample[0][4000, 0].numpy()).save("seven.png")
     assert cli("export", "--ckpt_path", "last", "--format", "state_dict", "--out", "exported") == ""
@@ -143,7 +144,7 @@ def test_the_tools_take_best_and_last_like_test_and_predict(runs: Path, sample) 
 def test_a_run_being_trained_is_passed_over_and_a_killed_one_is_not(runs: Path, caplog) -> None:
     """A live process holds version_1's lock: ``last`` takes version_0 and says why. Killed with SIGKILL (no chance
     to clean up), the process leaves no lock behind: version_1 is the newest run again."""
-    from lit_nets.checkpoints import RunLock, is_training, resolve
+    from lit_nets.core.checkpoint_files import RunLock, is_training, resolve
 
     shutil.copytree(runs / "version_0", runs / "version_1")
     (runs / "version_1" / "checkpoints" / "last.ckpt").touch()  # the newer run (copytree keeps the times)
@@ -151,7 +152,7 @@ def test_a_run_being_trained_is_passed_over_and_a_killed_one_is_not(runs: Path, 
         [
             sys.executable,
             "-c",
-            "import sys, time; from lit_nets.checkpoints import RunLock; "
+            "import sys, time; from lit_nets.core.checkpoint_files import RunLock; "
             "lock = RunLock(sys.argv[1]); lock.acquire(); print('locked', flush=True); time.sleep(120)",
             str(runs / "version_1"),
         ],
@@ -175,7 +176,7 @@ def test_a_run_being_trained_is_passed_over_and_a_killed_one_is_not(runs: Path, 
 
 def test_a_checkpoint_saved_with_the_old_name_channels_still_loads(tmp_path: Path) -> None:
     """lit_nets 0.2 renamed the CNN's ``channels`` to ``conv_channels``: a 0.1 checkpoint rebuilds the same net."""
-    from lit_nets.inference import load_classifier
+    from lit_nets.deploy.inference import load_classifier
     from lit_nets.models import CNNClassifier
 
     model = CNNClassifier(conv_channels=[4, 6], num_classes=3, input_shape=[1, 12, 12], class_names=["a", "b", "c"])

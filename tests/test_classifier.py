@@ -6,11 +6,11 @@ import pytest
 import torch
 from lightning.pytorch import seed_everything
 
-from lit_nets.cli import default_precision
-from lit_nets.data.base import Splits, stratified_split
-from lit_nets.data.images import ImageDataModule
-from lit_nets.errors import UserError
+from lit_nets.core.data.base import Splits, stratified_split
+from lit_nets.core.data.images import ImageDataModule
+from lit_nets.core.errors import UserError
 from lit_nets.models import CNNClassifier
+from lit_nets.train.cli import default_precision
 
 from conftest import quiet_trainer
 
@@ -150,7 +150,7 @@ def test_the_learning_rate_finder_suggests_the_steepest_descent_against_log_lr()
     """A loss curve that falls around lr = 1e-2, with the batch-to-batch wobble of a small data set at tiny rates:
     the suggestion is 1e-2. Differentiated against lr itself (Lightning 2.6) the wobble between the tiny rates wins,
     which gave SGD and Adam the same rate on the wine set."""
-    from lit_nets.callbacks import steepest_descent
+    from lit_nets.train.callbacks import steepest_descent
 
     lrs = torch.logspace(-5, 0, 100, dtype=torch.float64)
     loss = 1 / (1 + torch.exp((lrs.log10() + 2) * 4)) + 0.004 * torch.sin(torch.arange(100.0)) * (lrs < 1e-3)

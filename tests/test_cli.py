@@ -16,7 +16,7 @@ import torch
 import yaml
 
 # imported here, not under capsys: Lightning's log handlers keep the stderr they find when it is imported
-from lit_nets.cli import main
+from lit_nets.__main__ import main
 
 from conftest import CONFIGS, in_process, run_cli, scalars
 
@@ -257,7 +257,7 @@ def test_bad_input_ends_with_one_clear_line(
         ("modle:\n  lr: 3\n", "error: typo.yaml: modle.lr: there is no section 'modle'; did you mean model?"),
         ("model:\n  init_args:\n    lr: abc\n", "error: typo.yaml: model.lr: 'abc' is not a float"),
         (
-            "trainer:\n  callbacks:\n    - class_path: lit_nets.callbacks.PeriodicCheckpoint\n      init_args:\n"
+            "trainer:\n  callbacks:\n    - class_path: lit_nets.train.callbacks.PeriodicCheckpoint\n      init_args:\n"
             "        every_n_train_step: 3\n",
             "error: typo.yaml: trainer.callbacks.every_n_train_step: "
             "PeriodicCheckpoint has no argument 'every_n_train_step'; did you mean every_n_train_steps?",

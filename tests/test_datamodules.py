@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from lit_nets.core.data.base import channel_stats
+from lit_nets.core.errors import UserError
 from lit_nets.data import MNISTDataModule
-from lit_nets.data.base import channel_stats
-from lit_nets.errors import UserError
 
 from conftest import write_idx
 
@@ -79,7 +79,7 @@ def test_loaders_hand_out_whole_uint8_batches_by_index(tmp_path: Path) -> None:
 
 
 def test_augmentation_moves_each_image_differently(tmp_path: Path) -> None:
-    from lit_nets.data.images import random_affine
+    from lit_nets.core.data.images import random_affine
 
     torch.manual_seed(0)
     x = offline(tmp_path).splits.train[0][:1].float().repeat(8, 1, 1, 1) / 255

@@ -1,5 +1,5 @@
 """A folder's decoded images: decoded on every core, cached, and the cache used only while the files are unchanged
-(lit_nets/data/decoded.py). A small folder of real digits, with the size from which folders are cached lowered."""
+(lit_nets/core/data/decoded.py). A small folder of real digits, with the size from which folders are cached lowered."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-from lit_nets.data import ImageFolderDataModule, decoded
-from lit_nets.data import folder as folder_module
+from lit_nets.core.data import decoded
+from lit_nets.core.data import folder as folder_module
+from lit_nets.data import ImageFolderDataModule
 
 from conftest import FULL_MNIST, needs_full_mnist
 

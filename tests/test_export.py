@@ -43,8 +43,8 @@ torch.save(logits.detach(), out)
 @pytest.mark.parametrize("fmt", ["state_dict", "torchscript", "pt2", "onnx"])
 def test_each_format_reloads_without_lit_nets_and_predicts_the_same(cnn_run, fmt: str) -> None:
     from lit_nets.data import MNISTDataModule
-    from lit_nets.export import SUFFIX
-    from lit_nets.inference import load_classifier
+    from lit_nets.deploy.export import SUFFIX
+    from lit_nets.deploy.inference import load_classifier
 
     work, stdout = cnn_run
     assert f"{fmt} " in stdout and "same top-1: True" in stdout
@@ -93,7 +93,7 @@ def test_export_to_an_existing_file_is_one_line(cnn_run, tmp_path: Path, monkeyp
 def test_export_prints_a_line_per_format_and_nothing_else(cnn_run) -> None:
     """No banner about training data (nothing is trained), no TorchScript deprecation warnings, no ONNX progress;
     every file readable like the others (safetensors wrote its file with mode 0600)."""
-    from lit_nets.export import FORMATS
+    from lit_nets.deploy.export import FORMATS
 
     work, output = cnn_run
     lines = [line for line in output.splitlines() if line.strip()]  # stdout, then stderr

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from lit_nets.callbacks import PredictionWriter
+from lit_nets.train.callbacks import PredictionWriter
 
 from conftest import CONFIGS, in_process, quiet_trainer
 
@@ -137,8 +137,8 @@ def test_explain_refuses_an_mlp_with_a_reason(tmp_path: Path, monkeypatch, capfd
 
 @pytest.mark.parametrize("kind", ["mnist", "folder", "csv"])
 def test_predict_writes_one_row_per_input_for_every_data_module(tmp_path: Path, kind: str) -> None:
+    from lit_nets.core.data.samples import write_csv_sample, write_png_sample
     from lit_nets.data import CSVDataModule, ImageFolderDataModule, MNISTDataModule
-    from lit_nets.data.samples import write_csv_sample, write_png_sample
     from lit_nets.models import CNNClassifier, MLPClassifier
 
     if kind == "mnist":

@@ -12,9 +12,9 @@ import torch
 from lightning.pytorch import seed_everything
 from PIL import Image
 
+from lit_nets.core.data.samples import write_png_sample
+from lit_nets.core.errors import UserError
 from lit_nets.data import ImageFolderDataModule
-from lit_nets.data.samples import write_png_sample
-from lit_nets.errors import UserError
 from lit_nets.models import CNNClassifier
 
 from conftest import CONFIGS, in_process, quiet_trainer, scalars, short_png
@@ -110,7 +110,7 @@ def test_grey_rgba_palette_16bit_and_jpeg_load_with_the_right_values(tmp_path: P
     Image.fromarray(ramp).save(tmp_path / "files" / "b" / "grey.png")
     dm = ImageFolderDataModule(root=str(tmp_path / "files"), val_fraction=0.01, test_fraction=0.0)
     assert dm.input_shape == [3, 16, 16], "colour files make the whole set RGB"
-    from lit_nets.data.folder import decode
+    from lit_nets.core.data.image_io import decode
 
     expected = torch.from_numpy(rgb).permute(2, 0, 1)
     assert torch.equal(decode(folder / "rgb.png", None, None), expected)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from lit_nets.core.data.samples import write_csv_sample
+from lit_nets.core.errors import UserError
 from lit_nets.data import CSVDataModule, ImageFolderDataModule, MNISTDataModule
-from lit_nets.data.samples import write_csv_sample
-from lit_nets.errors import UserError
 
 from conftest import CONFIGS, in_process
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from lit_nets.core.models.nets import ACTIVATIONS, CNN
 from lit_nets.models import CNNClassifier
-from lit_nets.models.nets import ACTIVATIONS, CNN
 
 
 def test_default_cnn_is_the_seed_architecture() -> None:

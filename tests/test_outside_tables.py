@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lit_nets.core.data.samples import write_csv_sample
+from lit_nets.core.errors import UserError
 from lit_nets.data import CSVDataModule
-from lit_nets.data.samples import write_csv_sample
-from lit_nets.errors import UserError
 
 
 @pytest.fixture(scope="module")

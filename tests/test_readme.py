@@ -27,7 +27,7 @@ import pytest
 import torch
 
 # imported here, not under capture: Lightning's log handlers keep the stderr they find when it is imported
-from lit_nets.cli import main
+from lit_nets.__main__ import main
 
 from conftest import REPO, run_cli, serving
 

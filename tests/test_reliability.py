@@ -170,7 +170,7 @@ def test_sigterm_then_resume_ends_with_the_weights_of_an_unbroken_run(tmp_path: 
     deadline = time.monotonic() + 300
     while not started.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    from lit_nets.checkpoints import is_training, resolve
+    from lit_nets.core.checkpoint_files import is_training, resolve
 
     assert is_training(started.parent.parent), "the run holds its folder's lock while it trains"
     assert resolve("last", tmp_path / "lightning_logs", "fit") is None, "`last` passes over a run being written"
@@ -231,7 +231,7 @@ def test_a_full_disk_while_saving_a_checkpoint_is_one_line(tmp_path: Path, monke
 
     import lightning.fabric.utilities.cloud_io as cloud_io
 
-    from lit_nets import cli
+    from lit_nets import __main__ as cli
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -342,7 +342,7 @@ def test_fifty_epochs_do_not_grow_memory_and_keep_the_configured_checkpoints(tmp
     than 20 MB, and with save_top_k 2 the folder holds the 2 best epochs plus last.ckpt."""
     from lightning.pytorch.callbacks import Callback
 
-    from lit_nets.cli import LitNetsCLI
+    from lit_nets.train.cli import LitNetsCLI
 
     class Memory(Callback):
         def __init__(self) -> None:

@@ -1,5 +1,5 @@
-"""The process settings of lit_nets.runtime: freed memory stays in the process, the GPU check is cached, the start-up
-objects are out of the garbage collector's reach."""
+"""The process settings of lit_nets.core.runtime: freed memory stays in the process, the GPU check is cached, the
+start-up objects are out of the garbage collector's reach."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ STEPS = """
 import json, resource, sys
 import torch, torch.nn.functional as F
 import lightning.pytorch  # noqa: F401  (sets PYTORCH_NVML_BASED_CUDA_CHECK, as in every lit_nets run)
-from lit_nets import runtime
-from lit_nets.models.nets import CNN
+from lit_nets.core import runtime
+from lit_nets.core.models.nets import CNN
 runtime.tune()
 torch.manual_seed(0)
 net = CNN(in_channels=1, num_outputs=10, image_size=(28, 28)).to(memory_format=torch.channels_last)

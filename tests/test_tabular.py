@@ -13,12 +13,12 @@ import pytest
 import torch
 from lightning.pytorch import seed_everything
 
-from lit_nets.cli import main
+from lit_nets.__main__ import main
+from lit_nets.core.data.samples import write_csv_sample
+from lit_nets.core.errors import UserError
+from lit_nets.core.models.nets import MLP
 from lit_nets.data import CSVDataModule
-from lit_nets.data.samples import write_csv_sample
-from lit_nets.errors import UserError
 from lit_nets.models import MLPClassifier
-from lit_nets.models.nets import MLP
 
 from conftest import CONFIGS, in_process, quiet_trainer, run_cli, scalars
 

@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 import torch
 
-from lit_nets.checkpoints import load
+from lit_nets.core.checkpoint_files import load
+from lit_nets.core.data.samples import write_csv_sample
+from lit_nets.core.data.schema import UNSEEN
+from lit_nets.core.errors import UserError
 from lit_nets.data import CSVDataModule
-from lit_nets.data.samples import write_csv_sample
-from lit_nets.data.schema import UNSEEN
-from lit_nets.errors import UserError
-from lit_nets.inference import load_classifier
+from lit_nets.deploy.inference import load_classifier
 
 from conftest import CONFIGS, in_process, quiet_trainer
 
@@ -93,7 +93,7 @@ def test_unseen_lecturers_predict_and_onnx_answers_as_the_checkpoint(
 ) -> None:
     import onnxruntime
 
-    from lit_nets.data.schema import read_schema
+    from lit_nets.core.data.schema import read_schema
 
     work, best, _ = embedded_run
     out = work / "new_predictions.csv"
@@ -182,7 +182,7 @@ def test_the_checkpoint_and_its_onnx_file_serve_raw_records_alike(embedded_run, 
 
     import requests
 
-    from lit_nets.data.schema import read_schema
+    from lit_nets.core.data.schema import read_schema
 
     from conftest import Service, stop_cleanly
 
@@ -340,7 +340,7 @@ def test_binary_attributions_are_complete_and_a_noise_column_ranks_low(tmp_path:
     is among the least important by both measures."""
     from lightning.pytorch import seed_everything
 
-    from lit_nets.attributions import integrated_gradients, permutation_importance
+    from lit_nets.deploy.attributions import integrated_gradients, permutation_importance
     from lit_nets.models import MLPClassifier
 
     cancer = pd.read_csv(write_csv_sample("breast_cancer", tmp_path / "cancer.csv"))

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from lit_nets import inference
-from lit_nets.data.base import EpochBatches, Splits, TensorDataModule, first_inputs, labels_of, size_of
-from lit_nets.data.schema import ImageSchema, TabularSchema, read_schema
+from lit_nets.core.data.base import DATA_ARGS, EpochBatches, Splits, TensorDataModule, first_inputs, labels_of, size_of
+from lit_nets.core.data.schema import ImageSchema, TabularSchema, read_schema
+from lit_nets.core.models import deployable
+from lit_nets.deploy import inference
 from lit_nets.models import CNNClassifier, MLPClassifier
 
 
@@ -37,13 +38,13 @@ def _started(sampler: EpochBatches, epoch: int, skip: int) -> EpochBatches:
 
 def test_probabilities_and_top_k_for_both_losses() -> None:
     one_logit = torch.tensor([[0.0], [2.0]])  # BCE: the probability of the second class
-    p = inference.probabilities(one_logit)
+    p = deployable.probabilities(one_logit)
     assert torch.allclose(p[:, 1], torch.sigmoid(one_logit[:, 0])) and torch.allclose(p.sum(1), torch.ones(2))
     logits = torch.tensor([[1.0, 3.0, 2.0], [0.0, 0.0, 5.0]])
-    top = inference.top_k(inference.probabilities(logits), ["a", "b", "c"], 2)
+    top = deployable.top_k(deployable.probabilities(logits), ["a", "b", "c"], 2)
     assert [[name for name, _ in row] for row in top] == [["b", "c"], ["c", "a"]]
     assert top[0][0][1] == pytest.approx(torch.softmax(logits[0], 0)[1].item())
-    assert len(inference.top_k(inference.probabilities(logits), ["a", "b", "c"], 10)[0]) == 3  # at most all
+    assert len(deployable.top_k(deployable.probabilities(logits), ["a", "b", "c"], 10)[0]) == 3  # at most all
 
 
 def test_the_deployable_module_is_the_classifiers_forward_and_a_checkpoint_loads_back(tmp_path: Path) -> None:
@@ -60,8 +61,8 @@ def test_the_deployable_module_is_the_classifiers_forward_and_a_checkpoint_loads
         hidden=8,
     ).eval()
     x = torch.randint(0, 256, (5, 1, 12, 12), dtype=torch.uint8)
-    deployable = inference.Deployable.of(model)
-    assert torch.equal(deployable(x), model(x))
+    module = deployable.Deployable.of(model)
+    assert torch.equal(module(x), model(x))
     hparams = {**dict(model.hparams), "_class_path": "lit_nets.models.CNNClassifier"}
     torch.save({"hyper_parameters": hparams, "state_dict": model.state_dict()}, tmp_path / "m.ckpt")
     loaded = inference.load_classifier(tmp_path / "m.ckpt")
@@ -102,7 +103,7 @@ def test_a_data_module_gives_a_model_what_the_cli_links() -> None:
     dm = _Tiny(class_weights="balanced")
     dm.setup("fit")
     args = dm.model_args()
-    assert set(args) == set(inference.DATA_ARGS)
+    assert set(args) == set(DATA_ARGS)
     model = MLPClassifier(**args, hidden=[8])
     assert model.hparams.num_classes == 3 and model.hparams.input_shape == [4]
     assert model.hparams.class_weights == pytest.approx([40 / (3 * 14), 40 / (3 * 13), 40 / (3 * 13)], abs=1e-5)

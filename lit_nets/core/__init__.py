@@ -1,0 +1,1 @@
+"""The core: data, models and the checkpoint contract. It imports neither wing (train, deploy)."""

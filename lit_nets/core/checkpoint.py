@@ -1,0 +1,140 @@
+"""The checkpoint contract: what a lit_nets checkpoint records about its model and how to rebuild it.
+
+A checkpoint records the model's class (``_class_path``) and its arguments (``hyper_parameters``), the data's values
+among them (classes, input shape, normalisation, a CSV schema). :func:`model_hparams` reads and checks them: an
+argument this version of lit_nets does not know (a checkpoint of a newer release) or a missing one that the model
+cannot do without ends with one line naming it, not a ``TypeError`` deep in a constructor or a model that
+silently calls its classes ``0, 1, 2``. Weights of another shape end with one line naming the tensors that differ
+(:func:`check_weights`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lit_nets import __version__
+from lit_nets.core.errors import UserError
+
+# a model cannot be rebuilt without these (the first three of DATA_ARGS)
+REQUIRED = ("num_classes", "input_shape", "class_names")
+PRIVATE = ("_class_path", "_instantiator")
+# model arguments renamed in a release: checkpoints saved before it still load (the config files say the new name)
+RENAMED = {"channels": "conv_channels"}  # 0.2: the CNN's conv widths; the data's image channels are image_channels
+
+
+def init_parameters(cls: type) -> dict[str, inspect.Parameter]:
+    """The arguments ``cls(...)`` takes, following ``**kwargs`` up the class hierarchy (CNNClassifier's own, then
+    Classifier's)."""
+    params: dict[str, inspect.Parameter] = {}
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        signature = inspect.signature(klass.__init__)
+        for name, param in signature.parameters.items():
+            if name != "self" and param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
+                params.setdefault(name, param)
+        if not any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+            break
+    return params
+
+
+def classifier_class(hparams: dict[str, Any], path: str | Path) -> type:
+    """The lit_nets model class a checkpoint's hyper-parameters name (``_class_path``, which the CLI records).
+
+    A checkpoint saved from Python (``Trainer.fit`` on a model built by hand) records no class: it is the model
+    class whose arguments take every saved one and leave the fewest unsaved (a model saves all its arguments),
+    read from the classes' signatures."""
+    if "_class_path" not in hparams:
+        saved = {RENAMED.get(k, k) for k in hparams if k not in PRIVATE}
+        fits = [
+            (len(set(init_parameters(cls)) - saved), cls.__name__, cls)
+            for cls in classifiers()
+            if saved <= set(init_parameters(cls))
+        ]
+        if not fits:
+            raise UserError(f"{path} records no model class, and its arguments fit no lit_nets model")
+        return min(fits)[2]
+    return lit_nets_class(str(hparams["_class_path"]), path)
+
+
+def classifiers() -> tuple[type, ...]:
+    """Every trainable model class (what a checkpoint can hold)."""
+    from lit_nets.core.models.classifier import CNNClassifier, MLPClassifier
+    from lit_nets.core.models.finetuning import BackboneClassifier
+
+    return (BackboneClassifier, CNNClassifier, MLPClassifier)
+
+
+# where the classes lived before 0.3 (lit_nets.models.classifier.CNNClassifier, ...): checkpoints saved then load
+OLD_MODULES = {
+    **{f"lit_nets.models.{m}": f"lit_nets.core.models.{m}" for m in ("classifier", "finetuning")},
+    **{f"lit_nets.data.{m}": f"lit_nets.core.data.{m}" for m in ("base", "folder", "images", "mnist", "tabular")},
+}
+
+
+def lit_nets_class(class_path: str, path: str | Path) -> type:
+    """The lit_nets class at ``class_path`` as a checkpoint records it (also the paths of earlier releases)."""
+    module_name, _, class_name = class_path.rpartition(".")
+    if not module_name.startswith("lit_nets."):
+        raise UserError(f"{path} holds a {module_name}.{class_name}, not a lit_nets model")
+    try:
+        return getattr(importlib.import_module(OLD_MODULES.get(module_name, module_name)), class_name)
+    except (ImportError, AttributeError):
+        raise UserError(
+            f"{path} holds a {module_name}.{class_name}, which this version of lit_nets "
+            f"({__version__}) does not have; load it with the version that saved it"
+        ) from None
+
+
+def model_hparams(checkpoint: dict[str, Any], path: str | Path) -> tuple[type, dict[str, Any]]:
+    """The model class of a loaded checkpoint and the arguments to build it with, checked against the class."""
+    hparams = dict(checkpoint.get("hyper_parameters") or {})
+    if not hparams:
+        raise UserError(f"{path} records no model arguments (hyper_parameters): it was not saved by lit_nets")
+    cls = classifier_class(hparams, path)
+    args = {k: v for k, v in hparams.items() if k not in PRIVATE}
+    saved_by = checkpoint.get("lit_nets_version", "an unknown version")
+    known = init_parameters(cls)
+    for old, new in RENAMED.items():
+        if old in args and old not in known and new in known and new not in args:
+            args[new] = args.pop(old)
+    unknown = sorted(set(args) - set(known))
+    if unknown:
+        raise UserError(
+            f"{path}: {cls.__name__} has no argument(s) {', '.join(map(repr, unknown))} in this version of lit_nets "
+            f"({__version__}; the checkpoint was saved by lit_nets {saved_by}): load it with the version that saved "
+            "it, or retrain"
+        )
+    needed = list(REQUIRED)
+    if "normalize.mean" in checkpoint.get("state_dict", {}):
+        needed += ["mean", "std"]  # the weights hold a normalisation, so the arguments must say what it is
+    missing = [name for name in needed if name not in args]  # absent, not None: None is a value the user gave
+    if missing:
+        raise UserError(
+            f"{path}: the checkpoint lacks the model argument(s) {', '.join(map(repr, missing))} (saved by lit_nets "
+            f"{saved_by}, this is {__version__}); without them the model would be rebuilt wrongly. Retrain, or save "
+            "it again with them"
+        )
+    return cls, args
+
+
+def check_weights(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], path: str | Path) -> None:
+    """One line naming the tensors whose names or shapes differ between ``model`` and the checkpoint's weights."""
+    ours = model.state_dict()
+    problems = [
+        f"{k}: {list(state_dict[k].shape)} in the checkpoint, {list(v.shape)} here"
+        for k, v in ours.items()
+        if k in state_dict and state_dict[k].shape != v.shape
+    ]
+    problems += [f"{k}: not in the checkpoint" for k in ours if k not in state_dict]
+    problems += [f"{k}: only in the checkpoint" for k in state_dict if k not in ours]
+    if problems:
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        raise UserError(
+            f"{path} holds another architecture than this model ({shown}); use the model arguments it was trained with"
+        )

@@ -1,0 +1,471 @@
+"""How the rows of a CSV file become input vectors and class indices: fitted once, kept in the checkpoint.
+
+A :class:`TabularSchema` is fitted on the training split and holds only primitives (names, numbers), so it
+travels in the model's hyper-parameters and loads with ``torch.load(weights_only=True)``:
+
+- numeric columns: missing values are imputed with the training median; the model standardises them with
+  the training mean and std (the statistics are the model's ``mean``/``std``);
+- text / categorical columns, each one of two ways (``data.categorical_encoding``; ``auto``: one-hot up to
+  ``data.onehot_max`` categories, an embedding above):
+
+  - **one-hot** over the categories seen in training (a missing value is the category ``(missing)``); a category
+    never seen in training encodes as all zeros;
+  - **embedding** (entity embeddings, as fastai and pytorch_tabular use for columns of many values): one input that
+    holds the category's index in the column's vocabulary, which the model looks up in a learned table
+    (:class:`lit_nets.core.models.nets.TabularMLP`). Index 0 is ``(unseen)``: a category not seen in training; index 1
+    is ``(missing)``; then the training categories, sorted. A table row has ``embedding_size(vocabulary)``
+    numbers: fastai's rule ``min(600, round(1.6 * n ** 0.56))`` (e.g. 39 for 300 categories);
+
+  unseen categories are counted in a log line;
+- the target: any values (ints, strings) mapped to class indices in sorted order.
+
+No Lightning here: pandas and NumPy only.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from lit_nets.core.errors import UserError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+MISSING = "(missing)"
+UNSEEN = "(unseen)"  # an embedded column's index 0: a category not seen in training
+Encoding = Literal["onehot", "embedding", "auto"]
+ID_SHARE = 0.9  # a text column with more different values than this share of its rows is an id or free text
+SPARSE_SHARE = 0.5  # above this share it is kept (embedded), with a note that most of its values are rare
+RESERVED = 2  # an embedded column's indices 0 (unseen) and 1 (missing): reserved by position, whatever the data hold
+ID_MIN = 20  # ... when it has more than this many values (a small file's few categories are not ids)
+
+
+def embedding_size(vocabulary: int) -> int:
+    """Numbers per category of an embedded column: fastai's rule of thumb, ``min(600, round(1.6 * n ** 0.56))``
+    (``n``: the vocabulary, reserved indices included), which grows slower than the vocabulary."""
+    return int(min(600, round(1.6 * vocabulary**0.56)))
+
+
+MOSTLY_NUMBERS = 0.9  # a text column whose values are at least this share of numbers is a numeric column
+
+
+def _line(index: Any) -> int:
+    """The line of the CSV file that holds the row with this (0-based, default) index; the header is line 1."""
+    return int(index) + 2
+
+
+def label_text(value: Any) -> str:
+    """A class label as text; whole floats (from an int column with gaps) lose their ``.0``."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def class_order(values: pd.Series) -> list[str]:
+    """Sorted class names: numerically when every label is a number, else alphabetically."""
+    import pandas as pd
+
+    unique = values.dropna().unique()
+    numeric = pd.to_numeric(pd.Series(unique), errors="coerce")
+    if numeric.notna().all():
+        unique = [unique[i] for i in np.argsort(numeric.to_numpy(), kind="stable")]
+        return [label_text(v) for v in unique]
+    return sorted(label_text(v) for v in unique)
+
+
+def _first_non_number(column: pd.Series) -> tuple[Any, Any]:
+    """(index, value) of the first value that is present but not a number."""
+    import pandas as pd
+
+    parsed = pd.to_numeric(column, errors="coerce")
+    bad = column.notna() & parsed.isna()
+    index = bad.idxmax()
+    return index, column[index]
+
+
+@dataclass
+class TabularSchema:
+    """The fitted encoding of a CSV file's columns (see the module docstring)."""
+
+    target: str
+    classes: list[str]
+    class_counts: list[int]
+    numeric: list[dict[str, Any]] = field(default_factory=list)  # name, fill, mean, std
+    categorical: list[dict[str, Any]] = field(default_factory=list)  # name, categories
+    # strings that meant "missing" in the training file besides pandas' own ("", "NA", "NaN", ...): data.na_values
+    missing_markers: list[str] = field(default_factory=lambda: ["?"])
+    kind: Literal["tabular"] = "tabular"  # what read_schema() tells records apart by
+
+    # -- fitting ----------------------------------------------------------------------------------------
+    @classmethod
+    def fit(
+        cls,
+        train: pd.DataFrame,
+        target: str,
+        classes: list[str],
+        features: list[str],
+        categorical: list[str],
+        max_categories: int,
+        file: str | Path,
+        whole: pd.DataFrame | None = None,
+        encoding: Encoding = "onehot",
+        onehot_max: int = 10,
+    ) -> TabularSchema:
+        """Fit on the training rows ``train`` of ``file`` (which holds ``features`` and ``target``).
+
+        Which columns are numbers is decided on ``whole`` (all rows of the file, default ``train``), so a
+        stray text value is reported wherever it is; the statistics come from ``train`` alone. ``encoding``
+        says how categorical columns are encoded (``auto``: one-hot up to ``onehot_max`` categories).
+        """
+        import pandas as pd
+
+        whole = train if whole is None else whole
+        typed = bool(whole.attrs.get("typed"))  # Parquet / Feather: the file's types decide, nothing is parsed
+        counts = train[target].map(label_text).value_counts()
+        schema = cls(target=target, classes=classes, class_counts=[int(counts.get(c, 0)) for c in classes])
+        empty = []
+        for name in features:
+            column = train[name]
+            if not column.notna().any():  # nothing to learn from, and no median to fill it with
+                empty.append(name)
+                continue
+            number_type = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+            if name not in categorical and (number_type or not typed) and not pd.api.types.is_bool_dtype(column):
+                is_numeric = _as_numbers(whole[name], name, file) is not None
+                values = _as_numbers(column, name, file) if is_numeric else None
+                if values is not None:
+                    median = float(values.median()) if values.notna().any() else 0.0
+                    filled = values.fillna(median)
+                    std = float(filled.std(ddof=0)) if len(filled) > 1 else 1.0
+                    schema.numeric.append(
+                        {
+                            "name": name,
+                            "fill": median,
+                            "mean": float(filled.mean()),
+                            "std": std if std > 0 else 1.0,
+                        }
+                    )
+                    continue
+            # the data's own values; a missing value is a slot of its own, by position (a category spelled
+            # "(missing)" or "(unseen)" is just another value)
+            categories = sorted({label_text(v) for v in column.dropna()})
+            has_missing = bool(column.isna().any())
+            _check_categories(column, categories, name, max_categories, file, listed=name in categorical)
+            embed = encoding == "embedding" or (encoding == "auto" and len(categories) + has_missing > onehot_max)
+            if embed:
+                vocabulary = [UNSEEN, MISSING, *categories]
+                entry = {
+                    "name": name,
+                    "categories": vocabulary,
+                    "encoding": "embedding",
+                    "size": embedding_size(len(vocabulary)),
+                }
+            else:
+                entry = {
+                    "name": name,
+                    "categories": categories + [MISSING] * has_missing,
+                    "encoding": "onehot",
+                    "missing_at": len(categories) if has_missing else None,
+                }
+            schema.categorical.append(entry)
+        # one-hot columns first, then the embedded ones: the model's inputs are its dense part, then indices
+        schema.categorical.sort(key=lambda c: c.get("encoding") == "embedding")
+        if empty:
+            log.warning(
+                "%s: left out %d column(s) without a single value in the training rows: %s",
+                file,
+                len(empty),
+                ", ".join(map(repr, empty)),
+            )
+        if not schema.features:
+            raise UserError(f"{file}: no feature column has any value in the training rows")
+        return schema
+
+    # -- what the model sees ------------------------------------------------------------------------------
+    @property
+    def features(self) -> list[str]:
+        """The CSV columns the model reads, in encoding order."""
+        return [c["name"] for c in self.numeric] + [c["name"] for c in self.categorical]
+
+    @property
+    def onehot(self) -> list[dict[str, Any]]:
+        """The one-hot encoded categorical columns (checkpoints of lit_nets 0.2 have no ``encoding``: one-hot)."""
+        return [c for c in self.categorical if c.get("encoding", "onehot") == "onehot"]
+
+    @property
+    def embedded(self) -> list[dict[str, Any]]:
+        """The categorical columns the model embeds: one index input each, after every dense input."""
+        return [c for c in self.categorical if c.get("encoding") == "embedding"]
+
+    @property
+    def encoded_names(self) -> list[str]:
+        """A name per input of the model: numeric columns, ``column=category`` one-hot inputs, then the embedded
+        columns' index inputs (``column``)."""
+        return (
+            [c["name"] for c in self.numeric]
+            + [f"{c['name']}={cat}" for c in self.onehot for cat in c["categories"]]
+            + [c["name"] for c in self.embedded]
+        )
+
+    @property
+    def input_columns(self) -> list[str]:
+        """The CSV column behind each input of the model (a one-hot column's name repeats per category)."""
+        return (
+            [c["name"] for c in self.numeric]
+            + [c["name"] for c in self.onehot for _ in c["categories"]]
+            + [c["name"] for c in self.embedded]
+        )
+
+    @property
+    def input_size(self) -> int:
+        return len(self.numeric) + sum(len(c["categories"]) for c in self.onehot) + len(self.embedded)
+
+    @property
+    def dense_size(self) -> int:
+        """Inputs before the embedded columns' indices: numbers and one-hot categories."""
+        return self.input_size - len(self.embedded)
+
+    @property
+    def embeddings(self) -> list[tuple[int, int]]:
+        """(vocabulary, size) of each embedded column's table, in input order."""
+        return [(len(c["categories"]), int(c["size"])) for c in self.embedded]
+
+    def known_categories(self, column: dict[str, Any]) -> list[str]:
+        """The categories of a categorical column entry seen in training, values first (``(missing)`` last, an
+        embedding's ``(unseen)`` left out)."""
+        values, missing = _real(column)
+        return values + [MISSING] * (missing is not None)
+
+    def normalization(self) -> tuple[list[float], list[float]]:
+        """Mean and std per model input: training statistics for numbers, (0, 1) for one-hot inputs and indices
+        (which therefore reach the network unchanged)."""
+        rest = self.input_size - len(self.numeric)
+        means = [c["mean"] for c in self.numeric] + [0.0] * rest
+        stds = [c["std"] for c in self.numeric] + [1.0] * rest
+        return means, stds
+
+    # -- applying it ----------------------------------------------------------------------------------------
+    def encode(self, frame: pd.DataFrame, file: str | Path) -> np.ndarray:
+        """Rows of ``frame`` (read from ``file``) as float32 input vectors (raw numbers, one-hot categories)."""
+        missing = [name for name in self.features if name not in frame.columns]
+        if missing:
+            raise UserError(
+                f"{file}: missing feature column(s) {', '.join(repr(m) for m in missing)}; the model was trained "
+                f"on {', '.join(repr(f) for f in self.features)}"
+            )
+        parts, imputed, unseen = [], {}, {}
+        if self.numeric:
+            numbers = self._numbers(frame, file)
+            gaps = np.isnan(numbers)
+            imputed = {c["name"]: int(n) for c, n in zip(self.numeric, gaps.sum(axis=0), strict=True) if n}
+            fills = np.array([c["fill"] for c in self.numeric])
+            parts.append(np.where(gaps, fills, numbers).astype(np.float32))
+        for c in self.categorical:  # one-hot ones first (fit sorts them so), as the inputs are
+            codes = _codes(frame[c["name"]], c)  # -1: not seen in training
+            if (codes < 0).any():
+                unseen[c["name"]] = int((codes < 0).sum())
+            if c.get("encoding") == "embedding":
+                parts.append(np.maximum(codes, 0).astype(np.float32)[:, None])  # index 0: (unseen)
+                continue
+            one_hot = codes[:, None] == np.arange(len(c["categories"]))[None, :]
+            parts.append(one_hot.astype(np.float32))
+        _log_counts(logging.INFO, file, "imputed {} missing value(s) with training medians", imputed)
+        _log_counts(logging.WARNING, file, "{} value(s) of categories not seen in training, encoded as unseen", unseen)
+        if not parts:
+            return np.zeros((len(frame), 0), dtype=np.float32)
+        return np.concatenate(parts, axis=1)
+
+    def _numbers(self, frame: pd.DataFrame, file: str | Path) -> np.ndarray:
+        """The numeric columns of ``frame`` as one float64 array (NaN where missing): columns that pandas read as
+        numbers in one conversion (a 5,000-column file took seconds column by column), the others parsed one by one;
+        a value that is not a finite float32 is an error naming its column and line."""
+        import pandas as pd
+
+        names = [c["name"] for c in self.numeric]
+        kinds = frame.dtypes.to_dict()  # once: frame[name] per column took 0.3 s for 5,000 columns
+        numeric = [pd.api.types.is_numeric_dtype(kinds[n]) and not pd.api.types.is_bool_dtype(kinds[n]) for n in names]
+        out = np.empty((len(frame), len(names)), dtype=np.float64)
+        fast = [i for i, is_number in enumerate(numeric) if is_number]
+        if fast:
+            out[:, fast] = frame[[names[i] for i in fast]].to_numpy(dtype=np.float64)
+        for i in (i for i, is_number in enumerate(numeric) if not is_number):
+            out[:, i] = _as_numbers(frame[names[i]], names[i], file, strict=True).to_numpy(dtype=np.float64)
+        bad = ~np.isnan(out) & ~(np.abs(out) <= FLOAT32_MAX)
+        if bad.any():
+            col = np.argwhere(bad)[0][1]  # the column of the first row that holds one
+            _finite(pd.Series(out[:, col], index=frame.index), frame[names[col]], names[col], file)
+        return out
+
+    def encode_target(self, column: pd.Series, file: str | Path) -> np.ndarray:
+        """Class indices of the labels in ``column``; a label not among the classes is an error."""
+        index = {name: i for i, name in enumerate(self.classes)}
+        labels = column.map(label_text)
+        unknown = ~labels.isin(list(index))
+        if unknown.any():
+            at = unknown.idxmax()
+            raise UserError(
+                f"{file}: column '{self.target}', line {_line(at)}: label {labels[at]!r} is not one of the "
+                f"classes the model knows ({', '.join(self.classes)})"
+            )
+        return np.array(labels.map(index), dtype=np.int64)  # a copy: pandas 3 hands out read-only views
+
+    # -- storage ----------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TabularSchema:
+        return cls(**data)
+
+
+@dataclass
+class ImageSchema:
+    """What an image model's input must be: its classes, channels (1 or 3) and image size (height, width); with
+    ``crop_pct``, how an image is brought to that size: resized to cover ``image_size / crop_pct``, centre-cropped
+    (:func:`lit_nets.core.data.image_io.decode`); without, resized to it."""
+
+    classes: list[str]
+    channels: int
+    image_size: list[int]
+    kind: Literal["image"] = "image"
+    crop_pct: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def read_schema(data: dict[str, Any] | None) -> ImageSchema | TabularSchema | None:
+    """The typed record of a schema as a checkpoint or an export sidecar keeps it (a dict of primitives, which
+    ``torch.load(weights_only=True)`` reads), or None for none. Its ``kind`` says which record it is; lit_nets 0.1
+    saved no kind, and there the tabular schema is the one with a target."""
+    if not data:
+        return None
+    kind = data.get("kind") or ("tabular" if "target" in data else "image")
+    return TabularSchema.from_dict(data) if kind == "tabular" else ImageSchema(**{**data, "kind": "image"})
+
+
+def _log_counts(level: int, file: str | Path, what: str, counts: dict[str, int]) -> None:
+    """One log line: ``FILE: <what with the total>: column (count), ...``; nothing when there are no counts."""
+    if counts:
+        per_column = ", ".join(f"{name} ({n})" for name, n in counts.items())
+        log.log(level, "%s: %s: %s", file, what.format(sum(counts.values())), per_column)
+
+
+def _check_categories(
+    column: pd.Series, categories: list[str], name: str, most: int, file: str | Path, listed: bool = False
+) -> None:
+    """Refuse a text column that is free text or an id rather than categories: more values than ``most``, or (with
+    more than ``ID_MIN``, unless the user ``listed`` it in data.categorical) a different value on more than
+    ``ID_SHARE`` of its rows, which teaches a model nothing about the rows it has not seen."""
+    present = int(column.notna().sum())
+    index, value = column.index[0], column.iloc[0]
+    example = f"e.g. {value!r} on line {_line(index)}"
+    if not listed and len(categories) > ID_MIN and len(categories) > SPARSE_SHARE * present:
+        log.info(
+            "%s: column '%s' has %d different values in %d training rows: most are rare, and an embedding "
+            "learns little for them",
+            file,
+            name,
+            len(categories),
+            present,
+        )
+    if not listed and len(categories) > ID_MIN and len(categories) > ID_SHARE * present:
+        raise UserError(
+            f"{file}: column '{name}' has {len(categories):,} different values in {present:,} training rows "
+            f"({example}): an id or free text, not categories a model can learn from; leave it out with "
+            "data.features (or list it in data.categorical to embed it anyway), or fix it if it should hold numbers"
+        )
+    if len(categories) > most:
+        raise UserError(
+            f"{file}: column '{name}' has {len(categories):,} different text values ({example}), more than "
+            f"data.max_categories={most}: leave it out with data.features, raise max_categories, or fix it if it "
+            "should hold numbers"
+        )
+
+
+def _real(entry: dict[str, Any]) -> tuple[list[str], int | None]:
+    """(the data's categories of a categorical column entry, the slot of a missing value or None). An embedding
+    reserves its first ``RESERVED`` indices; a one-hot entry names its missing slot (``missing_at``; checkpoints of
+    lit_nets 0.2 have none: there the slot is where the text ``(missing)`` stands)."""
+    categories = entry["categories"]
+    if entry.get("encoding") == "embedding":
+        return list(categories[RESERVED:]), 1
+    at = (
+        entry["missing_at"] if "missing_at" in entry else (categories.index(MISSING) if MISSING in categories else None)
+    )
+    return [c for i, c in enumerate(categories) if i != at], at
+
+
+def _codes(column: pd.Series, entry: dict[str, Any]) -> np.ndarray:
+    """Each value's index among the entry's inputs (one-hot position or embedding index); -1 for a value not seen
+    in training (and for a missing value where training had none)."""
+    import pandas as pd
+
+    real, missing = _real(entry)
+    slots = np.array(
+        [
+            i
+            for i in range(len(entry["categories"]))
+            if i != missing and (entry.get("encoding") != "embedding" or i >= RESERVED)
+        ],
+        dtype=np.int64,
+    )
+    present = column.notna().to_numpy()
+    codes = np.full(len(column), -1 if missing is None else missing, dtype=np.int64)
+    found = pd.Index(real).get_indexer([label_text(v) for v in column[present]])
+    codes[present] = np.where(found >= 0, slots[np.maximum(found, 0)] if len(slots) else -1, -1)
+    return codes
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _finite(values: pd.Series, column: pd.Series, name: str, file: str | Path) -> pd.Series:
+    """``values``, when every number in it is finite and fits the model's float32; else an error naming the line.
+    (``inf`` or ``1e39`` would make every loss NaN: a model at chance, trained without a word.)"""
+    array = values.to_numpy(dtype=np.float64)
+    bad = ~np.isnan(array) & ~(np.abs(array) <= FLOAT32_MAX)
+    if bad.any():
+        index = values.index[int(bad.argmax())]
+        raise UserError(
+            f"{file}: column '{name}', line {_line(index)} has {_shown(column[index])}, not a finite number a model "
+            f"can take (the largest is {FLOAT32_MAX:.3g}); fix the value, or leave the cell empty to mark it missing"
+        )
+    return values
+
+
+def _shown(value: Any) -> str:
+    """A cell's value as a message quotes it: numbers as written (``inf``, ``1e+39``), texts in quotes."""
+    if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+        return format(float(value), "g")
+    return repr(value)
+
+
+def _as_numbers(column: pd.Series, name: str, file: str | Path, strict: bool = False) -> pd.Series | None:
+    """The column as floats; None when it is a text column (categories). A column of mostly numbers with a
+    stray text value, or (``strict``) any text in a numeric column, is an error naming the line."""
+    import pandas as pd
+
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        return _finite(column.astype(float), column, name, file)
+    parsed = pd.to_numeric(column, errors="coerce")
+    present = int(column.notna().sum())
+    numbers = int(parsed.notna().sum())
+    if numbers == present:
+        return _finite(parsed.astype(float), column, name, file)
+    if strict or (present and numbers / present >= MOSTLY_NUMBERS):
+        index, value = _first_non_number(column)
+        what = "holds numbers" if not strict else "was numeric in training"
+        raise UserError(
+            f"{file}: column '{name}' {what}, but line {_line(index)} has {value!r} "
+            f"({present - numbers} value(s) of the column are not numbers): fix the file, or add {value!r} to "
+            "data.na_values if it marks a missing value"
+            + ("" if strict else ", or list the column in data.categorical to treat it as categories")
+        )
+    return None

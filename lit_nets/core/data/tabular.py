@@ -1,0 +1,308 @@
+"""Table files (CSV, Parquet, Feather) as an in-memory data module (pandas to tensors, once).
+
+The columns are encoded by a :class:`~lit_nets.core.data.schema.TabularSchema` fitted on the training split. The
+schema goes into the model's hyper-parameters (through the CLI link ``data.schema -> model.schema``), and
+``schema_from`` reads it back from a checkpoint, so validating, testing or predicting on new files needs only
+the checkpoint (the CLI sets ``schema_from`` from ``--ckpt_path`` for those subcommands).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from lit_nets.core.checkpoint_files import hparams_of
+from lit_nets.core.data.base import Splits, TensorDataModule, hold_out
+from lit_nets.core.data.samples import (
+    CSV_SAMPLES,
+    is_default_place,
+    is_shipped_sample,
+    mark_as_sample,
+    write_csv_sample,
+)
+from lit_nets.core.data.schema import Encoding, TabularSchema, class_order
+from lit_nets.core.data.tables import read_table
+from lit_nets.core.errors import UserError
+
+log = logging.getLogger(__name__)
+Sample = Literal["breast_cancer", "wine", "autompg", "insteval"]
+
+
+class CSVDataModule(TensorDataModule):
+    """Rows of table files (read with pandas), held in memory as float tensors. Every path takes a CSV file, or a
+    Parquet (.parquet, .pq) or Feather (.feather, .arrow) file, read with pyarrow with the column types it holds.
+
+    Args:
+        path: table file with the feature columns and the target column; split into train/val/test
+            (stratified, seeded) unless val_path / test_path are given.
+        target: name of the target column; its values (ints, strings, ...) become the classes.
+        features: feature columns (default: every column but the target).
+        categorical: columns to one-hot encode even though they hold numbers (codes, ids of groups).
+        val_path: a separate validation file (then no validation rows are taken from path).
+        test_path: a separate test file (then no test rows are taken from path).
+        predict_path: file to predict on; the target column may be absent (default: the test split).
+        val_fraction: share of path's rows held out for validation.
+        test_fraction: share of path's rows held out for testing.
+        categorical_encoding: how text and categorical columns reach the model: onehot (an input per
+            category), embedding (an index the model looks up in a learned table of embedding vectors, as fastai
+            and pytorch_tabular do), or auto: one-hot up to onehot_max categories, an embedding above.
+        onehot_max: most categories a column may have for auto to one-hot encode it.
+        max_categories: most different values a text column may have; a column with a different value on most of
+            its rows (an id, free text) is an error whatever this says.
+        na_values: extra strings that mean "missing" (pandas already knows "", "NA", "NaN", "null", ...).
+        sep: the column separator; default: detected (",", ";", tab or "|"), and logged when not ",".
+        decimal: the decimal mark of numbers; default: detected ("," in ";"-separated files written with decimal
+            commas, else ".").
+        encoding: the files' text encoding; default: UTF-8 (a byte-order mark is honoured), or Windows-1252 with a
+            warning for a file that is not UTF-8.
+        sample: when path does not exist and is named ``<sample>.csv``, write this real data set that ships
+            in an installed package there first: breast_cancer, wine, autompg or insteval (the configs' offline
+            default).
+        schema_from: checkpoint whose column encoding and classes to use instead of fitting them on path (set
+            by the CLI from --ckpt_path for validate, test and predict).
+    """
+
+    def __init__(
+        self,
+        path: str | None = None,
+        target: str = "target",
+        features: list[str] | None = None,
+        categorical: list[str] = [],  # noqa: B006 (jsonargparse shows list defaults; never mutated)
+        val_path: str | None = None,
+        test_path: str | None = None,
+        predict_path: str | None = None,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.2,
+        categorical_encoding: Encoding = "auto",
+        onehot_max: int = 10,
+        max_categories: int = 10_000,
+        na_values: list[str] = ["?"],  # noqa: B006
+        sep: str | None = None,
+        decimal: str | None = None,
+        encoding: str | None = None,
+        sample: Sample | None = None,
+        schema_from: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            if not 0.0 <= value < 1.0:
+                raise UserError(f"data.{name} must be in [0, 1), got {value}")
+        if val_fraction == 0 and not val_path:
+            raise UserError("data.val_fraction must be above 0 unless data.val_path gives validation rows")
+        if val_fraction + test_fraction >= 1.0:
+            raise UserError("data.val_fraction + data.test_fraction must leave rows for training")
+        self.path, self.target = path, target
+        self.features, self.categorical = features, list(categorical)
+        self.val_path, self.test_path, self.predict_path = val_path, test_path, predict_path
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        if onehot_max < 1:
+            raise UserError(f"data.onehot_max must be at least 1, got {onehot_max}")
+        self.categorical_encoding, self.onehot_max = categorical_encoding, onehot_max
+        self.max_categories, self.na_values = max_categories, list(na_values)
+        self.dialect = {"sep": sep, "decimal": decimal, "encoding": encoding}
+        self.sample, self.schema_from = sample, schema_from
+        self._schema: TabularSchema | None = None
+        self._frames: dict[str, Any] | None = None
+
+    # -- reading ------------------------------------------------------------------------------------------
+    def _read(self, path: str, what: str):
+        file = Path(path)
+        if not file.exists() and self.sample and is_default_place(file, self.sample, ".csv"):
+            write_csv_sample(self.sample, file)
+            mark_as_sample(file)
+            log.warning("wrote the shipped sample to %s: %s", file, CSV_SAMPLES[self.sample])
+        if not file.is_file():
+            kind = "CSV " if file.suffix.lower() == ".csv" else ""
+            where = (
+                f" (the shipped {self.sample} sample is written only at data/{self.sample}.csv)" if self.sample else ""
+            )
+            raise UserError(f"{what} {kind}file {path} does not exist{where}")
+        frame = read_table(file, self.na_values, **self.dialect)
+        if frame.empty:
+            raise UserError(f"{path} has a header but no rows")
+        return frame
+
+    def _labelled(self, path: str, what: str):
+        frame = self._read(path, what)
+        if self.target not in frame.columns:
+            raise UserError(
+                f"{path}: no target column '{self.target}'; the columns are {', '.join(map(repr, frame.columns))} "
+                "(set data.target)"
+            )
+        missing = frame[self.target].isna()
+        if missing.all():
+            raise UserError(
+                f"{path}: the target column '{self.target}' has no values (all {len(frame):,} rows are "
+                "empty or missing markers): fill it in, or set data.target to the column to predict"
+            )
+        if missing.any():
+            log.warning("%s: dropped %d row(s) whose target '%s' is missing", path, int(missing.sum()), self.target)
+            frame = frame[~missing]
+        return frame
+
+    def frames(self) -> dict[str, Any]:
+        """The labelled DataFrames: train, val and test (each split off path unless given as its own file)."""
+        if self._frames is not None:
+            return self._frames
+        if self.path is None:
+            raise UserError("data.path is not set: give the CSV file to train on")
+        main = self._labelled(self.path, "training")
+        classes = self._schema.classes if self._schema else class_order(main[self.target])
+        if len(classes) < 2:
+            raise UserError(
+                f"{self.path}: target '{self.target}' has a single class ({classes[0]!r}); a classifier needs two"
+            )
+        if len(classes) > len(main) / 2:
+            raise UserError(
+                f"{self.path}: target '{self.target}' has {len(classes):,} different values in {len(main):,} rows, so "
+                "most classes have a single row: a classifier needs several rows per class to learn and to be "
+                "validated. If the target is a measurement, bin it into classes first; if it is an id, set "
+                "data.target to another column"
+            )
+        y = torch.as_tensor(TabularSchema(self.target, classes, []).encode_target(main[self.target], self.path))
+        rest = torch.arange(len(main))
+        frames: dict[str, Any] = {}
+        splits = 1 + (not self.val_path) + (not self.test_path and self.test_fraction > 0)
+        if self.test_path:
+            frames["test"] = self._labelled(self.test_path, "test")
+        elif self.test_fraction > 0:
+            keep, held = hold_out(
+                y, self.test_fraction, self.seed, split="test", apart="data.test_path", **self._about(splits)
+            )
+            frames["test"], rest = main.iloc[held.numpy()], keep
+        if self.val_path:
+            self.validation_apart()
+            frames["val"] = self._labelled(self.val_path, "validation")
+        else:
+            fraction = self.val_fraction / (1.0 - (0.0 if self.test_path else self.test_fraction))
+            keep, held = self.validation_split(
+                y[rest], fraction, self.seed + 1, apart="data.val_path", names=classes, **self._about(splits)
+            )
+            frames["val"], rest = main.iloc[rest[held].numpy()], rest[keep]
+        frames["train"] = main.iloc[rest.numpy()]
+        frames["whole"] = main
+        frames["classes"] = classes
+        self._frames = frames
+        return frames
+
+    def _about(self, splits: int) -> dict[str, Any]:
+        """What :func:`hold_out` says about this data when a split cannot be made."""
+        return {"source": self.path, "unit": "rows", "needed": splits}
+
+    # -- the schema ---------------------------------------------------------------------------------------
+    @property
+    def fitted_schema(self) -> TabularSchema:
+        if self._schema is None:
+            if self.schema_from:
+                self._schema = schema_from_checkpoint(self.schema_from)
+                log.info("data: column encoding and classes from %s", self.schema_from)
+            else:
+                frames = self.frames()
+                train = frames["train"]
+                features = self.features or [c for c in train.columns if c != self.target]
+                absent = [f for f in [*features, *self.categorical] if f not in train.columns]
+                if absent:
+                    raise UserError(
+                        f"{self.path}: no column(s) {', '.join(map(repr, absent))}; "
+                        f"the columns are {', '.join(map(repr, train.columns))}"
+                    )
+                if self.target in features:
+                    raise UserError(f"data.features lists the target column '{self.target}'")
+                self._schema = TabularSchema.fit(
+                    train,
+                    self.target,
+                    frames["classes"],
+                    features,
+                    self.categorical,
+                    self.max_categories,
+                    self.path,
+                    whole=frames["whole"],
+                    encoding=self.categorical_encoding,
+                    onehot_max=self.onehot_max,
+                )
+                self._schema.missing_markers = list(self.na_values)  # a served model's requests use them too
+        return self._schema
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        return self.fitted_schema.to_dict()
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.fitted_schema.classes)
+
+    @property
+    def input_shape(self) -> list[int]:
+        return [self.fitted_schema.input_size]
+
+    @property
+    def mean(self) -> list[float]:
+        return self.fitted_schema.normalization()[0]
+
+    @property
+    def std(self) -> list[float]:
+        return self.fitted_schema.normalization()[1]
+
+    def train_class_counts(self) -> list[int]:
+        return list(self.fitted_schema.class_counts)
+
+    # -- tensors ------------------------------------------------------------------------------------------
+    def _tensors(self, frame: Any, file: str) -> tuple[torch.Tensor, torch.Tensor]:
+        schema = self.fitted_schema
+        x = torch.from_numpy(schema.encode(frame, file))
+        return x, torch.from_numpy(schema.encode_target(frame[self.target], file))
+
+    def load(self) -> Splits:
+        schema = self.fitted_schema
+        predict = predict_ids = None
+        if self.predict_path:
+            frame = self._read(self.predict_path, "predict")
+            x = torch.from_numpy(schema.encode(frame, self.predict_path))
+            predict = (x,)
+            if self.target in frame.columns and frame[self.target].notna().all():
+                predict = (x, torch.from_numpy(schema.encode_target(frame[self.target], self.predict_path)))
+            predict_ids = [int(i) for i in frame.index]  # 0-based data rows of the predict file
+        split = {"train": None, "val": None, "test": None}
+        if not (self.stage == "predict" and self.predict_path):  # predicting on a file needs no training data
+            frames = self.frames()
+            files = {
+                "train": self.path,
+                "val": self.val_path or self.path,
+                "test": self.test_path or self.path,
+            }
+            split = {k: self._tensors(frames[k], files[k]) if k in frames else None for k in split}
+        n_inputs, n_columns = schema.input_size, len(schema.features)
+        embedded = ", ".join(
+            f"{c['name']} ({len(c['categories']) - 2:,} categories -> {c['size']})" for c in schema.embedded
+        )
+        embedded = f"; embedded: {embedded}" if embedded else ""
+        source = f"{self.path} (target '{self.target}', {n_inputs} inputs from {n_columns} columns{embedded})"
+        if self.sample and self.path and is_shipped_sample(self.path):
+            source += f"; the shipped sample: {CSV_SAMPLES[self.sample]}"
+        val_ids = None
+        if split["val"] is not None and not self.val_path:
+            val_ids = [int(i) for i in self.frames()["val"].index]  # 0-based data rows of path, as predict_ids
+        test_ids = None
+        if split["test"] is not None:  # 0-based data rows of the test file, or of path for a split-off test split
+            test_ids = [int(i) for i in self.frames()["test"].index]
+        return Splits(
+            **split,
+            class_names=schema.classes,
+            predict=predict,
+            predict_ids=predict_ids,
+            source=source,
+            val_ids=val_ids,
+            test_ids=test_ids,
+        )
+
+
+def schema_from_checkpoint(path: str) -> TabularSchema:
+    """The :class:`TabularSchema` saved in a checkpoint's hyper-parameters."""
+    schema = hparams_of(path).get("schema")
+    if not schema or "numeric" not in schema:
+        raise UserError(f"data.schema_from: {path} holds no CSV schema (was it trained on a CSV data module?)")
+    return TabularSchema.from_dict(schema)

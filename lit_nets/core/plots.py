@@ -1,0 +1,201 @@
+"""Figures: learning curves, confusion matrix, conv filters and activations, worst mistakes.
+
+Each function returns a matplotlib figure (the Agg backend: no screen needed) or writes a file; the callback in
+:mod:`lit_nets.train.callbacks` logs them to TensorBoard and saves them as PNG in the run folder, and ``python -m
+lit_nets plot RUN_DIR`` draws the curves of finished runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lit_nets.core.errors import UserError
+
+
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files only, no screen needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(fig: Any, path: Path) -> Path:
+    """Write ``fig`` as a PNG file at ``path`` (folders made as needed), close it, and return the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    pyplot().close(fig)
+    return path
+
+
+# -- learning curves, from the event files ------------------------------------------------------------------
+def read_curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Per-epoch values of train/loss, val/loss and val/acc of a run, read with tensorboard's own reader.
+
+    Epochs come from the ``epoch`` scalar that Lightning logs at the same steps; a resumed run that continued in
+    the same folder is read as one.
+    """
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    if not run_dir.is_dir() or not list(run_dir.glob("events.out.tfevents.*")):
+        raise UserError(f"{run_dir} is not a run folder (no TensorBoard event files in it)")
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    epoch_at = {e.step: int(e.value) for e in acc.Scalars("epoch")} if "epoch" in tags else {}
+    curves = {}
+    for tag in ("train/loss", "val/loss", "val/acc"):
+        if tag in tags:
+            by_epoch = {epoch_at.get(e.step, i) + 1: e.value for i, e in enumerate(acc.Scalars(tag))}
+            curves[tag] = sorted(by_epoch.items())
+    if not curves:
+        raise UserError(f"{run_dir} has no train/loss, val/loss or val/acc to plot (logged: {', '.join(tags)})")
+    return curves
+
+
+def plot_curves(run_dirs: list[Path], labels: list[str] | None = None):
+    """Loss (train solid, validation dashed) and validation accuracy against epoch, one colour per run."""
+    plt = pyplot()
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
+    labels = labels or [run.name for run in run_dirs]
+    for i, (run, label) in enumerate(zip(run_dirs, labels, strict=True)):
+        curves, colour = read_curves(run), f"C{i}"
+        for tag, style, what in (("train/loss", "-", "train"), ("val/loss", "--", "val")):
+            if tag in curves:
+                x, y = zip(*curves[tag], strict=True)
+                ax_loss.plot(x, y, style, color=colour, marker="o", markersize=3, label=f"{label} {what}")
+        if "val/acc" in curves:
+            x, y = zip(*curves["val/acc"], strict=True)
+            ax_acc.plot(x, y, "-", color=colour, marker="o", markersize=3, label=label)
+    ax_loss.set(title="Loss", xlabel="epoch", ylabel="loss")
+    ax_acc.set(title="Validation accuracy", xlabel="epoch", ylabel="val/acc")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.suptitle("Learning curves: " + ", ".join(labels), fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+# -- confusion matrix ------------------------------------------------------------------------------------------
+def plot_confusion(confmat: Any, class_names: list[str], title: str):
+    """A torchmetrics confusion-matrix metric (after updates) drawn by its own ``.plot``, with class names."""
+    n = len(class_names)
+    size = min(4 + 0.45 * n, 18)
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(size, size * 0.9))
+    confmat.plot(ax=ax, labels=class_names, add_text=n <= 20)
+    ax.set_title(title, fontsize=11)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    short = max(len(name) for name in class_names) <= 3
+    ax.tick_params(axis="x", labelrotation=0 if short else 90)  # torchmetrics tilts them 45°
+    ax.tick_params(axis="y", labelrotation=0)
+    fig.tight_layout()
+    return fig
+
+
+def write_per_class(counts: torch.Tensor, class_names: list[str], path: Path) -> Path:
+    """Precision, recall, F1 and support per class from confusion-matrix counts (rows: true, columns: predicted)."""
+    counts = counts.double()
+    tp = counts.diag()
+    precision = tp / counts.sum(0).clamp(min=1)
+    recall = tp / counts.sum(1).clamp(min=1)
+    f1 = 2 * precision * recall / (precision + recall).clamp(min=1e-12)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["class", "precision", "recall", "f1", "support"])
+        for i, name in enumerate(class_names):
+            writer.writerow([name, f"{precision[i]:.4f}", f"{recall[i]:.4f}", f"{f1[i]:.4f}", int(counts[i].sum())])
+    return path
+
+
+# -- images ------------------------------------------------------------------------------------------------------
+def _show(ax: Any, image: torch.Tensor, title: str = "", fontsize: int = 8) -> None:
+    """One (C, H, W) image, uint8 or float, in an axis without ticks."""
+    scale = 255.0 if image.dtype == torch.uint8 else 1.0
+    image = image.detach().float().cpu() / scale
+    if image.shape[0] == 1:
+        ax.imshow(image[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    else:
+        ax.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+    ax.set_xticks([]), ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=fontsize)
+
+
+def _grid(n: int, cell: float = 1.2, max_cols: int = 8):
+    cols = min(n, max_cols)
+    rows = math.ceil(n / cols)
+    fig, axes = pyplot().subplots(rows, cols, figsize=(cols * cell, rows * cell + 0.6), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    return fig, list(axes.flat)
+
+
+def plot_filters(weight: torch.Tensor, name: str = "conv1"):
+    """The filters of a conv layer (out, in, k, k): grey for one input channel, colour for three."""
+    out_channels, in_channels, k, _ = weight.shape
+    w = weight.detach().float().cpu()
+    if in_channels not in (1, 3):
+        w = w.mean(1, keepdim=True)
+    lo = w.amin(dim=(1, 2, 3), keepdim=True)
+    hi = w.amax(dim=(1, 2, 3), keepdim=True)
+    w = (w - lo) / (hi - lo).clamp(min=1e-12)  # each filter on its own scale: the pattern is what matters
+    fig, axes = _grid(out_channels, cell=0.9)
+    for i in range(out_channels):
+        _show(axes[i], w[i], f"{i}", fontsize=7)
+    fig.suptitle(f"{name} filters: {out_channels} × {in_channels}×{k}×{k} (each scaled to its own range)", fontsize=10)
+    return fig
+
+
+def plot_activations(image: torch.Tensor, maps: torch.Tensor, name: str, caption: str):
+    """An input image and the feature maps (C, H, W) a layer makes of it."""
+    fig, axes = _grid(len(maps) + 1, cell=1.0)
+    _show(axes[0], image, "input", fontsize=7)
+    m = maps.detach().float().cpu()
+    lo, hi = m.amin(dim=(1, 2), keepdim=True), m.amax(dim=(1, 2), keepdim=True)
+    m = (m - lo) / (hi - lo).clamp(min=1e-12)
+    for i, fmap in enumerate(m, start=1):
+        _show(axes[i], fmap[None], f"{i - 1}", fontsize=7)
+    fig.suptitle(f"{name} activations of {caption}", fontsize=10)
+    return fig
+
+
+def plot_mistakes(items: list[tuple[float, torch.Tensor, int, int]], class_names: list[str], title: str):
+    """The most confident mistakes: (confidence, image, true, predicted), worst first."""
+    fig, axes = _grid(len(items), cell=1.45, max_cols=6)
+    for ax, (confidence, image, true, pred) in zip(axes, items, strict=False):
+        _show(ax, image, f"true {class_names[true]}\npred {class_names[pred]} ({confidence:.0%})", fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_command(runs: list[Path], out: Path | None = None) -> None:
+    """Learning curves of one or several runs.
+
+    Train/val loss and val accuracy against epoch, read from each run's TensorBoard event files; several runs are
+    drawn overlaid.
+
+    Args:
+        runs: run folders, e.g. lightning_logs/version_3.
+        out: PNG to write (default: RUN/curves.png for one run, curves.png here for several).
+    """
+    runs = [Path(run) for run in runs]
+    out = Path(out) if out else (runs[0] / "curves.png" if len(runs) == 1 else Path("curves.png"))
+    save(plot_curves(runs), out)
+    print(f"Curves: {out}")
+    for run in runs:
+        figures = sorted(p.name for p in run.glob("*.png") if p.resolve() != out.resolve())
+        if figures:
+            print(f"Figures of {run}: {', '.join(figures)}")

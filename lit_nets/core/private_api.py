@@ -1,0 +1,66 @@
+"""Every use of another library's private API in lit_nets, with why no public way does the job.
+
+Each is a bet on internals that may change in a minor release; the version pins in pyproject.toml
+(``lightning<2.7``, ``litserve<0.3``) keep them honest, and the tests named below fail when one breaks. The
+small ones are functions here; the rest are overrides that must sit in their class, listed with where they are.
+
+Lightning
+---------
+- :func:`logs_this_step`: ``trainer._logger_connector.should_update_logs``, whether this step is one the logger
+  writes (``log_every_n_steps``). Lightning's own LearningRateMonitor asks the same; the public
+  ``trainer.global_step`` counts optimiser steps, not batches, so it differs with gradient accumulation.
+- :func:`stop_at_once`: ``trainer._signal_connector.received_sigterm``, the flag the training loop checks after
+  every batch. ``trainer.should_stop`` waits for the epoch's end; a SIGTERM must stop at the next step
+  (``callbacks.SaveOnInterrupt``; ``tests/test_reliability.py``).
+- :func:`inner_sampler`: ``DistributedSamplerWrapper.dataset._sampler``, where Lightning keeps the sampler it
+  wrapped under DDP; the resumable loader must tell it which epoch to serve (``data.base.ResumableLoader``).
+- ``LightningModule._current_fx_name`` (:class:`lit_nets.core.models.fast_path.PlainHookName`): set as a plain
+  attribute, ~15 times a step, for speed.
+- ``cli.LitNetsCLI._prepare_subcommand_parser``: adds ``--test_after_fit`` to ``fit`` only. The public
+  ``add_arguments_to_parser`` is called for every subcommand's parser without saying which.
+- Lightning's ``LightningCLI._parse_ckpt_path`` (not overridden, but stepped around): it merges a checkpoint
+  *file*'s hyper-parameters (data values included) into the config, leaves ``best`` / ``last`` alone, and made
+  jsonargparse copy a 5,000-column CSV schema for minutes. ``cli.LitNetsCLI.parse_arguments`` (public) resolves
+  every spelling of ``--ckpt_path`` and merges only the model's own arguments, then hands that hook no path;
+  ``before_instantiate_classes`` (public) puts the path back. This relies on the hook running between the two,
+  as it does in Lightning 2.6 (``LightningCLI.__init__``).
+- ``cli.LitNetsCLI._instantiate_trainer``: the callbacks that depend on the configured ones (``last.ckpt`` at every
+  epoch's end replaces the main checkpoint's ``save_last``; our progress bar unless the user chose another) and
+  the quiet profiler default. ``trainer_defaults`` callbacks are always added, whatever the user configured,
+  so they cannot express "unless".
+
+LitServe and uvicorn (``lit_nets.deploy.serve``; ``tests/test_serve.py``)
+------------------------------------------------------------------
+- ``Server._start_server`` and ``Server._perform_graceful_shutdown``: LitServe's shutdown closes its queues
+  before the requests in flight are answered, and has no hook to drain first.
+- ``LitServer._shutdown_event``, ``monitor_internal`` and the thread name ``litserve-monitoring``: the stop order
+  above waits for LitServe's worker monitor, which has no public handle.
+- ``IdleLoop``: ``lit_api.batch_timeout`` set to 0 for one call of ``BatchedLoop.get_batch_requests``, so that a
+  request that finds the service idle runs at once (LitServe's loop polls its queue every millisecond).
+- ``header_timeout_protocol``: a subclass of uvicorn's ``H11Protocol`` (uvicorn has no header timeout).
+
+pandas
+------
+- ``pandas._libs.parsers.STR_NA_VALUES`` (``lit_nets.deploy.serve``): the strings ``read_csv`` reads as missing, so
+  that a JSON record sent to the service treats ``"NA"`` as training did; pandas exports no such list.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def logs_this_step(trainer: Any) -> bool:
+    """Whether the logger writes this training step (``log_every_n_steps``), as Lightning's monitors decide."""
+    return bool(trainer._logger_connector.should_update_logs)
+
+
+def stop_at_once(trainer: Any) -> None:
+    """Stop ``fit`` after the current batch, as Lightning does on SIGTERM (without waiting for the epoch's end)."""
+    trainer._signal_connector.received_sigterm = True
+
+
+def inner_sampler(sampler: Any) -> Any:
+    """The sampler Lightning's ``DistributedSamplerWrapper`` wraps (under DDP), or ``sampler`` itself."""
+    inner = getattr(getattr(sampler, "dataset", None), "_sampler", None)
+    return sampler if inner is None else inner

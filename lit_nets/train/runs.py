@@ -1,0 +1,102 @@
+"""Runs of ``fit`` inside this process, one after another: what ``cv`` (a run per fold) and ``tune`` (a run per
+trial) share. Each is the CLI as a user runs it, with a few arguments added (its folder, its fold)."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import io
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+def refuse_folds_and_resuming(rest: list[str], command: str, why: str) -> None:
+    """cv and tune start every run from scratch and set the folds themselves: ``--ckpt_path`` and ``--data.fold*``
+    among fit's arguments end with one line that says ``why``."""
+    from lit_nets.core.errors import UserError
+
+    if any(a == "--ckpt_path" or a.startswith(("--ckpt_path=", "--data.fold", "--data.init_args.fold")) for a in rest):
+        raise UserError(f"{command} {why}: leave --ckpt_path, --data.fold and --data.folds out")
+
+
+def check_name(name: str, what: str) -> None:
+    """A run name is one plain folder name: letters, digits, ``.``, ``_``, ``-`` (``w/`` or ``../../x`` would put
+    the runs outside ``lightning_logs/``)."""
+    import re
+
+    from lit_nets.core.errors import UserError
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", name) or ".." in name:
+        raise UserError(f"{what} {name!r}: give a plain folder name (letters, digits, '.', '_', '-'; no '/' or '..')")
+
+
+def config_name(rest: list[str]) -> str:
+    """The name of the last ``--config`` file among fit's arguments (``configs/mlp.yaml`` -> ``mlp``), else run."""
+    configs = [rest[i + 1] for i, a in enumerate(rest[:-1]) if a == "--config"]
+    configs += [a.split("=", 1)[1] for a in rest if a.startswith("--config=")]
+    return Path(configs[-1]).stem if configs else "run"
+
+
+@contextlib.contextmanager
+def bare_argv() -> Iterator[None]:
+    """Lightning's CLI warns when it is given arguments while the process has some of its own (cv's, tune's)."""
+    saved = sys.argv
+    sys.argv = saved[:1]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+def printed_config(args: list[str]) -> str:
+    """The complete config that ``fit ARGS`` would run (``--print_config``: every default filled in, nothing
+    instantiated); a mistake in ``args`` ends as fit's own one-line error."""
+    from lit_nets.train.cli import LitNetsCLI
+
+    printed = io.StringIO()
+    with bare_argv(), contextlib.redirect_stdout(printed), contextlib.suppress(SystemExit):
+        LitNetsCLI(args=["fit", *args, "--print_config"])
+    return printed.getvalue()
+
+
+def config_of(args: list[str]) -> dict[str, Any]:
+    """:func:`printed_config` as a dict."""
+    import yaml
+
+    return yaml.safe_load(printed_config(args)) or {}
+
+
+def logs_folder(config: dict[str, Any], name: str) -> Path:
+    """Where the TensorBoard logger of ``config`` puts runs named ``name`` (``--trainer.default_root_dir`` moves the
+    default logger, as :func:`lit_nets.train.cli.logger_save_dir` says)."""
+    from lit_nets.core.errors import UserError
+
+    trainer = config.get("trainer") or {}
+    logger = trainer.get("logger")
+    if not isinstance(logger, dict) or "save_dir" not in (logger.get("init_args") or {}):
+        raise UserError(
+            "cv and tune put each run in a folder of the TensorBoard logger: leave trainer.logger as "
+            "the default config has it"
+        )
+    save_dir = str(logger["init_args"]["save_dir"])
+    root = trainer.get("default_root_dir")
+    return Path(str(root) if root and save_dir == "." else save_dir) / name
+
+
+def fit(args: list[str], callbacks: list[Any] | None = None) -> Any:
+    """``fit ARGS`` as the command line runs it, with ``callbacks`` added to the Trainer's; the finished CLI object
+    (its trainer, model and data module). Garbage of the runs before it is collected first."""
+    from lit_nets.train.cli import LitNetsCLI
+
+    release_previous_run()
+    with bare_argv():
+        return LitNetsCLI(args=["fit", *args], callbacks=callbacks)
+
+
+def release_previous_run() -> None:
+    """Make the memory of earlier runs in this process collectable: every run freezes the heap when its start-up is
+    over (``lit_nets.core.runtime.freeze_heap``: ``gc.freeze``), which would keep an earlier run's garbage for good."""
+    gc.unfreeze()
+    gc.collect()

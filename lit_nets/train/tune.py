@@ -1,0 +1,478 @@
+"""``python -m lit_nets tune``: a hyper-parameter search with Optuna, each trial a normal ``fit`` run.
+
+    python -m lit_nets tune --config configs/mlp.yaml --space configs/search/mlp.yaml --trials 40
+    python -m lit_nets tune --config configs/mlp.yaml --space configs/search/mlp.yaml --trials 40 --cv 5
+
+The space is a YAML file keyed by the CLI's dotted paths (:mod:`lit_nets.train.search_space`). A trial is ``fit`` with
+the trial's values added to the command line, in ``lightning_logs/tune/<name>/trial_N`` (``trial_N/fold_k`` with
+``--cv K``), and its value is the objective metric of its best checkpoint on the validation split (the mean over the
+folds with ``--cv``): by default the metric the config's checkpoint monitors (``val/acc``, max, unless the config
+says otherwise). Trials are pruned from their epoch metrics (Optuna's median or successive-halving pruner, through
+optuna-integration's Lightning callback). The test split is never run. The study lives in SQLite in the study
+folder: the same command again continues it (``--trials`` is the total), and a trial that a kill interrupted is run
+again with its parameters. At the end: ``best.yaml`` (the complete config of the winner: ``fit --config best.yaml``
+trains it and then tests it), ``trials.csv``, and Optuna's figures (history, importances, slice) as PNGs and in
+TensorBoard.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from optuna_integration import PyTorchLightningPruningCallback
+
+from lit_nets.core.errors import UserError
+from lit_nets.train import cv, runs, search_space
+
+HELP_EPILOG = "Every other option is fit's (--config, --trainer.*, --model.*, --data.*): see fit --help."
+FIGURES = {"history": "plot_optimization_history", "importances": "plot_param_importances", "slice": "plot_slice"}
+
+
+def parse(argv: list[str], prog: str) -> tuple[argparse.Namespace, list[str]]:
+    """tune's own options, checked, and the rest: fit's options, given to every trial."""
+    parser = argparse.ArgumentParser(
+        prog=f"{prog} tune", description=__doc__.split("\n\n")[0].replace("``", ""), epilog=HELP_EPILOG
+    )
+    parser.add_argument("--space", required=True, help="the search space, a YAML file (configs/search/ has two)")
+    parser.add_argument("--trials", type=int, default=20, help="trials the study should have in all (default 20)")
+    parser.add_argument("--timeout", type=float, help="seconds after which no new trial starts (default: none)")
+    parser.add_argument("--cv", type=int, help="K: a trial's value is the mean over K folds (default: one split)")
+    parser.add_argument("--metric", help="the objective: a val/ metric (default: the config's checkpoint monitor)")
+    parser.add_argument("--direction", choices=["max", "min"], help="default: min for a loss, else max")
+    parser.add_argument(
+        "--pruner",
+        choices=["median", "halving", "none"],
+        default="median",
+        help="stop bad trials early (default median)",
+    )
+    parser.add_argument("--startup_trials", type=int, default=5, help="trials before the median pruner prunes (5)")
+    parser.add_argument(
+        "--warmup_epochs", type=int, help="epochs before a trial can be pruned (default: a quarter of max_epochs)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="the sampler's seed (default 0)")
+    parser.add_argument("--name", help="the folder under lightning_logs/tune/ (default: the last config's name)")
+    options, rest = parser.parse_known_args(argv)
+    if options.trials < 1:
+        raise UserError(f"tune --trials must be 1 or more, got {options.trials}")
+    if options.timeout is not None and not options.timeout > 0:
+        raise UserError(
+            f"tune --timeout is in seconds and must be above 0 (leave it out for none), got {options.timeout}"
+        )
+    if options.name is not None:
+        runs.check_name(options.name, "tune --name")
+    if options.cv is not None and options.cv < 2:
+        raise UserError(f"tune --cv must be 2 or more folds, got {options.cv}")
+    if options.metric is not None and not options.metric.startswith("val/"):
+        raise UserError(
+            f"tune --metric {options.metric}: the objective must be a validation metric (val/acc, "
+            "val/loss, val/f1, ...); the test split is never used to choose"
+        )
+    runs.refuse_folds_and_resuming(rest, "tune", "starts every trial from scratch and sets folds itself (--cv)")
+    options.name = options.name or runs.config_name(rest)
+    return options, rest
+
+
+class TrialPruning(PyTorchLightningPruningCallback):
+    """optuna-integration's Lightning pruning callback: it reports the objective at every epoch's validation and
+    stops the trial when the pruner says so. Here also a clear error when the metric is never logged, and under
+    ``--cv`` fold k's epochs are reported after those of the folds before it (steps the pruner compares across
+    trials)."""
+
+    def __init__(self, trial: Any, monitor: str, fold: int = 0) -> None:
+        super().__init__(trial, monitor)
+        self.fold = fold
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit":  # not cv's validation of the best checkpoint
+            return
+        if self.monitor not in trainer.callback_metrics:
+            logged = sorted(k for k in trainer.callback_metrics if k.startswith("val/"))
+            raise UserError(f"tune --metric {self.monitor} is never logged; this run logs {', '.join(logged)}")
+        # the parent reports at step pl_module.current_epoch: a stand-in shifts it past the earlier folds' epochs
+        step = self.fold * trainer.max_epochs + pl_module.current_epoch
+        try:
+            super().on_validation_end(trainer, SimpleNamespace(current_epoch=step))
+        except optuna.TrialPruned:
+            self._trial.set_user_attr("pruned_after", {"epochs": pl_module.current_epoch + 1, "fold": self.fold})
+            raise
+
+
+def main(argv: list[str], prog: str) -> None:
+    """``python -m lit_nets tune ARGV``: open or continue the study, run trials until it has ``--trials``, report."""
+    from lit_nets.core.checkpoint_files import RunLock
+
+    options, rest = parse(argv, prog)
+    # tune prints its own line per trial, and a failed trial's reason as one line (Optuna's WARNING is its traceback)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    config = runs.config_of(rest)  # fit's parser checks the user's arguments first
+    options_now = search_space.flatten(config)
+    params = search_space.load(options.space, options_now)
+    metric, direction, metric_args = objective_metric(options, config)
+    logs = f"lightning_logs/tune/{options.name}"
+    folder = runs.logs_folder(config, logs)
+    lock = RunLock(folder)
+    lock.acquire()
+    try:
+        settings = {
+            "config": {k: v for k, v in options_now.items() if k not in {p.path for p in params}},
+            "space": [p.describe() for p in params],
+            "metric": metric,
+            "direction": direction,
+            "cv": options.cv,
+        }
+        if options.warmup_epochs is None:
+            options.warmup_epochs = int((config.get("trainer") or {}).get("max_epochs") or 4) // 4
+        study = open_study(folder, options, settings, direction)
+        retry_interrupted(study)
+        if not study.trials:
+            enqueue_config_values(study, params, options_now)
+        say_what_is_searched(study, folder, options, params, metric, direction, config)
+        with board(folder) as writer:
+            try:
+                run_trials(study, options, params, rest + metric_args, logs, folder, metric, writer)
+            except (KeyboardInterrupt, SystemExit):  # SIGTERM (Lightning's SystemExit), Ctrl-C
+                print(
+                    f"tune: stopped with {len(finished(study))} of {options.trials} trials done; the same command "
+                    "continues the study (the interrupted trial first)",
+                    file=sys.stderr,
+                )
+                raise
+            report(study, options, params, rest + metric_args, folder, metric, writer)
+    finally:
+        lock.release()
+
+
+def objective_metric(options: argparse.Namespace, config: dict[str, Any]) -> tuple[str, str, list[str]]:
+    """The metric, its direction, and the arguments that make each trial's checkpoint choose its best epoch by it."""
+    checkpoint = config.get("checkpoint") or {}
+    if options.metric is None and checkpoint.get("monitor"):
+        metric = checkpoint["monitor"]
+        return metric, options.direction or checkpoint.get("mode", "max"), []
+    metric = options.metric or "val/acc"
+    direction = options.direction or ("min" if "loss" in metric else "max")
+    return metric, direction, ["--checkpoint.monitor", metric, "--checkpoint.mode", direction]
+
+
+def open_study(folder: Path, options: argparse.Namespace, settings: dict[str, Any], direction: str):
+    """The study in ``folder/study.db``: a new one, or the one there when its settings are these."""
+    storage = f"sqlite:///{(folder / 'study.db').resolve()}"
+    names = optuna.get_all_study_names(storage) if (folder / "study.db").exists() else []
+    if options.name not in names and any(folder.glob("trial_*")):
+        raise UserError(
+            f"{folder} holds trial runs but no study of them (study.db is gone): move the folder away or "
+            "give --name for a new study"
+        )
+    pruner = {
+        "median": lambda: optuna.pruners.MedianPruner(options.startup_trials, options.warmup_epochs),
+        "halving": lambda: optuna.pruners.SuccessiveHalvingPruner(),
+        "none": lambda: optuna.pruners.NopPruner(),
+    }[options.pruner]()
+    study = optuna.create_study(
+        storage=storage, study_name=options.name, direction=f"{direction}imize", pruner=pruner, load_if_exists=True
+    )
+    saved = study.user_attrs.get("settings")
+    if saved is None or not finished(study):  # a study with nothing to compare yet takes this command's settings
+        study.set_user_attr("settings", settings)
+    elif saved != json.loads(json.dumps(settings)):
+        raise UserError(
+            f"{folder} holds a study with other settings ({differences(saved, settings)}); give --name for "
+            "a new study, or run this one with the settings it has"
+        )
+    # new proposals on every run of the command (the sampler's state is not stored); seeded, so a run repeats
+    study.sampler = optuna.samplers.TPESampler(seed=options.seed + len(study.trials))
+    return study
+
+
+def differences(saved: dict[str, Any], now: dict[str, Any]) -> str:
+    """What differs between a study's stored settings and this command's, in a few words."""
+    now = json.loads(json.dumps(now))
+    found = [
+        f"{k} {now[k]!r}, the study's {saved.get(k)!r}"
+        for k in ("metric", "direction", "cv", "space")
+        if now[k] != saved.get(k)
+    ]
+    old, new = saved.get("config", {}), now["config"]
+    found += [
+        f"{k} {new.get(k)!r}, the study's {old.get(k)!r}"
+        for k in sorted(set(old) | set(new))
+        if old.get(k) != new.get(k)
+    ]
+    return "; ".join(found[:3]) + ("; ..." if len(found) > 3 else "")
+
+
+def retry_interrupted(study: Any) -> None:
+    """A trial left running by a process that was killed (this process holds the study's lock, so none is running
+    now) is marked failed, and its parameters are run again."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study.tell(trial.number, state=TrialState.FAIL)
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+        print(f"tune: trial {trial.number} was interrupted; its parameters are run again", file=sys.stderr)
+
+
+def enqueue_config_values(study: Any, params: list[search_space.Param], values: dict[str, Any]) -> None:
+    """Trial 0 of a new study: the config's own values, where the space holds them (the baseline to beat)."""
+    inside = {p.path: p.stored(values[p.path]) for p in params if p.contains(values[p.path])}
+    if inside:
+        study.enqueue_trial(inside, user_attrs={"config_values": True})
+    outside = [f"{p.path} {values[p.path]!r}" for p in params if p.path not in inside]
+    if outside:
+        print(
+            f"tune: trial 0 samples what the space does not hold of the config's values: {', '.join(outside)}",
+            file=sys.stderr,
+        )
+
+
+def say_what_is_searched(
+    study: Any,
+    folder: Path,
+    options: argparse.Namespace,
+    params: list[search_space.Param],
+    metric: str,
+    direction: str,
+    config: dict[str, Any],
+) -> None:
+    """Which split chooses, on what, with which seed: said before the first trial."""
+    split = f"the mean over {options.cv} folds of the training data" if options.cv else "the validation split"
+    done = len(finished(study))
+    print(
+        f"tune: study {options.name} in {folder} ({done} of {options.trials} trials done); objective: {metric} "
+        f"({direction}) of each trial's best checkpoint on {split}; the test split is not used; every trial with "
+        f"seed {config.get('seed_everything')}; pruner {options.pruner}",
+        file=sys.stderr,
+    )
+    for param in params:
+        print(f"tune: searching {param.describe()}", file=sys.stderr)
+
+
+def finished(study: Any) -> list[Any]:
+    """The trials that count towards ``--trials``: complete or pruned."""
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+
+
+def run_trials(
+    study: Any,
+    options: argparse.Namespace,
+    params: list[search_space.Param],
+    rest: list[str],
+    logs: str,
+    folder: Path,
+    metric: str,
+    writer: Any,
+) -> None:
+    """Trials until the study has ``--trials`` (or ``--timeout`` passes), a progress line after each. Each trial
+    is a fit run in ``logs/trial_N`` (``logs/trial_N/fold_k`` with ``--cv``) under the logger's folder."""
+
+    def objective(trial: Any) -> float:
+        values = {p.path: p.suggest(trial) for p in params}
+        try:
+            return run_trial(trial, values)
+        except Exception as e:
+            from lit_nets.core.errors import find_user_error
+
+            found = find_user_error(e)
+            if found is None:
+                raise
+            tried = ", ".join(f"{path} {search_space.shown(v)}" for path, v in values.items())
+            raise UserError(
+                f"tune: trial {trial.number} ({tried}) stopped: {found}; if the searched values are "
+                f"what fit refuses, narrow the ranges in {options.space}"
+            ) from None
+
+    def run_trial(trial: Any, values: dict[str, Any]) -> float:
+        # the model summary once per trial is noise (first, so that a config or argument of the user's wins)
+        args = ["--trainer.enable_model_summary", "false", *rest, *search_space.as_args(values)]
+        args += ["--test_after_fit", "false"]
+        version = f"trial_{trial.number}"
+        trial.set_user_attr("run", str(folder / version))
+        if options.cv:
+            scores = []
+            for fold in range(options.cv):
+                pruning = [TrialPruning(trial, metric, fold)]
+                done = cv.run_fold(args, fold, options.cv, None, logs, f"{version}/fold_{fold}", pruning)
+                scores.append(done["metrics"][metric])
+            trial.set_user_attr("folds", scores)
+            return statistics.fmean(scores)
+        cli = runs.fit(args + logger_args(logs, version), [TrialPruning(trial, metric)])
+        score = cli.trainer.checkpoint_callback.best_model_score
+        if score is None:
+            raise UserError(f"tune: trial {trial.number} saved no best checkpoint: is {metric} logged every epoch?")
+        return float(score)
+
+    remaining = options.trials - len(finished(study))
+    if remaining <= 0:
+        return
+    study.optimize(
+        objective,
+        n_trials=remaining,
+        timeout=options.timeout,
+        callbacks=[ProgressLine(options.trials, params, metric, options.cv, writer)],
+    )
+
+
+def logger_args(logs: str, version: str) -> list[str]:
+    """The arguments that put a run in ``logs/version`` under the logger's save_dir."""
+    return ["--trainer.logger.init_args.name", logs, "--trainer.logger.init_args.version", version]
+
+
+def short_names(params: list[search_space.Param]) -> dict[str, str]:
+    """Each searched path by its last part (``lr``), or whole where two end alike."""
+    last = [p.path.rpartition(".")[2] for p in params]
+    return {p.path: name if last.count(name) == 1 else p.path for p, name in zip(params, last, strict=True)}
+
+
+class ProgressLine:
+    """After each trial: a line with the count, the outcome, the best so far and the parameters, and the value in
+    TensorBoard (``tune/<metric>`` by trial number, in the study folder)."""
+
+    def __init__(self, total: int, params: list[search_space.Param], metric: str, folds: int | None, writer: Any):
+        self.total, self.params, self.metric, self.folds, self.writer = total, params, metric, folds, writer
+        self.names = short_names(params)
+
+    def __call__(self, study: Any, trial: Any) -> None:
+        if trial.state == TrialState.COMPLETE:
+            outcome = f"{self.metric} {score(trial.value)}"
+        elif trial.state == TrialState.PRUNED:
+            steps, when = trial.intermediate_values, trial.user_attrs.get("pruned_after", {})
+            epochs = when.get("epochs", len(steps))
+            fold = f" of fold {when['fold']}" if self.folds else ""
+            last = f" ({self.metric} {score(steps[max(steps)])})" if steps else ""
+            outcome = f"pruned after {epochs} epoch{'s' if epochs > 1 else ''}{fold}{last}"
+        else:
+            outcome = "failed"
+        best = best_trial(study)
+        best_text = f"best {score(best.value)} (trial {best.number})" if best is not None else "no best yet"
+        values = ", ".join(
+            f"{self.names[p.path]} {search_space.shown(p.decode(trial.params[p.path]))}"
+            for p in self.params
+            if p.path in trial.params
+        )
+        print(
+            f"tune [{len(finished(study))}/{self.total}] trial {trial.number}: {outcome}; {best_text}; {values}",
+            flush=True,
+        )
+        if trial.state == TrialState.COMPLETE:
+            self.writer.add_scalar(f"tune/{self.metric}", trial.value, trial.number)
+            self.writer.add_scalar(f"tune/best_{self.metric}", best.value, trial.number)
+            self.writer.flush()
+
+
+def score(value: float) -> str:
+    """An objective value: 4 decimals, or 3 significant digits below 0.001 (a loss near 0 is not 0.0000)."""
+    return f"{value:.4f}" if value == 0 or abs(value) >= 1e-3 else f"{value:.3g}"
+
+
+def best_trial(study: Any) -> Any:
+    """The study's best complete trial, or None before the first."""
+    try:
+        return study.best_trial
+    except ValueError:
+        return None
+
+
+@contextmanager
+def board(folder: Path) -> Iterator[Any]:
+    """A TensorBoard writer of the study folder, closed (flushed) when the block ends."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(folder))
+    try:
+        yield writer
+    finally:
+        writer.close()
+
+
+def report(
+    study: Any,
+    options: argparse.Namespace,
+    params: list[search_space.Param],
+    rest: list[str],
+    folder: Path,
+    metric: str,
+    writer: Any,
+) -> None:
+    """The end of a run of ``tune``: trials.csv, the figures, best.yaml and a summary."""
+    states = [t.state for t in study.trials]
+    study.trials_dataframe().to_csv(folder / "trials.csv", index=False)
+    figures = draw_figures(study, folder, writer, metric, short_names(params))
+    best = best_trial(study)
+    counts = ", ".join(f"{states.count(s)} {s.name.lower()}" for s in TrialState if states.count(s))
+    split = f"the mean over {options.cv} folds" if options.cv else "the validation split"
+    print(
+        f"\nStudy {options.name}: {len(study.trials)} trials ({counts}); objective {metric} "
+        f"({study.direction.name.lower()}) on {split}; the test split was not used"
+    )
+    if best is None:
+        print("No trial completed: nothing to choose (every trial was pruned or failed).")
+        return
+    names = short_names(params)
+    top = sorted(
+        (t for t in study.trials if t.state == TrialState.COMPLETE),
+        key=lambda t: t.value,
+        reverse=study.direction.name == "MAXIMIZE",
+    )[:5]
+    print("| trial | " + " | ".join([metric, *names.values()]) + " |")
+    print("|" + " --- |" * (len(names) + 2))
+    for t in top:
+        cells = [search_space.shown(p.decode(t.params[p.path])) if p.path in t.params else "" for p in params]
+        own = " (config)" if t.user_attrs.get("config_values") else ""
+        print(f"| {t.number}{own} | {score(t.value)} | " + " | ".join(cells) + " |")
+    values = {p.path: p.decode(best.params[p.path]) for p in params if p.path in best.params}
+    best_yaml = folder / "best.yaml"
+    header = (
+        f"# The best trial ({best.number}) of study {options.name}: {metric} {score(best.value)} on {split}.\n"
+        f"# Train it (and test it): python -m lit_nets fit --config {best_yaml}\n"
+    )
+    best_yaml.write_text(header + runs.printed_config(rest + search_space.as_args(values)))
+    print(f"Best:         trial {best.number}, {metric} {score(best.value)}: {best.user_attrs.get('run', '')}")
+    print(f"Best config:  {best_yaml}    (train it: python -m lit_nets fit --config {best_yaml})")
+    print(
+        f"Trials:       {folder / 'trials.csv'}    (study: {folder / 'study.db'}; view: tensorboard --logdir {folder})"
+    )
+    if figures:
+        print(f"Figures:      {', '.join(str(p) for p in figures)}")
+
+
+def draw_figures(study: Any, folder: Path, writer: Any, metric: str, names: dict[str, str]) -> list[Path]:
+    """Optuna's own matplotlib figures of the study, as PNGs in ``folder`` and in its TensorBoard (a figure that
+    needs more trials than there are is left out, with a line that says why); axes named by the metric and the
+    parameters' short names."""
+    import numpy as np
+
+    from lit_nets.core import plots
+
+    plots.pyplot()  # the Agg backend, before Optuna imports pyplot
+    from optuna.visualization import matplotlib as figures
+
+    written = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", message=r".*identical low and high xlims.*")  # a slice of one value
+        warnings.filterwarnings("ignore", message=r".*quantiles select the same set of trials.*")  # few trials
+        for name, function in FIGURES.items():
+            try:
+                axes = getattr(figures, function)(study)
+            except (ValueError, RuntimeError) as e:
+                print(f"tune: no {name} figure yet: {e}", file=sys.stderr)
+                continue
+            axes = np.atleast_1d(axes).ravel()
+            for ax in axes:
+                if ax.get_ylabel() == "Objective Value":
+                    ax.set_ylabel(metric)
+                ax.set_xlabel(names.get(ax.get_xlabel(), ax.get_xlabel()))
+            fig = axes[0].figure
+            if name == "slice":
+                fig.set_size_inches(max(6.0, 2.8 * len(axes) + 1.5), 4.0)
+            writer.add_figure(f"tune/{name}", fig, global_step=len(finished(study)), close=False)
+            written.append(plots.save(fig, folder / f"{name}.png"))
+    return written
