@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from lit_nets import __version__
+from lit_nets.core import checkpoint_files
+from lit_nets.core.data.base import DATA_ARGS
 from lit_nets.core.errors import UserError
 
 # a model cannot be rebuilt without these (the first three of DATA_ARGS)
@@ -138,3 +142,93 @@ def check_weights(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], p
         raise UserError(
             f"{path} holds another architecture than this model ({shown}); use the model arguments it was trained with"
         )
+
+
+@dataclass
+class Checkpoint:
+    """The checkpoint a command runs on: ``--ckpt_path`` in any spelling (a file, a run folder, ``best``,
+    ``last``) resolved once and the file read once (as data, tensors memory-mapped). Everything a command needs of
+    it comes from here: the model class and its arguments, the data's values (schema, classes, image size,
+    statistics), the run, epoch and score. Lightning reads the file again for the weights of fit / test / predict:
+    that is the only other read."""
+
+    file: str
+    state: dict[str, Any] = field(repr=False)
+    given: str | None = None  # how the user named it
+    trusted: bool = False  # --weights_only false: unpickled whole
+
+    @classmethod
+    def open(
+        cls,
+        given: str,
+        root: Path = Path("lightning_logs"),
+        subcommand: str = "tool",
+        what: str = "--ckpt_path",
+        trusted: bool = False,
+    ) -> Checkpoint | None:
+        """The record of the checkpoint ``given`` names (None: ``fit --ckpt_path last`` with nothing to resume)."""
+        file = checkpoint_files.find(given, root, subcommand, what)
+        if file is None:
+            return None
+        return cls(str(file), checkpoint_files.load(file, what, trusted=trusted), given, trusted)
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        return dict(self.state.get("hyper_parameters") or {})
+
+    @cached_property
+    def model(self) -> tuple[type, dict[str, Any]]:
+        """The model class and the arguments to rebuild it with, checked (:func:`model_hparams`)."""
+        return model_hparams(self.state, self.file)
+
+    @property
+    def data_values(self) -> dict[str, Any]:
+        """What the data gave the model when it was trained (:data:`DATA_ARGS`): the data modules of a command on
+        this checkpoint get them (:func:`lit_nets.core.data.base.trained_values`)."""
+        return {k: v for k, v in self.hparams.items() if k in DATA_ARGS}
+
+    @property
+    def data_args(self) -> dict[str, Any]:
+        """The data module's own arguments as saved (``_class_path`` included)."""
+        return dict(self.state.get("datamodule_hyper_parameters") or {})
+
+    @property
+    def run(self) -> str | None:
+        """The run folder's name, when the file sits in a run's ``checkpoints/``."""
+        path = Path(self.file)
+        return path.parent.parent.name if path.parent.name == "checkpoints" else None
+
+    @property
+    def epoch(self) -> int | None:
+        return self.state.get("epoch")
+
+    @property
+    def best(self) -> dict[str, Any] | None:
+        """The main ``ModelCheckpoint``'s state: its monitor, best score and best file."""
+        return next(
+            (
+                v
+                for k, v in (self.state.get("callbacks") or {}).items()
+                if k.startswith("ModelCheckpoint") and isinstance(v, dict) and v.get("monitor")
+            ),
+            None,
+        )
+
+    def line(self) -> str:
+        """The line a command prints for the checkpoint it runs on: the file, and which run, epoch and score it is
+        (``best`` after a short debug run is a poor model: the line shows it before anything else happens)."""
+        if self.trusted:
+            return f"Checkpoint:   {self.file}"
+        about = [f"run {self.run}"] if self.run else []
+        if self.epoch is not None:
+            about.append(f"epoch {self.epoch}")
+        main = self.best
+        if main is not None and main.get("best_model_score") is not None:
+            score = f"{main['monitor']} {float(main['best_model_score']):.4f}"
+            mine = Path(str(main.get("best_model_path"))).name == Path(self.file).name
+            about.append(score if mine else f"the run's best {score}")
+        meaning = {"best": "the best checkpoint of the newest run", "last": "the last checkpoint of the newest run"}
+        given = str(self.given or "")
+        what = meaning.get(given, "the run folder's last checkpoint" if given and Path(given).is_dir() else "")
+        details = "; ".join(x for x in (what, ", ".join(about)) if x)
+        return f"Checkpoint:   {self.file}" + (f"  ({details})" if details else "")

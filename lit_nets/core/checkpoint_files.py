@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import sys
 import warnings
 import zipfile
 from pathlib import Path
@@ -31,25 +30,14 @@ from lit_nets.core.errors import UserError
 log = logging.getLogger(__name__)
 
 
-_read: dict[tuple, dict] = {}  # the checkpoint last read, by (path, inode, size, mtime, trusted): see load()
-
-
 def load(path: str | Path, what: str = "checkpoint", trusted: bool = False) -> dict:
     """A checkpoint's contents, loaded without running any code from it (``trusted``: the user chose
     ``--weights_only false`` for this file, so unpickle it); a clear error when that cannot be.
 
-    A command asks for its checkpoint several times (the CLI for the model's arguments and to check the weights
-    fit, a data module for the classes and encoding it was trained with): the file is read once, and read again
-    only when it changed. The caller gets its own top-level dict."""
-    file = Path(path)
-    if not file.is_file():
+    A command reads its checkpoint once, into a :class:`lit_nets.core.checkpoint.Checkpoint` record."""
+    if not Path(path).is_file():
         raise UserError(f"{what} {path}: no such checkpoint file")
-    stat = file.stat()
-    key = (str(file.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns, trusted)
-    if key not in _read:
-        _read.clear()
-        _read[key] = _load(path, what, trusted)
-    return dict(_read[key])
+    return _load(path, what, trusted)
 
 
 def _load(path: str | Path, what: str, trusted: bool) -> dict:
@@ -207,48 +195,15 @@ def resolve(
 
     ``what`` names the setting in messages (``--ckpt_path``, ``model.init_from``).
     """
-    path = _resolve(ckpt_path, root, subcommand, what)
+    path = find(ckpt_path, root, subcommand, what)
     if path is not None and not trusted:
         load(path, what)
     return path
 
 
-def resolve_for_tool(ckpt_path: str, what: str = "--ckpt_path") -> str:
-    """``explain``, ``export`` and ``serve``: ``best`` / ``last`` of the newest run under ``./lightning_logs`` (the
-    default logger's folder), a run folder, or a file; the same rules as for fit, test and predict."""
-    resolved = resolve(ckpt_path, Path("lightning_logs"), "tool", what)
-    print(resolution(ckpt_path, resolved), file=sys.stderr, flush=True)
-    return str(resolved)
-
-
-def resolution(given: str, path: str | Path) -> str:
-    """The line a command prints for the checkpoint it runs on: the file, and which run, epoch and score it is
-    (``best`` after a short debug run is a poor model: the line shows it before anything else happens)."""
-    state = load(path)
-    file = Path(path)
-    about = []
-    if file.parent.name == "checkpoints":
-        about.append(f"run {file.parent.parent.name}")
-    if state.get("epoch") is not None:
-        about.append(f"epoch {state['epoch']}")
-    main = next(
-        (
-            v
-            for k, v in (state.get("callbacks") or {}).items()
-            if k.startswith("ModelCheckpoint") and isinstance(v, dict) and v.get("monitor")
-        ),
-        None,
-    )
-    if main is not None and main.get("best_model_score") is not None:
-        score = f"{main['monitor']} {float(main['best_model_score']):.4f}"
-        about.append(score if Path(str(main.get("best_model_path"))).name == file.name else f"the run's best {score}")
-    meaning = {"best": "the best checkpoint of the newest run", "last": "the last checkpoint of the newest run"}
-    what = meaning.get(given, "the run folder's last checkpoint" if Path(given).is_dir() else "")
-    details = "; ".join(x for x in (what, ", ".join(about)) if x)
-    return f"Checkpoint:   {path}" + (f"  ({details})" if details else "")
-
-
-def _resolve(ckpt_path: str | None, root: Path, subcommand: str, what: str) -> str | None:
+def find(ckpt_path: str | None, root: Path, subcommand: str, what: str = "--ckpt_path") -> str | None:
+    """The checkpoint file ``ckpt_path`` names: a file, a run folder (its last), ``last`` / ``best`` of the newest
+    run under ``root`` (None: nothing to resume yet, for ``fit --ckpt_path last``)."""
     if ckpt_path is None:
         return None
     if ckpt_path in ("last", "best"):
@@ -275,11 +230,6 @@ def _resolve(ckpt_path: str | None, root: Path, subcommand: str, what: str) -> s
     if not path.is_file():
         raise UserError(f"{what} {ckpt_path}: no such checkpoint file")
     return str(path)
-
-
-def hparams_of(path: str | Path) -> dict:
-    """The hyper-parameters saved in a checkpoint file (loaded with weights_only=True)."""
-    return dict(load(path).get("hyper_parameters") or {})
 
 
 def run_folder(ckpt_path: str | Path, root: Path) -> str | None:

@@ -147,7 +147,7 @@ def permutation_importance(
     return out
 
 
-def explain_rows(ckpt_path: str, rows: str, out: str, device: str = "cpu") -> list[Path]:
+def explain_rows(ckpt_path: Any, rows: str, out: str, device: str = "cpu") -> list[Path]:
     """Write the per-row contributions of the rows in ``rows`` and the importance of each column over the
     checkpoint's validation split (see the module docstring); return the written files."""
     import pandas as pd
@@ -187,7 +187,7 @@ def explain_rows(ckpt_path: str, rows: str, out: str, device: str = "cpu") -> li
     return [per_row, *global_importance(model, ckpt_path, found, out_dir)]
 
 
-def global_importance(model: Any, ckpt_path: str, rows: Attributions, out_dir: Path) -> list[Path]:
+def global_importance(model: Any, ckpt_path: Any, rows: Attributions, out_dir: Path) -> list[Path]:
     """``importance.csv`` and ``importance.png``: mean |contribution| and permutation importance per column on the
     checkpoint's validation split; on the given rows alone (no permutation) when the training data is not there."""
     import pandas as pd

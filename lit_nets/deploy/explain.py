@@ -19,7 +19,6 @@ from typing import Any
 
 import torch
 
-from lit_nets.core.checkpoint_files import resolve_for_tool
 from lit_nets.core.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -57,7 +56,7 @@ def explain_one(
     return probs, overlay_mask(under, to_pil_image(heat, mode="F"), alpha=0.5)  # the map resized to the image
 
 
-def explain(ckpt_path: str, images: list[str], out: str, layer: str | None = None, device: str = "cpu") -> list[Path]:
+def explain(ckpt_path: Any, images: list[str], out: str, layer: str | None = None, device: str = "cpu") -> list[Path]:
     """Write a Grad-CAM overlay and a titled figure per image; return the written files."""
     from torchcam.methods import GradCAM
 
@@ -129,11 +128,13 @@ def explain_command(
         layer: layer to explain, e.g. features.act1 (default: the last conv block's).
         device: cpu or cuda.
     """
+    from lit_nets.deploy.inference import open_checkpoint
+
     if bool(images) == bool(rows):
         raise UserError("explain needs --images (an image model) or --rows (a tabular model), one of the two")
     if rows:
         from lit_nets.deploy.attributions import explain_rows
 
-        explain_rows(resolve_for_tool(ckpt_path), rows, out, device)
+        explain_rows(open_checkpoint(ckpt_path), rows, out, device)
         return
-    explain(resolve_for_tool(ckpt_path), images, out, layer, device)
+    explain(open_checkpoint(ckpt_path), images, out, layer, device)

