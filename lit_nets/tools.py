@@ -25,7 +25,7 @@ TOOLS = {
     "plot": ("lit_nets.core.plots", "plot_command"),
     "explain": ("lit_nets.deploy.explain", "explain_command"),
     "export": ("lit_nets.deploy.export", "export_command"),
-    "serve": ("lit_nets.deploy.serve", "serve_command"),
+    "serve": ("lit_nets.deploy.serve.server", "serve_command"),
 }
 POSITIONAL = {"runs"}  # list arguments given without an option name (plot RUN [RUN ...])
 

@@ -100,7 +100,9 @@ def synthetic_data(n: int, batch_size: int, seed: int) -> Any:
     """MNIST-shaped random digits (n train, n // 6 test): throughput does not depend on the pixel values."""
     import torch
 
-    from lit_nets.core.data.base import Splits, TensorDataModule, channel_stats
+    from lit_nets.core.data.base import TensorDataModule
+    from lit_nets.core.data.splits import Splits
+    from lit_nets.core.data.statistics import channel_stats
 
     class Synthetic(TensorDataModule):
         def load(self) -> Splits:

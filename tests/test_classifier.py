@@ -6,8 +6,8 @@ import pytest
 import torch
 from lightning.pytorch import seed_everything
 
-from lit_nets.core.data.base import Splits, stratified_split
 from lit_nets.core.data.images import ImageDataModule
+from lit_nets.core.data.splits import Splits, stratified_split
 from lit_nets.core.errors import UserError
 from lit_nets.models import CNNClassifier
 from lit_nets.train.cli import default_precision

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lit_nets.core.data.base import channel_stats
+from lit_nets.core.data.statistics import channel_stats
 from lit_nets.core.errors import UserError
 from lit_nets.data import MNISTDataModule
 

@@ -352,7 +352,7 @@ def test_a_locked_services_info_keeps_the_training_statistics_for_key_holders() 
     from starlette.routing import Route
     from starlette.testclient import TestClient
 
-    from lit_nets.deploy.serve import Limits, RequestGuard, Shared
+    from lit_nets.deploy.serve.guard import Limits, RequestGuard, Shared
 
     full = {"kind": "tabular", "features": ["a"], "example": {"a": 13.05}}
     app = Starlette(
@@ -578,7 +578,7 @@ def test_the_container_recipe_serves_a_checkpoint(locked_server, digits) -> None
 def test_our_own_failure_on_a_request_is_a_500_without_its_text(caplog) -> None:
     """An exception of the service's own while it reads a request: 500 for that request only, logged with its
     traceback, and its text (which may quote source paths) not sent to the client."""
-    from lit_nets.deploy.serve import ClassifierAPI
+    from lit_nets.deploy.serve.api import ClassifierAPI
 
     api = ClassifierAPI("unused.ckpt", 100, 5, max_batch_size=2, batch_timeout=0.001)
 

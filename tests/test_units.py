@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from lit_nets.core.data.base import DATA_ARGS, EpochBatches, Splits, TensorDataModule, first_inputs, labels_of, size_of
+from lit_nets.core.data.base import DATA_ARGS, TensorDataModule
+from lit_nets.core.data.loaders import EpochBatches
 from lit_nets.core.data.schema import ImageSchema, TabularSchema, read_schema
+from lit_nets.core.data.splits import Splits, first_inputs, labels_of, size_of
 from lit_nets.core.models import deployable
 from lit_nets.deploy import inference
 from lit_nets.models import CNNClassifier, MLPClassifier

@@ -34,7 +34,7 @@ SUFFIX = {"state_dict": ".pt", "torchscript": ".torchscript.pt", "pt2": ".pt2", 
 
 def real_batch(ckpt_path: Any, model: Any, size: int = 256) -> torch.Tensor:
     """Up to ``size`` inputs of the checkpoint's own data (test split, else validation), as the model takes them."""
-    from lit_nets.core.data.base import first_inputs
+    from lit_nets.core.data.splits import first_inputs
     from lit_nets.deploy.inference import checkpoint_data
 
     dm = checkpoint_data(ckpt_path, "test", "the parity check")

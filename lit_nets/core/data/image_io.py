@@ -1,18 +1,23 @@
 """Image files into tensors: the one decoder that the folder data module, ``explain`` and ``serve`` share (PNG and
 JPEG only; EXIF orientation applied; grey, colour and alpha modes to the channels asked; resized and centre-cropped
-as the model was trained), plus the pixel statistics and the streaming dataset of a folder's files."""
+as the model was trained), the image files of a folder, the pixel statistics and the streaming dataset of a
+folder's files."""
 
 from __future__ import annotations
 
 import io
+import logging
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset
 
-from lit_nets.core.data.base import channel_histogram, stats_from_histogram
+from lit_nets.core.data.statistics import channel_histogram, stats_from_histogram
 
+EXTENSIONS = {".png", ".jpg", ".jpeg"}
+log = logging.getLogger(__name__)
 IMAGE_FORMATS = ("PNG", "JPEG")
 GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 EXIF_ORIENTATION = 0x0112  # the EXIF tag that says how a camera held the photo
@@ -178,3 +183,41 @@ def center_crop(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     from torchvision.transforms.v2 import functional as TF
 
     return TF.center_crop(images, list(size)).contiguous()
+
+
+def image_files(folder: Path, others: list[str] | None = None) -> list[Path]:
+    """The image files under ``folder`` (any depth), sorted; hidden files and folders are ignored, and the paths of
+    other files (a GIF, a README) are added to ``others`` when given. One pass of
+    ``os.scandir`` (its entries know their type without a ``stat`` per file: 70,000 files in a fraction of a
+    second, where ``rglob`` with checks per file took seconds)."""
+    found, folders = [], [folder]
+    while folders:
+        with os.scandir(folders.pop()) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir():
+                    folders.append(entry.path)
+                elif entry.is_file() and os.path.splitext(entry.name)[1].lower() in EXTENSIONS:
+                    found.append(Path(entry.path))
+                elif entry.is_file() and others is not None:
+                    others.append(entry.path)
+    return sorted(found)
+
+
+def say_what_was_left_out(where: Path, others: list[str]) -> None:
+    """One warning with the count of files under ``where`` that are not images by their extension."""
+    if others:
+        kinds = sorted({os.path.splitext(p)[1].lower() or "(no extension)" for p in others})
+        log.warning(
+            "%s: left out %d file(s) that are not .png/.jpg/.jpeg (%s), e.g. %s; convert them to PNG to use them",
+            where,
+            len(others),
+            ", ".join(kinds[:5]),
+            sorted(others)[0],
+        )
+
+
+def class_folders(folder: Path) -> list[Path]:
+    """The sub-folders of ``folder`` that are not hidden, sorted: one per class."""
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))

@@ -10,7 +10,9 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from lit_nets.core.data.base import Splits, TensorDataModule, channel_stats
+from lit_nets.core.data.base import TensorDataModule
+from lit_nets.core.data.splits import Splits
+from lit_nets.core.data.statistics import channel_stats
 from lit_nets.core.errors import UserError
 
 

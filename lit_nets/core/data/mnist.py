@@ -16,9 +16,9 @@ from typing import Any, Literal
 import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from lit_nets.core.data.base import Splits, stratified_split
 from lit_nets.core.data.images import ImageDataModule
 from lit_nets.core.data.samples import MNIST_SAMPLE_NAME, mnist_sample
+from lit_nets.core.data.splits import Splits, stratified_split
 from lit_nets.core.errors import UserError
 
 log = logging.getLogger(__name__)

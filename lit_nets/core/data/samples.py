@@ -218,7 +218,7 @@ def write_png_sample(name: str, root: str | Path) -> Path:
     from torchvision.io import write_png
 
     if name == "mnist_png":
-        from lit_nets.core.data.base import stratified_split
+        from lit_nets.core.data.splits import stratified_split
 
         images, labels = mnist_sample()
         train, test = stratified_split(labels, 0.2, seed=0)  # the same split as MNISTDataModule's sample

@@ -31,40 +31,32 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from lit_nets.core.data.column_values import (
+    FLOAT32_MAX,
+    MISSING,
+    UNSEEN,
+    Encoding,
+    as_numbers,
+    category_codes,
+    check_categories,
+    finite,
+    label_text,
+    line_of,
+    log_counts,
+    real_categories,
+)
 from lit_nets.core.errors import UserError
 
 if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger(__name__)
-MISSING = "(missing)"
-UNSEEN = "(unseen)"  # an embedded column's index 0: a category not seen in training
-Encoding = Literal["onehot", "embedding", "auto"]
-ID_SHARE = 0.9  # a text column with more different values than this share of its rows is an id or free text
-SPARSE_SHARE = 0.5  # above this share it is kept (embedded), with a note that most of its values are rare
-RESERVED = 2  # an embedded column's indices 0 (unseen) and 1 (missing): reserved by position, whatever the data hold
-ID_MIN = 20  # ... when it has more than this many values (a small file's few categories are not ids)
 
 
 def embedding_size(vocabulary: int) -> int:
     """Numbers per category of an embedded column: fastai's rule of thumb, ``min(600, round(1.6 * n ** 0.56))``
     (``n``: the vocabulary, reserved indices included), which grows slower than the vocabulary."""
     return int(min(600, round(1.6 * vocabulary**0.56)))
-
-
-MOSTLY_NUMBERS = 0.9  # a text column whose values are at least this share of numbers is a numeric column
-
-
-def _line(index: Any) -> int:
-    """The line of the CSV file that holds the row with this (0-based, default) index; the header is line 1."""
-    return int(index) + 2
-
-
-def label_text(value: Any) -> str:
-    """A class label as text; whole floats (from an int column with gaps) lose their ``.0``."""
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def class_order(values: pd.Series) -> list[str]:
@@ -77,16 +69,6 @@ def class_order(values: pd.Series) -> list[str]:
         unique = [unique[i] for i in np.argsort(numeric.to_numpy(), kind="stable")]
         return [label_text(v) for v in unique]
     return sorted(label_text(v) for v in unique)
-
-
-def _first_non_number(column: pd.Series) -> tuple[Any, Any]:
-    """(index, value) of the first value that is present but not a number."""
-    import pandas as pd
-
-    parsed = pd.to_numeric(column, errors="coerce")
-    bad = column.notna() & parsed.isna()
-    index = bad.idxmax()
-    return index, column[index]
 
 
 @dataclass
@@ -137,8 +119,8 @@ class TabularSchema:
                 continue
             number_type = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
             if name not in categorical and (number_type or not typed) and not pd.api.types.is_bool_dtype(column):
-                is_numeric = _as_numbers(whole[name], name, file) is not None
-                values = _as_numbers(column, name, file) if is_numeric else None
+                is_numeric = as_numbers(whole[name], name, file) is not None
+                values = as_numbers(column, name, file) if is_numeric else None
                 if values is not None:
                     median = float(values.median()) if values.notna().any() else 0.0
                     filled = values.fillna(median)
@@ -156,7 +138,7 @@ class TabularSchema:
             # "(missing)" or "(unseen)" is just another value)
             categories = sorted({label_text(v) for v in column.dropna()})
             has_missing = bool(column.isna().any())
-            _check_categories(column, categories, name, max_categories, file, listed=name in categorical)
+            check_categories(column, categories, name, max_categories, file, listed=name in categorical)
             embed = encoding == "embedding" or (encoding == "auto" and len(categories) + has_missing > onehot_max)
             if embed:
                 vocabulary = [UNSEEN, MISSING, *categories]
@@ -239,7 +221,7 @@ class TabularSchema:
     def known_categories(self, column: dict[str, Any]) -> list[str]:
         """The categories of a categorical column entry seen in training, values first (``(missing)`` last, an
         embedding's ``(unseen)`` left out)."""
-        values, missing = _real(column)
+        values, missing = real_categories(column)
         return values + [MISSING] * (missing is not None)
 
     def normalization(self) -> tuple[list[float], list[float]]:
@@ -267,7 +249,7 @@ class TabularSchema:
             fills = np.array([c["fill"] for c in self.numeric])
             parts.append(np.where(gaps, fills, numbers).astype(np.float32))
         for c in self.categorical:  # one-hot ones first (fit sorts them so), as the inputs are
-            codes = _codes(frame[c["name"]], c)  # -1: not seen in training
+            codes = category_codes(frame[c["name"]], c)  # -1: not seen in training
             if (codes < 0).any():
                 unseen[c["name"]] = int((codes < 0).sum())
             if c.get("encoding") == "embedding":
@@ -275,8 +257,8 @@ class TabularSchema:
                 continue
             one_hot = codes[:, None] == np.arange(len(c["categories"]))[None, :]
             parts.append(one_hot.astype(np.float32))
-        _log_counts(logging.INFO, file, "imputed {} missing value(s) with training medians", imputed)
-        _log_counts(logging.WARNING, file, "{} value(s) of categories not seen in training, encoded as unseen", unseen)
+        log_counts(logging.INFO, file, "imputed {} missing value(s) with training medians", imputed)
+        log_counts(logging.WARNING, file, "{} value(s) of categories not seen in training, encoded as unseen", unseen)
         if not parts:
             return np.zeros((len(frame), 0), dtype=np.float32)
         return np.concatenate(parts, axis=1)
@@ -295,11 +277,11 @@ class TabularSchema:
         if fast:
             out[:, fast] = frame[[names[i] for i in fast]].to_numpy(dtype=np.float64)
         for i in (i for i, is_number in enumerate(numeric) if not is_number):
-            out[:, i] = _as_numbers(frame[names[i]], names[i], file, strict=True).to_numpy(dtype=np.float64)
+            out[:, i] = as_numbers(frame[names[i]], names[i], file, strict=True).to_numpy(dtype=np.float64)
         bad = ~np.isnan(out) & ~(np.abs(out) <= FLOAT32_MAX)
         if bad.any():
             col = np.argwhere(bad)[0][1]  # the column of the first row that holds one
-            _finite(pd.Series(out[:, col], index=frame.index), frame[names[col]], names[col], file)
+            finite(pd.Series(out[:, col], index=frame.index), frame[names[col]], names[col], file)
         return out
 
     def encode_target(self, column: pd.Series, file: str | Path) -> np.ndarray:
@@ -310,7 +292,7 @@ class TabularSchema:
         if unknown.any():
             at = unknown.idxmax()
             raise UserError(
-                f"{file}: column '{self.target}', line {_line(at)}: label {labels[at]!r} is not one of the "
+                f"{file}: column '{self.target}', line {line_of(at)}: label {labels[at]!r} is not one of the "
                 f"classes the model knows ({', '.join(self.classes)})"
             )
         return np.array(labels.map(index), dtype=np.int64)  # a copy: pandas 3 hands out read-only views
@@ -348,124 +330,3 @@ def read_schema(data: dict[str, Any] | None) -> ImageSchema | TabularSchema | No
         return None
     kind = data.get("kind") or ("tabular" if "target" in data else "image")
     return TabularSchema.from_dict(data) if kind == "tabular" else ImageSchema(**{**data, "kind": "image"})
-
-
-def _log_counts(level: int, file: str | Path, what: str, counts: dict[str, int]) -> None:
-    """One log line: ``FILE: <what with the total>: column (count), ...``; nothing when there are no counts."""
-    if counts:
-        per_column = ", ".join(f"{name} ({n})" for name, n in counts.items())
-        log.log(level, "%s: %s: %s", file, what.format(sum(counts.values())), per_column)
-
-
-def _check_categories(
-    column: pd.Series, categories: list[str], name: str, most: int, file: str | Path, listed: bool = False
-) -> None:
-    """Refuse a text column that is free text or an id rather than categories: more values than ``most``, or (with
-    more than ``ID_MIN``, unless the user ``listed`` it in data.categorical) a different value on more than
-    ``ID_SHARE`` of its rows, which teaches a model nothing about the rows it has not seen."""
-    present = int(column.notna().sum())
-    index, value = column.index[0], column.iloc[0]
-    example = f"e.g. {value!r} on line {_line(index)}"
-    if not listed and len(categories) > ID_MIN and len(categories) > SPARSE_SHARE * present:
-        log.info(
-            "%s: column '%s' has %d different values in %d training rows: most are rare, and an embedding "
-            "learns little for them",
-            file,
-            name,
-            len(categories),
-            present,
-        )
-    if not listed and len(categories) > ID_MIN and len(categories) > ID_SHARE * present:
-        raise UserError(
-            f"{file}: column '{name}' has {len(categories):,} different values in {present:,} training rows "
-            f"({example}): an id or free text, not categories a model can learn from; leave it out with "
-            "data.features (or list it in data.categorical to embed it anyway), or fix it if it should hold numbers"
-        )
-    if len(categories) > most:
-        raise UserError(
-            f"{file}: column '{name}' has {len(categories):,} different text values ({example}), more than "
-            f"data.max_categories={most}: leave it out with data.features, raise max_categories, or fix it if it "
-            "should hold numbers"
-        )
-
-
-def _real(entry: dict[str, Any]) -> tuple[list[str], int | None]:
-    """(the data's categories of a categorical column entry, the slot of a missing value or None). An embedding
-    reserves its first ``RESERVED`` indices; a one-hot entry names its missing slot (``missing_at``; checkpoints of
-    lit_nets 0.2 have none: there the slot is where the text ``(missing)`` stands)."""
-    categories = entry["categories"]
-    if entry.get("encoding") == "embedding":
-        return list(categories[RESERVED:]), 1
-    at = (
-        entry["missing_at"] if "missing_at" in entry else (categories.index(MISSING) if MISSING in categories else None)
-    )
-    return [c for i, c in enumerate(categories) if i != at], at
-
-
-def _codes(column: pd.Series, entry: dict[str, Any]) -> np.ndarray:
-    """Each value's index among the entry's inputs (one-hot position or embedding index); -1 for a value not seen
-    in training (and for a missing value where training had none)."""
-    import pandas as pd
-
-    real, missing = _real(entry)
-    slots = np.array(
-        [
-            i
-            for i in range(len(entry["categories"]))
-            if i != missing and (entry.get("encoding") != "embedding" or i >= RESERVED)
-        ],
-        dtype=np.int64,
-    )
-    present = column.notna().to_numpy()
-    codes = np.full(len(column), -1 if missing is None else missing, dtype=np.int64)
-    found = pd.Index(real).get_indexer([label_text(v) for v in column[present]])
-    codes[present] = np.where(found >= 0, slots[np.maximum(found, 0)] if len(slots) else -1, -1)
-    return codes
-
-
-FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def _finite(values: pd.Series, column: pd.Series, name: str, file: str | Path) -> pd.Series:
-    """``values``, when every number in it is finite and fits the model's float32; else an error naming the line.
-    (``inf`` or ``1e39`` would make every loss NaN: a model at chance, trained without a word.)"""
-    array = values.to_numpy(dtype=np.float64)
-    bad = ~np.isnan(array) & ~(np.abs(array) <= FLOAT32_MAX)
-    if bad.any():
-        index = values.index[int(bad.argmax())]
-        raise UserError(
-            f"{file}: column '{name}', line {_line(index)} has {_shown(column[index])}, not a finite number a model "
-            f"can take (the largest is {FLOAT32_MAX:.3g}); fix the value, or leave the cell empty to mark it missing"
-        )
-    return values
-
-
-def _shown(value: Any) -> str:
-    """A cell's value as a message quotes it: numbers as written (``inf``, ``1e+39``), texts in quotes."""
-    if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
-        return format(float(value), "g")
-    return repr(value)
-
-
-def _as_numbers(column: pd.Series, name: str, file: str | Path, strict: bool = False) -> pd.Series | None:
-    """The column as floats; None when it is a text column (categories). A column of mostly numbers with a
-    stray text value, or (``strict``) any text in a numeric column, is an error naming the line."""
-    import pandas as pd
-
-    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
-        return _finite(column.astype(float), column, name, file)
-    parsed = pd.to_numeric(column, errors="coerce")
-    present = int(column.notna().sum())
-    numbers = int(parsed.notna().sum())
-    if numbers == present:
-        return _finite(parsed.astype(float), column, name, file)
-    if strict or (present and numbers / present >= MOSTLY_NUMBERS):
-        index, value = _first_non_number(column)
-        what = "holds numbers" if not strict else "was numeric in training"
-        raise UserError(
-            f"{file}: column '{name}' {what}, but line {_line(index)} has {value!r} "
-            f"({present - numbers} value(s) of the column are not numbers): fix the file, or add {value!r} to "
-            "data.na_values if it marks a missing value"
-            + ("" if strict else ", or list the column in data.categorical to treat it as categories")
-        )
-    return None

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import torch
 
-from lit_nets.core.data.base import Splits, TensorDataModule, hold_out
+from lit_nets.core.data.base import TensorDataModule
 from lit_nets.core.data.samples import (
     CSV_SAMPLES,
     is_default_place,
@@ -23,6 +23,7 @@ from lit_nets.core.data.samples import (
     write_csv_sample,
 )
 from lit_nets.core.data.schema import Encoding, TabularSchema, class_order
+from lit_nets.core.data.splits import Splits, hold_out
 from lit_nets.core.data.tables import read_table
 from lit_nets.core.errors import UserError
 

@@ -1,0 +1,110 @@
+"""The model a service runs: a checkpoint or an exported TorchScript, pt2 or ONNX file with its sidecar, and
+what ``/info`` says about it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lit_nets.core.data.schema import ImageSchema, TabularSchema, read_schema
+from lit_nets.core.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+IMAGE_FORMATS = ("PNG", "JPEG")
+
+
+# -- the model, from a checkpoint or an exported file -------------------------------------------------------
+@dataclass
+class Served:
+    """A model ready to serve: raw inputs in, logits out, and what a client needs to know about it."""
+
+    forward: Any
+    class_names: list[str]
+    input_shape: list[int]
+    schema: ImageSchema | TabularSchema | None
+    source: str
+    explainer: Any = None  # the Lightning classifier, for Grad-CAM or attributions (checkpoints only)
+
+    @property
+    def kind(self) -> str:
+        return self.schema.kind if self.schema is not None else "image"
+
+    def info(self, statistics: bool = True) -> dict[str, Any]:
+        """What ``/info`` says of the model; ``statistics`` False: without the example record, whose values are the
+        training data's medians (what a service with an API key tells a client without the key)."""
+        info = {"kind": self.kind, "class_names": self.class_names, "input_shape": self.input_shape}
+        explains = self.explainer is not None
+        info.update(source=self.source, gradcam=explains and self.kind == "image")
+        info["attributions"] = explains and self.kind == "tabular"
+        if self.kind == "tabular":
+            info["features"] = list(self.schema.features)
+            if statistics:
+                info["example"] = example_record(self.schema)
+        return info
+
+
+def load(path: str, device: str = "cpu") -> Served:
+    """A checkpoint (``.ckpt``) or an exported TorchScript, pt2 or ONNX file with its JSON sidecar."""
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"--ckpt_path {path}: no such file")
+    if file.suffix == ".ckpt":
+        from lit_nets.core.models.deployable import Deployable
+        from lit_nets.deploy.explain import has_conv_layers
+        from lit_nets.deploy.inference import load_classifier
+
+        model = load_classifier(file, device)
+        net = Deployable.of(model)
+        schema = read_schema(model.schema)
+        explains = has_conv_layers(model) or (isinstance(schema, TabularSchema) and hasattr(model.net, "embed"))
+        explainer = model if explains else None
+        return Served(net, list(model.class_names), list(model.input_shape), schema, file.name, explainer)
+    sidecar = file.with_name(file.name + ".json")
+    if not sidecar.is_file():
+        raise UserError(f"{path}: not a checkpoint (.ckpt), and there is no {sidecar.name} beside it to say what it is")
+    meta = json.loads(sidecar.read_text())
+    fmt = meta.get("format")
+    if fmt == "torchscript":
+        with warnings.catch_warnings():  # torch deprecates TorchScript (the README says so)
+            warnings.simplefilter("ignore", FutureWarning)
+            net = torch.jit.load(str(file), map_location=device).eval()
+    elif fmt == "pt2":
+        net = torch.export.load(str(file)).module().to(device)
+    elif fmt == "onnx":
+        net = _onnx_runner(file, device)
+    else:
+        raise UserError(
+            f"{path}: a {fmt} export needs its architecture to run; serve the checkpoint, or export to "
+            "torchscript, pt2 or onnx"
+        )
+    schema = read_schema(meta.get("schema"))
+    return Served(net, list(meta["class_names"]), list(meta["input_shape"][1:]), schema, file.name)
+
+
+def _onnx_runner(file: Path, device: str):
+    try:
+        import onnxruntime
+    except ImportError:
+        raise UserError('serving ONNX needs onnxruntime: pip install -e ".[export]"') from None
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else None
+    session = onnxruntime.InferenceSession(str(file), providers=providers or ["CPUExecutionProvider"])
+    return lambda x: torch.from_numpy(session.run(None, {"x": x.cpu().numpy()})[0])
+
+
+def example_record(table: TabularSchema) -> dict[str, Any]:
+    """A valid request for a tabular model: each numeric feature at its training median, each text one at its
+    first category."""
+    record = {c["name"]: c["fill"] for c in table.numeric}
+    record.update({c["name"]: table.known_categories(c)[0] for c in table.categorical})
+    return {name: record[name] for name in table.features}
+
+
+# -- requests -----------------------------------------------------------------------------------------------

@@ -1,0 +1,40 @@
+"""Callbacks the CLI adds to every run, and Throughput, which the benchmark adds, by kind: ``outputs`` (predictions,
+figures), ``monitoring`` (progress, learning rate, throughput, profiler), ``saving`` (checkpoints, lock, interrupt)."""
+
+from lit_nets.train.callbacks.monitoring import (
+    LearningRateFinder,
+    LearningRateLogger,
+    ProgressBar,
+    QuietProfiler,
+    Throughput,
+    say,
+    steepest_descent,
+)
+from lit_nets.train.callbacks.outputs import FigureLogger, PredictionWriter, prediction_table
+from lit_nets.train.callbacks.saving import (
+    LastCheckpoint,
+    PeriodicCheckpoint,
+    SaveOnInterrupt,
+    TrainingLock,
+    last_checkpoint,
+    main_checkpoint,
+)
+
+__all__ = [
+    "FigureLogger",
+    "LastCheckpoint",
+    "LearningRateFinder",
+    "LearningRateLogger",
+    "PeriodicCheckpoint",
+    "PredictionWriter",
+    "ProgressBar",
+    "QuietProfiler",
+    "SaveOnInterrupt",
+    "Throughput",
+    "TrainingLock",
+    "last_checkpoint",
+    "main_checkpoint",
+    "prediction_table",
+    "say",
+    "steepest_descent",
+]

@@ -1,0 +1,223 @@
+"""What a run writes besides checkpoints: the predictions table and the figures (curves, confusion matrix,
+mistakes, filters)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.callbacks import (
+    BasePredictionWriter,
+    Callback,
+)
+
+from lit_nets.train.callbacks.monitoring import say
+
+log = logging.getLogger(__name__)
+
+
+def prediction_table(
+    probs: torch.Tensor,
+    preds: torch.Tensor,
+    names: list[str],
+    ids: list[Any],
+    targets: torch.Tensor | None = None,
+    k: int = 5,
+    max_class_columns: int = 20,
+) -> dict[str, Any]:
+    """The columns of a predictions file (see :class:`PredictionWriter`), shared with ``cv``'s out-of-fold file."""
+    table: dict[str, Any] = {
+        "id": list(ids),
+        "label": [names[i] for i in preds.tolist()],
+        "probability": probs.gather(1, preds[:, None]).squeeze(1).numpy().round(6),
+    }
+    if targets is not None:
+        table["true_label"] = [names[i] for i in targets.tolist()]
+    if len(names) <= max_class_columns:
+        for c, name in enumerate(names):
+            table[f"prob_{name}"] = probs[:, c].numpy().round(6)
+    if len(names) > 2:
+        from lit_nets.core.models.deployable import top_k
+
+        table["top_k"] = [" ".join(f"{name}:{p:.4f}" for name, p in row) for row in top_k(probs, names, k)]
+    return table
+
+
+class PredictionWriter(BasePredictionWriter):
+    """Write ``predict`` results to a CSV file: one row per input.
+
+    Columns: ``id`` (the row number of a CSV file, the file name of an image, the index of a test image),
+    ``label`` (the predicted class name), ``probability`` (of that class), ``true_label`` when the inputs had
+    labels, then ``prob_<class>`` for every class when there are at most ``max_class_columns`` classes, and
+    ``top_k`` ("name:probability" pairs, best first) when there are more than two.
+
+    Args:
+        output: CSV file to write (default: predictions.csv in the run folder, or in the working folder
+            when the run has no logger).
+        top_k: how many classes the top_k column lists.
+        max_class_columns: most classes that get a probability column each.
+    """
+
+    def __init__(self, output: str | None = None, top_k: int = 5, max_class_columns: int = 20) -> None:
+        super().__init__(write_interval="epoch")
+        self.output = output
+        self.top_k = top_k
+        self.max_class_columns = max_class_columns
+        self.written: Path | None = None
+
+    def write_on_epoch_end(self, trainer: Any, pl_module: Any, predictions: Any, batch_indices: Any) -> None:
+        import pandas as pd
+
+        batches = predictions[0] if predictions and isinstance(predictions[0], list) else predictions
+        if not batches:
+            return
+        probs = torch.cat([b["probs"] for b in batches]).float().cpu()
+        preds = torch.cat([b["preds"] for b in batches]).cpu()
+        index = torch.cat([b["index"] for b in batches]).cpu() if "index" in batches[0] else torch.arange(len(preds))
+        names = list(getattr(pl_module, "class_names", [str(i) for i in range(probs.shape[1])]))
+        given = getattr(trainer.datamodule, "predict_ids", None) if trainer.datamodule is not None else None
+        targets = torch.cat([b["target"] for b in batches]).cpu() if all("target" in b for b in batches) else None
+        ids = [given[i] for i in index.tolist()] if given is not None else index.tolist()
+        table = prediction_table(probs, preds, names, ids, targets, self.top_k, self.max_class_columns)
+        frame = pd.DataFrame(table).sort_values("id", kind="stable") if given is None else pd.DataFrame(table)
+        self.written = self._path(trainer)
+        self.written.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(self.written, index=False)
+        say(trainer, f"Predictions:  {self.written} ({len(frame):,} rows)")
+
+    def _path(self, trainer: Any) -> Path:
+        path = Path(self.output) if self.output else Path(trainer.log_dir or ".") / "predictions.csv"
+        if trainer.world_size > 1:  # each process writes the rows it predicted
+            path = path.with_name(f"{path.stem}.rank{trainer.global_rank}{path.suffix}")
+        return path
+
+
+class FigureLogger(Callback):
+    """Pictures of a run, saved as PNG in the run folder and logged to TensorBoard (``figures/...``).
+
+    - after test (and after ``validate``): the confusion matrix with class names (torchmetrics' own plot) and a
+      CSV of precision, recall, F1 and support per class; for images, a grid of the most confident mistakes;
+    - at the end of fit, for CNNs: the first conv layer's filters, and its activations of one validation image.
+
+    Args:
+        enabled: draw the figures (off: nothing is drawn, e.g. for benchmarks).
+        max_mistakes: how many mistakes the grid shows, the most confident first.
+    """
+
+    def __init__(self, enabled: bool = True, max_mistakes: int = 24) -> None:
+        self.enabled = enabled
+        self.max_mistakes = max_mistakes
+        self.written: list[Path] = []
+        self.folder: Path | None = None
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        # ``trainer.log_dir`` is a collective under DDP (rank 0 broadcasts its folder): ask here, where every process
+        # comes, not in the drawing code that only rank 0 runs (rank 0 waited there for the others forever)
+        self.folder = Path(trainer.log_dir or trainer.default_root_dir)
+
+    # -- collecting during test / validate ------------------------------------------------------------------
+    def _collecting(self, trainer: Any, stage: str) -> bool:
+        # validation inside fit runs every epoch: drawn only for the validate subcommand
+        return self.enabled and (stage == "test" or trainer.state.fn == "validate")
+
+    def _start(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if not self._collecting(trainer, stage):
+            return
+        from torchmetrics.classification import MulticlassConfusionMatrix
+
+        self.confmat = MulticlassConfusionMatrix(pl_module.num_classes).to(pl_module.device)
+        self.mistakes: list[tuple[float, torch.Tensor, int, int]] = []
+
+    def _batch(self, trainer: Any, pl_module: Any, probs: Any, batch: Any, stage: str) -> None:
+        if not self._collecting(trainer, stage) or not isinstance(probs, torch.Tensor):
+            return
+        x, y = batch[0], batch[1]
+        preds = probs.argmax(1)
+        self.confmat.update(preds, y)
+        if x.dim() == 4:  # images: keep the most confident mistakes seen so far
+            wrong = (preds != y).nonzero().flatten()
+            confidence = probs.gather(1, preds[:, None]).squeeze(1)
+            for i in wrong.tolist():
+                self.mistakes.append((float(confidence[i]), x[i].cpu(), int(y[i]), int(preds[i])))
+            self.mistakes = sorted(self.mistakes, key=lambda m: -m[0])[: self.max_mistakes]
+
+    def _end(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if not self._collecting(trainer, stage):
+            return
+        from lit_nets.core import plots
+
+        counts = self.confmat.compute().cpu()  # synchronised across processes
+        if not trainer.is_global_zero:
+            return
+        names, n = list(pl_module.class_names), int(counts.sum())
+        acc = float(counts.diag().sum()) / max(n, 1)
+        title = f"Confusion matrix, {stage}: {n:,} inputs, accuracy {acc:.4f}"
+        self._emit(trainer, plots.plot_confusion(self.confmat, names, title), f"confusion_matrix_{stage}")
+        self.written.append(plots.write_per_class(counts, names, self._folder(trainer) / f"per_class_{stage}.csv"))
+        if self.mistakes:
+            title = f"The {len(self.mistakes)} most confident mistakes, {stage} (true / predicted, confidence)"
+            self._emit(trainer, plots.plot_mistakes(self.mistakes, names, title), f"mistakes_{stage}")
+
+    def on_test_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        self._start(trainer, pl_module, "test")
+
+    def on_test_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, *args: Any) -> None:
+        self._batch(trainer, pl_module, outputs, batch, "test")
+
+    def on_test_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        self._end(trainer, pl_module, "test")
+
+    def on_validation_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        self._start(trainer, pl_module, "val")
+
+    def on_validation_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, *args: Any) -> None:
+        self._batch(trainer, pl_module, outputs, batch, "val")
+
+    def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        self._end(trainer, pl_module, "val")
+
+    # -- what a CNN learned, at the end of fit ----------------------------------------------------------------
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        net = getattr(pl_module, "net", None)
+        conv = next((m for m in net.modules() if isinstance(m, torch.nn.Conv2d)), None) if net is not None else None
+        if not self.enabled or conv is None or not trainer.is_global_zero or trainer.sanity_checking:
+            return
+        from lit_nets.core import plots
+
+        self._emit(trainer, plots.plot_filters(conv.weight), "filters_conv1")
+        loader = trainer.datamodule.val_dataloader() if trainer.datamodule is not None else None
+        if loader is None:
+            return
+        x, y = next(iter(loader))[:2]
+        image = x[:1].to(pl_module.device)
+        features = getattr(net, "features", None)
+        with torch.no_grad():
+            if isinstance(features, torch.nn.Sequential) and hasattr(features, "conv1"):  # our CNN: conv1 [bn1] act1
+                first_block = torch.nn.Sequential(*[m for n, m in features.named_children() if n.endswith("1")][:-1])
+                maps = first_block(pl_module.normalize(image))[0]
+            else:  # a backbone: what its first convolution makes of the image
+                seen: list[torch.Tensor] = []
+                hook = conv.register_forward_hook(lambda module, args, out: seen.append(out))
+                was_training = pl_module.training
+                try:
+                    pl_module.eval()(image)  # BatchNorm with its running statistics: one image is a batch of one
+                finally:
+                    hook.remove()
+                    pl_module.train(was_training)
+                maps = seen[0][0]
+        caption = f"the first validation image (class {pl_module.class_names[int(y[0])]})"
+        self._emit(trainer, plots.plot_activations(x[0], maps, "conv1", caption), "activations_conv1")
+
+    # -- output ------------------------------------------------------------------------------------------------
+    def _folder(self, trainer: Any) -> Path:
+        return self.folder or Path(trainer.default_root_dir)
+
+    def _emit(self, trainer: Any, fig: Any, name: str) -> None:
+        from lit_nets.core import plots
+
+        for logger in trainer.loggers:
+            if hasattr(logger.experiment, "add_figure"):  # TensorBoard
+                logger.experiment.add_figure(f"figures/{name}", fig, global_step=trainer.global_step, close=False)
+        self.written.append(plots.save(fig, self._folder(trainer) / f"{name}.png"))
