@@ -1,5 +1,5 @@
 """Our MLP (one-hot and embeddings) against scikit-learn's gradient boosting and logistic regression, on the same
-folds of every tabular data set lit_nets ships; the table of docs/tabular.md.
+folds of every tabular data set lit_nets ships; the table of docs/tables.md.
 
     python scripts/tabular_comparison.py                       # every data set, 5 folds (about 25 minutes, 2 cores)
     python scripts/tabular_comparison.py --sets wine autompg --folds 3 --out /tmp/tabular

@@ -11,7 +11,7 @@ Lightning
   ``trainer.global_step`` counts optimiser steps, not batches, so it differs with gradient accumulation.
 - :func:`stop_at_once`: ``trainer._signal_connector.received_sigterm``, the flag the training loop checks after
   every batch. ``trainer.should_stop`` waits for the epoch's end; a SIGTERM must stop at the next step
-  (``callbacks.SaveOnInterrupt``; ``tests/test_reliability.py``).
+  (``callbacks.SaveOnInterrupt``; ``tests/service/test_reliability.py``).
 - :func:`inner_sampler`: ``DistributedSamplerWrapper.dataset._sampler``, where Lightning keeps the sampler it
   wrapped under DDP; the resumable loader must tell it which epoch to serve (``data.base.ResumableLoader``).
 - ``LightningModule._current_fx_name`` (:class:`lit_nets.core.models.fast_path.PlainHookName`): set as a plain
@@ -29,7 +29,7 @@ Lightning
   the quiet profiler default. ``trainer_defaults`` callbacks are always added, whatever the user configured,
   so they cannot express "unless".
 
-LitServe and uvicorn (``lit_nets.deploy.serve``; ``tests/test_serve.py``)
+LitServe and uvicorn (``lit_nets.deploy.serve``; ``tests/service/test_serve.py``)
 ------------------------------------------------------------------
 - ``Server._start_server`` and ``Server._perform_graceful_shutdown``: LitServe's shutdown closes its queues
   before the requests in flight are answered, and has no hook to drain first.

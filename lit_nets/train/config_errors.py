@@ -45,6 +45,8 @@ BAD_VALUE = re.compile(r'Parser key "(\w+)":\s*\n\s*(.+?)\s*$', re.M)
 
 # arguments renamed in a release, by old name: the new names (the one the class takes is named in the message)
 RENAMED = {"channels": ("conv_channels", "image_channels")}  # 0.2: one word had meant two things
+# arguments removed in a release: what does their work now
+REMOVED = {"schema_from": "removed in lit_nets 0.3: --ckpt_path hands the data module the checkpoint's schema"}
 
 
 def one_line(message: str, args: list[str]) -> str:
@@ -89,6 +91,8 @@ def unknown_key(dotted: str, class_path: str | None, args: list[str], subcommand
         said = f"{owner.rpartition('.')[2]} has no argument {name!r}"
     close = difflib.get_close_matches(name, options, n=3, cutoff=0.6)
     renamed = [new for new in RENAMED.get(name, ()) if new in options]
+    if name in REMOVED:
+        return f"{where(parts, None, args)}{dotted}: {REMOVED[name]}"
     if renamed:
         said, close = f"{said} (lit_nets 0.2 renamed it {renamed[0]})", renamed
     hint = f"; did you mean {' or '.join(close)}?" if close else f"; its options: {', '.join(options[:12])}"
@@ -119,12 +123,31 @@ def bad_value(dotted: str, why: str, args: list[str], value: str | None = None) 
 
 
 def unknown_class(section: str, class_path: str, args: list[str]) -> str:
-    """A class path that names no class: the closest of lit_nets' own."""
+    """A class path that names no class: where lit_nets 0.3 moved it, else the closest of lit_nets' own."""
+    moved = moved_class(class_path)
+    if moved:
+        return f"{where([section], class_path, args)}{section}: {class_path} was renamed in lit_nets 0.3: use {moved}"
     module = {"model": "lit_nets.models", "data": "lit_nets.data"}.get(section)
     names = list(getattr(importlib.import_module(module), "__all__", [])) if module else []
     close = difflib.get_close_matches(class_path.rpartition(".")[2], names, n=1)
     hint = f"; did you mean {module}.{close[0]}?" if close else ""
     return f"{where([section], class_path, args)}{section}: there is no class {class_path}{hint}"
+
+
+# where the public classes were before lit_nets 0.3 put the code in wings (core, train, deploy)
+OLD_PACKAGES = {"lit_nets.models": "lit_nets.models", "lit_nets.data": "lit_nets.data"}
+OLD_MODULES = {"lit_nets.callbacks": "lit_nets.train.callbacks"}
+
+
+def moved_class(class_path: str) -> str | None:
+    """The 0.3 path of a class path of an earlier release (``lit_nets.models.classifier.CNNClassifier``,
+    ``lit_nets.callbacks.PeriodicCheckpoint``), None when it is not one."""
+    module, _, name = class_path.rpartition(".")
+    package = module.rpartition(".")[0]
+    new = OLD_MODULES.get(module) or (OLD_PACKAGES.get(package) if package else None)
+    if new is None or not hasattr(importlib.import_module(new), name):
+        return None
+    return f"{new}.{name}"
 
 
 def arguments_of(class_path: str) -> list[str]:

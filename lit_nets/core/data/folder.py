@@ -111,8 +111,8 @@ class ImageFolderDataModule(ImageDataModule):
                 f"smaller image has nothing to learn from), got {image_size}"
             )
         self.root, self.predict_root, self.sample = root, predict_root, sample
-        self.size = tuple(image_size) if image_size else None
-        if crop_pct is not None and not (0 < crop_pct <= 1 and self.size):
+        self.given_size = tuple(image_size) if image_size else None  # data.image_size; see image_size
+        if crop_pct is not None and not (0 < crop_pct <= 1 and self.given_size):
             raise UserError(
                 f"data.crop_pct must be in (0, 1] and needs data.image_size, got {crop_pct} with "
                 f"image_size {image_size}"
@@ -141,6 +141,12 @@ class ImageFolderDataModule(ImageDataModule):
     @property
     def class_names(self) -> list[str]:
         return list(self.restored["classes"]) if self.restored else super().class_names
+
+    @property
+    def image_size(self) -> tuple[int, ...] | None:
+        """The one source of the size images are brought to: the checkpoint's when a command runs on one, else
+        data.image_size (a pretrained backbone's weights fill it in), else None (the images' own, which must agree)."""
+        return tuple(self.restored["image_size"]) if self.restored else self.given_size
 
     @property
     def crop_pct(self) -> float | None:  # type: ignore[override]
@@ -319,7 +325,7 @@ class ImageFolderDataModule(ImageDataModule):
         from tqdm.auto import tqdm
 
         channels = restored["channels"] if restored else self.channels
-        size = tuple(restored["image_size"]) if restored else self.size
+        size = self.image_size
         crop_pct = self.crop_pct
         stored = cover_size(size, crop_pct) if crop_pct else size  # decoded at this size, cropped to size later
         total = sum(len(f) for f, _ in parts.values())
@@ -439,6 +445,6 @@ class ImageFolderDataModule(ImageDataModule):
     @property
     def input_shape(self) -> list[int]:
         if self.restored:
-            return [self.restored["channels"], *self.restored["image_size"]]
+            return [self.restored["channels"], *self.image_size]
         self.splits  # noqa: B018 (decodes once)
         return list(self._shape)

@@ -1,0 +1,171 @@
+"""The benchmark harness runs end to end (A, B and C on real data), and the fast-path pieces it relies on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lit_nets.models import CNNClassifier
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+# slow: a timing tool run end to end (minutes of CI for figures nobody reads there); the synthetic run below
+# keeps the script in the fast suite. pytest -m slow runs it.
+@pytest.mark.slow
+def test_benchmark_script_times_all_three_runs_on_the_wine_sample(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "benchmark.py"),
+            "--task",
+            "mlp",
+            "--epochs",
+            "3",
+            "--repeat",
+            "1",
+            "--json",
+            str(out),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| A: seed's plain loop |" in proc.stdout and "| C: lit_nets fit |" in proc.stdout
+    assert "throughput C/A = " in proc.stdout
+    result = json.loads(out.read_text())
+    assert result["machine"]["torch"] == torch.__version__
+    (mlp,) = result["results"]
+    runs = {r["run"][0]: r for r in mlp["runs"]}
+    assert set(runs) == {"A", "B", "C"} and mlp["C/A"] > 0 and mlp["C/B"] > 0
+    for run in runs.values():
+        assert len(run["epoch_samples_per_s"]) == 3 and run["samples_per_s"] > 0 and run["peak_mb"] > 50
+        assert run["test_acc"] >= 0.6, run  # 3 epochs on wine: well above the 0.40 of the largest class
+
+
+def test_compile_keeps_the_checkpoint_names() -> None:
+    plain = CNNClassifier(num_classes=10, input_shape=[1, 28, 28])
+    compiled = CNNClassifier(num_classes=10, input_shape=[1, 28, 28], compile=True)
+    compiled.configure_model()
+    assert list(compiled.state_dict()) == list(plain.state_dict())
+
+
+def test_benchmark_synthetic_option_runs_a_and_b(tmp_path: Path) -> None:
+    """``--synthetic N`` (the GPU example of docs/benchmarks.md) times A and B on random MNIST-shaped images: the
+    accuracy of a model trained on random labels is chance, which shows the synthetic data was used."""
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "benchmark.py"),
+            "--task",
+            "cnn",
+            "--runs",
+            "A",
+            "B",
+            "--synthetic",
+            "600",
+            "--epochs",
+            "1",
+            "--repeat",
+            "1",
+            "--json",
+            str(out),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (cnn,) = json.loads(out.read_text())["results"]
+    assert cnn["data"] == "synthetic MNIST-shaped data"
+    runs = {r["run"][0]: r for r in cnn["runs"]}
+    assert set(runs) == {"A", "B"}
+    for run in runs.values():
+        assert run["samples_per_s"] > 0 and run["test_acc"] < 0.3, run  # random labels: about 0.1
+
+
+@pytest.mark.slow  # as above
+def test_benchmark_data_dir_trains_on_the_mnist_files_there(tmp_path: Path, sample) -> None:
+    """``--data_dir`` points the runs at an MNIST folder (the full set in ../shared/data): here a 2,000 + 500 digit
+    set written as idx files, so the data source, the sizes and the trained accuracy show it was used. A and C: B
+    trains on the very tensors A's data set is made from (both come from ``build``), C reads the folder itself."""
+    from helpers.cli import write_idx
+
+    images, labels = sample
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))  # the sample is sorted by class
+    images, labels = images[order], labels[order]
+    raw = tmp_path / "mnist" / "MNIST" / "raw"
+    write_idx(raw, "train", images[:2000, 0], labels[:2000], gzipped=False)
+    write_idx(raw, "t10k", images[2000:2500, 0], labels[2000:2500], gzipped=False)
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "benchmark.py"),
+            "--task",
+            "cnn",
+            "--data_dir",
+            str(tmp_path / "mnist"),
+            "--runs",
+            "A",
+            "C",
+            "--epochs",
+            "2",
+            "--repeat",
+            "1",
+            "--json",
+            str(out),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (cnn,) = json.loads(out.read_text())["results"]
+    assert cnn["data"].startswith("MNIST (torchvision"), cnn["data"]
+    runs = {r["run"][0]: r for r in cnn["runs"]}
+    assert set(runs) == {"A", "C"}
+    for run in runs.values():
+        assert run["test_acc"] >= 0.7, run  # 2 epochs on 2,000 digits; chance is 0.1
+
+
+@pytest.mark.slow  # as above
+def test_stream_benchmark_times_the_photo_loader_streamed_and_in_memory(tmp_path: Path) -> None:
+    """``scripts/stream_benchmark.py`` (docs/benchmarks.md's photo loader figures) on 40 photos at 64 px."""
+    out = tmp_path / "stream.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "stream_benchmark.py"),
+            "--images",
+            "40",
+            "--size",
+            "64",
+            "--workers",
+            "0",
+            "1",
+            "--repeat",
+            "1",
+            "--json",
+            str(out),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["path"], r["workers"]) for r in rows] == [("streamed", 0), ("streamed", 1), ("in memory", 0)]
+    assert all(r["images_per_s"] > 0 for r in rows) and "| streamed | 1 |" in proc.stdout
