@@ -23,3 +23,16 @@ def decoded_image_cache(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("xdg_cache")
     os.environ["XDG_CACHE_HOME"] = str(folder)
     return folder / "lit_nets" / "decoded"
+
+
+def pytest_configure(config) -> None:
+    """Under pytest-xdist each worker takes its share of the CPU (affinity / workers) for torch's threads, and the
+    processes it starts inherit that (OMP_NUM_THREADS), so that the workers together run a thread per core, not a
+    thread per core each."""
+    workers = getattr(config, "workerinput", None)
+    if workers is not None:
+        import torch
+
+        share = max(1, len(os.sched_getaffinity(0)) // int(workers["workercount"]))
+        os.environ["OMP_NUM_THREADS"] = str(share)
+        torch.set_num_threads(share)

@@ -119,43 +119,12 @@ class TabularSchema:
                 continue
             number_type = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
             if name not in categorical and (number_type or not typed) and not pd.api.types.is_bool_dtype(column):
-                is_numeric = as_numbers(whole[name], name, file) is not None
-                values = as_numbers(column, name, file) if is_numeric else None
-                if values is not None:
-                    median = float(values.median()) if values.notna().any() else 0.0
-                    filled = values.fillna(median)
-                    std = float(filled.std(ddof=0)) if len(filled) > 1 else 1.0
-                    schema.numeric.append(
-                        {
-                            "name": name,
-                            "fill": median,
-                            "mean": float(filled.mean()),
-                            "std": std if std > 0 else 1.0,
-                        }
-                    )
+                numeric = numeric_entry(whole[name], column, name, file)
+                if numeric is not None:
+                    schema.numeric.append(numeric)
                     continue
-            # the data's own values; a missing value is a slot of its own, by position (a category spelled
-            # "(missing)" or "(unseen)" is just another value)
-            categories = sorted({label_text(v) for v in column.dropna()})
-            has_missing = bool(column.isna().any())
-            check_categories(column, categories, name, max_categories, file, listed=name in categorical)
-            embed = encoding == "embedding" or (encoding == "auto" and len(categories) + has_missing > onehot_max)
-            if embed:
-                vocabulary = [UNSEEN, MISSING, *categories]
-                entry = {
-                    "name": name,
-                    "categories": vocabulary,
-                    "encoding": "embedding",
-                    "size": embedding_size(len(vocabulary)),
-                }
-            else:
-                entry = {
-                    "name": name,
-                    "categories": categories + [MISSING] * has_missing,
-                    "encoding": "onehot",
-                    "missing_at": len(categories) if has_missing else None,
-                }
-            schema.categorical.append(entry)
+            check = (max_categories, file, name in categorical)
+            schema.categorical.append(categorical_entry(column, name, encoding, onehot_max, check))
         # one-hot columns first, then the embedded ones: the model's inputs are its dense part, then indices
         schema.categorical.sort(key=lambda c: c.get("encoding") == "embedding")
         if empty:
@@ -330,3 +299,41 @@ def read_schema(data: dict[str, Any] | None) -> ImageSchema | TabularSchema | No
         return None
     kind = data.get("kind") or ("tabular" if "target" in data else "image")
     return TabularSchema.from_dict(data) if kind == "tabular" else ImageSchema(**{**data, "kind": "image"})
+
+
+def numeric_entry(whole: pd.Series, column: pd.Series, name: str, file: str | Path) -> dict[str, Any] | None:
+    """A number column's entry (its median fills a missing value; mean and std standardise it), fitted on the
+    training rows ``column``; None when the column is not numbers (decided on all of the file's rows, ``whole``)."""
+    values = as_numbers(column, name, file) if as_numbers(whole, name, file) is not None else None
+    if values is None:
+        return None
+    median = float(values.median()) if values.notna().any() else 0.0
+    filled = values.fillna(median)
+    std = float(filled.std(ddof=0)) if len(filled) > 1 else 1.0
+    return {"name": name, "fill": median, "mean": float(filled.mean()), "std": std if std > 0 else 1.0}
+
+
+def categorical_entry(
+    column: pd.Series, name: str, encoding: Encoding, onehot_max: int, check: tuple[int, str | Path, bool]
+) -> dict[str, Any]:
+    """A category column's entry, one-hot or embedded (``check``: the most categories, the file, whether the user
+    listed the column as categorical). The data's own values; a missing value is a slot of its own, by position (a
+    category spelled "(missing)" or "(unseen)" is just another value)."""
+    categories = sorted({label_text(v) for v in column.dropna()})
+    has_missing = bool(column.isna().any())
+    most, file, listed = check
+    check_categories(column, categories, name, most, file, listed=listed)
+    if encoding == "embedding" or (encoding == "auto" and len(categories) + has_missing > onehot_max):
+        vocabulary = [UNSEEN, MISSING, *categories]
+        return {
+            "name": name,
+            "categories": vocabulary,
+            "encoding": "embedding",
+            "size": embedding_size(len(vocabulary)),
+        }
+    return {
+        "name": name,
+        "categories": categories + [MISSING] * has_missing,
+        "encoding": "onehot",
+        "missing_at": len(categories) if has_missing else None,
+    }

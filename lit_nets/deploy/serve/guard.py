@@ -139,69 +139,22 @@ class RequestGuard:
         signal.signal(signal.SIGTERM, on_sigterm)
 
     async def _predict(self, scope: dict, receive: Any, send: Any) -> None:
-        import asyncio
-
+        """``POST /predict``: the headers checked, the body read within its limits and checked, then replayed to
+        LitServe; a refusal is a JSON ``detail`` with its status."""
         from starlette.datastructures import Headers
 
-        if self.shared.stopping.is_set():
-            return await reply(scope, receive, send, 503, "the service is stopping; send the request again")
         headers = Headers(scope=scope)
-        if self.limits.api_key is not None and not has_key(headers, self.limits.api_key):
-            return await reply(scope, receive, send, 401, "send the service's API key in the X-API-Key header")
-        max_bytes = self.limits.max_bytes
-        too_large = f"the request is above the limit of {max_bytes:,} bytes"
-        declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > max_bytes:
-            return await reply(scope, receive, send, 413, too_large)
-        content_type = headers.get("content-type", "")
-        if content_type.startswith("multipart/form-data") and "boundary=" not in content_type:
-            return await reply(scope, receive, send, 400, "the multipart upload has no boundary in its Content-Type")
-        if not content_type.startswith(("application/json", "multipart/form-data")):
-            detail = "send an image as a multipart/form-data upload (field 'file') or features as application/json"
-            return await reply(scope, receive, send, 400, detail)
-        chunks, size, more = [], 0, True
-        deadline = asyncio.get_running_loop().time() + self.limits.body_timeout
-        try:
-            while more:
-                message = await asyncio.wait_for(receive(), deadline - asyncio.get_running_loop().time())
-                if message["type"] == "http.disconnect":
-                    return
-                chunks.append(message.get("body", b""))
-                size += len(chunks[-1])
-                more = message.get("more_body", False)
-                if size > max_bytes:
-                    return await reply(scope, receive, send, 413, too_large)
-        except asyncio.TimeoutError:
-            detail = f"the body did not arrive within {self.limits.body_timeout:g} s"
-            return await reply(scope, receive, send, 408, detail, close=True)
-        body = b"".join(chunks)
-        if content_type.startswith("multipart/form-data"):
-            boundary = content_type.split("boundary=", 1)[1].split(";")[0].strip().strip('"').encode()
-            parts = body.count(b"--" + boundary) - 1  # the closing delimiter is the boundary once more
-            if parts > MAX_PARTS:
-                detail = (
-                    f"the upload has {parts:,} parts, above the limit of {MAX_PARTS}: send the image as field "
-                    "'file' (and 'explain' if you want Grad-CAM)"
-                )
-                return await reply(scope, receive, send, 400, detail)
-        if content_type.startswith("application/json"):
-            try:
-                parsed = json.loads(body)
-                depth = json_depth(parsed)
-            except RecursionError:  # json's C parser recurses: a deep enough nesting ends there
-                parsed, depth = None, MAX_JSON_DEPTH + 1
-            except ValueError as e:  # bad JSON, or an integer of more than 4,300 digits
-                return await reply(scope, receive, send, 400, f"the body is not valid JSON ({str(e)[:200]})")
-            if isinstance(parsed, list) and len(parsed) > self.limits.max_records:
-                detail = (
-                    f"the request holds {len(parsed):,} records, above the limit of {self.limits.max_records:,} "
-                    "per request (serve --max_records); send them in parts"
-                )
-                return await reply(scope, receive, send, 413, detail)
-            if depth > MAX_JSON_DEPTH:
-                detail = f"the JSON nests deeper than {MAX_JSON_DEPTH} levels: send a record or a list of records"
-                return await reply(scope, receive, send, 400, detail)
-
+        refusal = self._refused_by_headers(headers)
+        if refusal is not None:
+            return await reply(scope, receive, send, *refusal)
+        body = await self._read_body(receive)
+        if body is None:  # the client went away
+            return
+        if isinstance(body, tuple):
+            return await reply(scope, receive, send, *body, close=body[0] == 408)
+        refusal = self._refused_by_body(headers.get("content-type", ""), body)
+        if refusal is not None:
+            return await reply(scope, receive, send, *refusal)
         replayed = False
 
         async def replay() -> dict:
@@ -212,6 +165,70 @@ class RequestGuard:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, send)
+
+    def _refused_by_headers(self, headers: Any) -> tuple[int, str] | None:
+        """Stopping, no API key, a declared length above the limit, a content type this API does not take."""
+        if self.shared.stopping.is_set():
+            return 503, "the service is stopping; send the request again"
+        if self.limits.api_key is not None and not has_key(headers, self.limits.api_key):
+            return 401, "send the service's API key in the X-API-Key header"
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.limits.max_bytes:
+            return 413, f"the request is above the limit of {self.limits.max_bytes:,} bytes"
+        content_type = headers.get("content-type", "")
+        if content_type.startswith("multipart/form-data") and "boundary=" not in content_type:
+            return 400, "the multipart upload has no boundary in its Content-Type"
+        if not content_type.startswith(("application/json", "multipart/form-data")):
+            return 400, "send an image as a multipart/form-data upload (field 'file') or features as application/json"
+        return None
+
+    async def _read_body(self, receive: Any) -> bytes | tuple[int, str] | None:
+        """The whole body, read within ``--body_timeout`` and ``--max_payload_mb``; a refusal (413, 408) past
+        either; None when the client disconnected."""
+        import asyncio
+
+        chunks, size, more = [], 0, True
+        deadline = asyncio.get_running_loop().time() + self.limits.body_timeout
+        try:
+            while more:
+                message = await asyncio.wait_for(receive(), deadline - asyncio.get_running_loop().time())
+                if message["type"] == "http.disconnect":
+                    return None
+                chunks.append(message.get("body", b""))
+                size += len(chunks[-1])
+                more = message.get("more_body", False)
+                if size > self.limits.max_bytes:
+                    return 413, f"the request is above the limit of {self.limits.max_bytes:,} bytes"
+        except asyncio.TimeoutError:
+            return 408, f"the body did not arrive within {self.limits.body_timeout:g} s"
+        return b"".join(chunks)
+
+    def _refused_by_body(self, content_type: str, body: bytes) -> tuple[int, str] | None:
+        """Too many multipart parts; JSON that does not parse, nests too deep or holds too many records."""
+        if content_type.startswith("multipart/form-data"):
+            boundary = content_type.split("boundary=", 1)[1].split(";")[0].strip().strip('"').encode()
+            parts = body.count(b"--" + boundary) - 1  # the closing delimiter is the boundary once more
+            if parts > MAX_PARTS:
+                return 400, (
+                    f"the upload has {parts:,} parts, above the limit of {MAX_PARTS}: send the image as field "
+                    "'file' (and 'explain' if you want Grad-CAM)"
+                )
+            return None
+        try:
+            parsed = json.loads(body)
+            depth = json_depth(parsed)
+        except RecursionError:  # json's C parser recurses: a deep enough nesting ends there
+            parsed, depth = None, MAX_JSON_DEPTH + 1
+        except ValueError as e:  # bad JSON, or an integer of more than 4,300 digits
+            return 400, f"the body is not valid JSON ({str(e)[:200]})"
+        if isinstance(parsed, list) and len(parsed) > self.limits.max_records:
+            return 413, (
+                f"the request holds {len(parsed):,} records, above the limit of {self.limits.max_records:,} "
+                "per request (serve --max_records); send them in parts"
+            )
+        if depth > MAX_JSON_DEPTH:
+            return 400, f"the JSON nests deeper than {MAX_JSON_DEPTH} levels: send a record or a list of records"
+        return None
 
 
 async def reply(scope: dict, receive: Any, send: Any, status: int, detail: str, close: bool = False) -> None:
