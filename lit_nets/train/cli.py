@@ -38,7 +38,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_only
 
 from lit_nets.core import checkpoint_files as checkpoints
-from lit_nets.core import runtime
+from lit_nets.core import runtime, threads
 from lit_nets.core.checkpoint import Checkpoint, check_weights, classifier_class
 from lit_nets.core.data.base import DATA_ARGS, TensorDataModule, trained_values
 from lit_nets.core.errors import UserError
@@ -95,6 +95,7 @@ class LitNetsCLI(LightningCLI):
         """Lightning's arguments, and ``callbacks``: objects added to the Trainer's (cv's and tune's own)."""
         self._extra_callbacks = list(callbacks or [])
         self.checkpoint: Checkpoint | None = None  # the --ckpt_path record, read once (_resolve_ckpt_path)
+        self.threads = 1  # torch's threads per process (_size_threads)
         kwargs.setdefault("model_class", Classifier)
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("datamodule_class", TensorDataModule)
@@ -126,6 +127,13 @@ class LitNetsCLI(LightningCLI):
                 default=True,
                 help="After fit, test the best checkpoint on the test split (when the data has one).",
             )
+        parser.add_argument(
+            "--threads",
+            type=int | None,
+            default=None,
+            help="torch's threads per process (default: the CPU share this process may use: its affinity, a cgroup "
+            "quota, less the cores other processes keep busy, divided by the processes on this machine).",
+        )
         return parser
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -254,7 +262,19 @@ class LitNetsCLI(LightningCLI):
         callbacks = [*callbacks, *self._extra_callbacks]
         if config.get("profiler") is None:
             config = {**config, "profiler": QuietProfiler()}
-        return super()._instantiate_trainer(config, callbacks)
+        trainer = super()._instantiate_trainer(config, callbacks)
+        self._size_threads(trainer)
+        return trainer
+
+    def _size_threads(self, trainer: Any) -> None:
+        """torch's threads for each process of this run on this machine (:mod:`lit_nets.core.threads`), said in one
+        line, kept in the run's config and hyper-parameters; the processes DDP starts inherit the number."""
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        processes = trainer.num_devices if trainer.world_size > 1 else 1
+        self.threads, why = threads.choose(config.get("threads"), processes)
+        threads.apply(self.threads)
+        config.threads = self.threads
+        rank_zero_info(f"Threads:      {self.threads} per process ({why})")
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -362,6 +382,8 @@ class LitNetsCLI(LightningCLI):
 
     def _before_run(self) -> None:
         self._check_checkpoint_fits()
+        if self.subcommand == "fit" and self.trainer.logger is not None:  # hparams.yaml: merged with the model's
+            self.trainer.logger.log_hyperparams({"threads": self.threads})
         runtime.freeze_heap()  # start-up is over: its objects need no more garbage collections
 
     before_fit = before_validate = before_test = before_predict = _before_run

@@ -79,9 +79,12 @@ class ClassifierAPI(ls.LitAPI if ls else object):
         # this process is ended by the main one (Server), once the requests in flight are answered
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        from lit_nets.core import runtime
+        from lit_nets.core import runtime, threads
 
         runtime.give_back_freed_memory()  # this process is spawned: a fresh malloc
+        given = threads.given()  # serve's run() set it: the main process's share divided by the workers
+        if given is not None:
+            threads.apply(given[0])
         self.device = device
         self.model = load(self.path, device)
 

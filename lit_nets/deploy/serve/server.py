@@ -8,6 +8,7 @@ import contextlib
 import io
 import logging
 import os
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,9 +232,12 @@ def run(args: ServeOptions) -> None:
     import signal
     import tempfile
 
-    from lit_nets.core import runtime
+    from lit_nets.core import runtime, threads
 
     runtime.give_back_freed_memory()  # before LitServe forks its processes: they inherit it
+    count, why = threads.choose(processes=args.workers)  # each inference worker's share (LIT_NETS_THREADS)
+    threads.apply(count)
+    print(f"Threads:      {count} per inference worker ({why})", file=sys.stderr, flush=True)
     folder = tempfile.TemporaryDirectory(prefix="lit_nets_metrics_")
     metrics.start(folder.name)
     server = make_server(args)
