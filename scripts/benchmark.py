@@ -34,6 +34,7 @@ table goes to the screen, everything to ``--json``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -192,10 +193,11 @@ def run_a(args: argparse.Namespace) -> dict[str, Any]:
         mean, std = torch.tensor(dm.mean), torch.tensor(dm.std)
         train_set = TensorDataset((x - mean) / std, y)
         test_x = (tx - mean) / std
+        val_x, val_y = (dm.splits.val[0] - mean) / std, dm.splits.val[1]
     loader = DataLoader(train_set, batch_size=dm.batch_size, shuffle=True)
     optimizer = optimizer_of(model, net.parameters())
     criterion = nn.CrossEntropyLoss()
-    epoch_rates = []
+    epoch_rates, epoch_seconds = [], []
     for _ in range(args.epochs):
         net.train()
         start, seen, running_loss = time.perf_counter(), 0, 0.0
@@ -211,8 +213,33 @@ def run_a(args: argparse.Namespace) -> dict[str, Any]:
             seen += len(data)
         sync(args.device)
         epoch_rates.append(seen / (time.perf_counter() - start))
+        if x.dtype != torch.uint8:  # tables: the validation pass a practitioner writes, in the epoch's time
+            net.eval()
+            validation_pass(net, val_x, val_y, dm.batch_size, args.device)
+            epoch_seconds.append(time.perf_counter() - start)
     net.eval()
-    return {"epoch_rates": epoch_rates, "test_acc": accuracy(net, test_x, ty, args.device), "data": dm.source}
+    return {
+        "epoch_rates": epoch_rates,
+        "epoch_seconds": epoch_seconds,
+        "test_acc": accuracy(net, test_x, ty, args.device),
+        "data": dm.source,
+    }
+
+
+def validation_pass(net: Any, x: Any, y: Any, batch: int, device: str) -> tuple[float, float]:
+    """The validation loss and accuracy as a plain loop computes them: batches of the training batch size, no
+    gradients, a host sync per batch (``.item()``)."""
+    import torch
+    import torch.nn.functional as F
+
+    loss, correct = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            logits = net(x[i : i + batch].to(device))
+            target = y[i : i + batch].to(device)
+            loss += F.cross_entropy(logits, target, reduction="sum").item()
+            correct += int((logits.argmax(1) == target).sum().item())
+    return loss / len(x), correct / len(x)
 
 
 class PerSampleImages:
@@ -258,7 +285,7 @@ def run_b(args: argparse.Namespace) -> dict[str, Any]:
     x, y = x.to(args.device), y.to(args.device)
     optimizer = model.build_optimizer()  # as C's: fused kernels where torch has them
     generator = torch.Generator().manual_seed(0)
-    epoch_rates = []
+    epoch_rates, epoch_seconds = [], []
     for _ in range(args.epochs):
         model.train()
         start = time.perf_counter()
@@ -277,9 +304,14 @@ def run_b(args: argparse.Namespace) -> dict[str, Any]:
         sync(args.device)
         epoch_rates.append(len(x) / (time.perf_counter() - start))
         train_loss, train_acc = float(loss_sum) / len(x), int(correct) / len(x)
+        if x.dtype != torch.uint8:  # tables: the validation pass, in the epoch's time
+            model.eval()
+            validation_pass(model, dm.splits.val[0], dm.splits.val[1], dm.batch_size, args.device)
+            epoch_seconds.append(time.perf_counter() - start)
     model.eval()
     return {
         "epoch_rates": epoch_rates,
+        "epoch_seconds": epoch_seconds,
         "test_acc": accuracy(model, tx, ty, args.device),
         "data": dm.source,
         "train_loss": train_loss,
@@ -324,10 +356,33 @@ def run_c(args: argparse.Namespace) -> dict[str, Any]:
     events = EventAccumulator(str(run_dir))
     events.Reload()
     rates = [e.value for e in events.Scalars("perf/train_samples_per_sec")]
+    stamps = [e.wall_time for e in events.Scalars("val/loss")]  # one per epoch; an epoch: the time between two
+    seconds = [b - a for a, b in itertools.pairwise(stamps)]
     dm, _, _ = build(args)
     model = load_classifier(run_dir / "checkpoints" / "last.ckpt")
     tx, ty = dm.splits.test
-    return {"epoch_rates": rates, "test_acc": accuracy(model, tx, ty, "cpu"), "wall_s_inner": wall, "data": dm.source}
+    return {
+        "epoch_rates": rates,
+        "epoch_seconds": seconds,
+        "test_acc": accuracy(model, tx, ty, "cpu"),
+        "wall_s_inner": wall,
+        "data": dm.source,
+    }
+
+
+# -- G: gradient boosting, for perspective (tables) --------------------------------------------------------------
+def run_g(args: argparse.Namespace) -> dict[str, Any]:
+    """scikit-learn's HistGradientBoostingClassifier fitted on the very training rows (the inputs as the MLP gets
+    them: numbers standardised, categories one-hot), at its defaults: the fit's seconds and test accuracy."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    dm, _, _ = build(args)
+    (x, y), (tx, ty) = dm.splits.train, dm.splits.test
+    start = time.perf_counter()
+    booster = HistGradientBoostingClassifier(random_state=0).fit(x.numpy(), y.numpy())
+    seconds = time.perf_counter() - start
+    accuracy = float((booster.predict(tx.numpy()) == ty.numpy()).mean())
+    return {"epoch_rates": [len(x) / seconds], "epoch_seconds": [seconds], "test_acc": accuracy, "data": dm.source}
 
 
 # -- the CSV path at size ---------------------------------------------------------------------------------------
@@ -436,8 +491,13 @@ def table_config(path: Path) -> str:
     return str(config)
 
 
-RUNS = {"A": run_a, "B": run_b, "C": run_c}
-LABELS = {"A": "A: seed's plain loop", "B": "B: tuned plain loop", "C": "C: lit_nets fit"}
+RUNS = {"A": run_a, "B": run_b, "C": run_c, "G": run_g}
+LABELS = {
+    "A": "A: seed's plain loop",
+    "B": "B: tuned plain loop",
+    "C": "C: lit_nets fit",
+    "G": "G: gradient boosting (one fit)",
+}
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -482,10 +542,13 @@ def run_one(name: str, args: argparse.Namespace, configs: list[str]) -> dict[str
     if name == "C":  # the fit process is a child of the worker: its own wall time, and the larger peak
         wall = result.pop("wall_s_inner")
     rates = result["epoch_rates"][1:] or result["epoch_rates"]
+    seconds = result.get("epoch_seconds") or []
+    seconds = seconds[1:] or seconds  # the first epoch warms up
     peak = usage.ru_maxrss / 1024  # the largest of the process and the processes it waited for (C's fit)
     return {
         "run": LABELS[name],
         "samples_per_s": sum(rates) / len(rates),
+        "epoch_s": sum(seconds) / len(seconds) if seconds else None,
         "wall_s": wall,
         "peak_mb": peak,
         "test_acc": result["test_acc"],
@@ -501,6 +564,8 @@ def median_of(repeats: list[dict[str, Any]]) -> dict[str, Any]:
     row = dict(repeats[0])
     row["samples_per_s"] = statistics.median(r["samples_per_s"] for r in repeats)
     row["wall_s"] = statistics.median(r["wall_s"] for r in repeats)
+    if all(r["epoch_s"] is not None for r in repeats):
+        row["epoch_s"] = statistics.median(r["epoch_s"] for r in repeats)
     row["peak_mb"] = max(r["peak_mb"] for r in repeats)
     row["repeats"] = [
         {k: r[k] for k in ("samples_per_s", "wall_s", "test_acc", "epoch_samples_per_s")} for r in repeats
@@ -572,9 +637,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         task_args = argparse.Namespace(**{**vars(args), "epochs": epochs, "data_dir": mnist_dir(task, args)})
         task_args.sample = args.sample and task == "cnn"
         print(f"--- {task}: {', '.join(configs)}, {epochs} epochs, device {args.device}", file=sys.stderr, flush=True)
-        repeats: dict[str, list[dict[str, Any]]] = {name: [] for name in args.runs}
+        runs = [name for name in args.runs if task == "mlp" or name != "G"]  # boosting is for tables
+        repeats = {name: [] for name in runs}
         for _ in range(args.repeat):  # A, B, C in turn, so that a slow spell of the machine hits them all
-            for name in args.runs:
+            for name in runs:
                 repeats[name].append(run_one(name, task_args, configs))
         rows = {name: median_of(runs) for name, runs in repeats.items()}
         summary = {
@@ -590,6 +656,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         for other in ("A", "B"):
             if "C" in rows and other in rows:
                 summary[f"C/{other}"] = rows["C"]["samples_per_s"] / rows[other]["samples_per_s"]
+                if rows["C"].get("epoch_s") and rows[other].get("epoch_s"):  # tables: the epoch with validation
+                    summary[f"epoch C/{other}"] = rows["C"]["epoch_s"] / rows[other]["epoch_s"]
         results.append(summary)
         print_table(summary)
     if args.json:
@@ -614,15 +682,22 @@ def print_table(summary: dict[str, Any]) -> None:
         f"\n{summary['task']} on {summary['data']}: {summary['epochs']} epochs, samples/s averaged over epochs "
         f"2..{summary['epochs']}, median of {summary['repeat']} run(s) each"
     )
-    print("| run | train samples/s | wall s | peak MB | test acc |\n| --- | ---: | ---: | ---: | ---: |")
+    print(
+        "| run | train samples/s | epoch s (with validation) | wall s | peak MB | test acc |\n"
+        "| --- | ---: | ---: | ---: | ---: | ---: |"
+    )
     for row in summary["runs"]:
+        epoch = f"{row['epoch_s']:.2f}" if row.get("epoch_s") else ""
         print(
-            f"| {row['run']} | {row['samples_per_s']:,.0f} | {row['wall_s']:.1f} | {row['peak_mb']:,.0f} "
+            f"| {row['run']} | {row['samples_per_s']:,.0f} | {epoch} | {row['wall_s']:.1f} | {row['peak_mb']:,.0f} "
             f"| {row['test_acc']:.4f} |"
         )
     ratios = [f"{key} = {summary[key]:.2f}" for key in ("C/A", "C/B") if key in summary]
     if ratios:
         print("throughput " + ", ".join(ratios))
+    epochs = [f"{key} = {summary[key]:.2f}" for key in ("epoch C/A", "epoch C/B") if key in summary]
+    if epochs:
+        print("seconds per epoch with validation: " + ", ".join(epochs))
 
 
 if __name__ == "__main__":

