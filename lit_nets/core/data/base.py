@@ -57,7 +57,8 @@ class TensorDataModule(LightningDataModule):
     hyper-parameters, but those named in :attr:`not_hyperparameters`.
 
     Args:
-        batch_size: samples per batch.
+        batch_size: samples per batch; null: chosen from the data (a table: about 150 steps an epoch, see
+            ``lit_nets.core.data.tabular.batch_size_for``; images: 64).
         num_workers: DataLoader worker processes; 0 is right for in-memory tensors (workers would only add
             inter-process copies); use some when a folder of images is streamed from disk.
         seed: seed of the train/validation split and of the shuffling order.
@@ -76,7 +77,7 @@ class TensorDataModule(LightningDataModule):
 
     def __init__(
         self,
-        batch_size: int = 64,
+        batch_size: int | None = 64,
         num_workers: int = 0,
         seed: int = 42,
         class_weights: Literal["balanced"] | None = None,
@@ -86,6 +87,8 @@ class TensorDataModule(LightningDataModule):
         super().__init__()
         self.trained = TRAINED.get()  # a checkpoint's data values (see trained_values), or None
         self.save_hyperparameters(ignore=list(self.not_hyperparameters))  # the subclass's arguments too
+        self.auto_batch = batch_size is None  # a subclass chooses once it knows its data
+        batch_size = 64 if batch_size is None else batch_size
         if batch_size < 1:
             raise UserError(f"data.batch_size must be a positive integer, got {batch_size}")
         if folds < 2:

@@ -9,6 +9,7 @@ files need only the checkpoint.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +29,7 @@ from lit_nets.core.data.tables import read_table
 from lit_nets.core.errors import UserError
 
 log = logging.getLogger(__name__)
+MIN_BATCH, MAX_BATCH, STEPS = 32, 1024, 150  # the default batch size: about STEPS steps an epoch, within these
 Sample = Literal["breast_cancer", "wine", "autompg", "insteval", "diamonds"]
 
 
@@ -59,8 +61,8 @@ class CSVDataModule(TensorDataModule):
         encoding: the files' text encoding; default: UTF-8 (a byte-order mark is honoured), or Windows-1252 with a
             warning for a file that is not UTF-8.
         sample: when path does not exist and is named ``<sample>.csv``, write this real data set that ships
-            in an installed package there first: breast_cancer, wine, autompg or insteval (the configs' offline
-            default).
+            in an installed package there first: breast_cancer, wine, autompg, insteval or diamonds (the configs'
+            offline default).
     """
 
     def __init__(
@@ -286,6 +288,13 @@ class CSVDataModule(TensorDataModule):
         test_ids = None
         if split["test"] is not None:  # 0-based data rows of the test file, or of path for a split-off test split
             test_ids = [int(i) for i in self.frames()["test"].index]
+        if self.auto_batch and split["train"] is not None:
+            self.batch_size = batch_size_for(len(split["train"][0]))
+            log.info(
+                "data: batch size %d for %s training rows (data.batch_size to choose)",
+                self.batch_size,
+                f"{len(split['train'][0]):,}",
+            )
         return Splits(
             **split,
             class_names=schema.classes,
@@ -303,3 +312,10 @@ def trained_schema(trained: dict[str, Any]) -> TabularSchema:
     if not schema or "numeric" not in schema:
         raise UserError("--ckpt_path: the checkpoint holds no CSV schema (was it trained on a CSV data module?)")
     return TabularSchema.from_dict(schema)
+
+
+def batch_size_for(rows: int) -> int:
+    """The batch size of a table of ``rows`` training rows when ``data.batch_size`` is null: rows / STEPS rounded to
+    a power of two, within [MIN_BATCH, MAX_BATCH] (32 for wine's 120 rows, 256 for 35,000): a large table's epoch
+    takes fewer, larger steps, and a small table keeps enough steps to learn from."""
+    return int(min(MAX_BATCH, max(MIN_BATCH, 2 ** round(math.log2(max(1, rows) / STEPS)))))
