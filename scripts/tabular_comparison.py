@@ -46,11 +46,36 @@ SETS: dict[str, list[str]] = {  # the fit arguments of each data set: its config
         "autompg",
     ],
     "insteval": ["--config", "configs/insteval.yaml"],
+    "diamonds": ["--config", "configs/diamonds.yaml"],
 }
+RECIPE = "configs/tabular_best.yaml"  # its model, trainer and stopping over each data set's own data section
+
+
+def recipe_args(args: list[str], data: str, cwd: Path) -> list[str]:
+    """The fit arguments of ``configs/tabular_best.yaml`` on this data set: the recipe's file with the data set's
+    ``data`` section (and its other arguments), written under ``cwd/configs``."""
+    import yaml
+
+    recipe = yaml.safe_load((REPO / RECIPE).read_text())
+    own = yaml.safe_load((REPO / args[1]).read_text())
+    recipe["data"] = own["data"]
+    path = cwd / "configs" / f"{data}_best.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return ["--config", str(path.relative_to(cwd)), *args[2:]]
+
+
+def validation_auc(table: Any, classes: list[str]) -> float | None:
+    """The area under the ROC curve of the out-of-fold (validation) predictions of a two-class table."""
+    from sklearn.metrics import roc_auc_score
+
+    if len(classes) != 2:
+        return None
+    return float(roc_auc_score(table["true_label"].astype(str) == classes[1], table[f"prob_{classes[1]}"]))
 
 
 def run_mlp(args: list[str], encoding: str, folds: int, name: str, cwd: Path) -> list[dict[str, Any]]:
-    """``cv`` of the MLP with ``encoding``: a row per fold (validation and test accuracy, seconds per fold)."""
+    """``cv`` of the MLP with ``encoding``: a row per fold (validation and test accuracy, validation AUC of a
+    two-class table, seconds per fold)."""
     import pandas as pd
 
     command = [
@@ -73,10 +98,18 @@ def run_mlp(args: list[str], encoding: str, folds: int, name: str, cwd: Path) ->
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{proc.stderr[-3000:]}")
-    table = pd.read_csv(cwd / "lightning_logs" / "cv" / name / "results.csv")
+    folder = cwd / "lightning_logs" / "cv" / name
+    table = pd.read_csv(folder / "results.csv")
     table = table[~table["repeat"].isin(["mean", "std"])]
+    oof = pd.read_csv(folder / "oof_predictions.csv", dtype={"true_label": str, "label": str})
+    classes = [c[5:] for c in oof.columns if c.startswith("prob_")]
     return [
-        {"val_acc": float(r["val/acc"]), "test_acc": float(r["test/acc"]), "seconds": seconds / folds}
+        {
+            "val_acc": float(r["val/acc"]),
+            "test_acc": float(r["test/acc"]),
+            "val_auc": validation_auc(oof[oof["fold"] == int(r["fold"])], classes),
+            "seconds": seconds / folds,
+        }
         for _, r in table.iterrows()
     ]
 
@@ -133,6 +166,7 @@ def run_sklearn(args: list[str], folds: int, cwd: Path) -> tuple[dict[str, list[
     import os
 
     import numpy as np
+    import pandas as pd
 
     from lit_nets.core.data.tabular import CSVDataModule
     from lit_nets.train import runs
@@ -166,7 +200,14 @@ def run_sklearn(args: list[str], folds: int, cwd: Path) -> tuple[dict[str, list[
                     == frames["test"][schema.target].astype(str)
                 )
             )
-            rows.setdefault(name, []).append({"val_acc": val, "test_acc": test, "seconds": time.perf_counter() - start})
+            seconds = time.perf_counter() - start
+            auc = None
+            if len(model.classes_) == 2:
+                p = model.predict_proba(features(numeric, categorical, frames["val"]))[:, 1]
+                classes = [str(c) for c in model.classes_]
+                truth = frames["val"][schema.target].astype(str)
+                auc = validation_auc(pd.DataFrame({"true_label": truth, f"prob_{classes[1]}": p}), classes)
+            rows.setdefault(name, []).append({"val_acc": val, "test_acc": test, "val_auc": auc, "seconds": seconds})
     return rows, bool(categorical)
 
 
@@ -181,6 +222,7 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", choices=list(SETS), default=list(SETS))
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=REPO / "comparison")
+    parser.add_argument("--no-recipe", action="store_true", help=f"leave out {RECIPE}")
     options = parser.parse_args()
     options.out.mkdir(parents=True, exist_ok=True)
     cwd = options.out.resolve()
@@ -196,16 +238,23 @@ def main() -> None:
             label = f"MLP ({encoding})" if has_categories else "MLP"
             results[label] = run_mlp(args, encoding, options.folds, f"{data}_{encoding}", cwd)
             print(f"{data}: {label} done", file=sys.stderr, flush=True)
+        if not options.no_recipe:
+            results["recipe"] = run_mlp(recipe_args(args, data, cwd), "auto", options.folds, f"{data}_best", cwd)
+            print(f"{data}: recipe done", file=sys.stderr, flush=True)
         results.update(fitted)
         for model, folds in results.items():
             records += [{"data": data, "model": model, "fold": i, **f} for i, f in enumerate(folds)]
     table = pd.DataFrame(records)
     table.to_csv(cwd / "comparison.csv", index=False)
-    lines = ["| data | model | validation accuracy (folds) | test accuracy | s per fold |", "|---|---|---|---|---|"]
+    lines = [
+        "| data | model | validation accuracy (folds) | test accuracy | validation AUC | s per fold |",
+        "|---|---|---|---|---|---|",
+    ]
     for (data, model), group in table.groupby(["data", "model"], sort=False):
+        auc = mean_std(list(group["val_auc"])) if group["val_auc"].notna().all() else "-"
         lines.append(
             f"| {data} | {model} | {mean_std(list(group['val_acc']))} | {mean_std(list(group['test_acc']))} "
-            f"| {statistics.fmean(group['seconds']):.1f} |"
+            f"| {auc} | {statistics.fmean(group['seconds']):.1f} |"
         )
     (cwd / "comparison.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

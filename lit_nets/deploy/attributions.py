@@ -3,13 +3,13 @@ matter over the data.
 
     python -m lit_nets explain --ckpt_path best.ckpt --rows new_rows.csv [--out explain/]
 
-- **Per row**: Captum's Integrated Gradients on the network's input after standardisation: the standardised numbers,
-  the one-hot categories and the embedded columns' vectors (:meth:`lit_nets.core.models.nets.MLP.embed`). The baseline
-  is zero there: every number at its training mean, no one-hot category, a zero embedding vector (what the unseen and
-  missing categories start from). The attributions of a column's dimensions (its one-hot inputs, its embedding vector)
-  are summed back to the column, so there is one number per column of the file, and by IG's completeness they add
-  up, with the baseline's output, to the explained output: the logit of the predicted class (a binary model's one
-  logit: the evidence for its second class).
+- **Per row**: Captum's Integrated Gradients on the network's input after standardisation: the standardised numbers
+  (or their periodic embeddings), the one-hot categories and the embedded columns' vectors (the network's ``embed``).
+  The baseline is "no information" there: every number at its training mean, no one-hot category, a zero embedding
+  vector (what the unseen and missing categories start from). The attributions of a column's dimensions (its one-hot
+  inputs, its embedding vector) are summed back to the column, so there is one number per column of the file, and by
+  IG's completeness they add up, with the baseline's output, to the explained output: the logit of the predicted
+  class (a binary model's one logit: the evidence for its second class).
 - **Over the data**: the mean |contribution| per column on the validation split, and, as a model-agnostic check,
   permutation importance there: how much the validation loss rises (and accuracy falls) when one column's values are
   shuffled across rows, averaged over a few shuffles. Written by hand (a dozen lines): scikit-learn's
@@ -62,11 +62,12 @@ def tabular_schema(model: Any) -> Any:
     return schema
 
 
-def dimension_columns(schema: Any) -> list[str]:
-    """The file column behind each dimension of the network's first layer input (numbers, one-hot inputs, then
-    each embedded column's vector)."""
-    dense = schema.input_columns[: schema.dense_size]
-    return dense + [c["name"] for c in schema.embedded for _ in range(int(c["size"]))]
+def dimension_columns(schema: Any, numeric_width: int = 1) -> list[str]:
+    """The file column behind each dimension of the network's first layer input (numbers, each ``numeric_width``
+    wide when the network embeds them, one-hot inputs, then each embedded column's vector)."""
+    numbers = [c["name"] for c in schema.numeric for _ in range(numeric_width)]
+    dense = schema.input_columns[len(schema.numeric) : schema.dense_size]
+    return numbers + dense + [c["name"] for c in schema.embedded for _ in range(int(c["size"]))]
 
 
 def integrated_gradients(model: Any, x: torch.Tensor, steps: int = STEPS) -> Attributions:
@@ -75,23 +76,23 @@ def integrated_gradients(model: Any, x: torch.Tensor, steps: int = STEPS) -> Att
 
     schema = tabular_schema(model)
     net = model.net
-    dims = dimension_columns(schema)
+    dims = dimension_columns(schema, getattr(net, "numeric_width", 1))
     columns = list(dict.fromkeys(dims))
     to_columns = torch.zeros(len(dims), len(columns))
     to_columns[torch.arange(len(dims)), torch.tensor([columns.index(d) for d in dims])] = 1.0
 
-    def head(z: torch.Tensor) -> torch.Tensor:  # the network after the embedding lookup: differentiable in z
-        return net.out(net.layers(z))
+    def head(z: torch.Tensor) -> torch.Tensor:  # the network after the embeddings: differentiable in z
+        return net.from_embedding(z)
 
     model.eval()
     x = x.to(model.device, torch.float32)
     with torch.no_grad():
         z = net.embed(model.normalize(x))
         logits = head(z)
+        baseline = net.baseline(z).contiguous()
     probs = model.probabilities(logits)
     binary = logits.shape[1] == 1
     target = torch.zeros(len(x), dtype=torch.long, device=z.device) if binary else probs.argmax(dim=1)
-    baseline = torch.zeros_like(z)
     with torch.enable_grad():
         values = IntegratedGradients(head).attribute(
             z, baselines=baseline, target=target, n_steps=steps, internal_batch_size=4096

@@ -7,7 +7,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import torch
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
@@ -51,18 +50,6 @@ def say_if_finished(checkpoint: dict[str, Any], config: Any, given: str) -> None
             more,
             given,
         )
-
-
-def predict_summary(batches: list[dict[str, torch.Tensor]] | None) -> str:
-    """How many inputs were predicted, and the accuracy where the inputs had labels."""
-    if not batches:
-        return "Predicted nothing."
-    preds = torch.cat([b["preds"] for b in batches])
-    text = f"Predicted {len(preds):,} inputs"
-    if all("target" in b for b in batches):
-        acc = (preds == torch.cat([b["target"] for b in batches])).float().mean().item()
-        text += f"; accuracy against their labels {acc:.4f}"
-    return text + "."
 
 
 def run_summary(

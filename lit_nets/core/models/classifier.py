@@ -29,7 +29,7 @@ from lit_nets.core import private_api
 from lit_nets.core.errors import UserError
 from lit_nets.core.models.deployable import Deployable, probabilities
 from lit_nets.core.models.fast_path import EpochTotals, PlainHookName
-from lit_nets.core.models.nets import CNN, MLP, Standardize, TabularMLP
+from lit_nets.core.models.nets import CNN, Standardize
 
 log = logging.getLogger(__name__)
 Loss = Literal["ce", "bce"]
@@ -148,10 +148,8 @@ class Classifier(PlainHookName, LightningModule):
             self._initialised = True
 
     def load_matching(self, path: str) -> tuple[list[str], dict[str, str]]:
-        """Copy the network tensors of ``path`` whose name and shape match (transfer learning).
-
-        Returns the loaded names and, for the others, why they were not loaded.
-        """
+        """Copy the network tensors of ``path`` whose name and shape match (transfer learning); the loaded names
+        and, for the others, why they were not loaded."""
         file = Path(path)
         if not file.is_file():
             raise UserError(f"model.init_from: no such checkpoint file {path}")
@@ -201,11 +199,13 @@ class Classifier(PlainHookName, LightningModule):
         return Deployable.forward(self, x)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """A probability per class, shape (batch, num_classes), for either loss."""
-        return probabilities(logits)
+        return probabilities(logits)  # a probability per class, (batch, num_classes), for either loss
 
     def compute_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The loss of a batch; ``y`` holds class indices, or a probability per class (MixUp / CutMix batches)."""
+        """The loss of a batch; ``y`` holds class indices, or a probability per class (MixUp / CutMix batches).
+        Logits of shape (batch, k, outputs) are an ensemble's members in training: the mean of their losses."""
+        if logits.dim() == 3:
+            logits, y = logits.flatten(0, 1), y.repeat_interleave(logits.shape[1], dim=0)
         w = self.class_weights
         if self.binary:
             pos_weight = None if w is None else (w[1] / w[0]).reshape(1)
@@ -236,6 +236,7 @@ class Classifier(PlainHookName, LightningModule):
         logits = self(x)
         loss = self.compute_loss(logits, y)
         with torch.no_grad():  # predicted labels are all that accuracy needs: no softmax, no graph
+            logits = logits.mean(dim=1) if logits.dim() == 3 else logits  # an ensemble's members: mean logit votes
             preds = (logits.squeeze(1) > 0).long() if self.binary else logits.argmax(dim=1)
             self.train_totals.add(loss, preds, y.argmax(dim=1) if y.dim() == 2 else y)  # mixed: the larger share
         # only on the steps the logger writes (log_every_n_steps), as Lightning's LearningRateMonitor decides
@@ -400,18 +401,21 @@ class CNNClassifier(Classifier):
 
 
 class MLPClassifier(Classifier):
-    """A multilayer perceptron classifier for CSV features (or flattened images).
-
-    The input size is the product of the data's input shape, so it also runs on MNIST-family images. When the data's
-    schema embeds categorical columns (``data.categorical_encoding``), the network is a
-    :class:`~lit_nets.core.models.nets.TabularMLP`: each such column's index is looked up in a learned table of vectors.
+    """A multilayer perceptron classifier for CSV features (or flattened images), built by
+    :func:`lit_nets.core.models.table_nets.mlp_for`: a plain MLP; with embedded categorical columns
+    (``data.categorical_encoding``) a :class:`~lit_nets.core.models.nets.TabularMLP`; with ``numeric_embedding:
+    periodic`` or ``ensemble`` above 1 (tables only) the recipe's :class:`~lit_nets.core.models.nets.TabularEnsemble`.
 
     Args:
-        hidden: width of each hidden layer (one layer per entry; [] for logistic regression).
+        hidden: width of each hidden layer (one per entry; [] for logistic regression); one width for an ensemble.
         dropout: dropout probability after each hidden layer.
         activation: relu, leaky_relu, elu, gelu or silu.
-        batch_norm: BatchNorm after each hidden layer.
-        init: weight initialisation: default (PyTorch's), kaiming or xavier.
+        batch_norm: BatchNorm after each hidden layer (not with an ensemble).
+        init: weight initialisation: default (PyTorch's), kaiming or xavier (an ensemble keeps TabM's own).
+        numeric_embedding: ``none`` or ``periodic`` (each number through trainable sine and cosine frequencies).
+        numeric_embedding_size: the size of each number's periodic embedding.
+        frequency_scale: the spread of the initial frequencies (larger: finer detail, sooner overfitting).
+        ensemble: TabM's ``k``: members sharing the weights, trained together, probabilities averaged (1: one net).
         **kwargs: the :class:`Classifier` arguments (loss, optimizer, lr, ...).
     """
 
@@ -422,20 +426,24 @@ class MLPClassifier(Classifier):
         activation: Literal["relu", "leaky_relu", "elu", "gelu", "silu"] = "relu",
         batch_norm: bool = False,
         init: Literal["default", "kaiming", "xavier"] = "default",
+        numeric_embedding: Literal["none", "periodic"] = "none",
+        numeric_embedding_size: int = 16,
+        frequency_scale: float = 0.1,
+        ensemble: int = 1,
         **kwargs: Any,
     ) -> None:
         self._mlp_args = dict(
             hidden=list(hidden), dropout=dropout, activation=activation, batch_norm=batch_norm, init=init
         )
+        self._ensemble_args = dict(
+            ensemble=ensemble,
+            numeric_embedding=numeric_embedding,
+            numeric_embedding_size=numeric_embedding_size,
+            frequency_scale=frequency_scale,
+        )
         super().__init__(**kwargs)
 
     def build_net(self, num_outputs: int) -> nn.Module:
-        from lit_nets.core.data.schema import TabularSchema, read_schema
+        from lit_nets.core.models.table_nets import mlp_for
 
-        table = read_schema(self.schema)
-        try:
-            if isinstance(table, TabularSchema) and table.embedded:  # columns of many categories: entity embeddings
-                return TabularMLP(table.dense_size, table.embeddings, num_outputs, **self._mlp_args)
-            return MLP(in_features=math.prod(self.input_shape), num_outputs=num_outputs, **self._mlp_args)
-        except ValueError as e:
-            raise UserError(f"model: {e}") from e
+        return mlp_for(self.schema, self.input_shape, num_outputs, self._mlp_args, self._ensemble_args)

@@ -1,0 +1,29 @@
+"""The tabular recipe as docs/tables.md writes it: ``fit --config configs/tabular_best.yaml`` (diamonds, 53,940 rows,
+defaults on) reaches gradient boosting's test accuracy on the same split. Slow (about 6 minutes on 2 cores):
+``python -m pytest -m slow tests/e2e/test_tabular_best.py``."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from helpers.cli import CONFIGS, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_recipe_on_diamonds_matches_gradient_boosting(tmp_path: Path) -> None:
+    pytest.importorskip("sklearn")
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from lit_nets.data import CSVDataModule
+
+    proc = run_cli("fit", "--config", str(CONFIGS / "tabular_best.yaml"), cwd=tmp_path, timeout=1800)
+    recipe = float(re.search(r"Test \(best\):\s+test/acc ([0-9.]+)", proc.stdout).group(1))
+    dm = CSVDataModule(path=str(tmp_path / "data" / "diamonds.csv"), target="cut", sample="diamonds")
+    dm.setup("fit")  # the config's split: val 0.15, test 0.2, seed 42 (the data module's defaults)
+    (x, y), (x_test, y_test) = dm.splits.train, dm.splits.test
+    boosted = HistGradientBoostingClassifier(random_state=0).fit(x.numpy(), y.numpy())
+    reference = float((boosted.predict(x_test.numpy()) == y_test.numpy()).mean())
+    assert recipe >= reference - 0.005, (recipe, reference)
