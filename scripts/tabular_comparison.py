@@ -53,13 +53,14 @@ RECIPE = "configs/tabular_best.yaml"  # its model, trainer and stopping over eac
 
 def recipe_args(args: list[str], data: str, cwd: Path) -> list[str]:
     """The fit arguments of ``configs/tabular_best.yaml`` on this data set: the recipe's file with the data set's
-    ``data`` section (and its other arguments), written under ``cwd/configs``."""
+    ``data`` section (and its other arguments), written under ``cwd/recipe``."""
     import yaml
 
     recipe = yaml.safe_load((REPO / RECIPE).read_text())
     own = yaml.safe_load((REPO / args[1]).read_text())
     recipe["data"] = own["data"]
-    path = cwd / "configs" / f"{data}_best.yaml"
+    path = cwd / "recipe" / f"{data}.yaml"
+    path.parent.mkdir(exist_ok=True)
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     return ["--config", str(path.relative_to(cwd)), *args[2:]]
 
