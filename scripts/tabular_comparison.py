@@ -1,8 +1,10 @@
-"""Our MLP (one-hot and embeddings) against scikit-learn's gradient boosting and logistic regression, on the same
-folds of every tabular data set lit_nets ships; the table of docs/tables.md.
+"""Our MLP (one-hot and embeddings) and the tabular recipe (configs/tabular_best.yaml) against scikit-learn's gradient
+boosting and logistic regression, on the same folds of every tabular data set lit_nets ships; the tables of
+docs/tables.md.
 
-    python scripts/tabular_comparison.py                       # every data set, 5 folds (about 25 minutes, 2 cores)
-    python scripts/tabular_comparison.py --sets wine autompg --folds 3 --out /tmp/tabular
+    python scripts/tabular_comparison.py                       # every data set, 5 folds (about an hour, 2 cores)
+    python scripts/tabular_comparison.py --sets diamonds insteval --folds 3 --out /tmp/cmp
+    python scripts/tabular_comparison.py --sets wine autompg --folds 3 --no-recipe
 
 For each data set and fold, the MLP is ``python -m lit_nets cv --config ... --folds K`` exactly as a user runs it
 (early stopping, checkpoints, figures, the test of each fold's best checkpoint), once per categorical encoding; the

@@ -3,6 +3,7 @@
 
     python scripts/threads_benchmark.py                       # configs/insteval.yaml: 73,421 real ratings
     python scripts/threads_benchmark.py --config configs/mlp.yaml --epochs 20
+    python scripts/threads_benchmark.py --ddp                 # the same as DDP, a process per core (configs/ddp.yaml)
 
 Each case is ``python -m lit_nets fit`` in a process of its own with lit_nets' Throughput callback; a busy process is
 a pure-Python loop (``while True: pass``) started before the fit and stopped after it. Prints a table and the
@@ -54,20 +55,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="configs/insteval.yaml")
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--ddp", action="store_true", help="every case as DDP on this machine (a process per core)")
     options = parser.parse_args()
     cores = len(os.sched_getaffinity(0))
+    overlay = ["--config", str(REPO / "configs" / "ddp.yaml"), "--trainer.devices", str(cores)] if options.ddp else []
     cases = [
-        ("alone", [], False),
-        ("busy", [], True),
-        ("torch_default_alone", ["--threads", str(cores)], False),
-        ("torch_default_busy", ["--threads", str(cores)], True),
+        ("alone", overlay, False),
+        ("busy", overlay, True),
+        ("torch_default_alone", [*overlay, "--threads", str(cores)], False),
+        ("torch_default_busy", [*overlay, "--threads", str(cores)], True),
     ]
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         (work / "data").symlink_to(REPO / "data") if (REPO / "data").is_dir() else None
         rows = {name: fit(options.config, options.epochs, work, name, extra, busy) for name, extra, busy in cases}
     base = rows["alone"][0]
-    print(f"{options.config}, {options.epochs} epochs, {cores} cores; training rows/s (epochs after the first)")
+    ddp = f", DDP over {cores} processes" if options.ddp else ""
+    print(f"{options.config}{ddp}, {options.epochs} epochs, {cores} cores; training rows/s (epochs after the first)")
     print("| case | rows/s | alone / case | threads |")
     print("| --- | ---: | ---: | --- |")
     for name, (rate, line) in rows.items():

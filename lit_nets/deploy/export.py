@@ -90,8 +90,8 @@ def export(ckpt_path: Any, formats: list[str], out: str | None = None) -> dict[s
             report[fmt] = {"path": path, **meta["parity"]}
             continue
         print(
-            f"{fmt:12s} {path}  parity on {len(x)} real inputs: max |diff| {diff:.2e} (relative above 1), "
-            f"same top-1: {same_top1}"
+            f"{fmt:12s} {path}  parity on {len(x)} real inputs: max |diff| {diff:.2e}, same top-1: {same_top1} "
+            "(|diff| relative where a logit is above 1)"
         )
         if diff > TOLERANCE:
             raise UserError(f"{fmt}: exported outputs differ from the checkpoint's by {diff:.2e} > {TOLERANCE}")

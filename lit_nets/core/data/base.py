@@ -58,7 +58,7 @@ class TensorDataModule(LightningDataModule):
 
     Args:
         batch_size: samples per batch; null: chosen from the data (a table: about 150 steps an epoch, see
-            ``lit_nets.core.data.tabular.batch_size_for``; images: 64).
+            ``lit_nets.core.data.tabular.batch_size_for``; predicting a file: 1024; images: 64).
         num_workers: DataLoader worker processes; 0 is right for in-memory tensors (workers would only add
             inter-process copies); use some when a folder of images is streamed from disk.
         seed: seed of the train/validation split and of the shuffling order.

@@ -53,6 +53,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def named(names: list[str], most: int = 10) -> str:
+    """Up to ``most`` names, quoted, and how many more: one line even for a 5,000-column table."""
+    shown = ", ".join(repr(n) for n in names[:most])
+    return shown + (f" and {len(names) - most:,} more" if len(names) > most else "")
+
+
 def embedding_size(vocabulary: int) -> int:
     """Numbers per category of an embedded column: fastai's rule of thumb, ``min(600, round(1.6 * n ** 0.56))``
     (``n``: the vocabulary, reserved indices included), which grows slower than the vocabulary."""
@@ -207,8 +213,7 @@ class TabularSchema:
         missing = [name for name in self.features if name not in frame.columns]
         if missing:
             raise UserError(
-                f"{file}: missing feature column(s) {', '.join(repr(m) for m in missing)}; the model was trained "
-                f"on {', '.join(repr(f) for f in self.features)}"
+                f"{file}: missing feature column(s) {named(missing)}; the model was trained on {named(self.features)}"
             )
         parts, imputed, unseen = [], {}, {}
         if self.numeric:

@@ -288,7 +288,9 @@ class CSVDataModule(TensorDataModule):
         test_ids = None
         if split["test"] is not None:  # 0-based data rows of the test file, or of path for a split-off test split
             test_ids = [int(i) for i in self.frames()["test"].index]
-        if self.auto_batch and split["train"] is not None:
+        if self.auto_batch and split["train"] is None:  # predicting a file: no gradient, the largest batch
+            self.batch_size = MAX_BATCH
+        elif self.auto_batch:
             self.batch_size = batch_size_for(len(split["train"][0]))
             log.info(
                 "data: batch size %d for %s training rows (data.batch_size to choose)",

@@ -71,10 +71,10 @@ class PredictionWriter(BasePredictionWriter):
         self.written: Path | None = None
         self.columns: list[str] = []
         self.pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
-        self.rows = self.labelled = self.correct = 0
+        self.rows = self.labelled = self.correct = self.pending_rows = 0
 
     def on_predict_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-        self.written, self.pending, self.rows, self.labelled, self.correct = None, [], 0, 0, 0
+        self.written, self.pending, self.pending_rows, self.rows, self.labelled, self.correct = None, [], 0, 0, 0, 0
 
     def write_on_batch_end(
         self, trainer: Any, pl_module: Any, prediction: Any, batch_indices: Any, batch: Any, batch_idx: int, *_: Any
@@ -83,11 +83,12 @@ class PredictionWriter(BasePredictionWriter):
         index = prediction["index"].cpu() if "index" in prediction else torch.arange(len(preds)) + self.rows
         targets = prediction["target"].cpu() if "target" in prediction else None
         self.pending.append((probs, preds, index, targets))
+        self.pending_rows += len(preds)
         self.rows += len(preds)
         if targets is not None:
             self.labelled += len(targets)
             self.correct += int((preds == targets).sum())
-        if sum(len(p[1]) for p in self.pending) >= self.FLUSH_ROWS:
+        if self.pending_rows >= self.FLUSH_ROWS:
             self._flush(trainer, pl_module)
 
     def on_predict_epoch_end(self, trainer: Any, pl_module: Any) -> None:
@@ -104,7 +105,7 @@ class PredictionWriter(BasePredictionWriter):
         probs, preds, index = (torch.cat([p[i] for p in self.pending]) for i in range(3))
         labelled = all(p[3] is not None for p in self.pending)
         targets = torch.cat([p[3] for p in self.pending]) if labelled else None
-        self.pending = []
+        self.pending, self.pending_rows = [], 0
         names = list(getattr(pl_module, "class_names", [str(i) for i in range(probs.shape[1])]))
         given = getattr(trainer.datamodule, "predict_ids", None) if trainer.datamodule is not None else None
         ids = [given[i] for i in index.tolist()] if given is not None else index.tolist()
