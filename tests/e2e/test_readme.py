@@ -75,7 +75,7 @@ NOT_HERE = {  # by program, module (-m) or script
     "ruff": "CI runs it (.ci/run)",
     "tensorboard": "a server that runs until stopped; its event files are read in tests/integration/test_figures.py",
     "webbrowser": "a browser: tests/service/test_page.py drives the page in Chromium",
-    "torchrun": "needs a cluster of 2 nodes",
+    "torchrun": "HOST is a placeholder: tests/service/test_multinode.py runs it as two nodes on this machine",
     "sbatch": "needs SLURM",
     "docker": "no container engine here: tests/service/test_serve.py runs the image's entry command and health check",
     "scripts/benchmark.py": "minutes of timing: tests/service/test_benchmark.py runs it (-m slow; --synthetic: fast)",
