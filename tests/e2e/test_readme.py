@@ -76,7 +76,7 @@ NOT_HERE = {  # by program, module (-m) or script
     "tensorboard": "a server that runs until stopped; its event files are read in tests/integration/test_figures.py",
     "webbrowser": "a browser: tests/service/test_page.py drives the page in Chromium",
     "torchrun": "HOST is a placeholder: tests/service/test_multinode.py runs it as two nodes on this machine",
-    "sbatch": "needs SLURM",
+    "sbatch": "needs SLURM: tests/unit/test_slurm_script.py checks the script and the environment Lightning reads",
     "docker": "no container engine here: tests/service/test_serve.py runs the image's entry command and health check",
     "scripts/benchmark.py": "minutes of timing: tests/service/test_benchmark.py runs it (-m slow; --synthetic: fast)",
     "scripts/threads_benchmark.py": "a minute of timing beside a busy process (tests/unit/test_threads.py: the rule)",
