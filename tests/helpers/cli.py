@@ -81,6 +81,20 @@ def in_process(*args: str, cwd: Path, monkeypatch=None, capfd=None, check: bool 
     return subprocess.CompletedProcess(list(args), code, out, err)
 
 
+def fit_for_fixture(work: Path, *args: str) -> tuple[Path, str]:
+    """``python -m lit_nets fit ARGS`` in this process for a module fixture (no monkeypatch there), in ``work``: its
+    best checkpoint and what it printed; it must exit 0."""
+    import contextlib
+    import io
+    import re
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        done = in_process("fit", *args, cwd=work)
+    assert done.returncode == 0, printed.getvalue()[-3000:]
+    return work / re.search(r"Best:\s+(\S+)", printed.getvalue()).group(1), printed.getvalue()
+
+
 def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     """Every scalar in a run folder's event files, read with tensorboard's own reader."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers.cli import CONFIGS, in_process, quiet_trainer
+from helpers.cli import CONFIGS, fit_for_fixture, in_process, quiet_trainer
 
 from lit_nets.core.checkpoint_files import load
 from lit_nets.core.data.samples import write_csv_sample
@@ -45,31 +45,23 @@ def ratings(tmp_path_factory) -> Path:
 def embedded_run(ratings: Path, tmp_path_factory) -> tuple[Path, Path, str]:
     """configs/mlp.yaml on ratings.csv (defaults on: early stopping, figures, the test after fit): (folder, best
     checkpoint, what fit printed)."""
-    import contextlib
-    import io
-
     work = tmp_path_factory.mktemp("embedded")
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):  # in this process: no interpreter start
-        done = in_process(
-            "fit",
-            "--config",
-            str(CONFIGS / "mlp.yaml"),
-            "--data.path",
-            str(ratings / "ratings.csv"),
-            "--data.target",
-            "rating",
-            "--data.sample",
-            "null",
-            "--data.categorical",
-            "[dept]",
-            "--trainer.enable_progress_bar",
-            "false",
-            cwd=work,
-        )
-    assert done.returncode == 0, printed.getvalue()[-3000:]
-    best = re.search(r"Best:\s+(\S+)", printed.getvalue()).group(1)
-    return work, work / best, printed.getvalue()
+    best, printed = fit_for_fixture(
+        work,
+        "--config",
+        str(CONFIGS / "mlp.yaml"),
+        "--data.path",
+        str(ratings / "ratings.csv"),
+        "--data.target",
+        "rating",
+        "--data.sample",
+        "null",
+        "--data.categorical",
+        "[dept]",
+        "--trainer.enable_progress_bar",
+        "false",
+    )
+    return work, best, printed
 
 
 def test_a_300_value_column_learns_an_embedding_and_beats_the_majority(embedded_run, ratings: Path) -> None:

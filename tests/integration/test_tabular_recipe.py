@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers.cli import CONFIGS, in_process, quiet_trainer
+from helpers.cli import CONFIGS, fit_for_fixture, in_process, quiet_trainer
 
 from lit_nets.core.data.samples import write_csv_sample
 from lit_nets.data import CSVDataModule
@@ -23,39 +23,31 @@ from lit_nets.deploy.inference import load_classifier
 def recipe_run(tmp_path_factory) -> tuple[Path, Path, str]:
     """configs/tabular_best.yaml on breast cancer with a column of seeded noise, a binary (one logit) head, 12 epochs:
     (folder, best checkpoint, what fit printed)."""
-    import contextlib
-    import io
-
     work = tmp_path_factory.mktemp("recipe")
     cancer = pd.read_csv(write_csv_sample("breast_cancer", work / "cancer.csv"))
     cancer.insert(0, "noise", np.random.default_rng(0).normal(size=len(cancer)))
     cancer.to_csv(work / "noisy.csv", index=False)
     cancer.drop(columns="diagnosis").sample(60, random_state=0).to_csv(work / "rows.csv", index=False)
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        done = in_process(
-            "fit",
-            "--config",
-            str(CONFIGS / "tabular_best.yaml"),
-            "--data.path",
-            "noisy.csv",
-            "--data.target",
-            "diagnosis",
-            "--data.sample",
-            "null",
-            "--model.init_args.loss",
-            "bce",
-            "--model.init_args.ensemble",
-            "8",
-            "--trainer.max_epochs",
-            "12",
-            "--trainer.enable_progress_bar",
-            "false",
-            cwd=work,
-        )
-    assert done.returncode == 0, printed.getvalue()[-3000:]
-    best = re.search(r"Best:\s+(\S+)", printed.getvalue()).group(1)
-    return work, work / best, printed.getvalue()
+    best, printed = fit_for_fixture(
+        work,
+        "--config",
+        str(CONFIGS / "tabular_best.yaml"),
+        "--data.path",
+        "noisy.csv",
+        "--data.target",
+        "diagnosis",
+        "--data.sample",
+        "null",
+        "--model.init_args.loss",
+        "bce",
+        "--model.init_args.ensemble",
+        "8",
+        "--trainer.max_epochs",
+        "12",
+        "--trainer.enable_progress_bar",
+        "false",
+    )
+    return work, best, printed
 
 
 def test_the_recipe_learns_breast_cancer_as_one_classifier(recipe_run) -> None:

@@ -244,6 +244,30 @@ class MLP(nn.Module):
         return self.out(self.layers(x))
 
 
+def entity_tables(embeddings: Sequence[tuple[int, int]]) -> nn.ModuleList:
+    """A learned table of vectors per embedded column, (vocabulary, size) each. Index 0 is the category not seen in
+    training and index 1 a missing value: both start at zero (no information until training says otherwise); the
+    rest small, at fastai's scale."""
+    tables = nn.ModuleList(nn.Embedding(n, size) for n, size in embeddings)
+    with torch.no_grad():
+        for table in tables:
+            nn.init.normal_(table.weight, std=0.1)
+            table.weight[:2] = 0.0
+    return tables
+
+
+def look_up(tables: nn.ModuleList, codes: torch.Tensor) -> list[torch.Tensor]:
+    """Each column's vector for its codes (a float column of indices per table); an index outside a table (a
+    malformed request) reads as index 0, the unseen category."""
+    codes = codes.long()
+    vectors = []
+    for i, table in enumerate(tables):
+        code = codes[:, i]
+        inside = (code >= 0) & (code < table.num_embeddings)
+        vectors.append(table(torch.where(inside, code, torch.zeros_like(code))))
+    return vectors
+
+
 class TabularMLP(MLP):
     """An :class:`MLP` for table rows whose last inputs are category indices, each looked up in a learned table of
     vectors (entity embeddings, as fastai and pytorch_tabular use for columns of many values).
@@ -268,21 +292,11 @@ class TabularMLP(MLP):
             raise ValueError("TabularMLP needs at least one embedded column; use MLP without")
         super().__init__(dense_features + sum(size for _, size in embeddings), num_outputs, **kwargs)  # type: ignore[arg-type]
         self.dense_features = dense_features
-        self.embeddings = nn.ModuleList(nn.Embedding(n, size) for n, size in embeddings)
-        with torch.no_grad():
-            for table in self.embeddings:
-                nn.init.normal_(table.weight, std=0.1)  # small, as fastai's trunc_normal_(std=0.01) scale
-                table.weight[:2] = 0.0  # (unseen) and (missing): no information until training says otherwise
+        self.embeddings = entity_tables(embeddings)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The MLP's input: the dense inputs, then each embedded column's vector."""
-        dense, codes = x[:, : self.dense_features], x[:, self.dense_features :].long()
-        parts = [dense]
-        for i, table in enumerate(self.embeddings):
-            code = codes[:, i]
-            inside = (code >= 0) & (code < table.num_embeddings)
-            parts.append(table(torch.where(inside, code, torch.zeros_like(code))))
-        return torch.cat(parts, dim=1)
+        return torch.cat([x[:, : self.dense_features], *look_up(self.embeddings, x[:, self.dense_features :])], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(self.layers(self.embed(x)))
@@ -374,11 +388,7 @@ class TabularEnsemble(nn.Module):
             else None
         )
         self.numeric_width = numeric_embedding_size if self.periodic is not None else 1
-        self.embeddings = nn.ModuleList(nn.Embedding(n, size) for n, size in embeddings)
-        with torch.no_grad():
-            for table in self.embeddings:
-                nn.init.normal_(table.weight, std=0.1)
-                table.weight[:2] = 0.0  # (unseen) and (missing), as in TabularMLP
+        self.embeddings = entity_tables(embeddings)
         # TabM's first scaling is drawn once per feature (its "chunks"): a number's embedding, a one-hot column's
         # inputs, an embedded column's vector.
         chunks = [self.numeric_width] * numeric + list(onehot) + [size for _, size in embeddings]
@@ -401,12 +411,7 @@ class TabularEnsemble(nn.Module):
         n, dense = self.numeric, self.dense_features
         numbers = x[:, :n]
         parts = [self.periodic(numbers).flatten(1) if self.periodic is not None else numbers, x[:, n:dense]]
-        codes = x[:, dense:].long()
-        for i, table in enumerate(self.embeddings):
-            code = codes[:, i]
-            inside = (code >= 0) & (code < table.num_embeddings)
-            parts.append(table(torch.where(inside, code, torch.zeros_like(code))))
-        return torch.cat(parts, dim=1)
+        return torch.cat([*parts, *look_up(self.embeddings, x[:, dense:])], dim=1)
 
     def baseline(self, z: torch.Tensor) -> torch.Tensor:
         """The embedding of "no information" for attributions: every number at its training mean (0 standardised),
