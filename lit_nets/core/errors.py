@@ -38,3 +38,13 @@ def find_user_error(error: BaseException | None) -> UserError | None:
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None
+
+
+def shown_url(url: str) -> str:
+    """A storage URL as printed: the password hidden."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy reads: its scheme only (RDBStorage says why)
+        return url.split("://")[0] + "://..." if "://" in url else url

@@ -44,6 +44,17 @@ LitServe and uvicorn (``lit_nets.deploy.serve``; ``tests/service/test_serve.py``
   0.4 s (tuples as lists) and hands anything else (objects, OmegaConf) to Lightning's function. No public hook
   writes that file (``tests/unit/test_hparams_yaml.py``).
 
+Optuna (``lit_nets.train.tune_study``; ``tests/service/test_shared_tune.py``)
+------------------------------------------------------------------------------
+- :func:`take_queued_trial`: ``Study._pop_waiting_trial_id`` and ``Trial(study, trial_id)``. ``Study.ask`` (and
+  ``optimize``) take a queued trial when there is one and otherwise *create* one: two workers that both saw the
+  last queued trial make a study of N + 1. A worker here only takes queued trials (the atomic WAITING -> RUNNING
+  change Optuna's own queue uses), which keeps a shared study at exactly ``--trials``. The sampler is set per
+  trial before the Trial is made (it is asked in the constructor), and the study's trial cache is dropped as
+  ``ask`` drops it.
+- :func:`heartbeat`: ``optuna.storages._heartbeat.get_heartbeat_thread``, the thread ``optimize`` runs beside a
+  trial to record its heartbeat; no public handle starts one for a trial taken as above.
+
 pandas
 ------
 - ``pandas._libs.parsers.STR_NA_VALUES`` (``lit_nets.deploy.serve``): the strings ``read_csv`` reads as missing, so
@@ -111,3 +122,23 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
+
+
+def take_queued_trial(study: Any, sampler_for: Any) -> Any:
+    """A queued (WAITING) trial of ``study``, set RUNNING by this process, as an ``optuna.Trial`` whose sampler is
+    ``sampler_for(trial_number)``; None when nothing is queued. Never creates a trial (``Study.ask`` would)."""
+    import optuna
+
+    trial_id = study._pop_waiting_trial_id()
+    if trial_id is None:
+        return None
+    study._thread_local.cached_all_trials = None
+    study.sampler = sampler_for(study._storage.get_trial(trial_id).number)
+    return optuna.Trial(study, trial_id)
+
+
+def heartbeat(trial: Any) -> Any:
+    """A context in which a thread records ``trial``'s heartbeat (nothing where the storage has none)."""
+    from optuna.storages._heartbeat import get_heartbeat_thread
+
+    return get_heartbeat_thread(trial._trial_id, trial.study._storage)

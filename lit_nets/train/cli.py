@@ -49,6 +49,7 @@ from lit_nets.train.callbacks import (
     FigureLogger,
     LastCheckpoint,
     LearningRateLogger,
+    MLflowTracking,
     PredictionWriter,
     ProgressBar,
     QuietProfiler,
@@ -67,6 +68,7 @@ from lit_nets.train.run_folders import (
     remove_if_empty,
     weights_to_data,
 )
+from lit_nets.train.search_space import flatten
 
 LINKED = DATA_ARGS  # the data module's values the model gets through the CLI's links
 log = logging.getLogger(__name__)
@@ -160,6 +162,7 @@ class LitNetsCLI(LightningCLI):
         parser.set_defaults({"lr_monitor.logging_interval": "epoch"})
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
         parser.add_lightning_class_args(FigureLogger, "figures")
+        parser.add_lightning_class_args(MLflowTracking, "mlflow")
 
     # -- parsing ------------------------------------------------------------------------------------------------
     def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
@@ -387,6 +390,11 @@ class LitNetsCLI(LightningCLI):
         self._check_checkpoint_fits()
         if self.subcommand == "fit" and self.trainer.logger is not None:  # hparams.yaml: merged with the model's
             self.trainer.logger.log_hyperparams({"threads": self.threads})
+        tracking = next((c for c in self.trainer.callbacks if isinstance(c, MLflowTracking)), None)
+        if tracking is not None and tracking.enabled:  # MLflow's parameters: the resolved config, by dotted path
+            values = self.config[self.subcommand].as_dict()
+            values["config"] = ", ".join(str(p) for p in values.get("config") or [])  # the files, as given
+            tracking.params = flatten(values)
         runtime.freeze_heap()  # start-up is over: its objects need no more garbage collections
 
     before_fit = before_validate = before_test = before_predict = _before_run

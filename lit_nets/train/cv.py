@@ -58,10 +58,18 @@ def data_seed(rest: list[str]) -> int:
 
 
 def run_fold(
-    rest: list[str], fold: int, folds: int, seed: int | None, logs: str, version: str, callbacks: list | None = None
+    rest: list[str],
+    fold: int,
+    folds: int,
+    seed: int | None,
+    logs: str,
+    version: str,
+    callbacks: list | None = None,
+    tracked: list[str] | None = None,
 ) -> dict[str, Any]:
     """One fold: ``fit`` as a user runs it (in ``logs/version`` under the logger's folder, ``callbacks`` added),
-    then its best checkpoint validated on its fold and its out-of-fold predictions."""
+    then its best checkpoint validated on its fold and its out-of-fold predictions. ``tracked``: its MLflow group's
+    arguments (:class:`lit_nets.train.callbacks.tracking.Group`)."""
     from lit_nets.core.logs import quiet_warnings
     from lit_nets.train.callbacks import prediction_table
 
@@ -78,7 +86,7 @@ def run_fold(
     ]
     if seed is not None:
         args += ["--data.init_args.seed", str(seed)]
-    cli = runs.fit(args, callbacks)
+    cli = runs.fit(args + list(tracked or []), callbacks)
     trainer, model, data = cli.trainer, cli.model, cli.datamodule
     if trainer.interrupted:
         raise UserError(f"cv: fold {fold} was stopped; its run is in {trainer.log_dir}")
@@ -105,9 +113,13 @@ def main(argv: list[str], prog: str) -> None:
     """``python -m lit_nets cv ARGV``: every fold of every repeat, then the table and the two CSV files."""
     import pandas as pd
 
+    from lit_nets.train.callbacks.tracking import Group
+
     options, rest = parse(argv, prog)
-    options.name = unused_name(runs.logs_folder(runs.config_of(rest), "lightning_logs/cv"), options.name)
+    config = runs.config_of(rest)
+    options.name = unused_name(runs.logs_folder(config, "lightning_logs/cv"), options.name)
     seed = data_seed(rest) if options.repeats > 1 else None
+    group = Group(config, f"cv/{options.name}", {"lit_nets.cv": options.name})
     results, oof = [], []
     for repeat in range(options.repeats):
         for fold in range(options.folds):
@@ -119,7 +131,9 @@ def main(argv: list[str], prog: str) -> None:
                 flush=True,
             )
             seeded = None if seed is None else seed + repeat
-            done = run_fold(rest, fold, options.folds, seeded, f"lightning_logs/cv/{options.name}", version)
+            logs = f"lightning_logs/cv/{options.name}"
+            tracked = group.args(f"cv/{options.name}/{version}", fold=fold, repeat=repeat)
+            done = run_fold(rest, fold, options.folds, seeded, logs, version, tracked=tracked)
             results.append({"repeat": repeat, "fold": fold, **done["metrics"], "run": done["run"]})
             oof.append(pd.DataFrame({"repeat": repeat, "fold": fold, **done["oof"]}))
     folder = Path(results[0]["run"]).parent.parent if options.repeats > 1 else Path(results[0]["run"]).parent
@@ -127,6 +141,12 @@ def main(argv: list[str], prog: str) -> None:
     table.to_csv(folder / "results.csv", index=False)
     pd.concat(oof).to_csv(folder / "oof_predictions.csv", index=False)
     print_table(table, options, folder, sum(len(f) for f in oof))
+    mean, std = table.iloc[-2], table.iloc[-1]
+    metrics = [c for c in table.columns if c.startswith(("val/", "test/"))]
+    group.finish(
+        {f"{m}_mean": mean[m] for m in metrics} | {f"{m}_std": std[m] for m in metrics},
+        [folder / "results.csv", folder / "oof_predictions.csv"],
+    )
 
 
 def unused_name(folder: Path, name: str) -> str:

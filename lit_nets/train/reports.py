@@ -66,7 +66,11 @@ def run_summary(
     lines = ["", "=" * 100]
     if log_dir:
         root = Path(log_dir).parent
-        lines.append(f"Run folder:   {log_dir}    (view: tensorboard --logdir {root})")
+        kinds = {type(logger).__name__ for logger in trainer.loggers}
+        view = f"view: tensorboard --logdir {root}" if "TensorBoardLogger" in kinds else ""
+        if "CSVLogger" in kinds:
+            view = f"metrics: {Path(log_dir) / 'metrics.csv'}"
+        lines.append(f"Run folder:   {log_dir}" + (f"    ({view})" if view else ""))
         lines.append(f"Config:       {Path(log_dir) / 'config.yaml'}")
     ckpt = main_checkpoint(trainer)
     if best:
@@ -82,6 +86,9 @@ def run_summary(
         lines.append(f"Test (best):  {metrics}")
     if source:
         lines.append(f"Data:         {source}")
+    tracked = next((c for c in trainer.callbacks if getattr(c, "logger", None) is not None and c.enabled), None)
+    if tracked is not None and hasattr(tracked, "resolved_uri"):
+        lines.append(f"MLflow:       {tracked.describe()}")
     lines.append("=" * 100)
     return "\n".join(lines)
 

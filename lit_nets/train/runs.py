@@ -33,10 +33,23 @@ def check_name(name: str, what: str) -> None:
 
 
 def config_name(rest: list[str]) -> str:
-    """The name of the last ``--config`` file among fit's arguments (``configs/mlp.yaml`` -> ``mlp``), else run."""
+    """The name of the last ``--config`` file among fit's arguments that says what is trained (a ``model`` or
+    ``data``; ``configs/mlp.yaml`` -> ``mlp``), so that an overlay (ddp, mlflow, early_stop) does not name the
+    runs; else the last config's name, else run."""
+    import yaml
+
     configs = [rest[i + 1] for i, a in enumerate(rest[:-1]) if a == "--config"]
     configs += [a.split("=", 1)[1] for a in rest if a.startswith("--config=")]
-    return Path(configs[-1]).stem if configs else "run"
+
+    def trains(path: str) -> bool:
+        try:
+            content = yaml.safe_load(Path(path).read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):  # the CLI's parser says what is wrong with it
+            return False
+        return isinstance(content, dict) and bool({"model", "data"} & set(content))
+
+    named = [c for c in configs if trains(c)] or configs
+    return Path(named[-1]).stem if named else "run"
 
 
 @contextlib.contextmanager

@@ -9,16 +9,16 @@ the trial's values added to the command line, in ``lightning_logs/tune/<name>/tr
 folds with ``--cv``): by default the metric the config's checkpoint monitors (``val/acc``, max, unless the config
 says otherwise). Trials are pruned from their epoch metrics (Optuna's median or successive-halving pruner, through
 optuna-integration's Lightning callback). The test split is never run. The study lives in SQLite in the study
-folder: the same command again continues it (``--trials`` is the total), and a trial that a kill interrupted is run
-again with its parameters. At the end: ``best.yaml`` (the complete config of the winner: ``fit --config best.yaml``
-trains it and then tests it), ``trials.csv``, and Optuna's figures (history, importances, slice) as PNGs and in
-TensorBoard.
+folder, or with ``--storage URL`` in a database server that workers on other machines share; ``--workers N`` runs N
+processes here (:mod:`lit_nets.train.tune_study`, :mod:`lit_nets.train.tune_workers`). The same command again
+continues it (``--trials`` is the total), and a trial that a kill interrupted is run again with its parameters.
+At the end: ``best.yaml`` (the complete config of the winner: ``fit --config best.yaml`` trains it and then tests
+it), ``trials.csv``, and Optuna's figures (history, importances, slice) as PNGs and in TensorBoard.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -26,12 +26,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
-from lit_nets.core.errors import UserError
-from lit_nets.train import cv, runs, search_space
-from lit_nets.train.tune_report import ProgressLine, board, finished, report
+from lit_nets.core.errors import UserError, shown_url
+from lit_nets.train import cv, runs, search_space, tune_study, tune_workers
+from lit_nets.train.tune_report import ProgressLine, best_trial, board, finished, report
 
 HELP_EPILOG = "Every other option is fit's (--config, --trainer.*, --model.*, --data.*): see fit --help."
 
@@ -59,6 +58,22 @@ def parse(argv: list[str], prog: str) -> tuple[argparse.Namespace, list[str]]:
     )
     parser.add_argument("--seed", type=int, default=0, help="the sampler's seed (default 0)")
     parser.add_argument("--name", help="the folder under lightning_logs/tune/ (default: the last config's name)")
+    parser.add_argument(
+        "--storage",
+        help="the study's database, any URL Optuna's RDB storage takes (postgresql://user:password@host:5432/db, "
+        "mysql+pymysql://...): workers on other machines join the study there (default: SQLite in the study folder)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes on this machine sharing the study (default 1)"
+    )
+    parser.add_argument(
+        "--heartbeat",
+        type=int,
+        default=30,
+        help="seconds between a running trial's heartbeats; a trial silent for 3 times that is failed and run "
+        "again once (default 30)",
+    )
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # a worker process that tune --workers started
     options, rest = parser.parse_known_args(argv)
     if options.trials < 1:
         raise UserError(f"tune --trials must be 1 or more, got {options.trials}")
@@ -66,6 +81,10 @@ def parse(argv: list[str], prog: str) -> tuple[argparse.Namespace, list[str]]:
         raise UserError(
             f"tune --timeout is in seconds and must be above 0 (leave it out for none), got {options.timeout}"
         )
+    if options.workers < 1:
+        raise UserError(f"tune --workers must be 1 or more, got {options.workers}")
+    if options.heartbeat < 1:
+        raise UserError(f"tune --heartbeat is in seconds and must be 1 or more, got {options.heartbeat}")
     if options.name is not None:
         runs.check_name(options.name, "tune --name")
     if options.cv is not None and options.cv < 2:
@@ -118,36 +137,52 @@ def main(argv: list[str], prog: str) -> None:
     metric, direction, metric_args = objective_metric(options, config)
     logs = f"lightning_logs/tune/{options.name}"
     folder = runs.logs_folder(config, logs)
-    lock = RunLock(folder)
-    lock.acquire()
+    if options.warmup_epochs is None:
+        options.warmup_epochs = int((config.get("trainer") or {}).get("max_epochs") or 4) // 4
+    settings = {
+        "config": {k: v for k, v in options_now.items() if k not in {p.path for p in params}},
+        "space": [p.describe() for p in params],
+        "metric": metric,
+        "direction": direction,
+        "cv": options.cv,
+    }
+    if options.worker is not None:  # one of the processes tune --workers started: trials only
+        study = tune_study.open_study(folder, options, settings, direction, worker=True)
+        group = tracking_group(study, options, config)
+        with board(folder) as writer:
+            run_trials(study, options, params, rest + metric_args, logs, folder, metric, writer, group)
+        return
+    # the embedded study is one process's (its workers are its children); a shared one has the database as its lock
+    lock = RunLock(folder) if options.storage is None else None
+    if lock is not None:
+        lock.acquire()
     try:
-        settings = {
-            "config": {k: v for k, v in options_now.items() if k not in {p.path for p in params}},
-            "space": [p.describe() for p in params],
-            "metric": metric,
-            "direction": direction,
-            "cv": options.cv,
-        }
-        if options.warmup_epochs is None:
-            options.warmup_epochs = int((config.get("trainer") or {}).get("max_epochs") or 4) // 4
-        study = open_study(folder, options, settings, direction)
-        retry_interrupted(study)
-        if not study.trials:
-            enqueue_config_values(study, params, options_now)
+        study = tune_study.open_study(folder, options, settings, direction)
+        if lock is not None:
+            tune_study.retry_interrupted(study)
+        tune_study.fill_slots(study, options.trials, params, options_now)
         say_what_is_searched(study, folder, options, params, metric, direction, config)
+        group = tracking_group(study, options, config)  # before the workers start: one parent run for them all
         with board(folder) as writer:
             try:
-                run_trials(study, options, params, rest + metric_args, logs, folder, metric, writer)
+                if options.workers > 1:
+                    tune_workers.run(argv, options)
+                else:
+                    run_trials(study, options, params, rest + metric_args, logs, folder, metric, writer, group)
             except (KeyboardInterrupt, SystemExit):  # SIGTERM (Lightning's SystemExit), Ctrl-C
                 print(
                     f"tune: stopped with {len(finished(study))} of {options.trials} trials done; the same command "
-                    "continues the study (the interrupted trial first)",
+                    "continues the study (the interrupted trials first)",
                     file=sys.stderr,
                 )
                 raise
             report(study, options, params, rest + metric_args, folder, metric, writer)
+            best = best_trial(study)
+            files = [folder / "best.yaml", folder / "trials.csv", *sorted(folder.glob("*.png"))]
+            group.finish({f"best_{metric}": best.value} if best else {}, files)
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
 
 
 def objective_metric(options: argparse.Namespace, config: dict[str, Any]) -> tuple[str, str, list[str]]:
@@ -159,75 +194,6 @@ def objective_metric(options: argparse.Namespace, config: dict[str, Any]) -> tup
     metric = options.metric or "val/acc"
     direction = options.direction or ("min" if "loss" in metric else "max")
     return metric, direction, ["--checkpoint.monitor", metric, "--checkpoint.mode", direction]
-
-
-def open_study(folder: Path, options: argparse.Namespace, settings: dict[str, Any], direction: str):
-    """The study in ``folder/study.db``: a new one, or the one there when its settings are these."""
-    storage = f"sqlite:///{(folder / 'study.db').resolve()}"
-    names = optuna.get_all_study_names(storage) if (folder / "study.db").exists() else []
-    if options.name not in names and any(folder.glob("trial_*")):
-        raise UserError(
-            f"{folder} holds trial runs but no study of them (study.db is gone): move the folder away or "
-            "give --name for a new study"
-        )
-    pruner = {
-        "median": lambda: optuna.pruners.MedianPruner(options.startup_trials, options.warmup_epochs),
-        "halving": lambda: optuna.pruners.SuccessiveHalvingPruner(),
-        "none": lambda: optuna.pruners.NopPruner(),
-    }[options.pruner]()
-    study = optuna.create_study(
-        storage=storage, study_name=options.name, direction=f"{direction}imize", pruner=pruner, load_if_exists=True
-    )
-    saved = study.user_attrs.get("settings")
-    if saved is None or not finished(study):  # a study with nothing to compare yet takes this command's settings
-        study.set_user_attr("settings", settings)
-    elif saved != json.loads(json.dumps(settings)):
-        raise UserError(
-            f"{folder} holds a study with other settings ({differences(saved, settings)}); give --name for "
-            "a new study, or run this one with the settings it has"
-        )
-    # new proposals on every run of the command (the sampler's state is not stored); seeded, so a run repeats
-    study.sampler = optuna.samplers.TPESampler(seed=options.seed + len(study.trials))
-    return study
-
-
-def differences(saved: dict[str, Any], now: dict[str, Any]) -> str:
-    """What differs between a study's stored settings and this command's, in a few words."""
-    now = json.loads(json.dumps(now))
-    found = [
-        f"{k} {now[k]!r}, the study's {saved.get(k)!r}"
-        for k in ("metric", "direction", "cv", "space")
-        if now[k] != saved.get(k)
-    ]
-    old, new = saved.get("config", {}), now["config"]
-    found += [
-        f"{k} {new.get(k)!r}, the study's {old.get(k)!r}"
-        for k in sorted(set(old) | set(new))
-        if old.get(k) != new.get(k)
-    ]
-    return "; ".join(found[:3]) + ("; ..." if len(found) > 3 else "")
-
-
-def retry_interrupted(study: Any) -> None:
-    """A trial left running by a process that was killed (this process holds the study's lock, so none is running
-    now) is marked failed, and its parameters are run again."""
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study.tell(trial.number, state=TrialState.FAIL)
-        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-        print(f"tune: trial {trial.number} was interrupted; its parameters are run again", file=sys.stderr)
-
-
-def enqueue_config_values(study: Any, params: list[search_space.Param], values: dict[str, Any]) -> None:
-    """Trial 0 of a new study: the config's own values, where the space holds them (the baseline to beat)."""
-    inside = {p.path: p.stored(values[p.path]) for p in params if p.contains(values[p.path])}
-    if inside:
-        study.enqueue_trial(inside, user_attrs={"config_values": True})
-    outside = [f"{p.path} {values[p.path]!r}" for p in params if p.path not in inside]
-    if outside:
-        print(
-            f"tune: trial 0 samples what the space does not hold of the config's values: {', '.join(outside)}",
-            file=sys.stderr,
-        )
 
 
 def say_what_is_searched(
@@ -242,8 +208,9 @@ def say_what_is_searched(
     """Which split chooses, on what, with which seed: said before the first trial."""
     split = f"the mean over {options.cv} folds of the training data" if options.cv else "the validation split"
     done = len(finished(study))
+    where = folder if options.storage is None else f"{shown_url(options.storage)} (trial runs in {folder})"
     print(
-        f"tune: study {options.name} in {folder} ({done} of {options.trials} trials done); objective: {metric} "
+        f"tune: study {options.name} in {where} ({done} of {options.trials} trials done); objective: {metric} "
         f"({direction}) of each trial's best checkpoint on {split}; the test split is not used; every trial with "
         f"seed {config.get('seed_everything')}; pruner {options.pruner}",
         file=sys.stderr,
@@ -261,9 +228,13 @@ def run_trials(
     folder: Path,
     metric: str,
     writer: Any,
+    group: Any,
 ) -> None:
     """Trials until the study has ``--trials`` (or ``--timeout`` passes), a progress line after each. Each trial
     is a fit run in ``logs/trial_N`` (``logs/trial_N/fold_k`` with ``--cv``) under the logger's folder."""
+
+    if options.worker is not None:  # several processes print to one terminal: no progress bars (a user's wins)
+        rest = ["--trainer.enable_progress_bar", "false", *rest]
 
     def objective(trial: Any) -> float:
         values = {p.path: p.suggest(trial) for p in params}
@@ -291,25 +262,32 @@ def run_trials(
             scores = []
             for fold in range(options.cv):
                 pruning = [TrialPruning(trial, metric, fold)]
-                done = cv.run_fold(args, fold, options.cv, None, logs, f"{version}/fold_{fold}", pruning)
+                run = f"{version}/fold_{fold}"
+                tracked = group.args(f"tune/{options.name}/{run}", study=options.name, trial=trial.number, fold=fold)
+                done = cv.run_fold(args, fold, options.cv, None, logs, run, pruning, tracked)
                 scores.append(done["metrics"][metric])
             trial.set_user_attr("folds", scores)
             return statistics.fmean(scores)
-        cli = runs.fit(args + logger_args(logs, version), [TrialPruning(trial, metric)])
+        tracked = group.args(f"tune/{options.name}/{version}", study=options.name, trial=trial.number)
+        cli = runs.fit(args + logger_args(logs, version) + tracked, [TrialPruning(trial, metric)])
         score = cli.trainer.checkpoint_callback.best_model_score
         if score is None:
             raise UserError(f"tune: trial {trial.number} saved no best checkpoint: is {metric} logged every epoch?")
         return float(score)
 
-    remaining = options.trials - len(finished(study))
-    if remaining <= 0:
-        return
-    study.optimize(
-        objective,
-        n_trials=remaining,
-        timeout=options.timeout,
-        callbacks=[ProgressLine(options.trials, params, metric, options.cv, writer)],
-    )
+    tune_study.work(study, options, objective, ProgressLine(options.trials, params, metric, options.cv, writer))
+
+
+def tracking_group(study: Any, options: argparse.Namespace, config: dict[str, Any]) -> Any:
+    """The study's parent run in MLflow when the config tracks there (one per study: its id is kept in the study,
+    where workers and later starts find it); a group that does nothing otherwise."""
+    from lit_nets.train.callbacks.tracking import Group
+
+    tags = {"lit_nets.study": options.name}
+    group = Group(config, f"tune/{options.name}", tags, reuse=study.user_attrs.get("mlflow_run"))
+    if group.enabled and study.user_attrs.get("mlflow_run") != group.run_id:
+        study.set_user_attr("mlflow_run", group.run_id)
+    return group
 
 
 def logger_args(logs: str, version: str) -> list[str]:

@@ -15,6 +15,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from lit_nets.core.errors import shown_url
 from lit_nets.train import runs, search_space
 
 FIGURES = {"history": "plot_optimization_history", "importances": "plot_param_importances", "slice": "plot_slice"}
@@ -67,6 +68,11 @@ class ProgressLine:
             self.writer.add_scalar(f"tune/{self.metric}", trial.value, trial.number)
             self.writer.add_scalar(f"tune/best_{self.metric}", best.value, trial.number)
             self.writer.flush()
+
+
+def stored_in(options: argparse.Namespace, folder: Path) -> str:
+    """Where the study is: its file, or its database's URL (password hidden)."""
+    return str(folder / "study.db") if options.storage is None else f"{options.name} in {shown_url(options.storage)}"
 
 
 def score(value: float) -> str:
@@ -139,7 +145,8 @@ def report(
     print(f"Best:         trial {best.number}, {metric} {score(best.value)}: {best.user_attrs.get('run', '')}")
     print(f"Best config:  {best_yaml}    (train it: python -m lit_nets fit --config {best_yaml})")
     print(
-        f"Trials:       {folder / 'trials.csv'}    (study: {folder / 'study.db'}; view: tensorboard --logdir {folder})"
+        f"Trials:       {folder / 'trials.csv'}    (study: {stored_in(options, folder)}; view: tensorboard --logdir "
+        f"{folder})"
     )
     if figures:
         print(f"Figures:      {', '.join(str(p) for p in figures)}")

@@ -125,8 +125,8 @@ def test_a_killed_study_continues_to_its_total(tmp_path: Path, monkeypatch, capf
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM and "Interrupted at epoch" in out, out[-3000:]
     assert "tune: stopped with 2 of 4 trials done; the same command continues the study" in out
-    before = load(folder, "mlp").trials
-    assert [t.state for t in before] == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.RUNNING]
+    before = load(folder, "mlp").trials  # the study's 4 trials are queued from the start: trial 3 still waits
+    assert [t.state for t in before] == [TrialState.COMPLETE] * 2 + [TrialState.RUNNING, TrialState.WAITING]
 
     again = in_process(*args, cwd=tmp_path, monkeypatch=monkeypatch, capfd=capfd)
     assert again.returncode == 0, again.stderr[-3000:]
@@ -134,7 +134,8 @@ def test_a_killed_study_continues_to_its_total(tmp_path: Path, monkeypatch, capf
     after = load(folder, "mlp").trials
     assert [t.state for t in after] == [TrialState.COMPLETE] * 2 + [TrialState.FAIL] + [TrialState.COMPLETE] * 2
     assert [t.datetime_complete for t in after[:2]] == [t.datetime_complete for t in before[:2]], "kept, not re-run"
-    assert after[3].params == before[2].params and after[3].user_attrs["retry_of"] == 2
+    assert after[4].params == before[2].params and after[4].system_attrs["failed_trial"] == 2
+    assert after[3].params != before[2].params, "trial 3 is the sampler's, not a copy"
     assert "(4 of 4 trials" not in again.stderr and "(2 of 4 trials done)" in again.stderr
 
 
@@ -240,6 +241,17 @@ def test_rerun_with_other_settings_is_refused(searched, monkeypatch, capfd) -> N
         ),
         ("model.init_args.lr: {type: float, low: 0.001, high: 0.1}", ("--name", "w/"), "--name 'w/': give a plain"),
         (
+            "model.init_args.lr: {type: float, low: 0.001, high: 0.1}",
+            ("--storage", "postgresql://lit:topsecret@127.0.0.1:1/tune"),
+            "tune --storage postgresql://lit:***@127.0.0.1:1/tune: cannot open the study's database (connection",
+        ),
+        (
+            "model.init_args.lr: {type: float, low: 0.001, high: 0.1}",
+            ("--storage", "mysql://lit:topsecret@127.0.0.1/tune"),
+            "its database driver is not installed (no module 'MySQLdb'); PostgreSQL's comes with the tune extra",
+        ),
+        ("model.init_args.lr: {type: float, low: 0.001, high: 0.1}", ("--workers", "0"), "--workers must be 1 or"),
+        (
             "model.init_args.dropout: {type: float, low: 1.5, high: 2.5}",
             (),
             "tune: trial 0 (model.init_args.dropout 2.049) stopped: model: dropout must be in [0, 1), got 2.04",
@@ -269,6 +281,7 @@ def test_bad_search_input_is_one_line(tmp_path: Path, monkeypatch, capfd, space:
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert len(proc.stderr.strip().splitlines()[-1]) > 20 and proc.stderr.strip().splitlines()[-1].startswith("error:")
     assert "Namespace(" not in proc.stderr and "[W " not in proc.stderr  # no Optuna warning with the config's dump
+    assert "topsecret" not in proc.stderr, "a storage URL's password is never printed"
     assert not (tmp_path / "x").exists() and not list(tmp_path.glob("lightning_logs/tune/w*"))  # nothing written
 
 

@@ -127,3 +127,18 @@ def test_a_saved_schema_reads_back_as_its_own_record() -> None:
     old_table = {k: v for k, v in table.to_dict().items() if k != "kind"}
     assert isinstance(read_schema(old_image), ImageSchema) and read_schema(old_table) == table
     assert read_schema(None) is None
+
+
+def test_an_overlay_does_not_name_cv_or_tune_runs(tmp_path) -> None:
+    """cv and tune name their folder (and MLflow runs) after the last config that says what is trained, not after
+    an overlay given after it (mlflow.yaml, ddp.yaml)."""
+    from lit_nets.train.runs import config_name
+
+    (tmp_path / "wine.yaml").write_text("model:\n  class_path: lit_nets.models.MLPClassifier\n")
+    (tmp_path / "mlflow.yaml").write_text("mlflow:\n  enabled: true\n")
+    (tmp_path / "broken.yaml").write_text("model: [unclosed\n")
+    wine, overlay = str(tmp_path / "wine.yaml"), str(tmp_path / "mlflow.yaml")
+    assert config_name(["--config", wine, "--config", overlay]) == "wine"
+    assert config_name([f"--config={overlay}", "--trainer.max_epochs", "3"]) == "mlflow", "only overlays: the last"
+    assert config_name(["--config", wine, "--config", str(tmp_path / "broken.yaml")]) == "wine"
+    assert config_name(["--trainer.max_epochs", "3"]) == "run"

@@ -1,5 +1,6 @@
 """Callbacks the CLI adds to every run, and Throughput, which the benchmark adds, by kind: ``outputs`` (predictions,
-figures), ``monitoring`` (progress, learning rate, throughput, profiler), ``saving`` (checkpoints, lock, interrupt)."""
+figures), ``monitoring`` (progress, learning rate, throughput, profiler), ``saving`` (checkpoints, lock, interrupt),
+``tracking`` (MLflow)."""
 
 from lit_nets.train.callbacks.monitoring import (
     LearningRateFinder,
@@ -19,12 +20,14 @@ from lit_nets.train.callbacks.saving import (
     last_checkpoint,
     main_checkpoint,
 )
+from lit_nets.train.callbacks.tracking import MLflowTracking
 
 __all__ = [
     "FigureLogger",
     "LastCheckpoint",
     "LearningRateFinder",
     "LearningRateLogger",
+    "MLflowTracking",
     "PeriodicCheckpoint",
     "PredictionWriter",
     "ProgressBar",

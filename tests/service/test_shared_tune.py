@@ -1,0 +1,160 @@
+"""``tune`` with many workers on one study: ``--workers N`` processes, ``--storage`` a real PostgreSQL server (started
+here in a temporary folder on a free port), a second "machine" (another folder) joining the study, a worker killed
+mid-trial, and SIGTERM to the command. Every count is exact: a study of N trials records N (plus one failed record
+per trial whose worker died)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from helpers.cli import CONFIGS
+from helpers.servers import PASSWORD, postgres
+from optuna.trial import TrialState
+
+SEARCH = ("--config", str(CONFIGS / "mlp.yaml"), "--space", str(CONFIGS / "search" / "mlp.yaml"))
+DONE = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+@pytest.fixture(scope="module")
+def database() -> str:
+    with postgres() as url:
+        yield url
+
+
+def start(cwd: Path, *args: str) -> subprocess.Popen:
+    """``python -m lit_nets tune`` as a user starts it (no progress bars: its output is read by the test)."""
+    cwd.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "lit_nets", "tune", *SEARCH, *args, "--trainer.enable_progress_bar", "false"],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def finish(proc: subprocess.Popen, timeout: float = 400) -> str:
+    out, _ = proc.communicate(timeout=timeout)
+    return out
+
+
+def trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=name, storage=url).trials
+
+
+def wait_for(condition, what: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_two_workers_finish_a_postgres_study_of_exactly_n_trials(database, tmp_path: Path) -> None:
+    proc = start(tmp_path, "--storage", database, "--name", "two", "--trials", "6", "--workers", "2",
+                 "--trainer.max_epochs", "4")  # fmt: skip
+    out = finish(proc)
+    assert proc.returncode == 0, out[-3000:]
+    study = trials(database, "two")
+    assert len(study) == 6 and all(t.state in DONE for t in study), [t.state for t in study]
+    assert len({t.user_attrs["worker"] for t in study}) == 2, "both workers ran trials"
+    assert study[0].user_attrs["config_values"], "trial 0 is the config's own values"
+    folder = tmp_path / "lightning_logs" / "tune" / "two"
+    assert sorted(p.name for p in folder.glob("trial_*")) == [f"trial_{k}" for k in range(6)]
+    assert all((folder / f"trial_{k}" / "config.yaml").exists() for k in range(6))
+    assert (folder / "best.yaml").exists() and len((folder / "trials.csv").read_text().splitlines()) == 7
+    assert "tune: 2 workers on this machine, 1 thread each" in out
+    assert "Study two: 6 trials" in out and "study: two in postgresql://lit:***@127.0.0.1" in out
+    assert PASSWORD not in out, "the storage URL's password is never printed"
+
+    changed = start(tmp_path, "--storage", database, "--name", "two", "--trials", "6", "--trainer.max_epochs", "5")
+    out = finish(changed)
+    assert changed.returncode == 2 and "error: the study two in postgresql://lit:***@127.0.0.1" in out, out[-2000:]
+    assert "holds a study with other settings (trainer.max_epochs 5, the study's 4)" in out
+    assert len(trials(database, "two")) == 6, "nothing added"
+
+
+def test_a_second_machine_joins_the_study_with_its_own_folder(database, tmp_path: Path) -> None:
+    """Two commands in two folders (two machines without a shared disk), one study: 6 trials in all, each trial's
+    run in the folder of the machine that ran it, no number twice."""
+    first = start(tmp_path / "a", "--storage", database, "--name", "joined", "--trials", "6",
+                  "--trainer.max_epochs", "15")  # fmt: skip
+    wait_for(lambda: optuna.study.get_all_study_names(database).count("joined") and
+             len(trials(database, "joined")) == 6, "the first command to queue its trials")  # fmt: skip
+    second = start(tmp_path / "b", "--storage", database, "--name", "joined", "--trials", "6",
+                   "--trainer.max_epochs", "15")  # fmt: skip
+    outs = finish(first), finish(second)
+    assert first.returncode == 0 and second.returncode == 0, outs[0][-2000:] + outs[1][-2000:]
+    study = trials(database, "joined")
+    assert len(study) == 6 and all(t.state in DONE for t in study), "the second command added no trial"
+    ran = {m: {int(p.name[6:]) for p in (tmp_path / m / "lightning_logs/tune/joined").glob("trial_*")} for m in "ab"}
+    assert ran["a"] and ran["b"] and not ran["a"] & ran["b"] and ran["a"] | ran["b"] == set(range(6)), ran
+    assert all((tmp_path / m / "lightning_logs/tune/joined/best.yaml").exists() for m in "ab")
+
+
+def test_a_folder_of_another_study_is_refused(database, tmp_path: Path) -> None:
+    """The embedded study mlp's folder, then a shared study named mlp from the same place: its trial runs would
+    land among the other study's; one line, nothing trained."""
+    (tmp_path / "lightning_logs" / "tune" / "mlp" / "trial_0").mkdir(parents=True)
+    (tmp_path / "lightning_logs" / "tune" / "mlp" / "study.db").write_bytes(b"")
+    proc = start(tmp_path, "--storage", database, "--trials", "2")
+    out = finish(proc)
+    assert proc.returncode == 2 and out.strip().splitlines()[-1] == (
+        f"error: {Path('lightning_logs/tune/mlp')} holds an embedded study (study.db), not of the study mlp in this "
+        "--storage: give --name for a folder of its own"
+    ), out[-2000:]
+
+
+def test_a_worker_killed_mid_trial_is_run_again_by_another(database, tmp_path: Path) -> None:
+    """kill -9 of one of two workers while its trial trains: the other goes on, fails the silent trial after three
+    heartbeats and runs it again with its parameters; the study still ends with 4 finished trials."""
+    proc = start(tmp_path, "--storage", database, "--name", "killed", "--trials", "4", "--workers", "2",
+                 "--pruner", "none", "--heartbeat", "1", "--trainer.max_epochs", "30")  # fmt: skip
+    folder = tmp_path / "lightning_logs" / "tune" / "killed"
+
+    def training() -> list[optuna.trial.FrozenTrial]:
+        if "killed" not in optuna.study.get_all_study_names(database):
+            return []
+        running = [t for t in trials(database, "killed") if t.state == TrialState.RUNNING and "worker" in t.user_attrs]
+        return [t for t in running if (folder / f"trial_{t.number}" / "checkpoints" / "last.ckpt").exists()]
+
+    wait_for(training, "a trial to train an epoch")
+    victim = training()[0]
+    pid = int(victim.user_attrs["worker"].rsplit(":", 1)[1])
+    subprocess.run(["kill", "-9", str(pid)], check=True)
+    out = finish(proc)
+    assert proc.returncode == 0, out[-3000:]
+    assert "was killed (signal 9); the others go on" in out, out[-5000:]
+    study = trials(database, "killed")
+    assert sum(t.state in DONE for t in study) == 4 and len(study) == 5, [t.state for t in study]
+    failed = [t for t in study if t.state == TrialState.FAIL]
+    assert [t.number for t in failed] == [victim.number]
+    again = [t for t in study if t.system_attrs.get("failed_trial") == victim.number]
+    assert len(again) == 1 and again[0].params == victim.params and again[0].state in DONE
+
+
+def test_sigterm_stops_every_worker_and_the_same_command_finishes(tmp_path: Path) -> None:
+    """The embedded SQLite study with two workers: SIGTERM to the one process started stops both (143, each trial
+    left to run again); the same command finishes the study at exactly 4 finished trials."""
+    args = ("--name", "stopped", "--trials", "4", "--workers", "2", "--pruner", "none", "--trainer.max_epochs", "30")
+    proc = start(tmp_path, *args)
+    folder = tmp_path / "lightning_logs" / "tune" / "stopped"
+    wait_for(lambda: len(list(folder.glob("trial_*/checkpoints/last.ckpt"))) >= 2, "both workers to train")
+    proc.send_signal(signal.SIGTERM)
+    out = finish(proc, timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, out[-3000:]
+    assert "tune: stopped with 0 of 4 trials done; the same command continues the study" in out
+    url = f"sqlite:///{folder / 'study.db'}"
+    assert sorted(t.state.name for t in trials(url, "stopped")) == ["RUNNING", "RUNNING", "WAITING", "WAITING"]
+
+    again = start(tmp_path, *args)
+    out = finish(again)
+    assert again.returncode == 0, out[-3000:]
+    study = trials(url, "stopped")
+    assert sum(t.state in DONE for t in study) == 4 and sum(t.state == TrialState.FAIL for t in study) == 2
+    assert "trial 0 was interrupted; its parameters are run again" in out
