@@ -264,6 +264,11 @@ def check_fit(argv: list[str], out: str, err: str) -> None:
     if argv[2:] == ["configs/mlp_bce.yaml"]:
         assert float(summary.group(1)) >= 0.95, out[-1500:]  # breast cancer, 30 epochs
     assert "Run folder:" in out and "Last:" in out
+    if "configs/mlflow.yaml" in argv:  # no MLFLOW_TRACKING_URI here: the local mlruns/ folder
+        assert re.search(r"MLflow:       run \w+ of experiment lit_nets in sqlite:///mlruns/mlflow.db", out), out[-800:]
+        assert Path("mlruns/mlflow.db").exists()
+    if "configs/csv.yaml" in argv:
+        assert "metrics.csv)" in out
 
 
 def check_test(argv: list[str], out: str, err: str) -> None:

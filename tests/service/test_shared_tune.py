@@ -83,11 +83,11 @@ def test_a_second_machine_joins_the_study_with_its_own_folder(database, tmp_path
     """Two commands in two folders (two machines without a shared disk), one study: 6 trials in all, each trial's
     run in the folder of the machine that ran it, no number twice."""
     first = start(tmp_path / "a", "--storage", database, "--name", "joined", "--trials", "6",
-                  "--trainer.max_epochs", "15")  # fmt: skip
+                  "--trainer.max_epochs", "25")  # fmt: skip
     wait_for(lambda: optuna.study.get_all_study_names(database).count("joined") and
              len(trials(database, "joined")) == 6, "the first command to queue its trials")  # fmt: skip
     second = start(tmp_path / "b", "--storage", database, "--name", "joined", "--trials", "6",
-                   "--trainer.max_epochs", "15")  # fmt: skip
+                   "--trainer.max_epochs", "25")  # fmt: skip
     outs = finish(first), finish(second)
     assert first.returncode == 0 and second.returncode == 0, outs[0][-2000:] + outs[1][-2000:]
     study = trials(database, "joined")
@@ -138,23 +138,59 @@ def test_a_worker_killed_mid_trial_is_run_again_by_another(database, tmp_path: P
     assert len(again) == 1 and again[0].params == victim.params and again[0].state in DONE
 
 
+def test_a_study_whose_only_worker_was_killed_is_completed_by_the_next_run(database, tmp_path: Path) -> None:
+    """kill -9 of the whole command (one worker, in its process) while trial 1 trains: the trial stays RUNNING in
+    the database. The same command again waits until its heartbeat is three beats old, fails it, runs it again with
+    its parameters, and ends the study at 3 finished trials."""
+    args = ("--storage", database, "--name", "rerun", "--trials", "3", "--pruner", "none", "--heartbeat", "1",
+            "--trainer.max_epochs", "30")  # fmt: skip
+    proc = start(tmp_path, *args)
+    training = tmp_path / "lightning_logs" / "tune" / "rerun" / "trial_1" / "checkpoints" / "last.ckpt"
+    wait_for(training.exists, "trial 1 to train an epoch")
+    proc.kill()
+    finish(proc)
+    before = trials(database, "rerun")
+    assert [t.state for t in before] == [TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING]
+    again = start(tmp_path, *args)
+    out = finish(again)
+    assert again.returncode == 0, out[-3000:]
+    after = trials(database, "rerun")
+    assert sum(t.state in DONE for t in after) == 3 and after[1].state == TrialState.FAIL and len(after) == 4
+    assert after[3].params == before[1].params and after[3].system_attrs["failed_trial"] == 1
+
+
 def test_sigterm_stops_every_worker_and_the_same_command_finishes(tmp_path: Path) -> None:
-    """The embedded SQLite study with two workers: SIGTERM to the one process started stops both (143, each trial
-    left to run again); the same command finishes the study at exactly 4 finished trials."""
+    """The embedded SQLite study with two workers: SIGTERM to the one process started, while both workers train,
+    stops both (143, their trials left to run again); the same command finishes the study at exactly 4 finished
+    trials, the two interrupted ones run again with their parameters."""
     args = ("--name", "stopped", "--trials", "4", "--workers", "2", "--pruner", "none", "--trainer.max_epochs", "30")
     proc = start(tmp_path, *args)
     folder = tmp_path / "lightning_logs" / "tune" / "stopped"
-    wait_for(lambda: len(list(folder.glob("trial_*/checkpoints/last.ckpt"))) >= 2, "both workers to train")
+    url = f"sqlite:///{folder / 'study.db'}"
+
+    def both_training() -> list[optuna.trial.FrozenTrial]:
+        if not (folder / "study.db").exists() or "stopped" not in optuna.study.get_all_study_names(url):
+            return []
+        running = [t for t in trials(url, "stopped") if t.state == TrialState.RUNNING]
+        trained = [t for t in running if (folder / f"trial_{t.number}" / "checkpoints" / "last.ckpt").exists()]
+        return trained if len(trained) == 2 else []
+
+    wait_for(both_training, "both workers to train an epoch")
     proc.send_signal(signal.SIGTERM)
     out = finish(proc, timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, out[-3000:]
-    assert "tune: stopped with 0 of 4 trials done; the same command continues the study" in out
-    url = f"sqlite:///{folder / 'study.db'}"
-    assert sorted(t.state.name for t in trials(url, "stopped")) == ["RUNNING", "RUNNING", "WAITING", "WAITING"]
+    stopped = trials(url, "stopped")
+    done = sum(t.state in DONE for t in stopped)
+    assert f"tune: stopped with {done} of 4 trials done; the same command continues the study" in out
+    interrupted = [t for t in stopped if t.state == TrialState.RUNNING]
+    assert len(interrupted) == 2, "each worker's trial is left to run again"
 
     again = start(tmp_path, *args)
     out = finish(again)
     assert again.returncode == 0, out[-3000:]
     study = trials(url, "stopped")
     assert sum(t.state in DONE for t in study) == 4 and sum(t.state == TrialState.FAIL for t in study) == 2
-    assert "trial 0 was interrupted; its parameters are run again" in out
+    for trial in interrupted:
+        assert f"trial {trial.number} was interrupted; its parameters are run again" in out
+        copy = [t for t in study if t.system_attrs.get("failed_trial") == trial.number]
+        assert len(copy) == 1 and copy[0].params == trial.params and copy[0].state in DONE
