@@ -59,7 +59,7 @@ def postgres() -> Iterator[str]:
     run = lambda *cmd: subprocess.run([*as_server, *cmd], check=True, capture_output=True, text=True)  # noqa: E731
     try:
         run(initdb, "-D", data, "-U", "lit", f"--pwfile={folder / 'pw'}", "--auth=scram-sha-256", "-E", "UTF8")
-        options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
         run(pg_ctl, "-D", data, "-o", options, "-l", log, "-w", "-t", "60", "start")
         import psycopg
 

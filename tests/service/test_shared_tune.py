@@ -5,20 +5,14 @@ per trial whose worker died)."""
 
 from __future__ import annotations
 
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import optuna
 import pytest
-from helpers.cli import CONFIGS
 from helpers.servers import PASSWORD, postgres
+from helpers.tuning import DONE, finish, has_study, start, trials, wait_for
 from optuna.trial import TrialState
-
-SEARCH = ("--config", str(CONFIGS / "mlp.yaml"), "--space", str(CONFIGS / "search" / "mlp.yaml"))
-DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 @pytest.fixture(scope="module")
@@ -27,56 +21,28 @@ def database() -> str:
         yield url
 
 
-def start(cwd: Path, *args: str) -> subprocess.Popen:
-    """``python -m lit_nets tune`` as a user starts it (no progress bars: its output is read by the test)."""
-    cwd.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen(
-        [sys.executable, "-m", "lit_nets", "tune", *SEARCH, *args, "--trainer.enable_progress_bar", "false"],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def finish(proc: subprocess.Popen, timeout: float = 400) -> str:
-    out, _ = proc.communicate(timeout=timeout)
-    return out
-
-
-def trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
-    return optuna.load_study(study_name=name, storage=url).trials
-
-
-def wait_for(condition, what: str, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 def test_two_workers_finish_a_postgres_study_of_exactly_n_trials(database, tmp_path: Path) -> None:
-    proc = start(tmp_path, "--storage", database, "--name", "two", "--trials", "6", "--workers", "2",
+    proc = start(tmp_path, "--storage", database, "--name", "two", "--trials", "4", "--workers", "2",
                  "--trainer.max_epochs", "4")  # fmt: skip
     out = finish(proc)
     assert proc.returncode == 0, out[-3000:]
     study = trials(database, "two")
-    assert len(study) == 6 and all(t.state in DONE for t in study), [t.state for t in study]
+    assert len(study) == 4 and all(t.state in DONE for t in study), [t.state for t in study]
     assert len({t.user_attrs["worker"] for t in study}) == 2, "both workers ran trials"
     assert study[0].user_attrs["config_values"], "trial 0 is the config's own values"
     folder = tmp_path / "lightning_logs" / "tune" / "two"
-    assert sorted(p.name for p in folder.glob("trial_*")) == [f"trial_{k}" for k in range(6)]
-    assert all((folder / f"trial_{k}" / "config.yaml").exists() for k in range(6))
-    assert (folder / "best.yaml").exists() and len((folder / "trials.csv").read_text().splitlines()) == 7
+    assert sorted(p.name for p in folder.glob("trial_*")) == [f"trial_{k}" for k in range(4)]
+    assert all((folder / f"trial_{k}" / "config.yaml").exists() for k in range(4))
+    assert (folder / "best.yaml").exists() and len((folder / "trials.csv").read_text().splitlines()) == 5
     assert "tune: 2 workers on this machine, 1 thread each" in out
-    assert "Study two: 6 trials" in out and "study: two in postgresql://lit:***@127.0.0.1" in out
+    assert "Study two: 4 trials" in out and "study: two in postgresql://lit:***@127.0.0.1" in out
     assert PASSWORD not in out, "the storage URL's password is never printed"
 
-    changed = start(tmp_path, "--storage", database, "--name", "two", "--trials", "6", "--trainer.max_epochs", "5")
+    changed = start(tmp_path, "--storage", database, "--name", "two", "--trials", "4", "--trainer.max_epochs", "5")
     out = finish(changed)
     assert changed.returncode == 2 and "error: the study two in postgresql://lit:***@127.0.0.1" in out, out[-2000:]
     assert "holds a study with other settings (trainer.max_epochs 5, the study's 4)" in out
-    assert len(trials(database, "two")) == 6, "nothing added"
+    assert len(trials(database, "two")) == 4, "nothing added"
 
 
 def test_a_second_machine_joins_the_study_with_its_own_folder(database, tmp_path: Path) -> None:
@@ -84,8 +50,8 @@ def test_a_second_machine_joins_the_study_with_its_own_folder(database, tmp_path
     run in the folder of the machine that ran it, no number twice."""
     first = start(tmp_path / "a", "--storage", database, "--name", "joined", "--trials", "6",
                   "--trainer.max_epochs", "25")  # fmt: skip
-    wait_for(lambda: optuna.study.get_all_study_names(database).count("joined") and
-             len(trials(database, "joined")) == 6, "the first command to queue its trials")  # fmt: skip
+    wait_for(lambda: has_study(database, "joined") and len(trials(database, "joined")) == 6,
+             "the first command to queue its trials")  # fmt: skip
     second = start(tmp_path / "b", "--storage", database, "--name", "joined", "--trials", "6",
                    "--trainer.max_epochs", "25")  # fmt: skip
     outs = finish(first), finish(second)
@@ -118,7 +84,7 @@ def test_a_worker_killed_mid_trial_is_run_again_by_another(database, tmp_path: P
     folder = tmp_path / "lightning_logs" / "tune" / "killed"
 
     def training() -> list[optuna.trial.FrozenTrial]:
-        if "killed" not in optuna.study.get_all_study_names(database):
+        if not has_study(database, "killed"):
             return []
         running = [t for t in trials(database, "killed") if t.state == TrialState.RUNNING and "worker" in t.user_attrs]
         return [t for t in running if (folder / f"trial_{t.number}" / "checkpoints" / "last.ckpt").exists()]
@@ -143,7 +109,7 @@ def test_a_study_whose_only_worker_was_killed_is_completed_by_the_next_run(datab
     the database. The same command again waits until its heartbeat is three beats old, fails it, runs it again with
     its parameters, and ends the study at 3 finished trials."""
     args = ("--storage", database, "--name", "rerun", "--trials", "3", "--pruner", "none", "--heartbeat", "1",
-            "--trainer.max_epochs", "30")  # fmt: skip
+            "--early_stopping", "null", "--trainer.max_epochs", "15")  # fmt: skip
     proc = start(tmp_path, *args)
     training = tmp_path / "lightning_logs" / "tune" / "rerun" / "trial_1" / "checkpoints" / "last.ckpt"
     wait_for(training.exists, "trial 1 to train an epoch")
@@ -157,40 +123,3 @@ def test_a_study_whose_only_worker_was_killed_is_completed_by_the_next_run(datab
     after = trials(database, "rerun")
     assert sum(t.state in DONE for t in after) == 3 and after[1].state == TrialState.FAIL and len(after) == 4
     assert after[3].params == before[1].params and after[3].system_attrs["failed_trial"] == 1
-
-
-def test_sigterm_stops_every_worker_and_the_same_command_finishes(tmp_path: Path) -> None:
-    """The embedded SQLite study with two workers: SIGTERM to the one process started, while both workers train,
-    stops both (143, their trials left to run again); the same command finishes the study at exactly 4 finished
-    trials, the two interrupted ones run again with their parameters."""
-    args = ("--name", "stopped", "--trials", "4", "--workers", "2", "--pruner", "none", "--trainer.max_epochs", "30")
-    proc = start(tmp_path, *args)
-    folder = tmp_path / "lightning_logs" / "tune" / "stopped"
-    url = f"sqlite:///{folder / 'study.db'}"
-
-    def both_training() -> list[optuna.trial.FrozenTrial]:
-        if not (folder / "study.db").exists() or "stopped" not in optuna.study.get_all_study_names(url):
-            return []
-        running = [t for t in trials(url, "stopped") if t.state == TrialState.RUNNING]
-        trained = [t for t in running if (folder / f"trial_{t.number}" / "checkpoints" / "last.ckpt").exists()]
-        return trained if len(trained) == 2 else []
-
-    wait_for(both_training, "both workers to train an epoch")
-    proc.send_signal(signal.SIGTERM)
-    out = finish(proc, timeout=120)
-    assert proc.returncode == 128 + signal.SIGTERM, out[-3000:]
-    stopped = trials(url, "stopped")
-    done = sum(t.state in DONE for t in stopped)
-    assert f"tune: stopped with {done} of 4 trials done; the same command continues the study" in out
-    interrupted = [t for t in stopped if t.state == TrialState.RUNNING]
-    assert len(interrupted) == 2, "each worker's trial is left to run again"
-
-    again = start(tmp_path, *args)
-    out = finish(again)
-    assert again.returncode == 0, out[-3000:]
-    study = trials(url, "stopped")
-    assert sum(t.state in DONE for t in study) == 4 and sum(t.state == TrialState.FAIL for t in study) == 2
-    for trial in interrupted:
-        assert f"trial {trial.number} was interrupted; its parameters are run again" in out
-        copy = [t for t in study if t.system_attrs.get("failed_trial") == trial.number]
-        assert len(copy) == 1 and copy[0].params == trial.params and copy[0].state in DONE
