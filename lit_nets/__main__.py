@@ -1,8 +1,8 @@
 """``python -m lit_nets ...`` and the ``lit-nets`` console script: the one door to every subcommand.
 
-Trainer subcommands (fit, validate, test, predict) go to the Lightning CLI (:mod:`lit_nets.train.cli`), ``cv`` and
-``tune`` to :mod:`lit_nets.train`; ``plot``, ``explain``, ``export`` and ``serve`` are plain tools with their own
-arguments (:mod:`lit_nets.tools`). Bad input ends here as one line ``error: ...`` and exit status 2.
+Trainer subcommands (fit, validate, test, predict) go to the Lightning CLI (:mod:`lit_nets.train.cli`), ``cv``,
+``tune`` and ``torchrun`` to :mod:`lit_nets.train`; ``plot``, ``explain``, ``export`` and ``serve`` are plain tools
+with their own arguments (:mod:`lit_nets.tools`). Bad input ends here as one line ``error: ...`` and exit status 2.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ SUBCOMMANDS = {
     "predict": "predictions.csv for new files (data.predict_path / data.predict_root) or the test split",
     "cv": "k-fold cross-validation of a config: a fit per fold, mean ± std of every metric, out-of-fold predictions",
     "tune": "a hyper-parameter search (Optuna): pruned, resumable, each trial a run; best.yaml to train the winner",
+    "torchrun": "a fit across nodes through PyTorch's torchrun, exiting 143 when a SIGTERM stopped it (resumable)",
     "plot": "learning curves of one or several run folders",
     "explain": "why a model decided: Grad-CAM on image files, or column contributions to table rows",
     "export": "state_dict, TorchScript, torch.export and ONNX files of a checkpoint, with parity checks",
@@ -121,6 +122,11 @@ def main(args: list[str] | None = None) -> None:
             return
         if argv[0] == "tune":
             tune_module().main(argv[1:], prog)
+            return
+        if argv[0] == "torchrun":
+            from lit_nets.train import launch
+
+            launch.main(argv[1:])
             return
         from lit_nets.train.cli import LitNetsCLI
 

@@ -76,7 +76,7 @@ NOT_HERE = {  # by program, module (-m) or script
     "ruff": "CI runs it (.ci/run)",
     "tensorboard": "a server that runs until stopped; its event files are read in tests/integration/test_figures.py",
     "webbrowser": "a browser: tests/service/test_page.py drives the page in Chromium",
-    "torchrun": "HOST is a placeholder: tests/service/test_multinode.py runs it as two nodes on this machine",
+    "lit_nets torchrun": "HOST is a placeholder: tests/service/test_multinode.py runs it as two nodes on this machine",
     "sbatch": "needs SLURM: tests/unit/test_slurm_script.py checks the script and the environment Lightning reads",
     "docker": "no container engine here: tests/service/test_serve.py runs the image's entry command and health check",
     "scripts/benchmark.py": "minutes of timing: tests/service/test_benchmark.py runs it (-m slow; --synthetic: fast)",
@@ -204,6 +204,8 @@ def database() -> str:
 def program(words: list[str]) -> str:
     """What a command runs: the module of ``python -m``, the script of ``python script.py``, else the program."""
     name = Path(words[0]).name
+    if words[1:4] == ["-m", "lit_nets", "torchrun"]:  # the launcher across nodes, apart from the in-process commands
+        return "lit_nets torchrun"
     if name.startswith("python") and len(words) > 1:
         return words[2] if words[1] == "-m" and len(words) > 2 else words[1]
     return name
