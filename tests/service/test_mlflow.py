@@ -1,7 +1,7 @@
 """Runs tracked in a real MLflow tracking server (``mlflow server`` on a SQLite backend, started here on a free port),
 read back through its REST API as any client reads them: a fit's parameters, metrics per epoch, test result, figures,
-config and best checkpoint (byte for byte); cv's folds and tune's trials grouped under parent runs; and the CSV
-logger preset."""
+config and best checkpoint (byte for byte), and the same run continued by ``--ckpt_path last``; cv's folds and
+tune's trials grouped under parent runs; and the CSV logger preset."""
 
 from __future__ import annotations
 
@@ -83,6 +83,22 @@ def test_a_fit_is_tracked_with_its_params_metrics_figures_and_best_checkpoint(se
     assert got.ok and hashlib.sha256(got.content).digest() == hashlib.sha256(best.read_bytes()).digest()
     assert (tmp_path / "lightning_logs" / "version_0" / "config.yaml").exists(), "TensorBoard's run folder as before"
     assert list((tmp_path / "lightning_logs" / "version_0").glob("events.out.tfevents.*"))
+
+    resumed = subprocess.run(  # --ckpt_path last, 2 epochs more: the same MLflow run goes on
+        [sys.executable, "-m", "lit_nets", "fit", *MLP, *TRACKED, "--trainer.max_epochs", "10", "--ckpt_path", "last"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert list(runs_of(server, "fit")) == ["lightning_logs/version_0"], "one run, continued"
+    history = api(server, "GET", "metrics/get-history", run_id=run_id, metric_key="val/loss")["metrics"]
+    assert sorted(point["step"] for point in history) == sorted({p["step"] for p in history}) and len(history) == 10
+    run = runs_of(server, "fit")["lightning_logs/version_0"]
+    assert values(run, "params")["trainer.max_epochs"] == "8", "MLflow keeps a parameter's first value"
+    assert "trainer.max_epochs" in values(run, "tags")["lit_nets.changed_on_resume"]
 
 
 def test_cv_folds_and_tune_trials_are_grouped_under_parent_runs(server, tmp_path: Path, monkeypatch, capfd) -> None:

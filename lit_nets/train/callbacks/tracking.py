@@ -27,6 +27,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 LOCAL = "sqlite:///mlruns/mlflow.db"  # MLflow 3 refuses its old file store: a SQLite file in ./mlruns
 SENT = (".png", ".csv", ".yaml")  # the run folder's files sent as artifacts (figures, per-class tables, config)
+RUN_FILE = ".mlflow_run"  # in the run folder: the MLflow run a resumed run continues
 
 
 def tracking_uri(given: str | None = None) -> str:
@@ -163,8 +164,12 @@ class MLflowTracking(Callback):
             self.logger = self._make_logger()
         if self.logger not in trainer.loggers:
             trainer.loggers = [*trainer.loggers, self.logger]  # after TensorBoard: trainer.log_dir stays its folder
-        if trainer.is_global_zero and self.params:
-            self.logger.log_config(self.params)
+        if trainer.is_global_zero:
+            if self.folder is not None:  # a resumed run (--ckpt_path last) continues this MLflow run
+                self.folder.mkdir(parents=True, exist_ok=True)
+                (self.folder / RUN_FILE).write_text(self.logger.run_id + "\n")
+            if self.params:
+                self.logger.log_config(self.params)
 
     def _make_logger(self) -> Any:
         uri = self.resolved_uri = tracking_uri(self.uri)
@@ -176,8 +181,23 @@ class MLflowTracking(Callback):
             tags["mlflow.parentRunId"] = self.parent_run
         name = self.run_name or (str(self.folder) if self.folder is not None else None)
         return TrackingLogger(
-            experiment_name=experiment_name({"experiment": self.experiment}), run_name=name, tracking_uri=uri, tags=tags
+            experiment_name=experiment_name({"experiment": self.experiment}),
+            run_name=name,
+            tracking_uri=uri,
+            tags=tags,
+            run_id=self._earlier_run(uri),
         )
+
+    def _earlier_run(self, uri: str) -> str | None:
+        """The MLflow run of this run folder's earlier start (a resumed run), when the server still has it."""
+        recorded = self.folder / RUN_FILE if self.folder is not None else None
+        if recorded is None or not recorded.is_file():
+            return None
+        run_id = recorded.read_text().strip()
+        try:
+            return client(uri).get_run(run_id).info.run_id
+        except Exception:  # another server's run, or deleted: a new run
+            return None
 
     def describe(self) -> str:
         """Where the run is tracked, for the run's summary."""
@@ -220,8 +240,15 @@ def _logger_class() -> type:
 
         @rank_zero_only
         def log_config(self, params: dict[str, Any]) -> None:
-            short = {k: v for k, v in params.items() if len(str(v)) <= 250}  # Lightning cuts longer ones at 250
-            super().log_hyperparams(short)  # (the whole config is the config.yaml artifact)
+            """The config's values (up to 250 characters: the whole config is the config.yaml artifact). MLflow
+            refuses to change a parameter: a resumed run that changed one (a longer ``max_epochs``) keeps the
+            first value and names the changed ones in the tag ``lit_nets.changed_on_resume``."""
+            short = {k: str(v) for k, v in params.items() if len(str(v)) <= 250}  # Lightning cuts longer at 250
+            logged = self.experiment.get_run(self.run_id).data.params
+            super().log_hyperparams({k: v for k, v in short.items() if k not in logged})
+            changed = sorted(k for k, v in short.items() if k in logged and logged[k] != v)
+            if changed:
+                self.experiment.set_tag(self.run_id, "lit_nets.changed_on_resume", ", ".join(changed)[:5000])
 
     return TrackingLogger
 
