@@ -50,8 +50,11 @@ def has_study(url: str, name: str) -> bool:
     return name in optuna.study.get_all_study_names(storage(url))
 
 
-def wait_for(condition, what: str, timeout: float = 300) -> None:
+def wait_for(condition, what: str, timeout: float = 300, proc: subprocess.Popen | None = None) -> None:
+    """Poll ``condition``; fail after ``timeout``, or at once (with its output) when ``proc`` has ended."""
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the command ended (exit {proc.returncode}) before {what}: {finish(proc)[-3000:]}")
         time.sleep(0.1)

@@ -51,7 +51,7 @@ def test_a_second_machine_joins_the_study_with_its_own_folder(database, tmp_path
     first = start(tmp_path / "a", "--storage", database, "--name", "joined", "--trials", "6",
                   "--trainer.max_epochs", "25")  # fmt: skip
     wait_for(lambda: has_study(database, "joined") and len(trials(database, "joined")) == 6,
-             "the first command to queue its trials")  # fmt: skip
+             "the first command to queue its trials", proc=first)  # fmt: skip
     second = start(tmp_path / "b", "--storage", database, "--name", "joined", "--trials", "6",
                    "--trainer.max_epochs", "25")  # fmt: skip
     outs = finish(first), finish(second)
@@ -89,7 +89,7 @@ def test_a_worker_killed_mid_trial_is_run_again_by_another(database, tmp_path: P
         running = [t for t in trials(database, "killed") if t.state == TrialState.RUNNING and "worker" in t.user_attrs]
         return [t for t in running if (folder / f"trial_{t.number}" / "checkpoints" / "last.ckpt").exists()]
 
-    wait_for(training, "a trial to train an epoch")
+    wait_for(training, "a trial to train an epoch", proc=proc)
     victim = training()[0]
     pid = int(victim.user_attrs["worker"].rsplit(":", 1)[1])
     subprocess.run(["kill", "-9", str(pid)], check=True)
@@ -112,7 +112,7 @@ def test_a_study_whose_only_worker_was_killed_is_completed_by_the_next_run(datab
             "--early_stopping", "null", "--trainer.max_epochs", "15")  # fmt: skip
     proc = start(tmp_path, *args)
     training = tmp_path / "lightning_logs" / "tune" / "rerun" / "trial_1" / "checkpoints" / "last.ckpt"
-    wait_for(training.exists, "trial 1 to train an epoch")
+    wait_for(training.exists, "trial 1 to train an epoch", proc=proc)
     proc.kill()
     finish(proc)
     before = trials(database, "rerun")

@@ -12,23 +12,23 @@ from optuna.trial import TrialState
 
 
 def test_sigterm_stops_every_worker_and_the_same_command_finishes(tmp_path: Path) -> None:
-    """The embedded SQLite study with two workers: SIGTERM to the one process started, while both workers train,
-    stops both (143, their trials left to run again); the same command finishes the study at exactly 3 finished
-    trials, the two interrupted ones run again with their parameters."""
+    """The embedded SQLite study with two workers: SIGTERM to the one process started, while a trial trains, stops
+    both workers (the command exits 143 only after both have ended; their trials are left to run again); the same
+    command finishes the study at exactly 3 finished trials, each interrupted one run again with its parameters."""
     args = ("--name", "stopped", "--trials", "3", "--workers", "2", "--pruner", "none", "--early_stopping", "null",
             "--trainer.max_epochs", "40")  # fmt: skip
     proc = start(tmp_path, *args)
     folder = tmp_path / "lightning_logs" / "tune" / "stopped"
     url = f"sqlite:///{folder / 'study.db'}"
 
-    def both_training() -> list[optuna.trial.FrozenTrial]:
+    def training() -> list[optuna.trial.FrozenTrial]:
         if not (folder / "study.db").exists() or not has_study(url, "stopped"):
             return []
         running = [t for t in trials(url, "stopped") if t.state == TrialState.RUNNING]
-        trained = [t for t in running if (folder / f"trial_{t.number}" / "checkpoints" / "last.ckpt").exists()]
-        return trained if len(trained) == 2 else []
+        return [t for t in running if (folder / f"trial_{t.number}" / "checkpoints" / "last.ckpt").exists()]
 
-    wait_for(both_training, "both workers to train an epoch")
+    # a trial in training (under load the second worker may still be starting, or waiting: both are stopped alike)
+    wait_for(training, "a worker to train an epoch", proc=proc)
     proc.send_signal(signal.SIGTERM)
     out = finish(proc, timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, out[-3000:]
@@ -36,13 +36,14 @@ def test_sigterm_stops_every_worker_and_the_same_command_finishes(tmp_path: Path
     done = sum(t.state in DONE for t in stopped)
     assert f"tune: stopped with {done} of 3 trials done; the same command continues the study" in out
     interrupted = [t for t in stopped if t.state == TrialState.RUNNING]
-    assert len(interrupted) == 2, "each worker's trial is left to run again"
+    assert 1 <= len(interrupted) <= 2, "each worker's trial is left to run again"
 
     again = start(tmp_path, *args)
     out = finish(again)
     assert again.returncode == 0, out[-3000:]
     study = trials(url, "stopped")
-    assert sum(t.state in DONE for t in study) == 3 and sum(t.state == TrialState.FAIL for t in study) == 2
+    assert sum(t.state in DONE for t in study) == 3
+    assert sum(t.state == TrialState.FAIL for t in study) == len(interrupted)
     for trial in interrupted:
         assert f"trial {trial.number} was interrupted; its parameters are run again" in out
         copy = [t for t in study if t.system_attrs.get("failed_trial") == trial.number]
