@@ -54,14 +54,12 @@ def artifacts(server: str, run_id: str, path: str = "") -> list[str]:
 def test_a_fit_is_tracked_with_its_params_metrics_figures_and_best_checkpoint(server, tmp_path: Path) -> None:
     """The README's command as written (defaults on: test after fit, figures) with MLFLOW_TRACKING_URI set."""
     env = {**os.environ, "MLFLOW_TRACKING_URI": server, "MLFLOW_EXPERIMENT_NAME": "fit"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "lit_nets", "fit", *MLP, *TRACKED, "--trainer.max_epochs", "8"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+
+    def fit(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "lit_nets", "fit", *MLP, *TRACKED, *args]
+        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+    proc = fit("--trainer.max_epochs", "8")
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = runs_of(server, "fit")["lightning_logs/version_0"]
     run_id = run["info"]["run_id"]
@@ -84,14 +82,7 @@ def test_a_fit_is_tracked_with_its_params_metrics_figures_and_best_checkpoint(se
     assert (tmp_path / "lightning_logs" / "version_0" / "config.yaml").exists(), "TensorBoard's run folder as before"
     assert list((tmp_path / "lightning_logs" / "version_0").glob("events.out.tfevents.*"))
 
-    resumed = subprocess.run(  # --ckpt_path last, 2 epochs more: the same MLflow run goes on
-        [sys.executable, "-m", "lit_nets", "fit", *MLP, *TRACKED, "--trainer.max_epochs", "10", "--ckpt_path", "last"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    resumed = fit("--trainer.max_epochs", "10", "--ckpt_path", "last")  # 2 epochs more: the same MLflow run goes on
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert list(runs_of(server, "fit")) == ["lightning_logs/version_0"], "one run, continued"
     history = api(server, "GET", "metrics/get-history", run_id=run_id, metric_key="val/loss")["metrics"]
