@@ -30,6 +30,7 @@ SUBCOMMANDS = {
     "explain": "why a model decided: Grad-CAM on image files, or column contributions to table rows",
     "export": "state_dict, TorchScript, torch.export and ONNX files of a checkpoint, with parity checks",
     "serve": "an HTTP service and web page for a checkpoint or an exported model",
+    "track": "send a run folder to MLflow: what a tracking server that stopped answering missed, or a whole run",
 }
 
 

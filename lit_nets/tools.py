@@ -16,6 +16,7 @@ import inspect
 import re
 import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from lit_nets.core.errors import UserError
@@ -26,6 +27,7 @@ TOOLS = {
     "explain": ("lit_nets.deploy.explain", "explain_command"),
     "export": ("lit_nets.deploy.export", "export_command"),
     "serve": ("lit_nets.deploy.serve.server", "serve_command"),
+    "track": ("lit_nets.train.track", "track_command"),
 }
 POSITIONAL = {"runs"}  # list arguments given without an option name (plot RUN [RUN ...])
 
@@ -71,10 +73,10 @@ def parser_for(name: str, prog: str) -> Any:
             extra["default"] = default
         if choices:
             extra["choices"] = choices
-        else:
+        elif item is not Path:  # jsonargparse's help would say "type: <class 'Path'>": paths stay text until run_tool
             extra["type"] = item
-        parser.add_argument(flag, nargs="+", help=helps.get(arg), **extra)
-    parser.add_function_arguments(function, skip=set(many), fail_untyped=True)
+        parser.add_argument(flag, nargs="+", help=helps.get(arg), metavar=arg.upper().rstrip("S"), **extra)
+    parser.add_function_arguments(function, skip=set(many), fail_untyped=True, as_group=False)
     return parser
 
 
@@ -89,6 +91,9 @@ def run_tool(name: str, argv: list[str], prog: str = "python -m lit_nets") -> No
         options = list(inspect.signature(tool_function(name)).parameters)
         raise UserError(one_line(str(e), options, f"{prog} {name}")) from None
     arguments = {k: v for k, v in vars(config).items() if k != "config"}
+    for arg, (item, _) in list_arguments(tool_function(name)).items():
+        if item is Path and arguments.get(arg) is not None:
+            arguments[arg] = [Path(value) for value in arguments[arg]]
     tool_function(name)(**arguments)
 
 

@@ -41,10 +41,15 @@ def find_user_error(error: BaseException | None) -> UserError | None:
 
 
 def shown_url(url: str) -> str:
-    """A storage URL as printed: the password hidden."""
-    try:
-        from sqlalchemy.engine import make_url
+    """A URL as printed and saved (a storage's, a tracking server's): the password hidden (``user:***@host``)."""
+    from urllib.parse import urlsplit, urlunsplit
 
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL SQLAlchemy reads: its scheme only (RDBStorage says why)
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        user = parts.username or ""
+        host = parts.netloc.rpartition("@")[2]
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    except ValueError:  # not a URL urllib reads (a bad port): its scheme only
         return url.split("://")[0] + "://..." if "://" in url else url

@@ -44,7 +44,7 @@ LitServe and uvicorn (``lit_nets.deploy.serve``; ``tests/service/test_serve.py``
   0.4 s (tuples as lists) and hands anything else (objects, OmegaConf) to Lightning's function. No public hook
   writes that file (``tests/unit/test_hparams_yaml.py``).
 
-Optuna (``lit_nets.train.tune_study``; ``tests/service/test_shared_tune.py``)
+Optuna (``lit_nets.train.tune_slots``; ``tests/service/test_shared_tune.py``, ``tests/integration/test_tune_slots.py``)
 ------------------------------------------------------------------------------
 - :func:`take_queued_trial`: ``Study._pop_waiting_trial_id`` and ``Trial(study, trial_id)``. ``Study.ask`` (and
   ``optimize``) take a queued trial when there is one and otherwise *create* one: two workers that both saw the
@@ -52,8 +52,17 @@ Optuna (``lit_nets.train.tune_study``; ``tests/service/test_shared_tune.py``)
   change Optuna's own queue uses), which keeps a shared study at exactly ``--trials``. The sampler is set per
   trial before the Trial is made (it is asked in the constructor), and the study's trial cache is dropped as
   ``ask`` drops it.
-- :func:`heartbeat`: ``optuna.storages._heartbeat.get_heartbeat_thread``, the thread ``optimize`` runs beside a
-  trial to record its heartbeat; no public handle starts one for a trial taken as above.
+- :func:`stale_trial_ids`: ``RDBStorage._get_stale_trial_ids``, the running trials whose heartbeat is older than
+  the grace period. Optuna's public ``fail_stale_trials`` fails all of them; ours first passes over a trial whose
+  worker is a live process of this machine (a late heartbeat on a loaded machine is not a death:
+  ``lit_nets.train.tune_slots.fail_dead_trials``).
+
+MLflow (``lit_nets.train.callbacks.tracking``; ``tests/service/test_mlflow.py``)
+------------------------------------------------------------------------------
+- :func:`mlflow_name_error`: ``mlflow.utils.validation._validate_experiment_name``, ``_validate_tag_name`` and
+  ``_validate_param_name``, MLflow's own rules for names. Its server creates a run whose tag keys break them and
+  refuses them later (``set_tag``, parameters), so a run is checked before it is made: one line at start, and
+  parameters with names MLflow would refuse are left out (the whole config is the config.yaml artifact).
 
 pandas
 ------
@@ -137,8 +146,24 @@ def take_queued_trial(study: Any, sampler_for: Any) -> Any:
     return optuna.Trial(study, trial_id)
 
 
-def heartbeat(trial: Any) -> Any:
-    """A context in which a thread records ``trial``'s heartbeat (nothing where the storage has none)."""
-    from optuna.storages._heartbeat import get_heartbeat_thread
+def stale_trial_ids(rdb: Any, study_id: int) -> list[int]:
+    """The ids of the running trials of study ``study_id`` whose heartbeat is older than the storage's grace period."""
+    return rdb._get_stale_trial_ids(study_id)
 
-    return get_heartbeat_thread(trial._trial_id, trial.study._storage)
+
+def mlflow_name_error(kind: str, name: str) -> str | None:
+    """MLflow's reason for refusing ``name`` as an experiment name, a tag key or a parameter name (``kind``:
+    ``experiment``, ``tag``, ``param``), or None when it takes it."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils import validation
+
+    check = {
+        "experiment": validation._validate_experiment_name,
+        "tag": validation._validate_tag_name,
+        "param": validation._validate_param_name,
+    }[kind]
+    try:
+        check(name)
+    except MlflowException as e:
+        return e.message
+    return None

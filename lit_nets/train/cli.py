@@ -58,6 +58,7 @@ from lit_nets.train.callbacks import (
     last_checkpoint,
     main_checkpoint,
 )
+from lit_nets.train.callbacks import tracking as tracked
 from lit_nets.train.reports import run_summary, say_if_finished, stopped_early
 from lit_nets.train.run_folders import (
     checkpoint_filename,
@@ -105,6 +106,7 @@ class LitNetsCLI(LightningCLI):
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("seed_everything_default", 42)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})  # a resumed run rewrites its config
+        kwargs.setdefault("save_config_callback", tracked.SecretlessConfig)
         kwargs.setdefault("auto_configure_optimizers", False)  # the optimiser is a flat model argument
         kwargs.setdefault(
             "trainer_defaults",
@@ -392,8 +394,9 @@ class LitNetsCLI(LightningCLI):
             self.trainer.logger.log_hyperparams({"threads": self.threads})
         tracking = next((c for c in self.trainer.callbacks if isinstance(c, MLflowTracking)), None)
         if tracking is not None and tracking.enabled:  # MLflow's parameters: the resolved config, by dotted path
-            values = self.config[self.subcommand].as_dict()
+            values = tracked.without_secrets(self.config[self.subcommand]).as_dict()
             values["config"] = ", ".join(str(p) for p in values.get("config") or [])  # the files, as given
+            values["mlflow"].pop("tags", None)  # the run's tags, not parameters
             tracking.params = flatten(values)
         runtime.freeze_heap()  # start-up is over: its objects need no more garbage collections
 

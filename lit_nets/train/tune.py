@@ -19,6 +19,7 @@ it), ``trials.csv``, and Optuna's figures (history, importances, slice) as PNGs 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -29,7 +30,7 @@ import optuna
 from optuna_integration import PyTorchLightningPruningCallback
 
 from lit_nets.core.errors import UserError, shown_url
-from lit_nets.train import cv, runs, search_space, tune_study, tune_workers
+from lit_nets.train import cv, runs, search_space, tune_slots, tune_study, tune_workers
 from lit_nets.train.tune_report import ProgressLine, best_trial, board, finished, report
 
 HELP_EPILOG = "Every other option is fit's (--config, --trainer.*, --model.*, --data.*): see fit --help."
@@ -40,7 +41,7 @@ def parse(argv: list[str], prog: str) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(
         prog=f"{prog} tune", description=__doc__.split("\n\n")[0].replace("``", ""), epilog=HELP_EPILOG
     )
-    parser.add_argument("--space", required=True, help="the search space, a YAML file (configs/search/ has two)")
+    parser.add_argument("--space", required=True, help="the search space, a YAML file (configs/search/ has three)")
     parser.add_argument("--trials", type=int, default=20, help="trials the study should have in all (default 20)")
     parser.add_argument("--timeout", type=float, help="seconds after which no new trial starts (default: none)")
     parser.add_argument("--cv", type=int, help="K: a trial's value is the mean over K folds (default: one split)")
@@ -75,6 +76,8 @@ def parse(argv: list[str], prog: str) -> tuple[argparse.Namespace, list[str]]:
     )
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # a worker process that tune --workers started
     options, rest = parser.parse_known_args(argv)
+    if options.worker is not None and options.storage is None:
+        options.storage = os.environ.get(tune_workers.STORAGE_VARIABLE)
     if options.trials < 1:
         raise UserError(f"tune --trials must be 1 or more, got {options.trials}")
     if options.timeout is not None and not options.timeout > 0:
@@ -112,6 +115,7 @@ class TrialPruning(PyTorchLightningPruningCallback):
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":  # not cv's validation of the best checkpoint
             return
+        tune_slots.check(self._trial)  # another worker declared this trial dead: stop it here
         if self.monitor not in trainer.callback_metrics:
             logged = sorted(k for k in trainer.callback_metrics if k.startswith("val/"))
             raise UserError(f"tune --metric {self.monitor} is never logged; this run logs {', '.join(logged)}")
@@ -139,28 +143,28 @@ def main(argv: list[str], prog: str) -> None:
     folder = runs.logs_folder(config, logs)
     if options.warmup_epochs is None:
         options.warmup_epochs = int((config.get("trainer") or {}).get("max_epochs") or 4) // 4
-    settings = {
-        "config": {k: v for k, v in options_now.items() if k not in {p.path for p in params}},
-        "space": [p.describe() for p in params],
-        "metric": metric,
-        "direction": direction,
-        "cv": options.cv,
-    }
+    settings = tune_study.study_settings(options_now, params, metric=metric, direction=direction, cv=options.cv)
+    folder.mkdir(parents=True, exist_ok=True)
     if options.worker is not None:  # one of the processes tune --workers started: trials only
-        study = tune_study.open_study(folder, options, settings, direction, worker=True)
+        study, rdb, _ = tune_study.open_study(folder, options, settings, direction, worker=True)
         group = tracking_group(study, options, config)
         with board(folder) as writer:
-            run_trials(study, options, params, rest + metric_args, logs, folder, metric, writer, group)
+            run_trials(tune_slots.Shared(study, rdb, options, folder), params, rest + metric_args, logs, metric,
+                       writer, group)  # fmt: skip
         return
     # the embedded study is one process's (its workers are its children); a shared one has the database as its lock
     lock = RunLock(folder) if options.storage is None else None
     if lock is not None:
         lock.acquire()
     try:
-        study = tune_study.open_study(folder, options, settings, direction)
-        if lock is not None:
+        study, rdb, created = tune_study.open_study(folder, options, settings, direction)
+        shared = tune_slots.Shared(study, rdb, options, folder)
+        if created:
+            tune_study.first_trial(study, params, options_now)
+        elif lock is not None:
             tune_study.retry_interrupted(study)
-        tune_study.fill_slots(study, options.trials, params, options_now)
+        if options.trials > int(study.user_attrs.get("trials", 0)):
+            study.set_user_attr("trials", options.trials)  # the most any command asked for (tune_slots.take)
         say_what_is_searched(study, folder, options, params, metric, direction, config)
         group = tracking_group(study, options, config)  # before the workers start: one parent run for them all
         with board(folder) as writer:
@@ -168,7 +172,7 @@ def main(argv: list[str], prog: str) -> None:
                 if options.workers > 1:
                     tune_workers.run(argv, options)
                 else:
-                    run_trials(study, options, params, rest + metric_args, logs, folder, metric, writer, group)
+                    run_trials(shared, params, rest + metric_args, logs, metric, writer, group)
             except (KeyboardInterrupt, SystemExit):  # SIGTERM (Lightning's SystemExit), Ctrl-C
                 print(
                     f"tune: stopped with {len(finished(study))} of {options.trials} trials done; the same command "
@@ -180,6 +184,15 @@ def main(argv: list[str], prog: str) -> None:
             best = best_trial(study)
             files = [folder / "best.yaml", folder / "trials.csv", *sorted(folder.glob("*.png"))]
             group.finish({f"best_{metric}": best.value} if best else {}, files)
+    except Exception as e:
+        lost = tune_slots.connection_lost(e)
+        if lost is None:
+            raise
+        where = shown_url(options.storage) if options.storage else str(folder / "study.db")
+        raise UserError(
+            f"tune: the study's database {where} stopped answering ({lost}); run the same command again once it "
+            "answers (finished trials are kept, an interrupted one runs again)"
+        ) from None
     finally:
         if lock is not None:
             lock.release()
@@ -212,7 +225,8 @@ def say_what_is_searched(
     print(
         f"tune: study {options.name} in {where} ({done} of {options.trials} trials done); objective: {metric} "
         f"({direction}) of each trial's best checkpoint on {split}; the test split is not used; every trial with "
-        f"seed {config.get('seed_everything')}; pruner {options.pruner}",
+        f"seed {config.get('seed_everything')}; pruner {options.pruner}; each trial is queued when a worker is "
+        "free to take it",
         file=sys.stderr,
     )
     for param in params:
@@ -220,18 +234,17 @@ def say_what_is_searched(
 
 
 def run_trials(
-    study: Any,
-    options: argparse.Namespace,
+    shared: tune_slots.Shared,
     params: list[search_space.Param],
     rest: list[str],
     logs: str,
-    folder: Path,
     metric: str,
     writer: Any,
     group: Any,
 ) -> None:
     """Trials until the study has ``--trials`` (or ``--timeout`` passes), a progress line after each. Each trial
     is a fit run in ``logs/trial_N`` (``logs/trial_N/fold_k`` with ``--cv``) under the logger's folder."""
+    options, folder = shared.options, shared.folder
 
     if options.worker is not None:  # several processes print to one terminal: no progress bars (a user's wins)
         rest = ["--trainer.enable_progress_bar", "false", *rest]
@@ -275,7 +288,7 @@ def run_trials(
             raise UserError(f"tune: trial {trial.number} saved no best checkpoint: is {metric} logged every epoch?")
         return float(score)
 
-    tune_study.work(study, options, objective, ProgressLine(options.trials, params, metric, options.cv, writer))
+    tune_slots.work(shared, objective, ProgressLine(options.trials, params, metric, options.cv, writer))
 
 
 def tracking_group(study: Any, options: argparse.Namespace, config: dict[str, Any]) -> Any:

@@ -1,37 +1,33 @@
-"""Where ``tune``'s study lives and how workers share it: the storage (SQLite in the study folder, or any database
-Optuna's RDB storage takes), the study's settings, its trial slots, and the loop each worker runs.
+"""Where ``tune``'s study lives and what it holds: the storage (SQLite in the study folder, or any database Optuna's
+RDB storage takes), the settings it was created with, and its first trial. How workers take its trials is
+:mod:`lit_nets.train.tune_slots`.
 
-A study of ``--trials N`` holds N *slots*: trials queued (Optuna's WAITING state) before any runs, the first with
-the config's own values, the rest empty (the sampler fills them when a worker takes one). Workers only take queued
-slots, each atomically (a WAITING -> RUNNING change in the database that one worker wins), and never create a trial:
-so two workers, or twenty on five machines, finish a study of N trials with exactly N trials recorded. A worker
-that dies leaves its trial RUNNING; without a heartbeat for ``--heartbeat`` x 3 seconds the next worker to look
-fails it, and Optuna's retry callback queues it again once with its parameters (a second death is not retried:
-the study gets a fresh slot instead, when the command next starts).
+The command that *creates* a study records its settings (the config, the space, the objective) in the same moment;
+every other command, worker or machine that opens it compares its own settings with those and is refused on any
+difference, before it trains anything: one study never mixes trials of two settings.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import sys
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
-from lit_nets.core import private_api
 from lit_nets.core.errors import UserError, shown_url
 from lit_nets.train import search_space
-from lit_nets.train.tune_report import finished
 
 RETRY = optuna.storages.RetryHeartbeatStaleTrialCallback
+SETTINGS_WAIT = 30.0  # seconds a command waits for the creator of a study to record its settings
+# options that change how a run looks or where it runs, not what a trial scores: machines may differ in them
+NOT_SETTINGS = ("trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.accelerator",
+                "trainer.devices", "threads", "data.init_args.num_workers", "mlflow.")  # fmt: skip
 
 
 def embedded_url(folder: Path) -> str:
@@ -40,18 +36,17 @@ def embedded_url(folder: Path) -> str:
 
 
 def storage(options: argparse.Namespace, folder: Path) -> Any:
-    """The study's RDB storage, with a heartbeat per running trial and one retry of a trial whose worker died."""
+    """The study's RDB storage, with a heartbeat per running trial (its grace period: 3 beats)."""
     url = options.storage or embedded_url(folder)
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
+            rdb = optuna.storages.RDBStorage(
                 url,
                 engine_kwargs=engine,
                 heartbeat_interval=options.heartbeat,
                 grace_period=3 * options.heartbeat,
-                heartbeat_stale_trial_callback=RETRY(max_retry=1),
             )
     except ImportError as e:  # RDBStorage's, raised from the driver's ModuleNotFoundError
         name = getattr(e.__cause__, "name", None) or getattr(e, "name", None)
@@ -61,18 +56,47 @@ def storage(options: argparse.Namespace, folder: Path) -> Any:
             "mysql+pymysql://..."
         ) from None
     except Exception as e:  # SQLAlchemy's many: a wrong URL, a refused connection, a bad password
-        reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
         raise UserError(
-            f"tune --storage {shown_url(url)}: cannot open the study's database ({reason}); check the URL "
+            f"tune --storage {shown_url(url)}: cannot open the study's database ({reason(e)}); check the URL "
             "(dialect://user:password@host:port/database), that the server runs, and that the database exists"
         ) from None
+    if url.startswith("sqlite"):
+        serialize_sqlite(rdb.engine)
+    return rdb
+
+
+def serialize_sqlite(engine: Any) -> None:
+    """Make every SQLite transaction take the database's write lock when it begins (``BEGIN IMMEDIATE``).
+
+    Python's sqlite3 driver starts a transaction only at the first write, so the read of a trial's state and the
+    write that takes it ran in two: two workers both read WAITING and both took the trial (measured: 136 takes of
+    100 queued trials by 6 processes). SQLAlchemy's documented recipe for the driver; ``timeout`` (60 s) is how
+    long a transaction waits for the lock."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_transactions(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened before the listeners (the tables' creation) are not reused
+
+
+def reason(error: BaseException) -> str:
+    """The first line of a database error, without SQLAlchemy's background link."""
+    found = getattr(error, "orig", None) or error
+    return (str(found).strip().splitlines() or [type(found).__name__])[0]
 
 
 def open_study(
     folder: Path, options: argparse.Namespace, settings: dict[str, Any], direction: str, worker: bool = False
-) -> Any:
-    """The study: a new one, or the one in the storage when its settings are these. A worker started by ``tune
-    --workers`` only loads it (the command that started it has checked and written the settings)."""
+) -> tuple[Any, Any, bool]:
+    """The study, its RDB storage, and whether this command created it (then it recorded ``settings``). A command
+    that finds the study compares its settings with the recorded ones first; a worker started by ``tune --workers``
+    only loads it (the command that started it has checked)."""
     embedded = options.storage is None
     if embedded:
         names = optuna.get_all_study_names(embedded_url(folder)) if (folder / "study.db").exists() else []
@@ -86,40 +110,60 @@ def open_study(
         "halving": lambda: optuna.pruners.SuccessiveHalvingPruner(),
         "none": lambda: optuna.pruners.NopPruner(),
     }[options.pruner]()
-    study = optuna.create_study(
-        storage=storage(options, folder),
-        study_name=options.name,
-        direction=f"{direction}imize",
-        pruner=pruner,
-        load_if_exists=True,
-    )
+    rdb = storage(options, folder)
+    if not embedded and not worker:
+        refuse_others_runs(rdb, options.name, folder)
+    try:  # only one command creates a study (the storage's unique name): it alone records the settings
+        study = optuna.create_study(storage=rdb, study_name=options.name, direction=f"{direction}imize", pruner=pruner)
+        study.set_user_attr("settings", settings)
+        return study, rdb, True
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=options.name, storage=rdb, pruner=pruner)
     if worker:
-        return study
-    if not embedded:
-        refuse_others_runs(study, folder)
+        return study, rdb, False
     where = f"{folder}" if embedded else f"the study {options.name} in {shown_url(options.storage)}"
-    saved = study.user_attrs.get("settings")
-    if saved is None or not finished(study):  # a study with nothing to compare yet takes this command's settings
+    saved = recorded_settings(study)
+    if saved is None:  # a study whose creator stopped before recording them, or of an older lit_nets
         study.set_user_attr("settings", settings)
     elif saved != json.loads(json.dumps(settings)):
         raise UserError(
             f"{where} holds a study with other settings ({differences(saved, settings)}); give --name for "
             "a new study, or run this one with the settings it has"
         )
-    return study
+    return study, rdb, False
 
 
-def refuse_others_runs(study: Any, folder: Path) -> None:
+def recorded_settings(study: Any) -> dict[str, Any] | None:
+    """The settings the study's creator recorded: it does so right after creating it, so a command that found the
+    study a moment earlier waits a little for them (None: never recorded)."""
+    deadline = time.monotonic() + SETTINGS_WAIT
+    while True:
+        saved = study.user_attrs.get("settings")
+        if saved is not None or study.get_trials(deepcopy=False) or time.monotonic() > deadline:
+            return saved
+        time.sleep(0.5)
+
+
+def study_settings(options_now: dict[str, Any], params: list[search_space.Param], **objective: Any) -> dict:
+    """What a study is created with and every later command must share: the config's values (less the searched
+    ones and those that only change how a run is shown or where it runs), the space, the objective."""
+    searched = {p.path for p in params}
+    config = {k: v for k, v in options_now.items() if k not in searched and not k.startswith(NOT_SETTINGS)}
+    return {"config": config, "space": [p.describe() for p in params], **objective}
+
+
+def refuse_others_runs(rdb: Any, name: str, folder: Path) -> None:
     """A shared study's trial runs go to ``folder/trial_N``: a folder that holds an embedded study (``study.db``) or
-    trial runs this study did not record there is another study's, and its runs would be mixed with these."""
-    ours = {t.user_attrs.get("run") for t in study.get_trials(deepcopy=False)}
+    trial runs the study ``name`` did not record there is another study's, and its runs would be mixed with these."""
+    ours = set()
+    if name in optuna.get_all_study_names(rdb):
+        ours = {t.user_attrs.get("run") for t in optuna.load_study(study_name=name, storage=rdb).trials}
     others = [p.name for p in sorted(folder.glob("trial_*")) if str(p) not in ours]
     if (folder / "study.db").exists() or others:
         embedded = (folder / "study.db").exists()
         what = "an embedded study (study.db)" if embedded else f"runs of another study ({others[0]})"
         raise UserError(
-            f"{folder} holds {what}, not of the study {study.study_name} in this --storage: give --name for a "
-            "folder of its own"
+            f"{folder} holds {what}, not of the study {name} in this --storage: give --name for a folder of its own"
         )
 
 
@@ -143,7 +187,7 @@ def differences(saved: dict[str, Any], now: dict[str, Any]) -> str:
 def retry_interrupted(study: Any) -> None:
     """With the embedded study, a trial left running by a process that was killed (this process holds the study
     folder's lock, so none runs now) is failed at once and queued again with its parameters (once). A shared
-    study cannot know that from here: there the heartbeat finds the dead (:func:`work`)."""
+    study cannot know that from here: there the heartbeat finds the dead (:mod:`lit_nets.train.tune_slots`)."""
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study.tell(trial.number, state=TrialState.FAIL)
         retried = len(study.trials)
@@ -156,62 +200,20 @@ def retry_interrupted(study: Any) -> None:
             print(f"tune: trial {trial.number} was interrupted again; a new trial takes its place", file=sys.stderr)
 
 
-def fill_slots(study: Any, total: int, params: list[search_space.Param], values: dict[str, Any]) -> None:
-    """Queue the trials the study lacks to hold ``total`` (trial 0 of a new study: the config's own values, where
-    the space holds them, the baseline to beat; the rest empty, for the sampler)."""
-    if not study.trials:
-        inside = {p.path: p.stored(values[p.path]) for p in params if p.contains(values[p.path])}
-        outside = [f"{p.path} {values[p.path]!r}" for p in params if p.path not in inside]
-        if outside:
-            print(
-                f"tune: trial 0 samples what the space does not hold of the config's values: {', '.join(outside)}",
-                file=sys.stderr,
-            )
-        study.enqueue_trial(inside, user_attrs={"config_values": True} if inside else None)
-    held = [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.FAIL]
-    for _ in range(total - len(held)):
-        study.enqueue_trial({})
+def first_trial(study: Any, params: list[search_space.Param], values: dict[str, Any]) -> None:
+    """Queue a new study's trial 0: the config's own values where the space holds them, the baseline to beat.
+    The other trials are queued one at a time as workers take them (:func:`lit_nets.train.tune_slots.top_up`)."""
+    inside = {p.path: p.stored(values[p.path]) for p in params if p.contains(values[p.path])}
+    outside = [f"{p.path} {values[p.path]!r}" for p in params if p.path not in inside]
+    if outside:
+        print(
+            f"tune: trial 0 samples what the space does not hold of the config's values: {', '.join(outside)}",
+            file=sys.stderr,
+        )
+    study.enqueue_trial(inside, user_attrs={"config_values": True} if inside else None)
 
 
-def work(
-    study: Any,
-    options: argparse.Namespace,
-    objective: Callable[[Any], float],
-    after: Callable[[Any, Any], None],
-    stop: Callable[[], bool] = lambda: False,
-) -> None:
-    """One worker's loop: take a queued trial, run it with a heartbeat, record it, until the study has
-    ``--trials`` finished trials, nothing is queued or running, or ``--timeout`` passes. While others' trials
-    still run and nothing is queued, wait: one of them may die and be queued again."""
-    deadline = None if options.timeout is None else time.monotonic() + options.timeout
-    while not stop() and (deadline is None or time.monotonic() < deadline):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed, queued again once
-        if len(finished(study)) >= options.trials:
-            return
-        trial = private_api.take_queued_trial(study, lambda number: sampler(options, number))
-        if trial is None:
-            if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                return
-            time.sleep(min(2.0, options.heartbeat))
-            continue
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # where its run folder is
-        with private_api.heartbeat(trial):
-            try:
-                value = objective(trial)
-            except optuna.TrialPruned:
-                frozen = study.tell(trial, state=TrialState.PRUNED)
-            except Exception:  # a user's error or our bug: recorded, then said (the command stops)
-                study.tell(trial, state=TrialState.FAIL)
-                raise
-            # KeyboardInterrupt, SIGTERM (Lightning's SystemExit): the trial stays RUNNING, to be run again
-            else:
-                frozen = study.tell(trial, value)
-        after(study, frozen)
-
-
-def sampler(options: argparse.Namespace, number: int) -> Any:
-    """The sampler for trial ``number``: TPE seeded by the trial's number, so a run repeats, and workers (whose
-    trials have different numbers) propose different values."""
-    return optuna.samplers.TPESampler(seed=options.seed + number)
+def counted(trials: list[Any]) -> list[Any]:
+    """The trials that hold a place among ``--trials``: queued, running or finished (not failed, and not a surplus
+    trial that two workers' simultaneous queueing made one too many)."""
+    return [t for t in trials if t.state != TrialState.FAIL and not t.user_attrs.get("surplus")]

@@ -1,7 +1,8 @@
 """``tune --workers N``: N worker processes on this machine that share the study, started and stopped by the one
 command the user runs.
 
-Each worker is ``python -m lit_nets tune`` with the same arguments and a hidden ``--worker K``: it loads the study
+Each worker is ``python -m lit_nets tune`` with the same arguments and a hidden ``--worker K`` (the storage URL,
+which may hold a password, in its environment instead of its command line): it loads the study
 and runs trials (:func:`lit_nets.train.tune_study.work`) until the study has its trials. This process checks the
 settings, queues the trials, waits for the workers, and writes the report. Their torch threads are the CPU share
 divided by N (``LIT_NETS_THREADS`` in their environment; a user's number wins). SIGTERM or Ctrl-C here reaches
@@ -22,17 +23,34 @@ import time
 from lit_nets.core import threads
 from lit_nets.core.errors import UserError
 
+STORAGE_VARIABLE = "LIT_NETS_TUNE_STORAGE"  # how a worker gets the study's URL (tune.parse reads it)
+
+
+def without_option(argv: list[str], option: str) -> list[str]:
+    """``argv`` less ``option VALUE`` and ``option=VALUE``."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == option:
+            skip = True
+        elif not arg.startswith(option + "="):
+            kept.append(arg)
+    return kept
+
 
 def run(argv: list[str], options: argparse.Namespace) -> None:
     """Start ``options.workers`` workers with ``argv`` (tune's own arguments), wait for them all."""
     count, why = threads.choose(processes=options.workers)
     env = {**os.environ, "LIT_NETS_THREADS": str(count)}
+    if options.storage:  # in the environment, not the command line: a password in argv is anyone's to read (ps)
+        env[STORAGE_VARIABLE] = options.storage
     print(
         f"tune: {options.workers} workers on this machine, {count} thread{'s' if count > 1 else ''} each ({why})",
         file=sys.stderr,
         flush=True,
     )
-    command = [sys.executable, "-m", "lit_nets", "tune", *argv]
+    command = [sys.executable, "-m", "lit_nets", "tune", *without_option(argv, "--storage")]
     workers = [subprocess.Popen([*command, "--worker", str(k)], env=env) for k in range(options.workers)]
     stopping: list[int] = []
 

@@ -3,7 +3,10 @@ workers (tests/service/test_shared_tune.py, test_tune_workers.py)."""
 
 from __future__ import annotations
 
+import argparse
 import functools
+import multiprocessing
+import os
 import subprocess
 import sys
 import time
@@ -13,6 +16,7 @@ import optuna
 from optuna.trial import TrialState
 
 from helpers.cli import CONFIGS
+from lit_nets.train import tune_slots, tune_study
 
 SEARCH = ("--config", str(CONFIGS / "mlp.yaml"), "--space", str(CONFIGS / "search" / "mlp.yaml"))
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -58,3 +62,52 @@ def wait_for(condition, what: str, timeout: float = 300, proc: subprocess.Popen 
         if proc is not None and proc.poll() is not None:
             raise AssertionError(f"the command ended (exit {proc.returncode}) before {what}: {finish(proc)[-3000:]}")
         time.sleep(0.1)
+
+
+# tune's worker loop without training (tests/integration/test_tune_slots.py, tests/service/test_shared_tune.py)
+
+
+def options(**given) -> argparse.Namespace:
+    defaults = dict(storage=None, heartbeat=30, trials=40, timeout=None, seed=0, name="slots", pruner="none")
+    return argparse.Namespace(**{**defaults, **given})
+
+
+def shared_study(folder: Path, **given) -> tune_slots.Shared:
+    """The study ``slots`` in ``folder`` (created by the first caller), as a worker opens it."""
+    opts = options(**given)
+    rdb = tune_study.storage(opts, folder)
+    try:
+        study = optuna.create_study(storage=rdb, study_name=opts.name)
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=opts.name, storage=rdb)
+    return tune_slots.Shared(study, rdb, opts, folder)
+
+
+def worker(folder: Path, start: float, total: int, storage: str | None, name: str) -> None:
+    """One process of a study: the tune loop with an objective that records which trial it ran."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    shared = shared_study(folder, trials=total, storage=storage, name=name)
+    ran = folder / f"ran_{os.getpid()}"
+
+    def objective(trial) -> float:
+        with open(ran, "a") as f:
+            f.write(f"{trial.number}\n")
+        return float(trial.number)
+
+    while time.time() < start:  # every process starts taking at the same moment
+        time.sleep(0.001)
+    tune_slots.work(shared, objective, lambda study, frozen: None)
+
+
+def run_workers(folder: Path, processes: int, total: int, storage: str | None = None, name: str = "slots") -> list[int]:
+    """``processes`` workers on one study of ``total`` trials; every trial number any of them ran."""
+    shared_study(folder, storage=storage, name=name)  # the study exists before they start
+    start = time.time() + 2
+    context = multiprocessing.get_context("spawn")
+    procs = [context.Process(target=worker, args=(folder, start, total, storage, name)) for _ in range(processes)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(120)
+        assert proc.exitcode == 0
+    return [int(line) for file in folder.glob("ran_*") for line in file.read_text().split()]

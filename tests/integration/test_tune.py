@@ -125,8 +125,8 @@ def test_a_killed_study_continues_to_its_total(tmp_path: Path, monkeypatch, capf
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM and "Interrupted at epoch" in out, out[-3000:]
     assert "tune: stopped with 2 of 4 trials done; the same command continues the study" in out
-    before = load(folder, "mlp").trials  # the study's 4 trials are queued from the start: trial 3 still waits
-    assert [t.state for t in before] == [TrialState.COMPLETE] * 2 + [TrialState.RUNNING, TrialState.WAITING]
+    before = load(folder, "mlp").trials  # trials are queued as they are taken: none waits beyond trial 2
+    assert [t.state for t in before] == [TrialState.COMPLETE] * 2 + [TrialState.RUNNING]
 
     again = in_process(*args, cwd=tmp_path, monkeypatch=monkeypatch, capfd=capfd)
     assert again.returncode == 0, again.stderr[-3000:]
@@ -134,8 +134,8 @@ def test_a_killed_study_continues_to_its_total(tmp_path: Path, monkeypatch, capf
     after = load(folder, "mlp").trials
     assert [t.state for t in after] == [TrialState.COMPLETE] * 2 + [TrialState.FAIL] + [TrialState.COMPLETE] * 2
     assert [t.datetime_complete for t in after[:2]] == [t.datetime_complete for t in before[:2]], "kept, not re-run"
-    assert after[4].params == before[2].params and after[4].system_attrs["failed_trial"] == 2
-    assert after[3].params != before[2].params, "trial 3 is the sampler's, not a copy"
+    assert after[3].params == before[2].params and after[3].system_attrs["failed_trial"] == 2
+    assert after[4].params != before[2].params, "trial 4 is the sampler's, not a copy"
     assert "(4 of 4 trials" not in again.stderr and "(2 of 4 trials done)" in again.stderr
 
 

@@ -10,12 +10,14 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import requests
 from helpers.cli import CONFIGS, in_process
-from helpers.servers import mlflow_server
+from helpers.servers import mlflow_server, mlflow_tracking
+from helpers.service import free_port
 
 MLP = ("--config", str(CONFIGS / "mlp.yaml"))
 TRACKED = ("--config", str(CONFIGS / "mlflow.yaml"))
@@ -136,3 +138,109 @@ def test_the_csv_preset_writes_plain_metrics(tmp_path: Path, monkeypatch, capfd)
     assert not list(run.glob("events.out.tfevents.*")), "plain files instead of TensorBoard's"
     assert f"(metrics: {Path('lightning_logs/version_0/metrics.csv')})" in proc.stdout.replace("./", "")
     assert (run / "confusion_matrix_test.png").exists() and (run / "checkpoints" / "last.ckpt").exists()
+
+
+def test_a_tracking_server_that_does_not_answer_is_one_line_at_start(tmp_path: Path, monkeypatch, capfd) -> None:
+    """Nothing listens on the port: one line before any epoch (it was 4 min 24 s of silence, then a traceback)."""
+    url = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    proc = in_process("fit", *MLP, *TRACKED, cwd=tmp_path, monkeypatch=monkeypatch, capfd=capfd)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert (
+        proc.stderr.strip().splitlines()[-1].startswith(f"error: mlflow: the tracking server {url} does not answer (")
+        and "start it, or correct mlflow.tracking_uri / MLFLOW_TRACKING_URI" in proc.stderr
+    )
+    assert not list(tmp_path.glob("lightning_logs/*/checkpoints/*.ckpt")), "no epoch trained"
+
+
+def test_a_server_lost_mid_run_costs_a_warning_and_track_sends_what_it_missed(tmp_path: Path) -> None:
+    """The server killed after epoch 3 of 40: training goes on (it froze for about 5 minutes, then a traceback),
+    the summary says what was not sent and how to send it; once the server is back, ``track`` sends it."""
+    with mlflow_tracking() as server:
+        env = {**os.environ, "MLFLOW_TRACKING_URI": server.url, "MLFLOW_EXPERIMENT_NAME": "lost"}
+        command = [sys.executable, "-m", "lit_nets", "fit", *MLP, *TRACKED, "--trainer.max_epochs", "40",
+                   "--early_stopping", "null", "--trainer.enable_progress_bar", "false"]  # fmt: skip
+        proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)  # fmt: skip
+
+        def epochs_sent() -> int:
+            try:
+                run = runs_of(server.url, "lost")["lightning_logs/version_0"]
+            except (AssertionError, KeyError, requests.RequestException):
+                return 0
+            history = api(server.url, "GET", "metrics/get-history", run_id=run["info"]["run_id"], metric_key="val/loss")
+            return len(history.get("metrics", []))
+
+        deadline = time.monotonic() + 300
+        while epochs_sent() < 3:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0][-3000:]
+            time.sleep(0.2)
+        server.kill()
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0 and "Traceback" not in out, out[-3000:]
+        assert "MLflow: the tracking server " + server.url + " stopped answering at step" in out
+        summary = next(line for line in out.splitlines() if line.startswith("MLflow:       run "))
+        assert "the server stopped answering at step" in summary and summary.endswith(
+            f"python -m lit_nets track {Path('lightning_logs/version_0')}"
+        ), summary
+        assert "Test (best):  test/acc" in out, "the run completed: tested after fit"
+
+        server.start()
+        run_id = runs_of(server.url, "lost")["lightning_logs/version_0"]["info"]["run_id"]
+        before = len(api(server.url, "GET", "metrics/get-history", run_id=run_id, metric_key="val/loss")["metrics"])
+        assert 3 <= before < 40
+        sent = subprocess.run([sys.executable, "-m", "lit_nets", "track", "lightning_logs/version_0"], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert sent.returncode == 0, sent.stderr[-3000:]
+        assert f"track: {Path('lightning_logs/version_0')} -> run {run_id} of experiment lost" in sent.stdout
+        history = api(server.url, "GET", "metrics/get-history", run_id=run_id, metric_key="val/loss")["metrics"]
+        assert sorted(p["step"] for p in history) == sorted({p["step"] for p in history}) and len(history) == 40
+        files = artifacts(server.url, run_id)
+        assert {"config.yaml", "confusion_matrix_test.png", "checkpoints"} <= set(files), files
+        run = runs_of(server.url, "lost")["lightning_logs/version_0"]
+        assert run["info"]["status"] == "FINISHED" and "test/acc" in values(run, "metrics")
+        again = subprocess.run([sys.executable, "-m", "lit_nets", "track", "lightning_logs/version_0"], cwd=tmp_path,
+                               env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert "0 of " in again.stdout and "0 parameters and 0 files were missing" in again.stdout, again.stdout
+
+
+def test_a_password_in_the_tracking_uri_is_never_logged(server, tmp_path: Path, monkeypatch, capfd) -> None:
+    """The password was masked in the summary but logged as a parameter and in both config.yaml files."""
+    secret = server.replace("http://", "http://alice:topsecret@")
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "secret")
+    proc = in_process("fit", *MLP, *TRACKED, "--mlflow.tracking_uri", secret, "--trainer.max_epochs", "2",
+                      cwd=tmp_path, monkeypatch=monkeypatch, capfd=capfd)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "topsecret" not in proc.stdout + proc.stderr
+    run = runs_of(server, "secret")["lightning_logs/version_0"]
+    assert values(run, "params")["mlflow.tracking_uri"] == server.replace("http://", "http://alice:***@")
+    saved = (tmp_path / "lightning_logs" / "version_0" / "config.yaml").read_text()
+    assert "topsecret" not in saved and "alice:***@" in saved
+    artifact = requests.get(f"{server}/get-artifact", params={"path": "config.yaml", "run_uuid": run["info"]["run_id"]})
+    assert artifact.ok and "alice:***@" in artifact.text and "topsecret" not in artifact.text
+
+    again = in_process("fit", "--config", str(tmp_path / "lightning_logs" / "version_0" / "config.yaml"),
+                       "--trainer.logger.init_args.version", "again", cwd=tmp_path, monkeypatch=monkeypatch,
+                       capfd=capfd)  # fmt: skip
+    assert again.returncode == 2 and "the password was not saved with the run's config; give it in " \
+        "MLFLOW_TRACKING_PASSWORD" in again.stderr, again.stderr[-2000:]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("--mlflow.experiment", "x" * 600), "mlflow.experiment: MLflow refuses it ('name' exceeds the maximum length"),
+        (
+            ("--mlflow.tags", '{"bad key!": "x"}'),
+            "mlflow.tags 'bad key!': MLflow refuses it (Invalid value \"bad key!\"",
+        ),
+    ],
+)
+def test_settings_mlflow_refuses_are_one_line(server, tmp_path: Path, monkeypatch, capfd, args, said) -> None:
+    """A 600-character experiment name and a tag key MLflow refuses: one line each, before anything is trained (its
+    server took the tag at the run's creation and refused it later)."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+    proc = in_process("fit", *MLP, *TRACKED, *args, cwd=tmp_path, monkeypatch=monkeypatch, capfd=capfd)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {said}"), proc.stderr[-2000:]
+    assert not list(tmp_path.glob("lightning_logs/*/checkpoints/*.ckpt"))

@@ -5,13 +5,15 @@ per trial whose worker died)."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import subprocess
 from pathlib import Path
 
 import optuna
 import pytest
-from helpers.servers import PASSWORD, postgres
-from helpers.tuning import DONE, finish, has_study, start, trials, wait_for
+from helpers.servers import PASSWORD, postgres, postgres_server
+from helpers.tuning import DONE, finish, has_study, run_workers, shared_study, start, trials, wait_for
 from optuna.trial import TrialState
 
 
@@ -21,9 +23,23 @@ def database() -> str:
         yield url
 
 
+def worker_command_lines(parent: int) -> list[str]:
+    """The command lines of a process's children (``ps`` shows them to every user of the machine)."""
+    lines = []
+    for children in Path(f"/proc/{parent}/task").glob("*/children"):
+        for pid in children.read_text().split():
+            with contextlib.suppress(OSError):  # ended meanwhile
+                lines.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+    return lines
+
+
 def test_two_workers_finish_a_postgres_study_of_exactly_n_trials(database, tmp_path: Path) -> None:
     proc = start(tmp_path, "--storage", database, "--name", "two", "--trials", "4", "--workers", "2",
                  "--trainer.max_epochs", "4")  # fmt: skip
+    seen: list[str] = []
+    workers = lambda: [line for line in worker_command_lines(proc.pid) if "--worker " in line]  # noqa: E731
+    wait_for(lambda: seen.extend(workers()) or len(seen) >= 2, "the workers", proc=proc)
+    assert all(PASSWORD not in line and "--storage" not in line for line in seen), seen
     out = finish(proc)
     assert proc.returncode == 0, out[-3000:]
     study = trials(database, "two")
@@ -48,12 +64,12 @@ def test_two_workers_finish_a_postgres_study_of_exactly_n_trials(database, tmp_p
 def test_a_second_machine_joins_the_study_with_its_own_folder(database, tmp_path: Path) -> None:
     """Two commands in two folders (two machines without a shared disk), one study: 6 trials in all, each trial's
     run in the folder of the machine that ran it, no number twice."""
-    first = start(tmp_path / "a", "--storage", database, "--name", "joined", "--trials", "6",
-                  "--trainer.max_epochs", "25")  # fmt: skip
-    wait_for(lambda: has_study(database, "joined") and len(trials(database, "joined")) == 6,
-             "the first command to queue its trials", proc=first)  # fmt: skip
-    second = start(tmp_path / "b", "--storage", database, "--name", "joined", "--trials", "6",
-                   "--trainer.max_epochs", "25")  # fmt: skip
+    args = ("--storage", database, "--name", "joined", "--trials", "6", "--pruner", "none", "--early_stopping",
+            "null", "--trainer.max_epochs", "40")  # fmt: skip
+    first = start(tmp_path / "a", *args)
+    training = tmp_path / "a" / "lightning_logs" / "tune" / "joined" / "trial_0" / "checkpoints" / "last.ckpt"
+    wait_for(training.exists, "the first command to train", proc=first)
+    second = start(tmp_path / "b", *args)
     outs = finish(first), finish(second)
     assert first.returncode == 0 and second.returncode == 0, outs[0][-2000:] + outs[1][-2000:]
     study = trials(database, "joined")
@@ -116,10 +132,65 @@ def test_a_study_whose_only_worker_was_killed_is_completed_by_the_next_run(datab
     proc.kill()
     finish(proc)
     before = trials(database, "rerun")
-    assert [t.state for t in before] == [TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING]
+    assert [t.state for t in before] == [TrialState.COMPLETE, TrialState.RUNNING], "trials are queued when taken"
     again = start(tmp_path, *args)
     out = finish(again)
     assert again.returncode == 0, out[-3000:]
     after = trials(database, "rerun")
     assert sum(t.state in DONE for t in after) == 3 and after[1].state == TrialState.FAIL and len(after) == 4
-    assert after[3].params == before[1].params and after[3].system_attrs["failed_trial"] == 1
+    assert after[2].params == before[1].params and after[2].system_attrs["failed_trial"] == 1
+
+
+def test_four_processes_share_a_postgres_study_each_trial_once(database, tmp_path: Path) -> None:
+    """tune's worker loop in four processes on one PostgreSQL study (no training): every trial taken once, exactly 30
+    recorded, each queued when a worker was free to take it (under PostgreSQL's advisory lock)."""
+    ran = run_workers(tmp_path, 4, 30, storage=database, name="four")
+    assert sorted(ran) == list(range(30))
+    study = shared_study(tmp_path, storage=database, name="four").study
+    assert len(study.trials) == 30 and all(t.state == TrialState.COMPLETE for t in study.trials)
+
+
+def test_a_second_command_with_other_settings_is_refused_before_any_trial_finished(database, tmp_path: Path):
+    """The settings are recorded when the study is created: a second command with other settings is refused while
+    the first command's trial 0 still trains (it was accepted then, and the study mixed 400-epoch trials with
+    1-epoch ones)."""
+    first = start(tmp_path / "a", "--storage", database, "--name", "early", "--trials", "2", "--pruner", "none",
+                  "--early_stopping", "null", "--trainer.max_epochs", "400")  # fmt: skip
+    folder = tmp_path / "a" / "lightning_logs" / "tune" / "early"
+    wait_for((folder / "trial_0" / "checkpoints" / "last.ckpt").exists, "trial 0 to train an epoch", proc=first)
+    second = start(tmp_path / "b", "--storage", database, "--name", "early", "--trials", "2", "--early_stopping",
+                   "null", "--trainer.max_epochs", "1", "--data.val_fraction", "0.3")  # fmt: skip
+    out = finish(second)
+    assert second.returncode == 2 and "holds a study with other settings (data.init_args.val_fraction 0.3" in out
+    assert "trainer.max_epochs 1, the study's 400" in out, out[-2000:]
+    assert not list((tmp_path / "b" / "lightning_logs" / "tune" / "early").glob("trial_*"))
+    assert [t.state for t in trials(database, "early")] == [TrialState.RUNNING], "nothing of the second's"
+    first.send_signal(signal.SIGTERM)
+    finish(first)
+
+
+def test_a_database_stopped_mid_study_is_one_line_and_the_same_command_goes_on(tmp_path: Path) -> None:
+    """PostgreSQL stopped (``pg_ctl stop -m immediate``) while a trial trains: the command ends with one line that
+    says what happened and what to do (it was 7 chained tracebacks); once the server is back, the same command
+    runs the interrupted trial again and completes the study."""
+    with postgres_server() as server:
+        args = ("--storage", server.url, "--name", "lost", "--trials", "2", "--pruner", "none", "--heartbeat", "1",
+                "--early_stopping", "null", "--trainer.max_epochs", "60")  # fmt: skip
+        proc = start(tmp_path, *args)
+        training = tmp_path / "lightning_logs" / "tune" / "lost" / "trial_0" / "checkpoints" / "last.ckpt"
+        wait_for(training.exists, "trial 0 to train an epoch", proc=proc)
+        server.stop("immediate")
+        out = finish(proc, timeout=120)
+        assert proc.returncode == 2 and "Traceback" not in out, out[-3000:]
+        last = out.strip().splitlines()[-1]
+        assert last.startswith("error: tune: the study's database postgresql://lit:***@127.0.0.1:"), last
+        assert "stopped answering (" in last and "trial 0 stays running there and goes on when you run the same " \
+            "command again, once the database answers" in last, last  # fmt: skip
+        assert PASSWORD not in out
+        server.start()
+        again = start(tmp_path, *args)
+        out = finish(again)
+        assert again.returncode == 0, out[-3000:]
+        study = trials(server.url, "lost")
+        assert sum(t.state in DONE for t in study) == 2 and study[0].state == TrialState.FAIL, [t.state for t in study]
+        assert study[1].system_attrs["failed_trial"] == 0

@@ -8,6 +8,12 @@ is ``mlflow.tracking_uri``, else ``MLFLOW_TRACKING_URI`` (MLflow's convention), 
 (a SQLite file and the artifacts: ``mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db``). ``cv`` and
 ``tune`` group their runs under a parent run (:func:`parent_run`), tagged with the fold or the study and trial.
 
+A tracker never stops or freezes training: an ``http(s)`` server is asked once at start, with a 5 s timeout (one
+line when it does not answer), MLflow's own retries are cut to seconds (``MLFLOW_HTTP_REQUEST_*``, a user's values
+win), and a server lost mid-run costs one warning: the run goes on, nothing more is sent, and the summary says what
+was not sent and the command that sends it later (``python -m lit_nets track RUN``, :mod:`lit_nets.train.track`).
+A password in the tracking URI is never logged: the parameters and ``config.yaml`` hold ``user:***@host``.
+
 Written by hand: what to send and when (Lightning's ``log_model`` sends every top-k and last checkpoint, not the
 run's figures or config).
 """
@@ -23,25 +29,93 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_only
 
 LOCAL = "sqlite:///mlruns/mlflow.db"  # MLflow 3 refuses its old file store: a SQLite file in ./mlruns
 SENT = (".png", ".csv", ".yaml")  # the run folder's files sent as artifacts (figures, per-class tables, config)
 RUN_FILE = ".mlflow_run"  # in the run folder: the MLflow run a resumed run continues
+log = logging.getLogger(__name__)
+
+
+# MLflow retries a request 7 times with a backoff factor of 2 and waits 120 s for an answer: minutes of a frozen
+# run per call when the server is gone. A few seconds here (the user's environment wins).
+SHORT_RETRIES = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
+PROBE_TIMEOUT = 5.0  # seconds the tracking server has to answer at start
 
 
 def tracking_uri(given: str | None = None) -> str:
-    """The tracking server: the option, ``MLFLOW_TRACKING_URI``, or the local ``mlruns/`` folder."""
+    """The tracking server: the option, ``MLFLOW_TRACKING_URI``, or the local ``mlruns/`` folder. A URI whose
+    password was hidden when a run's config was saved (``user:***@host``) takes it from ``MLFLOW_TRACKING_PASSWORD``
+    (MLflow's own variable)."""
+    from lit_nets.core.errors import UserError
+
     uri = given or os.environ.get("MLFLOW_TRACKING_URI") or LOCAL
     if uri == LOCAL:
         Path("mlruns").mkdir(exist_ok=True)
+    if ":***@" in uri:
+        if not os.environ.get("MLFLOW_TRACKING_PASSWORD"):
+            raise UserError(
+                f"mlflow.tracking_uri {uri}: the password was not saved with the run's config; give it in "
+                "MLFLOW_TRACKING_PASSWORD (or the whole URI in MLFLOW_TRACKING_URI and leave mlflow.tracking_uri out)"
+            )
+        uri = uri.replace(":***@", "@")  # MLflow sends MLFLOW_TRACKING_USERNAME / _PASSWORD itself
     return uri
 
 
 def quiet_mlflow() -> None:
-    """MLflow's own INFO lines (its database migrations, each new experiment) are noise in a run's output."""
+    """MLflow's own INFO lines (its database migrations, each new experiment) are noise in a run's output; its
+    retries are cut to seconds (:data:`SHORT_RETRIES`)."""
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    for name, value in SHORT_RETRIES.items():
+        os.environ.setdefault(name, value)
+    # MLflow prints "View run ... at: URL" at every run's end, a URI's password included; the summary says where
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
+
+def probe(uri: str) -> None:
+    """One line within seconds when an ``http(s)`` tracking server does not answer (any HTTP answer will do: an
+    error page means a server is there)."""
+    from lit_nets.core.errors import UserError, shown_url
+
+    if not uri.startswith(("http://", "https://")):
+        return
+    import requests
+
+    try:
+        requests.get(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1", timeout=PROBE_TIMEOUT)
+    except requests.RequestException as e:
+        why = "no answer within 5 s" if isinstance(e, requests.Timeout) else first_line(e)
+        raise UserError(
+            f"mlflow: the tracking server {shown_url(uri)} does not answer ({why}); start it, or correct "
+            "mlflow.tracking_uri / MLFLOW_TRACKING_URI, or leave configs/mlflow.yaml out"
+        ) from None
+
+
+def first_line(error: BaseException) -> str:
+    """An error's first line, without a URL's password and at most 200 characters."""
+    import re
+
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return re.sub(r"(//[^:/@\s]*):[^@/\s]*@", r"\1:***@", text)[:200]
+
+
+def check_names(experiment: str, tags: dict[str, Any]) -> None:
+    """One line when MLflow would refuse the experiment's name or a tag key (its server takes such a run, then
+    refuses the tags when they are set again)."""
+    from lit_nets.core import private_api
+    from lit_nets.core.errors import UserError
+
+    problems = [("mlflow.experiment", private_api.mlflow_name_error("experiment", experiment))]
+    problems += [(f"mlflow.tags {key!r}", private_api.mlflow_name_error("tag", str(key))) for key in tags]
+    for where, why in problems:
+        if why is not None:
+            raise UserError(f"{where}: MLflow refuses it ({first_line(Exception(why))})")
 
 
 def client(uri: str) -> Any:
@@ -67,11 +141,13 @@ def parent_run(options: dict[str, Any], run_name: str, tags: dict[str, str], reu
     exists (a continued study), else a new one; its id, which the grouped runs get as ``mlflow.parent_run``."""
     uri = tracking_uri(options.get("tracking_uri"))
     mlflow = client(uri)
+    probe(uri)
     if reuse:
         try:
             return mlflow.get_run(reuse).info.run_id
         except Exception:
             pass
+    check_names(experiment_name(options), tags)
     experiment = experiment_id(mlflow, experiment_name(options))
     return mlflow.create_run(experiment, run_name=run_name, tags={**tags, **host_tags()}).info.run_id
 
@@ -118,10 +194,21 @@ class Group:
             return
         uri = tracking_uri(self.options.get("tracking_uri"))
         mlflow = client(uri)
-        for name, value in metrics.items():
-            mlflow.log_metric(self.run_id, name, float(value))
-        send_files(uri, self.run_id, files)
-        mlflow.set_terminated(self.run_id, "FINISHED")
+        try:
+            for name, value in metrics.items():
+                mlflow.log_metric(self.run_id, name, float(value))
+            send_files(uri, self.run_id, files)
+            mlflow.set_terminated(self.run_id, "FINISHED")
+        except Exception as e:  # the results are in the folder: a lost server is a warning
+            from lit_nets.core.errors import shown_url
+
+            log.warning(
+                "MLflow: the tracking server %s did not take the results of %s (%s): they are in %s",
+                shown_url(uri),
+                self.run_id,
+                first_line(e),
+                ", ".join(str(f) for f in files[:2]),
+            )
 
 
 class MLflowTracking(Callback):
@@ -165,15 +252,19 @@ class MLflowTracking(Callback):
         if self.logger not in trainer.loggers:
             trainer.loggers = [*trainer.loggers, self.logger]  # after TensorBoard: trainer.log_dir stays its folder
         if trainer.is_global_zero:
+            run_id = self.logger.run_id  # the experiment and the run are made here
             if self.folder is not None:  # a resumed run (--ckpt_path last) continues this MLflow run
                 self.folder.mkdir(parents=True, exist_ok=True)
-                (self.folder / RUN_FILE).write_text(self.logger.run_id + "\n")
+                (self.folder / RUN_FILE).write_text(run_id + "\n")
+            self.logger.folder = self.folder
             if self.params:
-                self.logger.log_config(self.params)
+                self.logger.guarded(self.logger.log_config, self.params)
 
     def _make_logger(self) -> Any:
         uri = self.resolved_uri = tracking_uri(self.uri)
         client(uri)  # MLflow installed (else one line), quiet
+        check_names(experiment_name({"experiment": self.experiment}), self.tags)
+        probe(uri)
         tags = {**host_tags(), **self.tags}
         if self.folder is not None:
             tags["lit_nets.run_folder"] = str(self.folder.resolve())
@@ -200,29 +291,39 @@ class MLflowTracking(Callback):
             return None
 
     def describe(self) -> str:
-        """Where the run is tracked, for the run's summary."""
+        """Where the run is tracked, for the run's summary (and what a lost server did not get)."""
         from lit_nets.core.errors import shown_url
 
         view = ""
         if self.resolved_uri.startswith("sqlite:"):
-            view = f"; view: mlflow ui --backend-store-uri {self.resolved_uri}"
-        return (
+            view = f"; view: mlflow ui --backend-store-uri {self.resolved_uri} --workers 1"
+        where = (
             f"run {self.logger.run_id} of experiment {experiment_name({'experiment': self.experiment})} in "
-            f"{shown_url(self.resolved_uri)}{view}"
+            f"{shown_url(self.resolved_uri)}"
+        )
+        lost = self.logger.lost
+        if lost is None:
+            return where + view
+        return (
+            f"{where}; the server stopped answering at step {lost[0]} ({lost[1]}): the metrics from there on, the "
+            f"figures, config.yaml and the checkpoint were not sent; send them once it answers: python -m lit_nets "
+            f"track {self.folder}"
         )
 
     @rank_zero_only
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        if not self.enabled or self.logger is None or self.folder is None:
+        if not self.enabled or self.logger is None or self.folder is None or self.logger.lost is not None:
             return
         uri, run_id = self.resolved_uri, self.logger.run_id
         new = [p for p in sorted(self.folder.iterdir()) if p.suffix in SENT and p not in self.sent]
-        send_files(uri, run_id, new)
+        if not self.logger.guarded(send_files, uri, run_id, new):
+            return
         self.sent.update(new)
         best = getattr(trainer.checkpoint_callback, "best_model_path", "")
-        if stage == "fit" and self.log_checkpoint and best and Path(best) not in self.sent:
-            send_files(uri, run_id, [Path(best)], "checkpoints")
-            self.logger.experiment.set_tag(run_id, "lit_nets.best_checkpoint", f"checkpoints/{Path(best).name}")
+        wanted = stage == "fit" and self.log_checkpoint and best and Path(best) not in self.sent
+        if wanted and self.logger.guarded(send_files, uri, run_id, [Path(best)], "checkpoints"):
+            tag = ("lit_nets.best_checkpoint", f"checkpoints/{Path(best).name}")
+            self.logger.guarded(self.logger.experiment.set_tag, run_id, *tag)
             self.sent.add(Path(best))
 
 
@@ -231,19 +332,60 @@ def _logger_class() -> type:
     from lightning.pytorch.loggers import MLFlowLogger
 
     class TrackingLogger(MLFlowLogger):
-        """Lightning's MLflow logger with the run's resolved config as its parameters. Lightning's own call (the
-        model's and data module's hparams, a wide table's schema among them: thousands of entries) is left out:
-        the config holds every value the run was given."""
+        """Lightning's MLflow logger with the run's resolved config as its parameters, that never stops a run: the
+        first call the server does not answer is a warning, and the logger sends nothing more (:attr:`lost`: the
+        step and the reason). Lightning's own hyper-parameter call (the model's and data module's hparams, a wide
+        table's schema among them: thousands of entries) is left out: the config holds every value the run was
+        given."""
+
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.lost: tuple[int | str, str] | None = None
+            self.folder: Path | None = None
+            self.step: int | str = "start"
+
+        def guarded(self, call: Any, *args: Any) -> bool:
+            """``call(*args)`` unless the server was lost; whether it went through. A failure marks it lost."""
+            if self.lost is not None:
+                return False
+            try:
+                call(*args)
+            except Exception as e:
+                from lit_nets.core.errors import shown_url
+
+                self.lost = (self.step, first_line(e))
+                log.warning(
+                    "MLflow: the tracking server %s stopped answering at step %s (%s); training goes on without it "
+                    "(TensorBoard keeps every metric), and the summary says how to send what it missed",
+                    shown_url(self._tracking_uri),
+                    self.step,
+                    self.lost[1],
+                )
+                return False
+            return True
 
         def log_hyperparams(self, params: Any) -> None:
             return
+
+        @rank_zero_only
+        def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+            self.step = step if step is not None else self.step
+            self.guarded(super().log_metrics, metrics, step)
+
+        @rank_zero_only
+        def finalize(self, status: str = "success") -> None:
+            self.guarded(super().finalize, status)
 
         @rank_zero_only
         def log_config(self, params: dict[str, Any]) -> None:
             """The config's values (up to 250 characters: the whole config is the config.yaml artifact). MLflow
             refuses to change a parameter: a resumed run that changed one (a longer ``max_epochs``) keeps the
             first value and names the changed ones in the tag ``lit_nets.changed_on_resume``."""
-            short = {k: str(v) for k, v in params.items() if len(str(v)) <= 250}  # Lightning cuts longer at 250
+            from lit_nets.core.private_api import mlflow_name_error
+
+            short = {  # Lightning cuts values at 250 characters; names MLflow refuses are left out
+                k: str(v) for k, v in params.items() if len(str(v)) <= 250 and mlflow_name_error("param", k) is None
+            }
             logged = self.experiment.get_run(self.run_id).data.params
             super().log_hyperparams({k: v for k, v in short.items() if k not in logged})
             changed = sorted(k for k, v in short.items() if k in logged and logged[k] != v)
@@ -256,3 +398,24 @@ def _logger_class() -> type:
 def TrackingLogger(**kwargs: Any) -> Any:  # a class made on first use: MLflow is imported only then
     """A new ``TrackingLogger`` (the class :func:`_logger_class` makes) of MLFlowLogger's ``kwargs``."""
     return _logger_class()(**kwargs)
+
+
+def without_secrets(config: Any) -> Any:
+    """A copy of a run's config (a jsonargparse Namespace) with the tracking URI's password hidden: what
+    ``config.yaml`` and MLflow's parameters hold (:func:`tracking_uri` takes it back from
+    ``MLFLOW_TRACKING_PASSWORD``)."""
+    from lit_nets.core.errors import shown_url
+
+    mlflow = config.get("mlflow") if hasattr(config, "get") else None
+    if mlflow is None or not mlflow.get("tracking_uri"):
+        return config
+    config = config.clone()
+    config.mlflow.tracking_uri = shown_url(str(config.mlflow.tracking_uri))
+    return config
+
+
+class SecretlessConfig(SaveConfigCallback):
+    """Lightning's ``config.yaml`` of the run, with the tracking URI's password hidden (:func:`without_secrets`)."""
+
+    def __init__(self, parser: Any, config: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(parser, without_secrets(config), *args, **kwargs)
