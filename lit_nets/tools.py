@@ -73,9 +73,11 @@ def parser_for(name: str, prog: str) -> Any:
             extra["default"] = default
         if choices:
             extra["choices"] = choices
-        elif item is not Path:  # jsonargparse's help would say "type: <class 'Path'>": paths stay text until run_tool
-            extra["type"] = item
-        parser.add_argument(flag, nargs="+", help=helps.get(arg), metavar=arg.upper().rstrip("S"), **extra)
+        else:
+            extra["metavar"] = arg.upper().rstrip("S")  # RUN [RUN ...], IMAGE [IMAGE ...]
+            if item is not Path:  # jsonargparse's help would say "type: <class 'Path'>": paths are text until run_tool
+                extra["type"] = item
+        parser.add_argument(flag, nargs="+", help=helps.get(arg), **extra)
     parser.add_function_arguments(function, skip=set(many), fail_untyped=True, as_group=False)
     return parser
 
@@ -113,6 +115,9 @@ def one_line(message: str, options: list[str], command: str) -> str:
         return f"--{m.group(1)}: {detail or first}"
     if m := re.search(r"the following arguments are required: (.+)", message):
         needed = [name.strip() for name in m.group(1).split(",")]
-        shown = ", ".join(name if name in POSITIONAL or name.startswith("-") else f"--{name}" for name in needed)
+        shown = ", ".join(
+            name.upper().rstrip("S") if name in POSITIONAL else name if name.startswith("-") else f"--{name}"
+            for name in needed
+        )
         return f"{command} needs {shown} {listed}"
     return f"{first} {listed}"

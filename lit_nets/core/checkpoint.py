@@ -63,7 +63,17 @@ def classifier_class(hparams: dict[str, Any], path: str | Path) -> type:
         if not fits:
             raise UserError(f"{path} records no model class, and its arguments fit no lit_nets model")
         return min(fits)[2]
-    return lit_nets_class(str(hparams["_class_path"]), path)
+    class_path = str(hparams["_class_path"])
+    found = lit_nets_class(class_path, path)
+    from lit_nets.core.models.classifier import Classifier
+
+    if not (isinstance(found, type) and issubclass(found, Classifier)):
+        what = type(found).__name__ if not isinstance(found, type) else "class"
+        raise UserError(
+            f"{path}: its _class_path {class_path} names a {what} that is not a lit_nets model (a subclass of "
+            "lit_nets.models.Classifier): the file was edited or not saved by lit_nets"
+        )
+    return found
 
 
 def classifiers() -> tuple[type, ...]:
@@ -87,17 +97,24 @@ def lit_nets_class(class_path: str, path: str | Path) -> type:
     if not module_name.startswith("lit_nets."):
         raise UserError(f"{path} holds a {module_name}.{class_name}, not a lit_nets model")
     try:
-        return getattr(importlib.import_module(OLD_MODULES.get(module_name, module_name)), class_name)
+        found = getattr(importlib.import_module(OLD_MODULES.get(module_name, module_name)), class_name)
     except (ImportError, AttributeError):
         raise UserError(
             f"{path} holds a {module_name}.{class_name}, which this version of lit_nets "
             f"({__version__}) does not have; load it with the version that saved it"
         ) from None
+    return found
 
 
 def model_hparams(checkpoint: dict[str, Any], path: str | Path) -> tuple[type, dict[str, Any]]:
     """The model class of a loaded checkpoint and the arguments to build it with, checked against the class."""
-    hparams = dict(checkpoint.get("hyper_parameters") or {})
+    saved = checkpoint.get("hyper_parameters")
+    if saved is not None and not isinstance(saved, dict):
+        raise UserError(
+            f"{path}: its hyper_parameters are a {type(saved).__name__}, not the model's arguments by name: the file "
+            "was edited or not saved by lit_nets"
+        )
+    hparams = dict(saved or {})
     if not hparams:
         raise UserError(f"{path} records no model arguments (hyper_parameters): it was not saved by lit_nets")
     cls = classifier_class(hparams, path)
@@ -124,7 +141,31 @@ def model_hparams(checkpoint: dict[str, Any], path: str | Path) -> tuple[type, d
             f"{saved_by}, this is {__version__}); without them the model would be rebuilt wrongly. Retrain, or save "
             "it again with them"
         )
+    check_data_values(args, path)
     return cls, args
+
+
+def check_data_values(args: dict[str, Any], path: str | Path) -> None:
+    """The data's values a model is rebuilt with have the types they must have (an edited file's ``class_names: 5``
+    would name the classes 0, 1, 2, ... or fail deep in a command)."""
+
+    def bad(name: str, should: str) -> UserError:
+        return UserError(
+            f"{path}: the model argument {name} is {args[name]!r}, not {should}: the file was edited or not saved by "
+            "lit_nets"
+        )
+
+    count = args.get("num_classes")
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise bad("num_classes", "a whole number of classes")
+    shape = args.get("input_shape")
+    if not isinstance(shape, (list, tuple)) or not all(isinstance(d, int) and d > 0 for d in shape):
+        raise bad("input_shape", "a list of sizes")
+    names = args.get("class_names")
+    if names is not None and (not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names)):
+        raise bad("class_names", "a list of names")
+    if names is not None and len(names) != count:
+        raise bad("class_names", f"a list of num_classes ({count}) names")
 
 
 def check_weights(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], path: str | Path) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from lit_nets.core.errors import UserError
+from lit_nets.core.errors import UserError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +42,13 @@ def load(path: str | Path, what: str = "checkpoint", trusted: bool = False) -> d
 
 def _load(path: str | Path, what: str, trusted: bool) -> dict:
     file = Path(path)
+    if file.stat().st_size == 0:
+        raise UserError(f"{what} {path}: an empty file (0 bytes), not a checkpoint")
     complete_zip = zipfile.is_zipfile(file)
     try:  # mmap: the tensors are mapped, not read, so checking a large checkpoint is cheap
         with warnings.catch_warnings():  # torch warns about pickle protocols before it refuses them
             warnings.simplefilter("ignore", UserWarning)
-            return torch.load(file, map_location="cpu", weights_only=not trusted, mmap=complete_zip)
+            state = torch.load(file, map_location="cpu", weights_only=not trusted, mmap=complete_zip)
     except pickle.UnpicklingError as e:
         reason = _refused_global(str(e))
         raise UserError(
@@ -58,9 +60,14 @@ def _load(path: str | Path, what: str, trusted: bool) -> dict:
         if not complete_zip:
             raise UserError(
                 f"{what} {path}: not a complete checkpoint (truncated, torn while being written, or not a "
-                f"PyTorch file: {str(e).splitlines()[0][:160]})"
+                f"PyTorch file: {first_line(e, 160)})"
             ) from None
-        raise UserError(f"{what} {path}: cannot read the checkpoint: {str(e).splitlines()[0][:200]}") from None
+        raise UserError(f"{what} {path}: cannot read the checkpoint: {first_line(e)}") from None
+    if not isinstance(state, dict):
+        raise UserError(
+            f"{what} {path}: holds a {type(state).__name__}, not a checkpoint (a dict of weights and values)"
+        )
+    return state
 
 
 def _refused_global(message: str) -> str:

@@ -40,6 +40,12 @@ def find_user_error(error: BaseException | None) -> UserError | None:
     return None
 
 
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """An error's message as one line of at most ``limit`` characters (its type's name when it says nothing)."""
+    lines = str(error).strip().splitlines()
+    return (lines[0] if lines else type(error).__name__)[:limit]
+
+
 def shown_url(url: str) -> str:
     """A URL as printed and saved (a storage's, a tracking server's): the password hidden (``user:***@host``)."""
     from urllib.parse import urlsplit, urlunsplit

@@ -51,12 +51,13 @@ from lit_nets.train.callbacks import (
     LearningRateLogger,
     MLflowTracking,
     PredictionWriter,
-    ProgressBar,
     QuietProfiler,
     SaveOnInterrupt,
+    ThreadsFollowLoad,
     TrainingLock,
     last_checkpoint,
     main_checkpoint,
+    progress_bar,
 )
 from lit_nets.train.callbacks import tracking as tracked
 from lit_nets.train.reports import run_summary, say_if_finished, stopped_early
@@ -258,7 +259,7 @@ class LitNetsCLI(LightningCLI):
         if config.get("enable_progress_bar", True) is not False and not any(
             isinstance(c, AnyProgressBar) for c in [*given, *callbacks]
         ):
-            callbacks = [*callbacks, ProgressBar()]  # the bar that redraws by time, not every batch
+            callbacks = [*callbacks, progress_bar()]  # bars by time on a terminal, a line per epoch elsewhere
         # last.ckpt at every epoch's end: Lightning 2.6's save_last writes it only with a new best (LastCheckpoint),
         # added after the main checkpoint so that it records the best as updated at that epoch
         main = next((c for c in callbacks if type(c) is ModelCheckpoint), None)
@@ -280,6 +281,10 @@ class LitNetsCLI(LightningCLI):
         self.threads, why = threads.choose(config.get("threads"), processes)
         threads.apply(self.threads)
         config.threads = self.threads
+        automatic = why.startswith("the CPU share")
+        if automatic and processes == 1 and self.subcommand == "fit":
+            trainer.callbacks.append(ThreadsFollowLoad(threads.LoadWatch(self.threads)))
+            why += "; looked at again each epoch"
         rank_zero_info(f"Threads:      {self.threads} per process ({why})")
 
     def before_instantiate_classes(self) -> None:

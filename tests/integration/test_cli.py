@@ -244,7 +244,7 @@ def test_help_reads_the_docstrings_from_the_module_and_the_console_script(tmp_pa
     typo = in_process("fti", cwd=tmp_path, monkeypatch=monkeypatch, capfd=capfd)
     assert typo.returncode == 2 and typo.stderr.strip() == (
         "error: unknown subcommand 'fti'; did you mean fit? The subcommands: fit, validate, test, predict, cv, tune, "
-        "torchrun, plot, explain, export, serve (python -m lit_nets --help says what each does)"
+        "torchrun, plot, explain, export, serve, track (python -m lit_nets --help says what each does)"
     )
     model_help = in_process("fit", "--model.help", "CNNClassifier", cwd=tmp_path, monkeypatch=monkeypatch, capfd=capfd)
     model = " ".join(model_help.stdout.split())  # unwrapped

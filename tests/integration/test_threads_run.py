@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -39,4 +40,9 @@ def test_a_fit_says_its_threads_and_records_them(tmp_path: Path, monkeypatch, ca
         capfd=capfd,
         check=True,
     )
-    assert "per process (the CPU share: affinity " in proc.stderr  # no number given: the share, with how it was found
+    # no number given: the share, with how it was found, looked at again as the run goes
+    assert re.search(
+        r"Threads:      \d per process \(the CPU share: \d cores? this process may use, other processes "
+        r"keep [\d.]+ of the host's \d+ busy \(load average\); looked at again each epoch\)",
+        proc.stderr,
+    )

@@ -15,8 +15,9 @@ from helpers.cli import in_process
     [
         ("serve", ["--stop_timeout STOP_TIMEOUT", "on SIGTERM/Ctrl-C, seconds to finish the requests in", "--config"]),
         ("export", ["--format {state_dict,torchscript,pt2,onnx,all}", "the formats to write (all: every one)"]),
-        ("explain", ["--images IMAGES [IMAGES ...]", "image files (PNG, JPEG)", "last conv block's"]),
-        ("plot", ["runs [runs ...]", "run folders, e.g. lightning_logs/version_3", "--print_config"]),
+        ("explain", ["--images IMAGE [IMAGE ...]", "image files (PNG, JPEG)", "last conv block's"]),
+        ("plot", ["RUN [RUN ...]", "run folders, e.g. lightning_logs/version_3. (required)", "--print_config"]),
+        ("track", ["RUN [RUN ...]", "--tracking_uri TRACKING_URI", "what the tracking server missed"]),
     ],
 )
 def test_each_tool_helps_from_its_docstring(tool: str, lines: list[str], tmp_path: Path, monkeypatch, capfd) -> None:
@@ -26,6 +27,9 @@ def test_each_tool_helps_from_its_docstring(tool: str, lines: list[str], tmp_pat
     text = " ".join(proc.stdout.split())  # argparse wraps the help to the terminal's width
     for line in lines:
         assert line in text, (line, proc.stdout)
+    assert "<class" not in text, "no Python type names in the help"
+    headings = [line for line in proc.stdout.splitlines() if line.endswith(":") and not line.startswith(" ")]
+    assert headings in (["options:"], ["positional arguments:", "options:"]), "one heading for the options"
 
 
 def test_a_config_file_sets_a_tools_options_and_the_command_line_wins(
@@ -55,7 +59,7 @@ def test_a_config_file_sets_a_tools_options_and_the_command_line_wins(
         (["serve", "--ckpt_path", "x", "--port", "eighty"], "--port: expected an int, got eighty"),
         (["explain", "--images", "a.png"], "python -m lit_nets explain needs --ckpt_path"),
         (["export", "--ckpt_path", "x", "--format", "onx"], "invalid choice: 'onx'"),
-        (["plot"], "python -m lit_nets plot needs runs"),
+        (["plot"], "python -m lit_nets plot needs RUN"),
     ],
 )
 def test_a_mistake_in_a_tools_arguments_is_one_line(

@@ -142,14 +142,3 @@ def test_an_overlay_does_not_name_cv_or_tune_runs(tmp_path) -> None:
     assert config_name([f"--config={overlay}", "--trainer.max_epochs", "3"]) == "mlflow", "only overlays: the last"
     assert config_name(["--config", wine, "--config", str(tmp_path / "broken.yaml")]) == "wine"
     assert config_name(["--trainer.max_epochs", "3"]) == "run"
-
-
-def test_the_torchrun_launcher_splits_its_options_from_the_lit_nets_command() -> None:
-    from lit_nets.core.errors import UserError
-    from lit_nets.train.launch import split
-
-    options = ["--nnodes", "2", "--node_rank", "0", "--master_addr", "fit-host", "--master_port", "29500"]
-    command = ["fit", "--config", "configs/cnn.yaml", "--trainer.num_nodes", "2"]
-    assert split(options + command) == (options, command), "a host named fit-host is an option's value"
-    with pytest.raises(UserError, match="give torchrun's options, then the lit_nets command"):
-        split(["--nnodes", "2"])

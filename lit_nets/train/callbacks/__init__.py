@@ -3,11 +3,14 @@ figures), ``monitoring`` (progress, learning rate, throughput, profiler), ``savi
 ``tracking`` (MLflow)."""
 
 from lit_nets.train.callbacks.monitoring import (
+    EpochLines,
     LearningRateFinder,
     LearningRateLogger,
     ProgressBar,
     QuietProfiler,
+    ThreadsFollowLoad,
     Throughput,
+    progress_bar,
     say,
     steepest_descent,
 )
@@ -23,6 +26,7 @@ from lit_nets.train.callbacks.saving import (
 from lit_nets.train.callbacks.tracking import MLflowTracking
 
 __all__ = [
+    "EpochLines",
     "FigureLogger",
     "LastCheckpoint",
     "LearningRateFinder",
@@ -33,11 +37,13 @@ __all__ = [
     "ProgressBar",
     "QuietProfiler",
     "SaveOnInterrupt",
+    "ThreadsFollowLoad",
     "Throughput",
     "TrainingLock",
     "last_checkpoint",
     "main_checkpoint",
     "prediction_table",
+    "progress_bar",
     "say",
     "steepest_descent",
 ]

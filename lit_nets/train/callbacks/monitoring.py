@@ -15,6 +15,7 @@ from lightning.pytorch.callbacks import (
     TQDMProgressBar,
 )
 from lightning.pytorch.callbacks import LearningRateFinder as LightningLearningRateFinder
+from lightning.pytorch.callbacks import ProgressBar as LightningProgressBar
 from lightning.pytorch.profilers import PassThroughProfiler
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,104 @@ class ProgressBar(TQDMProgressBar):
             return
         self._drawn = now
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def get_metrics(self, trainer: Any, pl_module: Any) -> dict[str, Any]:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)  # the logger's version cut to 4 characters ("al_0" of trial_0): noise
+        return metrics
+
+
+class EpochLines(LightningProgressBar):
+    """What the CLI shows instead of bars when standard error is no terminal (a log file, a pipe, a CI job): one line
+    per epoch with its metrics and time, and one line at the end of a validation, test or prediction. tqdm's bars
+    redraw with carriage returns, which a file keeps: 446 KB of bars for one short run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._enabled = True
+        self._started = 0.0
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        self._say_epoch(trainer, pl_module)
+        self._started = time.monotonic()
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        # the model logs the epoch's train/loss after the callbacks' hook: said as the next epoch starts, or at the end
+        self._pending = (trainer.current_epoch, time.monotonic() - self._started)
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        self._say_epoch(trainer, pl_module)
+
+    def _say_epoch(self, trainer: Any, pl_module: Any) -> None:
+        pending, self._pending = getattr(self, "_pending", None), None
+        if pending is None or not self._enabled:
+            return
+        epoch, seconds = pending
+        metrics = {k: v for k, v in self.get_metrics(trainer, pl_module).items() if not k.endswith("_step")}
+        shown = "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in sorted(metrics.items()))
+        epochs = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
+        self._print(f"Epoch {epoch + 1}{epochs}  {shown}  ({seconds:.1f} s)")
+
+    def _done(self, trainer: Any, what: str, batches: Any) -> None:
+        if self._enabled and not trainer.sanity_checking and trainer.state.fn != "fit":
+            count = sum(batches) if isinstance(batches, list) else batches
+            self._print(f"{what}: {count} batches")
+
+    def on_test_end(self, trainer: Any, pl_module: Any) -> None:
+        self._done(trainer, "Tested", trainer.num_test_batches)
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        self._done(trainer, "Validated", trainer.num_val_batches)
+
+    def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
+        self._done(trainer, "Predicted", trainer.num_predict_batches)
+
+    def get_metrics(self, trainer: Any, pl_module: Any) -> dict[str, Any]:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        return metrics
+
+    @staticmethod
+    def _print(line: str) -> None:
+        import sys
+
+        print(line, file=sys.stderr, flush=True)
+
+
+def progress_bar() -> Any:
+    """The CLI's progress display: bars on a terminal, a line per epoch elsewhere."""
+    import sys
+
+    return ProgressBar() if sys.stderr.isatty() else EpochLines()
+
+
+class ThreadsFollowLoad(Callback):
+    """Each epoch (at most every 5 s), look again at the cores other processes keep busy and change torch's threads
+    when the share changed (:class:`lit_nets.core.threads.LoadWatch`), with a line that says so. The CLI adds it when
+    the threads were chosen automatically for a single process."""
+
+    def __init__(self, watch: Any) -> None:
+        self.watch = watch
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        before = self.watch.threads
+        after = self.watch.look()
+        if after is None:
+            return
+        from lit_nets.core import threads
+
+        threads.apply(after)
+        say(
+            trainer,
+            f"Threads:      {before} -> {after} per process (other processes now keep {self.watch.others:.1f} of the "
+            f"{self.watch.cores} cores busy)",
+        )
 
 
 class QuietProfiler(PassThroughProfiler):

@@ -101,8 +101,9 @@ def first_line(error: BaseException) -> str:
     """An error's first line, without a URL's password and at most 200 characters."""
     import re
 
-    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
-    return re.sub(r"(//[^:/@\s]*):[^@/\s]*@", r"\1:***@", text)[:200]
+    from lit_nets.core import errors
+
+    return re.sub(r"(//[^:/@\s]*):[^@/\s]*@", r"\1:***@", errors.first_line(error, 400))[:200]
 
 
 def check_names(experiment: str, tags: dict[str, Any]) -> None:
