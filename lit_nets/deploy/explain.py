@@ -112,6 +112,7 @@ def explain_command(
     out: str = "explain",
     layer: str | None = None,
     device: str = "cpu",
+    importance_rows: int = 1000,
 ) -> None:
     """Why a model decided: Grad-CAM on image files, or each column's contribution to the rows of a table.
 
@@ -127,6 +128,8 @@ def explain_command(
         out: folder for what is written.
         layer: layer to explain, e.g. features.act1 (default: the last conv block's).
         device: cpu or cuda.
+        importance_rows: rows of the validation split the columns' importance is measured on (a seeded sample
+            when it has more; 0: no importance, the given rows' contributions only).
     """
     from lit_nets.deploy.inference import open_checkpoint
 
@@ -135,6 +138,8 @@ def explain_command(
     if rows:
         from lit_nets.deploy.attributions import explain_rows
 
-        explain_rows(open_checkpoint(ckpt_path), rows, out, device)
+        if importance_rows < 0:
+            raise UserError(f"--importance_rows {importance_rows}: give 0 (no importance) or a number of rows")
+        explain_rows(open_checkpoint(ckpt_path), rows, out, device, importance_rows)
         return
     explain(open_checkpoint(ckpt_path), images, out, layer, device)

@@ -199,7 +199,8 @@ def write(tmp_path: Path, name: str, text: str) -> str:
     return str(tmp_path / name)
 
 
-NUMBERS = "a,b,label\n" + "".join(f"{i},{i % 7},{'yes' if i % 2 else 'no'}\n" for i in range(40))
+# a: 1, 1, 2, 3, ...: a number, not an id (a different whole number on every row, in row order, is left out)
+NUMBERS = "a,b,label\n" + "".join(f"{i or 1},{i % 7},{'yes' if i % 2 else 'no'}\n" for i in range(40))
 
 
 @pytest.mark.parametrize(
@@ -211,7 +212,7 @@ NUMBERS = "a,b,label\n" + "".join(f"{i},{i % 7},{'yes' if i % 2 else 'no'}\n" fo
         (NUMBERS, {"target": "outcome"}, r"no target column 'outcome'; the columns are 'a', 'b', 'label'"),
         (NUMBERS.replace(",yes\n", ",no\n"), {}, r"target 'label' has a single class \('no'\)"),
         (NUMBERS.replace("\n17,3,", "\n17,oops,"), {}, r"column 'b' holds numbers, but line 19 has 'oops'"),
-        (NUMBERS, {"features": ["a", "c"]}, r"no column\(s\) 'c'"),
+        (NUMBERS, {"features": ["a", "c"]}, r"no column 'c'"),
         # an id: a different value on every row teaches nothing about the rows the model has not seen
         (
             "".join(f"{i},name{i},{i % 2}\n" for i in range(80)).replace("0,name0", "a,b,label\n0,name0", 1),
@@ -344,17 +345,17 @@ def test_the_reading_options_override_the_detection(tmp_path: Path) -> None:
     dm = CSVDataModule(path=path, target="label", decimal=".", categorical=["a"])  # "1,5" is then a category
     assert [c["name"] for c in dm.fitted_schema.categorical] == ["a"]
     assert CSVDataModule(path=path, target="label").fitted_schema.numeric[0]["name"] == "a"  # detected: 1.5
-    with pytest.raises(UserError, match=r"no target column 'label'; the columns are 'a;b;label'"):
+    with pytest.raises(UserError, match=r"no target column 'label' \(did you mean 'a;b;label'\?\); the columns are"):
         CSVDataModule(path=path, target="label", sep=",").setup("fit")
     latin = tmp_path / "latin.csv"
-    rows = [f"{i},{'été' if i % 2 else 'hiver'}" for i in range(40)]
+    rows = [f"{i % 9},{'été' if i % 2 else 'hiver'}" for i in range(40)]
     latin.write_bytes("\n".join(["x,label", *rows]).encode("latin-1"))
     dm = CSVDataModule(path=str(latin), target="label", encoding="latin-1")
     assert dm.class_names == ["hiver", "été"]
 
 
 def test_a_column_without_values_is_left_out_with_a_warning(tmp_path: Path, caplog) -> None:
-    text = "a,empty,b,label\n" + "".join(f"{i},,{i % 7},{'yes' if i % 2 else 'no'}\n" for i in range(40))
+    text = "a,empty,b,label\n" + "".join(f"{i % 11},,{i % 7},{'yes' if i % 2 else 'no'}\n" for i in range(40))
     dm = CSVDataModule(path=write(tmp_path, "gaps.csv", text), target="label")
     assert dm.fitted_schema.features == ["a", "b"] and dm.input_shape == [2]
     assert "left out 1 column(s) without a single value in the training rows: 'empty'" in caplog.text

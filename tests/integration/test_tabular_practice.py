@@ -163,6 +163,30 @@ def test_explaining_rows_sums_each_embedding_back_to_its_column(embedded_run, ra
         features
     )
     assert (work / "explain" / "importance.png").stat().st_size > 10_000
+    held = re.search(r"importance on the validation split \(([\d,]+) rows\)", proc.stdout)
+    assert held and 100 < int(held.group(1).replace(",", "")) <= 1000, "1,000 rows or fewer: the whole split"
+
+    # the importance bounded: a seeded sample of the validation split (the whole of it took 443 s for the recipe)
+    sampled = in_process("explain", "--ckpt_path", str(best), "--rows", str(ratings / "new.csv"), "--out",
+                         str(work / "sampled"), "--importance_rows", "300", cwd=work, monkeypatch=monkeypatch,
+                         capfd=capfd)  # fmt: skip
+    assert sampled.returncode == 0, sampled.stderr[-2000:]
+    assert f"importance on 300 rows drawn from the validation split's {held.group(1)}" in sampled.stdout
+    import warnings
+
+    from lit_nets.deploy.attributions import integrated_gradients, tabular_schema
+
+    model = load_classifier(best, "cpu")
+    frame = pd.read_csv(ratings / "ratings.csv")
+    x = torch.from_numpy(tabular_schema(model).encode(frame, "ratings.csv"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        found = integrated_gradients(model, x)  # 6,000 rows: past Captum's internal batch, it warned and went slow
+    assert not [w for w in caught if "Internal batch size" in str(w.message)] and found.values.shape == (6000, 5)
+    none = in_process("explain", "--ckpt_path", str(best), "--rows", str(ratings / "new.csv"), "--out",
+                      str(work / "rows_only"), "--importance_rows", "0", cwd=work, monkeypatch=monkeypatch,
+                      capfd=capfd)  # fmt: skip
+    assert none.returncode == 0 and sorted(p.name for p in (work / "rows_only").iterdir()) == ["new.attributions.csv"]
 
 
 def test_the_checkpoint_and_its_onnx_file_serve_raw_records_alike(embedded_run, ratings: Path, monkeypatch, capfd):
@@ -258,7 +282,7 @@ def test_parquet_and_feather_copies_of_wine_train_to_the_csv_accuracy(tmp_path: 
 
 
 def test_a_parquet_files_types_decide_and_bad_files_are_named(tmp_path: Path) -> None:
-    frame = pd.DataFrame({"code": ["1", "2", "3", "1"] * 10, "x": np.arange(40.0), "label": ["a", "b"] * 20})
+    frame = pd.DataFrame({"code": ["1", "2", "3", "1"] * 10, "x": np.linspace(0, 1, 40), "label": ["a", "b"] * 20})
     frame.to_parquet(tmp_path / "typed.parquet")  # codes stored as text: categories, never parsed as numbers
     dm = CSVDataModule(path=str(tmp_path / "typed.parquet"), target="label")
     assert [c["name"] for c in dm.fitted_schema.categorical] == ["code"]

@@ -200,3 +200,38 @@ def test_the_full_mnist_as_70000_pngs_is_read_from_the_cache_the_second_time(tmp
     caplog.clear()
     load(root, cache)
     assert "from the cache" not in caplog.text and "cached in" in caplog.text
+
+
+def test_a_colour_folder_with_grey_pictures_is_cached_with_three_channels(tmp_path: Path, sample, caplog, monkeypatch):
+    """RGB files whose three channels are equal decode as one channel (245 of CIFAR-10's first 20,000 JPEGs): the
+    mixed shapes kept the folder from being cached, silently, and every run decoded it again. One channel count per
+    folder now (any colour image: 3), said in a line every run."""
+    from sklearn.datasets import load_sample_image
+
+    monkeypatch.setattr(decoded, "FROM_FILES", 10)
+    caplog.set_level(logging.INFO)
+    photo = load_sample_image("china.jpg")  # real colour pixels: 28x28 patches of a photograph
+    images, labels = sample
+    root = tmp_path / "mixed"
+    for k, name in enumerate(("a", "b")):
+        (root / name).mkdir(parents=True)
+        for i in range(20):
+            y, x = 20 * i, 15 * i + 300 * k
+            Image.fromarray(photo[y : y + 28, x : x + 28]).save(root / name / f"photo{i}.png")
+        for i in range(10):  # a grey digit stored as RGB, R = G = B
+            Image.fromarray(images[10 * k + i, 0].numpy()).convert("RGB").save(root / name / f"grey{i}.png")
+    cache = tmp_path / "cache"
+    first = load(root, cache)
+    (written,) = cache.glob("*.pt")
+    assert torch.load(written, weights_only=True)["images"].shape == (60, 3, 28, 28)
+    assert "data: 20 of 60 images are grey (R = G = B) among colour ones: every image is used with 3 channels" in (
+        caplog.text
+    )
+    caplog.clear()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(folder_module, "decode", nothing_decoded)
+        second = load(root, cache)
+    assert "60 decoded images from the cache" in caplog.text and "20 of 60 images are grey" in caplog.text
+    assert first.input_shape == second.input_shape == [3, 28, 28]
+    for split in ("train", "val", "test"):
+        assert torch.equal(getattr(first.splits, split)[0], getattr(second.splits, split)[0])

@@ -143,3 +143,46 @@ def test_prediction_ids_of_the_test_split_are_the_files_rows(wine, tmp_path) -> 
     assert len(ids) == len(y) == 36 and ids != list(range(36))
     labels = wine.loc[ids, "cultivar"].astype(str).tolist()
     assert labels == [dm.class_names[i] for i in y.tolist()]  # joinable back to the file
+
+
+def test_a_row_id_is_left_out_with_a_line_and_exclude_leaves_out_any_column(wine, tmp_path, caplog) -> None:
+    """A numeric ``ID`` (whole numbers rising by one from row to row) was used as a feature silently (an
+    explanation ranked it third); and leaving one column out meant listing all the others."""
+    table = wine.copy()
+    table.insert(0, "ID", np.arange(1, len(table) + 1))
+    table.to_csv(tmp_path / "ids.csv", index=False)
+    features = lambda dm: [c["name"] for c in dm.fitted_schema.numeric + dm.fitted_schema.categorical]  # noqa: E731
+    dm = setup(tmp_path / "ids.csv")
+    assert "ID" not in features(dm) and len(features(dm)) == 13
+    assert "left out 'ID': whole numbers rising by one from row to row (an id" in caplog.text
+    dm = setup(tmp_path / "ids.csv", exclude=["ash", "hue"])
+    assert {"ID", "ash", "hue"}.isdisjoint(features(dm)) and len(features(dm)) == 11
+    listed = setup(tmp_path / "ids.csv", features=["ID", "alcohol"])  # named by the user: used
+    assert features(listed) == ["ID", "alcohol"]
+    with pytest.raises(UserError, match=r"ids.csv: no column 'ahs' \(did you mean 'ash'\?\); the columns are 'ID'"):
+        setup(tmp_path / "ids.csv", exclude=["ahs"])
+    shuffled = table.sample(frac=1.0, random_state=0)  # ids out of row order: a number like any other
+    shuffled.to_csv(tmp_path / "shuffled.csv", index=False)
+    assert "ID" in features(setup(tmp_path / "shuffled.csv"))
+
+
+def test_a_target_named_without_its_trailing_space_gets_the_near_name(wine, tmp_path) -> None:
+    """The UCI credit default table's header holds ``default `` with a space: ``--data.target default`` said only
+    that there is no such column."""
+    wine.rename(columns={"cultivar": "default "}).to_csv(tmp_path / "credit.csv", index=False)
+    with pytest.raises(UserError) as refused:
+        setup(tmp_path / "credit.csv", target="default")
+    assert "no target column 'default' (did you mean 'default ', spaces included: quote it in YAML?)" in str(
+        refused.value
+    )
+    assert setup(tmp_path / "credit.csv", target="default ").class_names == ["class_0", "class_1", "class_2"]
+
+
+def test_a_text_id_says_how_to_leave_it_out(wine, tmp_path) -> None:
+    table = wine.copy()
+    table["PassengerId"] = [f"{i:04d}_01" for i in range(len(table))]
+    table.to_csv(tmp_path / "titanic.csv", index=False)
+    with pytest.raises(UserError, match=r"column 'PassengerId' has \d+ different values .* leave it out with "
+                                        r"data.exclude \[PassengerId\]"):  # fmt: skip
+        setup(tmp_path / "titanic.csv")
+    assert setup(tmp_path / "titanic.csv", exclude=["PassengerId"]).class_names[0] == "class_0"

@@ -79,14 +79,42 @@ def check_categories(
         raise UserError(
             f"{file}: column '{name}' has {len(categories):,} different values in {present:,} training rows "
             f"({example}): an id or free text, not categories a model can learn from; leave it out with "
-            "data.features (or list it in data.categorical to embed it anyway), or fix it if it should hold numbers"
+            f"data.exclude [{name}] (or list it in data.categorical to embed it anyway), or fix it if it should hold "
+            "numbers"
         )
     if len(categories) > most:
         raise UserError(
             f"{file}: column '{name}' has {len(categories):,} different text values ({example}), more than "
-            f"data.max_categories={most}: leave it out with data.features, raise max_categories, or fix it if it "
-            "should hold numbers"
+            f"data.max_categories={most}: leave it out with data.exclude [{name}], raise max_categories, or fix it if "
+            "it should hold numbers"
         )
+
+
+def closest_column(name: str, columns: list[str]) -> str:
+    """`` (did you mean ...?)`` naming the column ``name`` most likely meant (spaces around it, its case, or a close
+    spelling: a published table's ``default `` with its trailing space), or nothing."""
+    import difflib
+
+    text = [str(c) for c in columns]
+    same = [c for c in text if c.strip().casefold() == name.strip().casefold()]
+    close = same or difflib.get_close_matches(name, text, n=1)
+    if not close:
+        return ""
+    found = close[0]
+    spaces = ", spaces included: quote it in YAML" if found != found.strip() else ""
+    return f" (did you mean {found!r}{spaces}?)"
+
+
+def is_row_id(column: pd.Series) -> bool:
+    """Whether a column counts the rows: whole numbers rising by one from row to row (a row number, an
+    auto-increment order or passenger id). It tells a model where a row sits in the file, nothing about what it is."""
+    import pandas as pd
+
+    values = pd.to_numeric(column, errors="coerce")
+    if len(values) <= ID_MIN or values.isna().any():
+        return False
+    numbers = values.to_numpy(dtype=float)
+    return bool(np.all(numbers == np.round(numbers)) and np.all(np.diff(numbers) == 1.0))
 
 
 def real_categories(entry: dict[str, Any]) -> tuple[list[str], int | None]:

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 
 log = logging.getLogger(__name__)
 FROM_FILES = 1000  # fewer files are decoded in this process and not cached: starting workers would cost more
-CACHE_FORMAT = 2  # raised when what a cache file holds changes (old files are then not read)
+CACHE_FORMAT = 3  # raised when what a cache file holds changes (old files are then not read)
 KEEP = 4  # cache files kept per folder (the most recently used)
 
 
@@ -108,9 +108,35 @@ def decoded_images(
             return dict(zip(files, cached, strict=True))
     workers = min(len(os.sched_getaffinity(0)), 16)
     decoded = decode_in_parallel(files, decode, workers)
+    grey = 0
+    if channels is None:
+        decoded, grey = one_channel_count(decoded)
     if cache_file is not None:
-        _write(cache_file, files, decoded)
+        _write(cache_file, files, decoded, grey)
     return dict(zip(files, decoded, strict=True))
+
+
+def one_channel_count(decoded: list) -> tuple[list, int]:
+    """A folder's images decoded without a channel count asked (grey images as 1 channel, colour as 3) with one
+    count for all: 3 when any is colour, the grey ones' channel repeated (R = G = B), as a model of colour images
+    sees them. A colour folder holds a few grey pictures (245 of CIFAR-10's first 20,000 JPEGs): the mixed shapes
+    kept such a folder from ever being cached."""
+    images = [d for d in decoded if not isinstance(d, str)]
+    grey = sum(d.shape[0] == 1 for d in images)
+    if not grey or grey == len(images):
+        return decoded, 0
+    say_mixed(grey, len(images))
+    return [d if isinstance(d, str) or d.shape[0] == 3 else d.expand(3, -1, -1).contiguous() for d in decoded], grey
+
+
+def say_mixed(grey: int, count: int) -> None:
+    """The line a folder of colour images with grey ones among them gets, every run."""
+    log.info(
+        "data: %d of %d images are grey (R = G = B) among colour ones: every image is used with 3 channels "
+        "(data.image_channels 1 trains on grey)",
+        grey,
+        count,
+    )
 
 
 def _read(cache_file: Path, files: list[Path]) -> list | None:
@@ -121,13 +147,15 @@ def _read(cache_file: Path, files: list[Path]) -> list | None:
         if saved["format"] != CACHE_FORMAT or saved["files"] != "\n".join(str(f) for f in files):
             return None
         images, errors = saved["images"], saved["errors"]
+        if saved.get("grey"):
+            say_mixed(saved["grey"], len(files) - len(errors))
         return [errors.get(i) or images[i] for i in range(len(files))]
     except Exception as e:  # torn or from another version: decode again (the file is rewritten)
         log.warning("data: the cache file %s cannot be read (%s); decoding again", cache_file, str(e)[:100])
         return None
 
 
-def _write(cache_file: Path, files: list[Path], decoded: list) -> None:
+def _write(cache_file: Path, files: list[Path], decoded: list, grey: int = 0) -> None:
     """One tensor of every decoded image (zeros where a file was bad), when they share one shape; the folder's older
     cache files go."""
     shapes = {tuple(d.shape) for d in decoded if not isinstance(d, str)}
@@ -143,7 +171,8 @@ def _write(cache_file: Path, files: list[Path], decoded: list) -> None:
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         files_text = "\n".join(str(f) for f in files)  # one string: read back at once (a list of 70,000 took 0.7 s)
-        torch.save({"format": CACHE_FORMAT, "files": files_text, "images": images, "errors": errors}, partial)
+        saved = {"format": CACHE_FORMAT, "files": files_text, "images": images, "errors": errors, "grey": grey}
+        torch.save(saved, partial)
         partial.replace(cache_file)  # whole or absent: a run stopped while writing leaves no torn cache
         _evict(cache_file)
         log.info(

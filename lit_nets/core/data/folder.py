@@ -35,7 +35,7 @@ from lit_nets.core.data.samples import (
     mark_as_sample,
     write_png_sample,
 )
-from lit_nets.core.data.splits import Splits, hold_out, size_of
+from lit_nets.core.data.splits import Splits, hold_out, per_class_sample, size_of
 from lit_nets.core.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -250,7 +250,10 @@ class ImageFolderDataModule(ImageDataModule):
                 files, labels, parts["val"] = self._hold_out(
                     files, labels, self.val_fraction / (1 - self.test_fraction), "validation", needed, classes
                 )
-            parts["train"] = self._limit(files, labels)
+            if self.max_per_class is not None:
+                keep = per_class_sample(labels, self.max_per_class, self.seed)
+                files, labels = [files[i] for i in keep], [labels[i] for i in keep]
+            parts["train"] = files, labels
         predict_ids = None
         if self.predict_root:
             folder = Path(self.predict_root)
@@ -307,17 +310,6 @@ class ImageFolderDataModule(ImageDataModule):
         pick = lambda idx: ([files[i] for i in idx.tolist()], [labels[i] for i in idx.tolist()])  # noqa: E731
         return (*pick(keep), pick(held))
 
-    def _limit(self, files: list[Path], labels: list[int]) -> tuple[list[Path], list[int]]:
-        if self.max_per_class is None:
-            return files, labels
-        g = torch.Generator().manual_seed(self.seed)
-        keep = []
-        for c in sorted(set(labels)):
-            idx = [i for i, label in enumerate(labels) if label == c]
-            keep += [idx[i] for i in torch.randperm(len(idx), generator=g)[: self.max_per_class].tolist()]
-        keep.sort()
-        return [files[i] for i in keep], [labels[i] for i in keep]
-
     # -- decoding -----------------------------------------------------------------------------------------
     def _decode_all(self, parts: dict, classes: list[str], restored: dict | None) -> dict[str, Any]:
         """Decode and check every file once (:meth:`_decode_split`), count the training pixels (:class:`PixelStats`),
@@ -331,7 +323,7 @@ class ImageFolderDataModule(ImageDataModule):
         total = sum(len(f) for f, _ in parts.values())
         self._first: tuple[Path, tuple[int, ...]] | None = None  # the first readable image and its size
         self._streaming: bool | None = None  # decided once the first image's size is known
-        self._seen_colour = False
+        self._seen_colour, self._grey = False, 0
         pixels = PixelStats()
         read = self._reader(parts, channels, stored, crop_pct is not None, total)
         kept: dict[str, tuple[list, list, list]] = {}
@@ -341,6 +333,10 @@ class ImageFolderDataModule(ImageDataModule):
                 kept[split] = self._decode_split(files, labels, read, channels, stored, total, bar, count)
         if self._first is None:
             raise UserError(f"{self.root}: no readable images")
+        if channels is None and self._seen_colour and self._grey:  # decoded here (a cache says it itself)
+            from lit_nets.core.data.decoded import say_mixed
+
+            say_mixed(self._grey, sum(len(images_or_files) for _, images_or_files, _ in kept.values()))
         channels = channels or (3 if self._seen_colour else 1)
         size = size or self._first[1]
         self._shape = (channels, *size)
@@ -409,6 +405,7 @@ class ImageFolderDataModule(ImageDataModule):
                 h, w = first_size
                 self._streaming = total * (channels or 3) * h * w > self.max_memory_mb * 2**20
             self._seen_colour |= image.shape[0] == 3
+            self._grey += image.shape[0] == 1
             if count is not None:
                 count(image)
             if not self._streaming:

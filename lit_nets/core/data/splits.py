@@ -110,3 +110,13 @@ def stratified_folds(labels: torch.Tensor, folds: int, seed: int) -> torch.Tenso
         fold[idx] = (torch.arange(len(idx)) + start) % folds
         start = (start + len(idx)) % folds
     return fold
+
+
+def per_class_sample(labels: list[int], most: int, seed: int) -> list[int]:
+    """The indices of at most ``most`` members of each class, drawn with ``seed``, in their original order."""
+    g = torch.Generator().manual_seed(seed)
+    keep = []
+    for c in sorted(set(labels)):
+        idx = [i for i, label in enumerate(labels) if label == c]
+        keep += [idx[i] for i in torch.randperm(len(idx), generator=g)[:most].tolist()]
+    return sorted(keep)

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import torch
 
 from lit_nets.core.data.base import TensorDataModule
+from lit_nets.core.data.column_values import closest_column, is_row_id
 from lit_nets.core.data.samples import (
     CSV_SAMPLES,
     is_default_place,
@@ -23,7 +24,7 @@ from lit_nets.core.data.samples import (
     mark_as_sample,
     write_csv_sample,
 )
-from lit_nets.core.data.schema import Encoding, TabularSchema, class_order
+from lit_nets.core.data.schema import Encoding, TabularSchema, class_order, named
 from lit_nets.core.data.splits import Splits, hold_out
 from lit_nets.core.data.tables import read_table
 from lit_nets.core.errors import UserError
@@ -41,7 +42,9 @@ class CSVDataModule(TensorDataModule):
         path: table file with the feature columns and the target column; split into train/val/test
             (stratified, seeded) unless val_path / test_path are given.
         target: name of the target column; its values (ints, strings, ...) become the classes.
-        features: feature columns (default: every column but the target).
+        features: feature columns (default: every column but the target and those excluded; a column of whole
+            numbers rising by one from row to row is an id and left out with a line).
+        exclude: columns to leave out (ids, leaks), when features is not given.
         categorical: columns to one-hot encode even though they hold numbers (codes, ids of groups).
         val_path: a separate validation file (then no validation rows are taken from path).
         test_path: a separate test file (then no test rows are taken from path).
@@ -70,7 +73,8 @@ class CSVDataModule(TensorDataModule):
         path: str | None = None,
         target: str = "target",
         features: list[str] | None = None,
-        categorical: list[str] = [],  # noqa: B006 (jsonargparse shows list defaults; never mutated)
+        exclude: list[str] = [],  # noqa: B006 (jsonargparse shows list defaults; never mutated)
+        categorical: list[str] = [],  # noqa: B006
         val_path: str | None = None,
         test_path: str | None = None,
         predict_path: str | None = None,
@@ -95,7 +99,7 @@ class CSVDataModule(TensorDataModule):
         if val_fraction + test_fraction >= 1.0:
             raise UserError("data.val_fraction + data.test_fraction must leave rows for training")
         self.path, self.target = path, target
-        self.features, self.categorical = features, list(categorical)
+        self.features, self.exclude, self.categorical = features, list(exclude), list(categorical)
         self.val_path, self.test_path, self.predict_path = val_path, test_path, predict_path
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         if onehot_max < 1:
@@ -129,8 +133,8 @@ class CSVDataModule(TensorDataModule):
         frame = self._read(path, what)
         if self.target not in frame.columns:
             raise UserError(
-                f"{path}: no target column '{self.target}'; the columns are {', '.join(map(repr, frame.columns))} "
-                "(set data.target)"
+                f"{path}: no target column '{self.target}'{closest_column(self.target, list(frame.columns))}; the "
+                f"columns are {named(list(frame.columns))} (set data.target)"
             )
         missing = frame[self.target].isna()
         if missing.all():
@@ -202,13 +206,13 @@ class CSVDataModule(TensorDataModule):
             else:
                 frames = self.frames()
                 train = frames["train"]
-                features = self.features or [c for c in train.columns if c != self.target]
-                absent = [f for f in [*features, *self.categorical] if f not in train.columns]
+                absent = [f for f in [*(self.features or []), *self.exclude, *self.categorical] if f not in train]
                 if absent:
                     raise UserError(
-                        f"{self.path}: no column(s) {', '.join(map(repr, absent))}; "
-                        f"the columns are {', '.join(map(repr, train.columns))}"
+                        f"{self.path}: no column {absent[0]!r}{closest_column(absent[0], list(train.columns))}; the "
+                        f"columns are {named(list(train.columns))}"
                     )
+                features = self.features or self._default_features(frames["whole"])
                 if self.target in features:
                     raise UserError(f"data.features lists the target column '{self.target}'")
                 self._schema = TabularSchema.fit(
@@ -225,6 +229,19 @@ class CSVDataModule(TensorDataModule):
                 )
                 self._schema.missing_markers = list(self.na_values)  # a served model's requests use them too
         return self._schema
+
+    def _default_features(self, whole: Any) -> list[str]:
+        """Every column but the target, the excluded ones and row ids (said in a line)."""
+        candidates = [c for c in whole.columns if c != self.target and c not in self.exclude]
+        ids = [c for c in candidates if c not in self.categorical and is_row_id(whole[c])]
+        if ids:
+            log.warning(
+                "%s: left out %s: whole numbers rising by one from row to row (an id: where a row sits in the file, "
+                "not what it is); data.features lists the columns to use",
+                self.path,
+                named(ids),
+            )
+        return [c for c in candidates if c not in ids]
 
     @property
     def schema(self) -> dict[str, Any]:
