@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_only
 
@@ -269,7 +269,11 @@ class LitNetsCLI(LightningCLI):
         callbacks = [*callbacks, *self._extra_callbacks]
         if config.get("profiler") is None:
             config = {**config, "profiler": QuietProfiler()}
+        if self.subcommand == "predict":  # no run folder of its own: predictions go beside the checkpoint (predict)
+            config = {**config, "logger": False}
         trainer = super()._instantiate_trainer(config, callbacks)
+        if self.subcommand == "predict":  # Lightning's config.yaml would land in the working folder
+            trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, SaveConfigCallback)]
         self._size_threads(trainer)
         return trainer
 
@@ -368,6 +372,10 @@ class LitNetsCLI(LightningCLI):
     def predict(self, model: Any, **kwargs: Any) -> None:
         # the writer appends each batch to the file and counts: nothing kept (a million rows' outputs in memory)
         writer = next(c for c in self.trainer.callbacks if isinstance(c, PredictionWriter))
+        if writer.output is None:  # beside the checkpoint's run, named after what is predicted
+            run = Path(self.checkpoint.file).parent.parent if self.checkpoint and self.checkpoint.run else Path(".")
+            source = getattr(self.datamodule, "predict_path", None) or getattr(self.datamodule, "predict_root", None)
+            writer.output = str(run / (f"{Path(source).stem}.predictions.csv" if source else "predictions.csv"))
         with self._checkpoint_warnings():
             self.trainer.predict(model, **{**kwargs, "return_predictions": False})
         if self.trainer.is_global_zero:

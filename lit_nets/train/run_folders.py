@@ -90,7 +90,8 @@ def weights_to_data(config: Any) -> None:
         return
     values = {
         "image_size": info.image_size,
-        "crop_pct": info.crop_pct,
+        # a centre crop repeats how pretrained weights saw their images; random weights saw none
+        "crop_pct": info.crop_pct if info.mean is not None else None,
         "image_channels": 3,
         "mean": info.mean,
         "std": info.std,

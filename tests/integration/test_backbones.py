@@ -299,7 +299,7 @@ def test_every_tool_works_on_a_backbone_checkpoint(photo_run: Path, photos: Path
         capfd=capfd,
         check=True,
     )
-    rows = (sorted(photo_run.glob("lightning_logs/version_*/predictions.csv"))[-1]).read_text().splitlines()
+    rows = (sorted(photo_run.glob("lightning_logs/version_*/china.predictions.csv"))[-1]).read_text().splitlines()
     labels = [row.split(",")[1] for row in rows[1:]]
     assert len(labels) == 60 and labels.count("china") >= 45, labels
 

@@ -308,7 +308,7 @@ def test_predict_root_writes_file_label_probability(
     # lit_nets reads the checkpoint once (its arguments, the weights check, the data's classes and normalisation;
     # before: 8 times), Lightning once more (through a file object) to restore the model
     assert len(reads) == 2 and reads[0] == str(ckpt), reads
-    out = pd.read_csv(other / "lightning_logs" / "version_0" / "predictions.csv", dtype={"label": str})
+    out = pd.read_csv(ckpt.parent.parent / "new_images.predictions.csv", dtype={"label": str})
     assert out["id"].tolist() == sorted(f"scan_{i}_is_{int(labels[4000 + i])}.png" for i in range(7))
     assert set(out.columns) >= {"id", "label", "probability", "top_k"}
     assert out["probability"].between(0, 1).all()

@@ -140,3 +140,15 @@ def test_result_lines_start_a_line_of_their_own_in_a_log_file(tmp_path) -> None:
     lines = (tmp_path / "run.log").read_text().splitlines()
     assert any(line.startswith("Predictions:  ") for line in lines), lines[-5:]
     assert any(line.startswith("Checkpoint:   ") for line in lines)
+
+
+def test_a_log_file_gets_a_line_per_epoch_not_progress_bars(tmp_path, monkeypatch, capfd) -> None:
+    """Standard error that is no terminal (a log file, a pipe, CI): tqdm's bars redraw with carriage returns that a
+    file keeps (446 KB for one short run). With defaults on there, one line per epoch with its own train/loss."""
+    proc = in_process("fit", "--config", str(CONFIGS / "mlp.yaml"), "--trainer.max_epochs", "3", "--early_stopping",
+                      "null", cwd=tmp_path, monkeypatch=monkeypatch, capfd=capfd)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    epochs = [line for line in proc.stderr.splitlines() if line.startswith("Epoch ")]
+    assert [line.split()[1] for line in epochs] == ["1/3", "2/3", "3/3"], epochs
+    assert all("train/loss " in line and "val/loss " in line and "_step" not in line for line in epochs), epochs
+    assert "\r" not in proc.stderr and "it/s" not in proc.stderr and "v_num" not in proc.stderr

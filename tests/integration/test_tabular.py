@@ -75,11 +75,23 @@ def test_predict_on_a_new_csv_needs_only_the_checkpoint(tmp_path: Path, monkeypa
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert not (other / "data").exists(), "the training CSV was not needed"
-    out = pd.read_csv(other / "lightning_logs" / "version_0" / "predictions.csv")
+    out = pd.read_csv(ckpt.parent.parent / "new_rows.predictions.csv")  # beside the checkpoint, in its run
+    assert not (other / "lightning_logs").exists() and not (other / "config.yaml").exists(), "no folder of its own"
     assert len(out) == len(rows) and "Predicted 20 inputs." in proc.stdout
     assert set(out["label"]) <= {"class_0", "class_1", "class_2"}
     assert out["id"].tolist() == list(range(len(rows)))
     assert ((out[["prob_class_0", "prob_class_1", "prob_class_2"]].sum(axis=1) - 1).abs() < 1e-4).all()
+
+    # a column of the user's carried into the file as each row's id, under its own name (a Kaggle submission's)
+    rows.insert(0, "PassengerId", [f"{7 * i:04d}_01" for i in range(len(rows))])
+    rows.to_csv(other / "passengers.csv", index=False)
+    named = in_process("predict", "--config", str(CONFIGS / "mlp.yaml"), "--ckpt_path", str(ckpt),
+                       "--data.predict_path", "passengers.csv", "--data.id_column", "PassengerId", *QUIET, cwd=other,
+                       monkeypatch=monkeypatch, capfd=capfd)  # fmt: skip
+    assert named.returncode == 0, named.stderr[-2000:]
+    carried = pd.read_csv(ckpt.parent.parent / "passengers.predictions.csv", dtype={"PassengerId": str})
+    assert carried.columns[0] == "PassengerId" and carried["PassengerId"].tolist() == rows["PassengerId"].tolist()
+    assert carried["label"].tolist() == out["label"].tolist(), "the id column is no feature"
 
 
 # -- real-world files ---------------------------------------------------------------------------------------

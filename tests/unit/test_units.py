@@ -142,3 +142,26 @@ def test_an_overlay_does_not_name_cv_or_tune_runs(tmp_path) -> None:
     assert config_name([f"--config={overlay}", "--trainer.max_epochs", "3"]) == "mlflow", "only overlays: the last"
     assert config_name(["--config", wine, "--config", str(tmp_path / "broken.yaml")]) == "wine"
     assert config_name(["--trainer.max_epochs", "3"]) == "run"
+
+
+def test_random_weights_take_no_centre_crop_from_the_weights_metadata() -> None:
+    """photos.yaml at 32 px with ``weights: null`` still cropped by pretrained weights' metadata (0.875) without a
+    word: a centre crop repeats how pretrained weights saw their images, and random weights saw none."""
+    from jsonargparse import Namespace
+
+    from lit_nets.train.run_folders import weights_to_data
+
+    def config(weights: str | None) -> Namespace:
+        return Namespace(
+            model=Namespace(class_path="lit_nets.models.BackboneClassifier", init_args=Namespace(weights=weights)),
+            data=Namespace(init_args=Namespace(image_size=[32, 32], crop_pct=None, image_channels=None, mean=None,
+                                               std=None)),  # fmt: skip
+        )
+
+    random = config(None)
+    weights_to_data(random)
+    assert random.data.init_args.crop_pct is None and random.data.init_args.image_size == [32, 32]
+    assert random.data.init_args.mean is None, "measured on the data, not ImageNet's"
+    pretrained = config("DEFAULT")
+    weights_to_data(pretrained)
+    assert pretrained.data.init_args.crop_pct == 0.875 and pretrained.data.init_args.mean is not None

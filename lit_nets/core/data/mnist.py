@@ -176,13 +176,12 @@ class MNISTDataModule(ImageDataModule):
             names = [str(i) for i in range(10)]
             source = MNIST_SAMPLE_NAME
             rest, val = self._validation(y_train, source, names)
-            _warn_rank_zero(
-                f"\n{'=' * 100}\nOFFLINE SAMPLE: {e}.\nUsing the {MNIST_SAMPLE_NAME}: "
-                f"{len(rest):,} train / {len(val):,} val / {len(test):,} test images.\n"
-                "Figures from this run are NOT full-MNIST figures. "
-                "Set data.allow_sample=false to forbid this.\n"
-                f"{'=' * 100}"
-            )
+            if not self.trained:  # training: said in full; a command on a checkpoint: the data line below says it
+                _warn_rank_zero(
+                    f"OFFLINE SAMPLE: {e}.\n  Training on the {MNIST_SAMPLE_NAME}: {len(rest):,} train / "
+                    f"{len(val):,} val / {len(test):,} test images; its figures are NOT full-MNIST figures "
+                    "(data.allow_sample=false forbids it)."
+                )
         splits = Splits(
             train=(x_train[rest], y_train[rest]),
             val=(x_train[val], y_train[val]),

@@ -45,6 +45,8 @@ class CSVDataModule(TensorDataModule):
         features: feature columns (default: every column but the target and those excluded; a column of whole
             numbers rising by one from row to row is an id and left out with a line).
         exclude: columns to leave out (ids, leaks), when features is not given.
+        id_column: a column that names each row (PassengerId): left out of the features, and the ``id`` of each row
+            in the predictions file, under its own name (default: the row's number in the file).
         categorical: columns to one-hot encode even though they hold numbers (codes, ids of groups).
         val_path: a separate validation file (then no validation rows are taken from path).
         test_path: a separate test file (then no test rows are taken from path).
@@ -74,6 +76,7 @@ class CSVDataModule(TensorDataModule):
         target: str = "target",
         features: list[str] | None = None,
         exclude: list[str] = [],  # noqa: B006 (jsonargparse shows list defaults; never mutated)
+        id_column: str | None = None,
         categorical: list[str] = [],  # noqa: B006
         val_path: str | None = None,
         test_path: str | None = None,
@@ -100,6 +103,9 @@ class CSVDataModule(TensorDataModule):
             raise UserError("data.val_fraction + data.test_fraction must leave rows for training")
         self.path, self.target = path, target
         self.features, self.exclude, self.categorical = features, list(exclude), list(categorical)
+        self.id_column = id_column
+        if id_column and id_column not in self.exclude:
+            self.exclude.append(id_column)
         self.val_path, self.test_path, self.predict_path = val_path, test_path, predict_path
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         if onehot_max < 1:
@@ -244,6 +250,11 @@ class CSVDataModule(TensorDataModule):
         return [c for c in candidates if c not in ids]
 
     @property
+    def id_name(self) -> str:
+        """The name of the predictions file's first column: the id column's, else ``id``."""
+        return self.id_column or "id"
+
+    @property
     def schema(self) -> dict[str, Any]:
         return self.fitted_schema.to_dict()
 
@@ -282,6 +293,14 @@ class CSVDataModule(TensorDataModule):
             if self.target in frame.columns and frame[self.target].notna().all():
                 predict = (x, torch.from_numpy(schema.encode_target(frame[self.target], self.predict_path)))
             predict_ids = [int(i) for i in frame.index]  # 0-based data rows of the predict file
+            if self.id_column:
+                if self.id_column not in frame.columns:
+                    raise UserError(
+                        f"{self.predict_path}: no data.id_column '{self.id_column}'"
+                        f"{closest_column(self.id_column, list(frame.columns))}; the columns are "
+                        f"{named(list(frame.columns))}"
+                    )
+                predict_ids = frame[self.id_column].tolist()
         split = {"train": None, "val": None, "test": None}
         if not (self.stage == "predict" and self.predict_path):  # predicting on a file needs no training data
             frames = self.frames()

@@ -178,8 +178,8 @@ class ProgressBar(TQDMProgressBar):
 
 class EpochLines(LightningProgressBar):
     """What the CLI shows instead of bars when standard error is no terminal (a log file, a pipe, a CI job): one line
-    per epoch with its metrics and time, and one line at the end of a validation, test or prediction. tqdm's bars
-    redraw with carriage returns, which a file keeps: 446 KB of bars for one short run."""
+    per epoch with its metrics and time (validation, test and predict say their results in their own lines). tqdm's
+    bars redraw with carriage returns, which a file keeps: 446 KB of bars for one short run."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -212,20 +212,6 @@ class EpochLines(LightningProgressBar):
         shown = "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in sorted(metrics.items()))
         epochs = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
         self._print(f"Epoch {epoch + 1}{epochs}  {shown}  ({seconds:.1f} s)")
-
-    def _done(self, trainer: Any, what: str, batches: Any) -> None:
-        if self._enabled and not trainer.sanity_checking and trainer.state.fn != "fit":
-            count = sum(batches) if isinstance(batches, list) else batches
-            self._print(f"{what}: {count} batches")
-
-    def on_test_end(self, trainer: Any, pl_module: Any) -> None:
-        self._done(trainer, "Tested", trainer.num_test_batches)
-
-    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-        self._done(trainer, "Validated", trainer.num_val_batches)
-
-    def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
-        self._done(trainer, "Predicted", trainer.num_predict_batches)
 
     def get_metrics(self, trainer: Any, pl_module: Any) -> dict[str, Any]:
         metrics = super().get_metrics(trainer, pl_module)

@@ -49,14 +49,15 @@ class PredictionWriter(BasePredictionWriter):
     """Write ``predict`` results to a CSV file: one row per input, appended every 65,536 rows (a million rows never
     sit in memory as one table; ``predict`` keeps no predictions either).
 
-    Columns: ``id`` (the row number of a CSV file, the file name of an image, the index of a test image),
+    Columns: ``id`` (the row number of a CSV file, or its ``data.id_column`` under that name; the file name of an
+    image, the index of a test image),
     ``label`` (the predicted class name), ``probability`` (of that class), ``true_label`` when the inputs had
     labels, then ``prob_<class>`` for every class when there are at most ``max_class_columns`` classes, and
     ``top_k`` ("name:probability" pairs, best first) when there are more than two.
 
     Args:
-        output: CSV file to write (default: predictions.csv in the run folder, or in the working folder
-            when the run has no logger).
+        output: CSV file to write (default: beside the checkpoint, in its run folder: NAME.predictions.csv for
+            data.predict_path / predict_root NAME, predictions.csv for the test split).
         top_k: how many classes the top_k column lists.
         max_class_columns: most classes that get a probability column each.
     """
@@ -110,6 +111,7 @@ class PredictionWriter(BasePredictionWriter):
         given = getattr(trainer.datamodule, "predict_ids", None) if trainer.datamodule is not None else None
         ids = [given[i] for i in index.tolist()] if given is not None else index.tolist()
         frame = pd.DataFrame(prediction_table(probs, preds, names, ids, targets, self.top_k, self.max_class_columns))
+        frame = frame.rename(columns={"id": getattr(trainer.datamodule, "id_name", "id")})  # data.id_column
         first = self.written is None
         if first:  # the first rows fix the columns (true_label: when they had labels)
             self.written, self.columns = self._path(trainer), list(frame.columns)
