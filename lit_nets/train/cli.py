@@ -73,6 +73,7 @@ from lit_nets.train.run_folders import (
 from lit_nets.train.search_space import flatten
 
 LINKED = DATA_ARGS  # the data module's values the model gets through the CLI's links
+DEBUG_RUNS = "lightning_logs/debug"  # profiling runs and configs/debug.yaml's: best and last never resolve to them
 log = logging.getLogger(__name__)
 
 
@@ -306,6 +307,9 @@ class LitNetsCLI(LightningCLI):
         init = logger_args(config)
         if init is not None and init.get("save_dir") is not None:
             init.save_dir = logger_save_dir(config)
+        profiling = self.subcommand == "fit" and config.trainer.get("profiler") is not None
+        if profiling and init is not None and init.get("name") == "lightning_logs":  # a run to look at, not to use
+            init.name = DEBUG_RUNS
         if self.subcommand == "fit" and not config.get("ckpt_path"):
             refuse_a_used_version(config)
         checkpoint = config.get("checkpoint")

@@ -71,6 +71,11 @@ def run_summary(
         if "CSVLogger" in kinds:
             view = f"metrics: {Path(log_dir) / 'metrics.csv'}"
         lines.append(f"Run folder:   {log_dir}" + (f"    ({view})" if view else ""))
+        if "debug" in Path(log_dir).parts:
+            lines.append(
+                f"Debug run:    not what --ckpt_path best / last find for other commands (they look in "
+                f"{Path(log_dir).parent.parent}/); name this run's folder to use it"
+            )
         lines.append(f"Config:       {Path(log_dir) / 'config.yaml'}")
     ckpt = main_checkpoint(trainer)
     if best:

@@ -152,3 +152,24 @@ def test_a_log_file_gets_a_line_per_epoch_not_progress_bars(tmp_path, monkeypatc
     assert [line.split()[1] for line in epochs] == ["1/3", "2/3", "3/3"], epochs
     assert all("train/loss " in line and "val/loss " in line and "_step" not in line for line in epochs), epochs
     assert "\r" not in proc.stderr and "it/s" not in proc.stderr and "v_num" not in proc.stderr
+
+
+def test_a_debug_run_is_never_what_best_and_last_find(tmp_path, monkeypatch, capfd) -> None:
+    """The docs' order led into exporting a debug model: insight.md's profiling commands stack configs/debug.yaml,
+    and the next page's ``export --ckpt_path best`` found that 1-epoch run. Debug and profiling runs live in
+    lightning_logs/debug/, say so, and are used only when named."""
+    here = {"cwd": tmp_path, "monkeypatch": monkeypatch, "capfd": capfd}
+    debug = ("--config", str(CONFIGS / "debug.yaml"))
+    proc = in_process("fit", "--config", str(CONFIGS / "mlp.yaml"), *debug, **here)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"Run folder:   {Path('lightning_logs/debug/version_0')}" in proc.stdout.replace("./", "")
+    assert "Debug run:    not what --ckpt_path best / last find for other commands" in proc.stdout
+    refused = in_process("export", "--ckpt_path", "best", "--format", "state_dict", **here)
+    assert refused.returncode == 2 and "--ckpt_path best: no earlier run with checkpoints under lightning_logs/" in (
+        refused.stderr
+    )
+    named = in_process("export", "--ckpt_path", "lightning_logs/debug/version_0", "--format", "state_dict", **here)
+    assert named.returncode == 0, named.stderr[-2000:]
+    profiled = in_process("fit", "--config", str(CONFIGS / "mlp.yaml"), "--trainer.profiler", "simple",
+                          "--trainer.max_epochs", "1", *QUIET, **here)  # fmt: skip
+    assert profiled.returncode == 0 and "lightning_logs/debug/version_1" in profiled.stdout.replace("\\", "/")
