@@ -127,8 +127,11 @@ class MLflowServer:
             "--workers",
             "1",
         ]
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no job runner: it stops on SIGTERM
         with open(self.folder / "server.log", "a") as log:  # the server's output, read when it fails to start
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
+            )
         import requests
 
         deadline = time.monotonic() + 120

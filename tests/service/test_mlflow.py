@@ -5,6 +5,7 @@ tune's trials grouped under parent runs; and the CSV logger preset."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -244,3 +245,50 @@ def test_settings_mlflow_refuses_are_one_line(server, tmp_path: Path, monkeypatc
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {said}"), proc.stderr[-2000:]
     assert not list(tmp_path.glob("lightning_logs/*/checkpoints/*.ckpt"))
+
+
+def test_the_suggested_mlflow_ui_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """The summary's ``view:`` command for local runs: ``mlflow ui`` alone left seven huey_consumer processes (its
+    job runner) after SIGTERM; with the variable the summary sets, the one process started stops, and nothing stays."""
+    import signal
+
+    from lit_nets.train.callbacks.tracking import MLflowTracking
+
+    (tmp_path / "mlruns").mkdir()
+    tracking = MLflowTracking(enabled=True)
+    tracking.resolved_uri = "sqlite:///mlruns/mlflow.db"
+    tracking.logger = type("Logger", (), {"run_id": "0", "lost": None})()
+    suggested = tracking.describe().split("; view: ", 1)[1]
+    variable, command = suggested.split(" ", 1)
+    name, value = variable.split("=")
+    port = free_port()
+    mlflow = str(Path(sys.executable).parent / "mlflow")
+    argv = [mlflow if word == "mlflow" else word for word in command.split()] + ["--port", str(port)]
+    proc = subprocess.Popen(argv, cwd=tmp_path, env={**os.environ, name: value}, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "mlflow ui did not start"
+            time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        time.sleep(1)
+        left = [p for p in Path("/proc").glob("[0-9]*") if session_of(p) == proc.pid]
+        assert not left, [(p / "cmdline").read_bytes() for p in left]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def session_of(process: Path) -> int | None:
+    """The session id of a process (field 6 of /proc/PID/stat), None when it has gone."""
+    try:
+        return int(process.joinpath("stat").read_text().rsplit(")", 1)[1].split()[3])
+    except (OSError, ValueError, IndexError):
+        return None

@@ -211,7 +211,7 @@ def test_a_colour_folder_with_grey_pictures_is_cached_with_three_channels(tmp_pa
     monkeypatch.setattr(decoded, "FROM_FILES", 10)
     caplog.set_level(logging.INFO)
     photo = load_sample_image("china.jpg")  # real colour pixels: 28x28 patches of a photograph
-    images, labels = sample
+    images, _ = sample
     root = tmp_path / "mixed"
     for k, name in enumerate(("a", "b")):
         (root / name).mkdir(parents=True)

@@ -154,8 +154,9 @@ def test_random_weights_take_no_centre_crop_from_the_weights_metadata() -> None:
     def config(weights: str | None) -> Namespace:
         return Namespace(
             model=Namespace(class_path="lit_nets.models.BackboneClassifier", init_args=Namespace(weights=weights)),
-            data=Namespace(init_args=Namespace(image_size=[32, 32], crop_pct=None, image_channels=None, mean=None,
-                                               std=None)),  # fmt: skip
+            data=Namespace(
+                init_args=Namespace(image_size=[32, 32], crop_pct=None, image_channels=None, mean=None, std=None)
+            ),
         )
 
     random = config(None)

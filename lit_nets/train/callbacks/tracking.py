@@ -5,8 +5,10 @@ the run folder is where it was): every metric the run logs goes to both. At the 
 what the run folder holds that MLflow has not got yet: the resolved config as parameters (the CLI's dotted paths)
 and ``config.yaml``, the figures (PNG) and per-class tables, and after fit the best checkpoint. The tracking server
 is ``mlflow.tracking_uri``, else ``MLFLOW_TRACKING_URI`` (MLflow's convention), else a local ``mlruns/`` folder
-(a SQLite file and the artifacts: ``mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db``). ``cv`` and
-``tune`` group their runs under a parent run (:func:`parent_run`), tagged with the fold or the study and trial.
+(a SQLite file and the artifacts; ``MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri
+sqlite:///mlruns/mlflow.db`` shows it, and stops cleanly: without the variable MLflow's job runner leaves seven
+``huey_consumer`` processes behind). ``cv`` and ``tune`` group their runs under a parent run (:func:`parent_run`),
+tagged with the fold or the study and trial.
 
 A tracker never stops or freezes training: an ``http(s)`` server is asked once at start, with a 5 s timeout (one
 line when it does not answer), MLflow's own retries are cut to seconds (``MLFLOW_HTTP_REQUEST_*``, a user's values
@@ -296,8 +298,8 @@ class MLflowTracking(Callback):
         from lit_nets.core.errors import shown_url
 
         view = ""
-        if self.resolved_uri.startswith("sqlite:"):
-            view = f"; view: mlflow ui --backend-store-uri {self.resolved_uri} --workers 1"
+        if self.resolved_uri.startswith("sqlite:"):  # the variable lets mlflow ui stop cleanly (see the module)
+            view = "; view: MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri " + self.resolved_uri
         where = (
             f"run {self.logger.run_id} of experiment {experiment_name({'experiment': self.experiment})} in "
             f"{shown_url(self.resolved_uri)}"
