@@ -60,6 +60,7 @@ from lit_nets.train.callbacks import (
     progress_bar,
 )
 from lit_nets.train.callbacks import tracking as tracked
+from lit_nets.train.launch import leave_process_group
 from lit_nets.train.reports import run_summary, say_if_finished, stopped_early
 from lit_nets.train.run_folders import (
     checkpoint_filename,
@@ -442,3 +443,6 @@ class LitNetsCLI(LightningCLI):
             )
         if told_to_stop:
             raise SIGTERMException
+        leave_process_group()
+
+    after_validate = after_test = after_predict = lambda self: leave_process_group()

@@ -80,3 +80,14 @@ def main(argv: list[str]) -> None:
         sys.exit(STOPPED)
     except ValueError as e:  # torchrun's checks of its options (--nproc_per_node abc, a rendezvous endpoint)
         raise UserError(f"torchrun: {str(e).strip().splitlines()[0]} (python -m lit_nets torchrun --help)") from None
+
+
+def leave_process_group() -> None:
+    """Under DDP, every process waits here for the others, then all leave the process group together, while nothing
+    else runs. Lightning leaves it in an ``atexit`` handler, each process at its own moment of exit: a process whose
+    peer had already gone was seen once to abort inside libtorch (SIGABRT, a multi-node resume in CI)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

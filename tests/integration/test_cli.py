@@ -214,7 +214,7 @@ def test_debug_overlay_stacks_on_a_config(tmp_path: Path, monkeypatch, capfd) ->
         monkeypatch=monkeypatch,
         capfd=capfd,
     )
-    last = torch.load(tmp_path / "lightning_logs/version_0/checkpoints/last.ckpt", weights_only=True)
+    last = torch.load(tmp_path / "lightning_logs/debug/version_0/checkpoints/last.ckpt", weights_only=True)
     assert (last["epoch"], last["global_step"]) == (0, 10)
     assert "Test (best):" in proc.stdout
 

@@ -200,9 +200,9 @@ def test_an_mlp_also_trains_on_flattened_mnist(tmp_path: Path, monkeypatch, capf
         capfd=capfd,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    hparams = (tmp_path / "lightning_logs" / "version_0" / "hparams.yaml").read_text()
-    assert "hidden:\n- 128" in hparams and "Test (best):" in proc.stdout
-    assert scalars(tmp_path / "lightning_logs" / "version_0")["test/acc"][-1][1] > 0.7
+    run = tmp_path / "lightning_logs" / "debug" / "version_0"  # the debug overlay's runs
+    assert "hidden:\n- 128" in (run / "hparams.yaml").read_text() and "Test (best):" in proc.stdout
+    assert scalars(run)["test/acc"][-1][1] > 0.7
 
 
 # -- bad input: one clear message naming the file, column and line ------------------------------------------
