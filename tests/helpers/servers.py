@@ -128,6 +128,7 @@ class MLflowServer:
             "1",
         ]
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no job runner: it stops on SIGTERM
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # the server's own metrics in its own process
         with open(self.folder / "server.log", "a") as log:  # the server's output, read when it fails to start
             self.process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env

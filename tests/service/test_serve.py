@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import signal
 import struct
 import threading
@@ -201,6 +202,9 @@ def test_a_state_dict_export_is_refused_with_advice(cnn_run, monkeypatch, capfd)
         "serve", "--ckpt_path", str(work / "exported" / "last.pt"), cwd=work, monkeypatch=monkeypatch, capfd=capfd
     )
     assert proc.returncode == 2 and "serve the checkpoint, or export to torchscript" in proc.stderr
+    # the metrics folder's variable is put back: a process started later from here (an MLflow server, in CI) failed
+    # writing its own metrics into the deleted folder
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
 
 
 def test_tabular_records_as_json(wine_service) -> None:

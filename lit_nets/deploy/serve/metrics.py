@@ -18,7 +18,17 @@ class Metrics:
 
     def start(self, folder: str) -> None:
         """Before any process of the service starts: the folder the processes share (inherited by them)."""
+        self._before = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+
+    def stop(self) -> None:
+        """After the service: the variable as it was (the folder is deleted; a process started later from this
+        one, an MLflow server for one, would fail to write its own metrics there)."""
+        before = getattr(self, "_before", None)
+        if before is None:
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        else:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = before
 
     def _ensure(self) -> bool:
         if self.requests is None and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

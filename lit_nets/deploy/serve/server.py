@@ -240,7 +240,6 @@ def run(args: ServeOptions) -> None:
     print(f"Threads:      {count} per inference worker ({why})", file=sys.stderr, flush=True)
     folder = tempfile.TemporaryDirectory(prefix="lit_nets_metrics_")
     metrics.start(folder.name)
-    server = make_server(args)
     main_pid, told = os.getpid(), []
 
     def stop(signum: int, frame: Any) -> None:
@@ -250,15 +249,16 @@ def run(args: ServeOptions) -> None:
             told.append(signal.Signals(signum).name)
             raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    key = " (API key required)" if args.api_key else ""
-    print(
-        f"serving {args.ckpt_path} on http://{args.host}:{args.port}/{key}  (POST /predict, GET /health, /ready, "
-        "/info, /metrics)",
-        flush=True,
-    )
     try:
+        server = make_server(args)  # a model it cannot serve ends here, with the variable and folder put back
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        key = " (API key required)" if args.api_key else ""
+        print(
+            f"serving {args.ckpt_path} on http://{args.host}:{args.port}/{key}  (POST /predict, GET /health, /ready, "
+            "/info, /metrics)",
+            flush=True,
+        )
         server.run(
             host=args.host,
             port=args.port,
@@ -274,6 +274,7 @@ def run(args: ServeOptions) -> None:
             child.join(timeout=5)
             if child.is_alive():
                 child.kill()
+        metrics.stop()
         folder.cleanup()
     how = f"{told[0] if told else 'shut down'}"
     if server.cut_off:
