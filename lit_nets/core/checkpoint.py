@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 import torch
 
 from lit_nets import __version__
-from lit_nets.core import checkpoint_files
+from lit_nets.core import checkpoint_files, trust
 from lit_nets.core.data.base import DATA_ARGS
 from lit_nets.core.errors import UserError
 
@@ -47,8 +48,9 @@ def init_parameters(cls: type) -> dict[str, inspect.Parameter]:
     return params
 
 
-def classifier_class(hparams: dict[str, Any], path: str | Path) -> type:
-    """The lit_nets model class a checkpoint's hyper-parameters name (``_class_path``, which the CLI records).
+def classifier_class(hparams: dict[str, Any], path: str | Path, named: Iterable[str] = ()) -> type:
+    """The model class a checkpoint's hyper-parameters name (``_class_path``, which the CLI records): a lit_nets
+    class, or one of the user's that the checkpoint's run or the command named (:mod:`lit_nets.core.trust`).
 
     A checkpoint saved from Python (``Trainer.fit`` on a model built by hand) records no class: it is the model
     class whose arguments take every saved one and leave the fewest unsaved (a model saves all its arguments),
@@ -64,7 +66,7 @@ def classifier_class(hparams: dict[str, Any], path: str | Path) -> type:
             raise UserError(f"{path} records no model class, and its arguments fit no lit_nets model")
         return min(fits)[2]
     class_path = str(hparams["_class_path"])
-    found = lit_nets_class(class_path, path)
+    found = lit_nets_class(class_path, path, "model class", named)
     from lit_nets.core.models.classifier import Classifier
 
     if not (isinstance(found, type) and issubclass(found, Classifier)):
@@ -91,11 +93,12 @@ OLD_MODULES = {
 }
 
 
-def lit_nets_class(class_path: str, path: str | Path) -> type:
-    """The lit_nets class at ``class_path`` as a checkpoint records it (also the paths of earlier releases)."""
+def lit_nets_class(class_path: str, path: str | Path, what: str = "class", named: Iterable[str] = ()) -> Any:
+    """The class at ``class_path`` as a checkpoint records it: lit_nets' (also at the paths of earlier releases), or
+    the user's when :mod:`lit_nets.core.trust` allows it (``what``: which class of the checkpoint, for messages)."""
     module_name, _, class_name = class_path.rpartition(".")
     if not module_name.startswith("lit_nets."):
-        raise UserError(f"{path} holds a {module_name}.{class_name}, not a lit_nets model")
+        return trust.import_class(class_path, what, path, named)
     try:
         found = getattr(importlib.import_module(OLD_MODULES.get(module_name, module_name)), class_name)
     except (ImportError, AttributeError):
@@ -106,8 +109,11 @@ def lit_nets_class(class_path: str, path: str | Path) -> type:
     return found
 
 
-def model_hparams(checkpoint: dict[str, Any], path: str | Path) -> tuple[type, dict[str, Any]]:
-    """The model class of a loaded checkpoint and the arguments to build it with, checked against the class."""
+def model_hparams(
+    checkpoint: dict[str, Any], path: str | Path, named: Iterable[str] = ()
+) -> tuple[type, dict[str, Any]]:
+    """The model class of a loaded checkpoint and the arguments to build it with, checked against the class (and the
+    network class it names, against :mod:`lit_nets.core.trust`, before anything imports it)."""
     saved = checkpoint.get("hyper_parameters")
     if saved is not None and not isinstance(saved, dict):
         raise UserError(
@@ -117,8 +123,13 @@ def model_hparams(checkpoint: dict[str, Any], path: str | Path) -> tuple[type, d
     hparams = dict(saved or {})
     if not hparams:
         raise UserError(f"{path} records no model arguments (hyper_parameters): it was not saved by lit_nets")
-    cls = classifier_class(hparams, path)
+    cls = classifier_class(hparams, path, named)
     args = {k: v for k, v in hparams.items() if k not in PRIVATE}
+    net = args.get("net")
+    if net is not None:
+        if not isinstance(net, dict) or not isinstance(net.get("class_path"), str):
+            raise UserError(f"{path}: its model argument net is {net!r}, not a network's class_path and init_args")
+        trust.check(net["class_path"], "network class", path, named)
     saved_by = checkpoint.get("lit_nets_version", "an unknown version")
     known = init_parameters(cls)
     for old, new in RENAMED.items():
@@ -218,14 +229,31 @@ class Checkpoint:
         return dict(self.state.get("hyper_parameters") or {})
 
     @cached_property
+    def named(self) -> set[str]:
+        """The modules whose classes this checkpoint may make lit_nets import besides its own: those its run's
+        config.yaml names; a command adds those it names itself (:mod:`lit_nets.core.trust`)."""
+        return trust.named_by_run(self.file)
+
+    @cached_property
     def model(self) -> tuple[type, dict[str, Any]]:
         """The model class and the arguments to rebuild it with, checked (:func:`model_hparams`)."""
-        return model_hparams(self.state, self.file)
+        return model_hparams(self.state, self.file, self.named)
+
+    def data_class(self) -> tuple[type, dict[str, Any]]:
+        """The data module class the checkpoint was trained with and its saved arguments (less what is no argument:
+        the class path, the data's description)."""
+        args = self.data_args
+        class_path = args.pop("_class_path", None)
+        for key in [k for k in args if k.startswith("_")] + ["data_source", "schema_from"]:  # schema_from: < 0.3
+            args.pop(key, None)
+        if class_path is None:
+            raise UserError(f"{self.file} records no data module")
+        return lit_nets_class(str(class_path), self.file, "data module class", self.named), args
 
     @property
     def data_values(self) -> dict[str, Any]:
         """What the data gave the model when it was trained (:data:`DATA_ARGS`): the data modules of a command on
-        this checkpoint get them (:func:`lit_nets.core.data.base.trained_values`)."""
+        this checkpoint get them (``TensorDataModule.use_trained``)."""
         return {k: v for k, v in self.hparams.items() if k in DATA_ARGS}
 
     @property

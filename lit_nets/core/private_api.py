@@ -29,6 +29,12 @@ Lightning
   the quiet profiler default. ``trainer_defaults`` callbacks are always added, whatever the user configured,
   so they cannot express "unless".
 
+- :func:`model_instantiator`: a subclass of ``lightning.pytorch.cli._InstantiatorFn``, the function Lightning's CLI
+  builds the model with (it records the model's config as its hyper-parameters). Lightning writes every applied
+  instantiation link into those hyper-parameters, the links into a network given to the classifier
+  (``model.init_args.net.init_args.num_classes``) too, and fails when no network was given (``net: null``). Ours
+  leaves those out then; no public hook sees the links.
+
 LitServe and uvicorn (``lit_nets.deploy.serve``; ``tests/service/test_serve.py``)
 ------------------------------------------------------------------
 - ``Server._start_server`` and ``Server._perform_graceful_shutdown``: LitServe's shutdown closes its queues
@@ -167,3 +173,22 @@ def mlflow_name_error(kind: str, name: str) -> str | None:
     except MlflowException as e:
         return e.message
     return None
+
+
+def model_instantiator(cli: Any, key: str, skip_under: str) -> Any:
+    """Lightning CLI's instantiator of ``key`` (the model), leaving out the links under ``skip_under`` (a
+    sub-config of the model's init_args) when that sub-config is None in the arguments."""
+    from lightning.pytorch.cli import _InstantiatorFn
+
+    class Instantiator(_InstantiatorFn):
+        def __call__(self, class_type: Any, *args: Any, applied_instantiation_links: dict, **kwargs: Any) -> Any:
+            if kwargs.get(skip_under) is None:
+                prefix = f"{key}.init_args.{skip_under}."
+                applied_instantiation_links = {
+                    k: v for k, v in applied_instantiation_links.items() if not k.startswith(prefix)
+                }
+            return super().__call__(
+                class_type, *args, applied_instantiation_links=applied_instantiation_links, **kwargs
+            )
+
+    return Instantiator(cli=cli, key=key)

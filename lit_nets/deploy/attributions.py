@@ -57,13 +57,40 @@ class Attributions:
 
 
 def tabular_schema(model: Any) -> Any:
-    """The model's :class:`~lit_nets.core.data.schema.TabularSchema`, or one line saying this is not a tabular model."""
+    """The model's :class:`~lit_nets.core.data.schema.TabularSchema`, or one line saying this is not a tabular model
+    (or a network of the user's that takes embedded columns' indices, which have no gradient to follow)."""
     from lit_nets.core.data.schema import TabularSchema, read_schema
 
     schema = read_schema(model.schema)
-    if not isinstance(schema, TabularSchema) or not hasattr(model.net, "embed"):
-        raise UserError("--rows explains a tabular (CSV-trained MLP) model; this checkpoint is not one: use --images")
+    if not isinstance(schema, TabularSchema):
+        raise UserError("--rows explains a tabular (CSV-trained) model; this checkpoint is not one: use --images")
+    if not hasattr(model.net, "embed") and schema.embedded:
+        raise UserError(
+            f"--rows: this network ({type(model.net).__name__}) takes the embedded columns "
+            f"{', '.join(c['name'] for c in schema.embedded)} as indices, with no gradient to follow; train it with "
+            "data.categorical_encoding onehot to explain its rows"
+        )
     return schema
+
+
+class PlainInputs:
+    """A network of the user's on a table, seen as the shipped tabular networks are: its input after standardisation
+    is the "embedding" (each number and each one-hot input a dimension), and the baseline is all zeros there (every
+    number at its training mean, no category)."""
+
+    numeric_width = 1
+
+    def __init__(self, net: Any) -> None:
+        self.net = net
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def baseline(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(z)
+
+    def from_embedding(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
 
 
 def dimension_columns(schema: Any, numeric_width: int = 1) -> list[str]:
@@ -79,7 +106,7 @@ def integrated_gradients(model: Any, x: torch.Tensor, steps: int = STEPS) -> Att
     from captum.attr import IntegratedGradients
 
     schema = tabular_schema(model)
-    net = model.net
+    net = model.net if hasattr(model.net, "embed") else PlainInputs(model.net)
     dims = dimension_columns(schema, getattr(net, "numeric_width", 1))
     columns = list(dict.fromkeys(dims))
     to_columns = torch.zeros(len(dims), len(columns))

@@ -25,16 +25,22 @@ log = logging.getLogger(__name__)
 
 
 def default_layer(model: Any) -> str:
-    """The network's ``cam_layer``: the CNN's last conv block's activation, a backbone's last conv stage."""
+    """The network's ``cam_layer`` (the CNN's last conv block's activation, a backbone's last conv stage), or, in a
+    network of the user's without one, its last ``Conv2d``."""
     layer = getattr(model.net, "cam_layer", None)
     if layer is None:
-        raise UserError("explain needs an image model (Grad-CAM looks at conv layers); this model has none")
+        convs = [name for name, module in model.net.named_modules() if isinstance(module, torch.nn.Conv2d)]
+        if not convs:
+            raise UserError("explain needs an image model (Grad-CAM looks at conv layers); this model has none")
+        layer = convs[-1]
     return f"net.{layer}"
 
 
 def has_conv_layers(model: Any) -> bool:
-    """Whether Grad-CAM can explain ``model`` (a CNN or a backbone)."""
-    return getattr(model.net, "cam_layer", None) is not None
+    """Whether Grad-CAM can explain ``model`` (a CNN, a backbone, a network of the user's with a ``Conv2d``)."""
+    if getattr(model.net, "cam_layer", None) is not None:
+        return True
+    return len(model.input_shape) == 3 and any(isinstance(m, torch.nn.Conv2d) for m in model.net.modules())
 
 
 def explain_one(

@@ -35,12 +35,10 @@ SUFFIX = {"state_dict": ".pt", "torchscript": ".torchscript.pt", "pt2": ".pt2", 
 
 def real_batch(ckpt_path: Any, model: Any, size: int = 256) -> torch.Tensor:
     """Up to ``size`` inputs of the checkpoint's own data (test split, else validation), as the model takes them."""
-    from lit_nets.core.data.splits import first_inputs
+    from lit_nets.core.data.contract import first_inputs_of
     from lit_nets.deploy.inference import checkpoint_data
 
-    dm = checkpoint_data(ckpt_path, "test", "the parity check")
-    split = dm.splits.test if dm.splits.test is not None else dm.splits.val
-    return first_inputs(split, size)
+    return first_inputs_of(checkpoint_data(ckpt_path, "test", "the parity check"), size)
 
 
 def export(ckpt_path: Any, formats: list[str], out: str | None = None) -> dict[str, dict[str, Any]]:

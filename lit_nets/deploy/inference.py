@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lit_nets.core.checkpoint import Checkpoint, check_weights, lit_nets_class
-from lit_nets.core.data.base import trained_values
+from lit_nets.core.checkpoint import Checkpoint, check_weights
 from lit_nets.core.errors import UserError
 
 
@@ -47,20 +46,18 @@ def checkpoint_data(ckpt: str | Path | Checkpoint, stage: str, purpose: str) -> 
     import logging
 
     checkpoint = open_checkpoint(ckpt, say=False)
-    args = checkpoint.data_args
-    class_path = args.pop("_class_path", None)
-    for key in [k for k in args if k.startswith("_")] + ["data_source", "schema_from"]:  # schema_from: before 0.3
-        args.pop(key, None)
-    if class_path is None:
-        raise UserError(f"{checkpoint.file} records no data module, so there is no data for {purpose}")
-    cls = lit_nets_class(class_path, checkpoint.file)
+    try:
+        cls, args = checkpoint.data_class()
+    except UserError as e:
+        raise UserError(f"{e}: there is no data for {purpose}") from None
     if cls.__name__ == "MNISTDataModule":
         args["download"] = False  # never fetch for a check: the sample fallback is real data too
     data_log = logging.getLogger("lit_nets.core.data")
     level, data_log.level = data_log.level, logging.ERROR  # nothing is trained here: no banner about the data
     try:
-        with trained_values(checkpoint.data_values):
-            dm = cls(**args)
+        dm = cls(**args)
+        if hasattr(dm, "use_trained"):
+            dm.use_trained(checkpoint.data_values)
         dm.setup(stage)
     except UserError as e:
         raise UserError(f"cannot load the checkpoint's data for {purpose}: {e}") from None

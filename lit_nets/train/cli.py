@@ -32,18 +32,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_only
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
+from torch import nn
 
 from lit_nets.core import checkpoint_files as checkpoints
 from lit_nets.core import private_api, runtime, threads
-from lit_nets.core.checkpoint import Checkpoint, check_weights, classifier_class
-from lit_nets.core.data.base import DATA_ARGS, TensorDataModule, trained_values
+from lit_nets.core.data import contract
+from lit_nets.core.data.contract import DATA_ARGS
 from lit_nets.core.errors import UserError
 from lit_nets.core.logs import quiet_warnings
+from lit_nets.core.models import injected
 from lit_nets.core.models.classifier import Classifier
+from lit_nets.core.models.injected import FILLED
 from lit_nets.train import config_errors
 from lit_nets.train.callbacks import (
     FigureLogger,
@@ -60,8 +64,10 @@ from lit_nets.train.callbacks import (
     progress_bar,
 )
 from lit_nets.train.callbacks import tracking as tracked
+from lit_nets.train.cli_checkpoint import CheckpointArguments
+from lit_nets.train.from_checkpoint import with_checkpoint_classes
 from lit_nets.train.launch import leave_process_group
-from lit_nets.train.reports import run_summary, say_if_finished, stopped_early
+from lit_nets.train.reports import run_summary, stopped_early
 from lit_nets.train.run_folders import (
     checkpoint_filename,
     logger_args,
@@ -78,12 +84,6 @@ DEBUG_RUNS = "lightning_logs/debug"  # profiling runs and configs/debug.yaml's: 
 log = logging.getLogger(__name__)
 
 
-def _differs(a: Any, b: Any) -> bool:
-    """Whether two config values differ (a tuple and a list of the same items do not)."""
-    normal = lambda v: list(v) if isinstance(v, (list, tuple)) else v  # noqa: E731
-    return normal(a) != normal(b)
-
-
 def default_precision(accelerator: Any) -> str:
     """bf16 mixed precision on a CUDA GPU that supports it, fp32 elsewhere (bf16 is ~8x slower on CPUs
     without AVX-512 BF16)."""
@@ -93,19 +93,21 @@ def default_precision(accelerator: Any) -> str:
     return "32-true"
 
 
-class LitNetsCLI(LightningCLI):
+class LitNetsCLI(CheckpointArguments, LightningCLI):
     """Lightning's CLI with the data -> model links, the always-on callbacks and the defaults of this project (see
     the module docstring)."""
 
     def __init__(self, *args: Any, callbacks: list[Any] | None = None, **kwargs: Any) -> None:
         """Lightning's arguments, and ``callbacks``: objects added to the Trainer's (cv's and tune's own)."""
         self._extra_callbacks = list(callbacks or [])
-        self.checkpoint: Checkpoint | None = None  # the --ckpt_path record, read once (_resolve_ckpt_path)
+        # a command given a checkpoint and no config takes the model and data classes from it (read once, here)
+        kwargs["args"], self.checkpoint = with_checkpoint_classes(kwargs.get("args"))
+        self.resumed_in: str | None = None  # the run folder a fit resumes in (_resume_in_its_folder)
         self.threads = 1  # torch's threads per process (_size_threads)
         private_api.fast_hparams_yaml()  # hparams.yaml of a wide table's schema in 0.4 s, not 3-4 s
         kwargs.setdefault("model_class", Classifier)
         kwargs.setdefault("subclass_mode_model", True)
-        kwargs.setdefault("datamodule_class", TensorDataModule)
+        kwargs.setdefault("datamodule_class", LightningDataModule)  # lit_nets' or a user's (the contract)
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("seed_everything_default", 42)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})  # a resumed run rewrites its config
@@ -145,8 +147,11 @@ class LitNetsCLI(LightningCLI):
             help="torch's threads per process (default: the CPU share this process may use: its affinity, a cgroup "
             "quota, less the cores other processes keep busy, divided by the processes on this machine).",
         )
-        for name in LINKED:
-            parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
+        for name in LINKED:  # from the data module as the contract reads it (a missing one: one line)
+            parser.link_arguments("data", f"model.init_args.{name}", self._data_value(name), apply_on="instantiate")
+        for name in FILLED:  # a network given to the classifier takes the data's values under these names
+            target = f"model.init_args.net.init_args.{name}"
+            parser.link_arguments("data", target, self._data_value(name), apply_on="instantiate")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {
@@ -175,6 +180,18 @@ class LitNetsCLI(LightningCLI):
         kwargs.setdefault("exit_on_error", False)
         return super().init_parser(**kwargs)
 
+    def _data_value(self, name: str) -> Any:
+        """The link function of one data value: the data module's ``name`` as the contract reads it, after a command
+        on a checkpoint has handed the module the checkpoint's data values (``use_trained``) so that new files are
+        encoded as the model was trained."""
+
+        def value(dm: Any) -> Any:
+            if self.checkpoint is not None and self.subcommand != "fit" and getattr(dm, "trained", 0) is None:
+                dm.use_trained(self.checkpoint.data_values)
+            return contract.value(dm, name)
+
+        return value
+
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         from jsonargparse import ArgumentError
 
@@ -184,73 +201,11 @@ class LitNetsCLI(LightningCLI):
             given = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else []
             raise UserError(config_errors.one_line(str(e), given)) from None
         self._resolve_ckpt_path()
-        # Lightning's private _parse_ckpt_path runs next and would merge the file's hyper-parameters again, data
-        # values included (see lit_nets.core.private_api): it is handed no path, which before_instantiate_classes
-        # puts back
-        subcommand = self.config.get("subcommand")
-        if subcommand and self.config[subcommand].get("ckpt_path"):
-            self._ckpt_path, self.config[subcommand].ckpt_path = self.config[subcommand].ckpt_path, None
 
-    # -- --ckpt_path: one rule for a file, a run folder, best and last -----------------------------------------
-    def _resolve_ckpt_path(self) -> None:
-        """Resolve ``--ckpt_path`` and use the checkpoint's model arguments: they win over the config and the command
-        line (a warning names each value that differed), whichever way the checkpoint was named.
-
-        Resolve first (a file, a run folder, ``best``, ``last``: one route for each), check the arguments against
-        the model class (:func:`lit_nets.core.checkpoint.model_hparams`), merge the model's own arguments only (the data
-        module gives the data's values). ``fit`` resumes a run of our logs folder in that run's own folder.
-        """
-        subcommand = self.config.get("subcommand")
-        config = self.config[subcommand] if subcommand else None
-        if config is None or "ckpt_path" not in config:  # no subcommand: the CLI was built with run=False
-            return
-        if config.get("weights_only", False) is None:  # Lightning would unpickle remote checkpoints as code
-            config.weights_only = True
-        trusted = config.get("weights_only") is False
-        root = logs_root(config)
-        given = config.ckpt_path
-        self.checkpoint = Checkpoint.open(given, root, subcommand, trusted=trusted)  # the one record of it
-        config.ckpt_path = self.checkpoint.file if self.checkpoint else None
-        if self.checkpoint is None:
-            return
-        rank_zero_info(self.checkpoint.line())
-        cls, args = self.checkpoint.model
-        self._use_checkpoint_arguments(subcommand, cls, args, config.ckpt_path)  # makes a new self.config
-        if subcommand == "fit":
-            self._resume_in_its_folder(self.config[subcommand], root)
-            say_if_finished(self.checkpoint.state, self.config[subcommand], given)
-
-    def _use_checkpoint_arguments(self, subcommand: str, cls: type, args: dict[str, Any], ckpt_path: str) -> None:
-        model = self.config[subcommand].model
-        given = model.init_args.as_dict() if model.get("init_args") is not None else {}
-        same_class = classifier_class({"_class_path": model.class_path}, ckpt_path) is cls
-        own = {k: v for k, v in args.items() if k not in DATA_ARGS}
-        own["init_from"] = None  # the weights come from the checkpoint
-        if given.get("init_from"):
-            log.info("model.init_from %s is not used: the weights come from %s", given["init_from"], ckpt_path)
-        changed = [
-            f"{k} {v!r} (not {given[k]!r})"
-            for k, v in own.items()
-            if same_class and k != "init_from" and k in given and _differs(given[k], v)
-        ]
-        if not same_class:
-            changed.insert(0, f"the model class {cls.__name__} (not {model.class_path.rpartition('.')[2]})")
-        if changed and rank_zero_only.rank == 0:
-            log.warning("--ckpt_path %s: the checkpoint's model arguments are used: %s", ckpt_path, "; ".join(changed))
-        class_path = f"{cls.__module__}.{cls.__qualname__}"
-        update = {subcommand: {"model": {"class_path": class_path, "init_args": own}}}
-        self.config = self.parser.parse_object(update, self.config)
-
-    def _resume_in_its_folder(self, config: Any, root: Path) -> None:
-        """A run resumed from a checkpoint of a run under ``root`` continues in that run's folder (its curves go on,
-        its best checkpoint keeps its score), unless the logger's version is given."""
-        logger = config.trainer.logger
-        init = logger.get("init_args") if hasattr(logger, "get") else None
-        folder = checkpoints.run_folder(config.ckpt_path, root)
-        if folder is not None and init is not None and "version" in init and init.version is None:
-            init.version = folder
-            self._resumed_in = folder
-            rank_zero_info(f"Resuming {root / folder} in its own folder")
+    def _parse_ckpt_path(self) -> None:
+        """Nothing: :meth:`_resolve_ckpt_path` has read the checkpoint, and merged the model's own arguments only.
+        Lightning's (private) method would merge the file's hyper-parameters again, data values included
+        (:mod:`lit_nets.core.private_api`)."""
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
         from lightning.pytorch.callbacks import ProgressBar as AnyProgressBar
@@ -295,8 +250,11 @@ class LitNetsCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        if getattr(self, "_ckpt_path", None):
-            config.ckpt_path = self._ckpt_path  # resolved in parse_arguments
+        # a network given to the classifier keeps its class path and arguments (saved with the model's); without one,
+        # the links into it are left out of the model's recorded arguments (lit_nets.core.private_api)
+        self.parser.add_instantiator(injected.record, nn.Module, subclasses=True)
+        model = private_api.model_instantiator(self, "model", "net")
+        self.parser.add_instantiator(model, Classifier, subclasses=True, prepend=True)
         model_args = config.model.get("init_args") if config.get("model") else None
         if model_args is not None and model_args.get("init_from") in ("best", "last"):
             model_args.init_from = checkpoints.resolve(
@@ -321,14 +279,6 @@ class LitNetsCLI(LightningCLI):
         if torch.cuda.is_available():
             torch.set_float32_matmul_precision("high")  # TF32 matmuls on Ampere and newer
 
-    def instantiate_classes(self) -> None:
-        """Build the data module, model and trainer; validate, test and predict on a checkpoint hand the data
-        module the checkpoint's data values (its CSV schema, classes, image size, statistics), so that new files
-        are encoded as the model was trained."""
-        values = self.checkpoint.data_values if self.checkpoint and self.subcommand != "fit" else None
-        with trained_values(values):
-            super().instantiate_classes()
-
     # -- the runs ---------------------------------------------------------------------------------------------
     @contextmanager
     def _checkpoint_warnings(self) -> Iterator[None]:
@@ -337,7 +287,7 @@ class LitNetsCLI(LightningCLI):
         resumed in its own folder finds its checkpoints there."""
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r".*The dirpath has changed from.*")
-            if getattr(self, "_resumed_in", None):
+            if self.resumed_in:
                 warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
             yield
 
@@ -387,27 +337,14 @@ class LitNetsCLI(LightningCLI):
             print(writer.summary())
 
     # -- after fit: test the best checkpoint and say where everything is ------------------------------------
-    def _check_checkpoint_fits(self) -> None:
-        """A --ckpt_path of another model or data ends with one line that names what differs (classes, input shape,
-        or the tensors), not a state_dict size-mismatch traceback."""
-        if self.checkpoint is None or not hasattr(self.model, "num_classes"):
-            return
-        ckpt_path, checkpoint = self.checkpoint.file, self.checkpoint.state
-        saved = self.checkpoint.hparams
-        here = {"num_classes": self.model.num_classes, "input_shape": list(self.model.input_shape)}
-        there = {"num_classes": saved.get("num_classes"), "input_shape": list(saved.get("input_shape") or [])}
-        if saved and here != there:
-            kind = str(saved.get("_class_path", "a model")).rpartition(".")[2]
-            raise UserError(
-                f"--ckpt_path {ckpt_path} holds {kind} for {there['num_classes']} classes of input "
-                f"{there['input_shape']}, but this run's data gives {here['num_classes']} classes of input "
-                f"{here['input_shape']}; use the config the checkpoint was trained with"
-            )
-        check_weights(self.model, checkpoint.get("state_dict") or {}, ckpt_path)
-        self.checkpoint.state = {}  # checked: Lightning reads the weights from the file itself
-
     def _before_run(self) -> None:
         self._check_checkpoint_fits()
+        data = self.config[self.subcommand].get("data") if self.subcommand else None
+        if self.datamodule is not None and not self.datamodule.hparams and data is not None:
+            # a data module of the user's that records nothing: its class and arguments go in the checkpoint, for
+            # the commands that later run on it (test, predict, export's parity check)
+            spec = data.as_dict()
+            self.datamodule.save_hyperparameters({"_class_path": spec["class_path"], **(spec.get("init_args") or {})})
         if self.subcommand == "fit" and self.trainer.logger is not None:  # hparams.yaml: merged with the model's
             self.trainer.logger.log_hyperparams({"threads": self.threads})
         tracking = next((c for c in self.trainer.callbacks if isinstance(c, MLflowTracking)), None)
@@ -433,7 +370,8 @@ class LitNetsCLI(LightningCLI):
         # a SIGTERM during the last epoch's validation: the run is complete and saved, but told to stop, so no test
         told_to_stop = any(isinstance(c, SaveOnInterrupt) and c.pending for c in trainer.callbacks)
         wants_test = wants_test and not told_to_stop
-        has_test = getattr(self.datamodule, "splits", None) is not None and self.datamodule.splits.test is not None
+        splits = getattr(self.datamodule, "splits", None)
+        has_test = contract.has_loader(self.datamodule, "test") and (splits is None or splits.test is not None)
         if wants_test and has_test and best and not trainer.fast_dev_run:
             test_results = trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)
         log_dir = trainer.log_dir  # a collective under DDP: every process asks, rank 0 prints

@@ -97,13 +97,16 @@ def run_fold(
     with quiet_warnings():
         (validated,) = trainer.validate(model, datamodule=data, ckpt_path=best, verbose=False)
     model.eval()
-    probs = []
+    probs, labels = [], []
     with torch.no_grad():  # the model holds the best weights now (validate loaded them)
-        for x, *_ in data.val_dataloader():
+        for batch in data.val_dataloader():
+            x, *rest = batch if isinstance(batch, list | tuple) else (batch,)
             probs.append(model.probabilities(model(x.to(model.device))).float().cpu())
+            labels += [rest[0].cpu()] if rest and rest[0].dim() == 1 else []
     probs = torch.cat(probs)
-    targets = data.splits.val[1] if isinstance(data.splits.val, tuple) else None
-    ids = data.splits.val_ids or list(range(len(probs)))
+    targets = torch.cat(labels) if labels and sum(len(y) for y in labels) == len(probs) else None
+    splits = getattr(data, "splits", None)  # lit_nets' data modules name their validation rows
+    ids = (splits.val_ids if splits is not None else None) or list(range(len(probs)))
     oof = prediction_table(probs, probs.argmax(1), list(model.class_names), ids, targets)
     metrics = {k: float(v) for k, v in validated.items()} | tested
     return {"fold": fold, "run": str(trainer.log_dir), "best": best, "metrics": metrics, "oof": oof}
@@ -117,6 +120,12 @@ def main(argv: list[str], prog: str) -> None:
 
     options, rest = parse(argv, prog)
     config = runs.config_of(rest)
+    data = config.get("data") or {}
+    if not {"fold", "folds"} <= set(data.get("init_args") or {}):
+        raise UserError(
+            f"cv: {data.get('class_path')} takes no fold and folds arguments: cross-validation needs a data module "
+            "that validates on fold k of K (docs/extend.md#your-own-data)"
+        )
     options.name = unused_name(runs.logs_folder(config, "lightning_logs/cv"), options.name)
     seed = data_seed(rest) if options.repeats > 1 else None
     group = Group(config, f"cv/{options.name}", {"lit_nets.cv": options.name})

@@ -51,6 +51,7 @@ PAGES = [
             "scale.md",
             "reliability.md",
             "development.md",
+            "extend.md",
         )
     ),
 ]
@@ -88,21 +89,34 @@ NOT_HERE = {  # by program, module (-m) or script
 def readme_blocks(kind: str = "bash") -> list[tuple[str, Any]]:
     """The ``bash`` blocks of every page in :data:`PAGES` as ("page: heading", commands): comments dropped, lines
     joined where a backslash or an open quote continues them; ``kind`` python: the ``python`` blocks as
-    ("page: heading", code)."""
+    ("page: heading", code). A block whose fence names a file (```` ```python file=mypkg/nets.py ````) is a file the
+    page writes: the commands after it get it as ``(path, text)`` in front of their commands (:data:`FILES`)."""
     blocks = []
     for page in PAGES:
-        heading, lines, inside = "", [], False
+        heading, lines, inside, files, target, other = "", [], False, [], None, False
         for line in page.read_text().splitlines():
-            if line.startswith("#") and not inside:
+            fence = line.strip()
+            if other:  # in a block of another kind: its lines are neither commands nor headings
+                other = fence != "```"
+            elif line.startswith("#") and not inside:
                 heading = line.lstrip("#").strip()
-            elif line.strip() == f"```{kind}":
-                inside, lines = True, []
-            elif line.strip() == "```" and inside:
+            elif fence.startswith("```") and " file=" in fence and not inside:
+                inside, lines, target = True, [], fence.split(" file=", 1)[1].strip()
+            elif fence == f"```{kind}" and not inside:
+                inside, lines, target = True, [], None
+            elif fence == "```" and inside:
                 inside = False
                 where = f"{page.relative_to(REPO)}: {heading}"
-                blocks.append((where, commands(lines) if kind == "bash" else "\n".join(lines)))
+                if target is not None:
+                    files.append((target, "\n".join(lines) + "\n"))
+                elif kind == "bash":
+                    blocks.append((where, [("file", *f) for f in files] + commands(lines)))
+                else:
+                    blocks.append((where, "\n".join(lines)))
             elif inside:
                 lines.append(line)
+            elif fence.startswith("```"):
+                other = True
     return blocks
 
 
@@ -155,9 +169,15 @@ def test_readme_block(workspace: Path, monkeypatch, capfd, caplog, heading: str,
     monkeypatch.chdir(workspace)
     monkeypatch.setattr(sys, "argv", ["lit_nets"])
     monkeypatch.setenv("TORCH_HOME", str(workspace / "torch_home"))  # weights: DEFAULT finds resnet18's there
+    monkeypatch.syspath_prepend(str(workspace))  # python -m puts the working folder first: the page's own package
     service, ran, skipped = None, 0, []
     try:
         for words in block:
+            if words[0] == "file":  # a file the page wrote before these commands (its package, a config)
+                path = workspace / words[1]
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(words[2])
+                continue
             reason = NOT_HERE.get(program(words))
             if words[:1] == ["curl"]:
                 send(words, service)
@@ -251,7 +271,7 @@ def check_fit(argv: list[str], out: str, err: str) -> None:
     if "--trainer.profiler" in argv:
         assert "Profiler Report" in out + err and "gpuGetDeviceCount" not in out + err
     if "--ckpt_path" in argv:
-        assert re.search(r"Resuming lightning_logs/version_\d+ in its own folder", err), err[-2000:]
+        assert re.search(r"Resuming lightning_logs/\S+ in its own folder", err), err[-2000:]
     if "lr_find.yaml" in " ".join(argv):
         rate = float(re.search(r"Learning rate set to ([\d.e-]+)", err).group(1))
         LEARNING_RATES[argv[-1]] = rate
@@ -283,7 +303,8 @@ def check_predict(argv: list[str], out: str, err: str) -> None:
 
 def check_export(argv: list[str], out: str, err: str) -> None:
     lines = [line.split()[0] for line in out.splitlines() if line.strip()]
-    assert lines == (["torchscript"] if "--format" in argv else ["state_dict", "torchscript", "pt2", "onnx"]), out
+    asked = argv[argv.index("--format") + 1 :] if "--format" in argv else ["state_dict", "torchscript", "pt2", "onnx"]
+    assert lines == [a for a in asked if not a.startswith("-")][: len(lines)] and lines, out
 
 
 def check_tune(argv: list[str], out: str, err: str) -> None:

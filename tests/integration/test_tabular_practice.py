@@ -399,7 +399,7 @@ def test_explain_asks_for_images_or_rows(cnn_run, tmp_path: Path, monkeypatch, c
         monkeypatch=monkeypatch,
         capfd=capfd,
     )
-    assert proc.returncode == 2 and "--rows explains a tabular (CSV-trained MLP) model; this checkpoint is not one" in (
+    assert proc.returncode == 2 and "--rows explains a tabular (CSV-trained) model; this checkpoint is not one" in (
         proc.stderr
     )
     assert "Traceback" not in proc.stderr

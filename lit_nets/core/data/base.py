@@ -11,9 +11,7 @@ the epoch in checkpoints (:class:`ResumableLoader`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import torch
@@ -21,27 +19,10 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.accelerators import CUDAAccelerator
 from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
 
+from lit_nets.core.data.contract import DATA_ARGS
 from lit_nets.core.data.loaders import EpochBatches, IndexedTensors, ResumableLoader, WithIndex
 from lit_nets.core.data.splits import SplitData, Splits, first_inputs, hold_out, labels_of, size_of, stratified_folds
 from lit_nets.core.errors import UserError
-
-# what the data gives a model (the CLI links these); a model cannot be rebuilt without the first three
-DATA_ARGS = ("num_classes", "input_shape", "mean", "std", "class_names", "class_weights", "schema")
-# The data values of the trained model a command runs on (test, predict, explain, export, serve: a checkpoint's
-# schema, classes, image size and statistics), handed to the data modules built inside :func:`trained_values`, so
-# that new files are encoded as the model was trained. A context variable because jsonargparse builds the data
-# module from the config, and a checkpoint's record is no config value; the CLI and ``checkpoint_data`` set it.
-TRAINED: ContextVar[dict[str, Any] | None] = ContextVar("TRAINED", default=None)
-
-
-@contextmanager
-def trained_values(values: dict[str, Any] | None) -> Iterator[None]:
-    """Data modules built inside get ``values`` (a checkpoint's :data:`DATA_ARGS`) as their ``trained``."""
-    token = TRAINED.set(values)
-    try:
-        yield
-    finally:
-        TRAINED.reset(token)
 
 
 class TensorDataModule(LightningDataModule):
@@ -85,7 +66,7 @@ class TensorDataModule(LightningDataModule):
         folds: int = 5,
     ) -> None:
         super().__init__()
-        self.trained = TRAINED.get()  # a checkpoint's data values (see trained_values), or None
+        self.trained: dict[str, Any] | None = None  # a checkpoint's data values (use_trained), or None
         self.save_hyperparameters(ignore=list(self.not_hyperparameters))  # the subclass's arguments too
         self.auto_batch = batch_size is None  # a subclass chooses once it knows its data
         batch_size = 64 if batch_size is None else batch_size
@@ -104,6 +85,14 @@ class TensorDataModule(LightningDataModule):
         self.class_weighting = class_weights  # the property ``class_weights`` is the weights themselves
         self.stage: str | None = None
         self._splits: Splits | None = None
+
+    def use_trained(self, values: dict[str, Any] | None) -> None:
+        """Encode new data as a trained model's was (validate, test, predict, explain, export, serve on a
+        checkpoint): ``values`` are the checkpoint's data values (:data:`DATA_ARGS`: a CSV schema, the classes, the
+        image size and statistics). Given before the data is first read; the CLI and ``checkpoint_data`` do."""
+        if self._splits is not None:
+            raise RuntimeError("use_trained must come before the data is read")  # our bug: the CLI's order
+        self.trained = values
 
     # -- what subclasses provide ----------------------------------------------------------------------------
     def load(self) -> Splits:

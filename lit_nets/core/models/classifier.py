@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -27,9 +26,10 @@ from torchmetrics.classification import (
 
 from lit_nets.core import private_api
 from lit_nets.core.errors import UserError
+from lit_nets.core.models import injected
 from lit_nets.core.models.deployable import Deployable, probabilities
 from lit_nets.core.models.fast_path import EpochTotals, PlainHookName
-from lit_nets.core.models.nets import CNN, Standardize
+from lit_nets.core.models.nets import CNN, Pixels, Standardize
 
 log = logging.getLogger(__name__)
 Loss = Literal["ce", "bce"]
@@ -38,9 +38,13 @@ Scheduler = Literal["none", "cosine", "step", "plateau", "onecycle"]
 
 
 class Classifier(PlainHookName, LightningModule):
-    """Base classifier: wraps a plain network built by :meth:`build_net`.
+    """A classifier around a plain network: the network given (``net``, a ``torch.nn.Module`` of yours named in a
+    config) or the one a subclass builds (:meth:`build_net`); see docs/extend.md.
 
     Args:
+        net: the network, a ``torch.nn.Module`` that maps a batch of inputs to logits (``class_path`` and
+            ``init_args`` in a config; the data's ``num_classes`` and ``input_shape`` fill its arguments of those
+            names). Default: the subclass's :meth:`build_net`.
         num_classes: number of classes (set from the data by the CLI).
         input_shape: shape of one input without the batch dim (set from the data by the CLI).
         mean: per-channel (or per-feature) mean of the inputs, on the [0, 1] scale for images
@@ -71,6 +75,7 @@ class Classifier(PlainHookName, LightningModule):
 
     def __init__(
         self,
+        net: injected.Network | None = None,
         num_classes: int = 10,
         input_shape: Sequence[int] = (1, 28, 28),
         mean: Sequence[float] | None = None,
@@ -90,7 +95,10 @@ class Classifier(PlainHookName, LightningModule):
         compile: bool = False,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["net"])  # a module is no hyper-parameter: its class and arguments are
+        if net is not None:
+            self.hparams["net"] = injected.spec_of(net)
+        self._given_net = net
         if num_classes < 2:
             raise UserError(f"a classifier needs at least 2 classes, the data has {num_classes}")
         if loss == "bce" and num_classes != 2:
@@ -115,20 +123,37 @@ class Classifier(PlainHookName, LightningModule):
             raise UserError(f"{len(class_weights)} class weights given for {num_classes} classes")
         weights = torch.tensor(list(class_weights), dtype=torch.float32) if class_weights else None
         self.register_buffer("class_weights", weights, persistent=False)  # rebuilt from hparams on load
-        self.normalize: nn.Module = Standardize(mean, std) if mean is not None else nn.Identity()
+        self.normalize: nn.Module = Standardize(mean, std) if mean is not None else Pixels()
         self.net = self.build_net(num_outputs=1 if self.binary else num_classes)
+        self._given_net = None
+        if not type(self.net).__module__.startswith("lit_nets."):  # a network of the user's: checked once here
+            injected.check_outputs(
+                self.net, self.input_shape, 1 if self.binary else num_classes, type(self.net).__name__
+            )
         self.example_input_array = torch.zeros(2, *self.input_shape)
         # training logs the epoch's loss and accuracy only, from running sums on the device (fast_path)
         self.train_totals = EpochTotals()
         self.train_loss = MeanMetric(nan_strategy="disable")
         self.train_metrics = MetricCollection({"acc": MeanMetric()}, prefix="train/")  # correct / seen, weighted
-        self.val_metrics = self._metrics("val/")
-        self.test_metrics = self._metrics("test/")
+        self.val_metrics = self.make_metrics("val/")
+        self.test_metrics = self.make_metrics("test/")
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
 
     def build_net(self, num_outputs: int) -> nn.Module:
-        """Build the plain network (subclasses implement this)."""
-        raise NotImplementedError
+        """The plain network: the one given (``net``), else a subclass builds it here (``num_outputs`` logits for
+        inputs of ``self.input_shape``)."""
+        if isinstance(self._given_net, nn.Module):
+            return self._given_net
+        if self._given_net is not None and not isinstance(self._given_net, dict):
+            raise UserError(f"model.net: {type(self._given_net).__name__} is not a torch.nn.Module")
+        if self._given_net is not None:  # a recorded class path and arguments (a checkpoint, Python)
+            return injected.build(
+                injected.spec_of(self._given_net), {"num_classes": self.num_classes, "input_shape": self.input_shape}
+            )
+        raise UserError(
+            "lit_nets.models.Classifier needs a network: give model.init_args.net (the class_path and init_args of "
+            "a torch.nn.Module), or use a subclass that builds one in build_net (docs/extend.md)"
+        )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         from lit_nets import __version__
@@ -148,40 +173,15 @@ class Classifier(PlainHookName, LightningModule):
             self._initialised = True
 
     def load_matching(self, path: str) -> tuple[list[str], dict[str, str]]:
-        """Copy the network tensors of ``path`` whose name and shape match (transfer learning); the loaded names
-        and, for the others, why they were not loaded."""
-        file = Path(path)
-        if not file.is_file():
-            raise UserError(f"model.init_from: no such checkpoint file {path}")
-        try:
-            source = torch.load(file, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise UserError(f"model.init_from: cannot read {path}: {e}") from None
-        source = source.get("state_dict", source)
-        if not any(k.startswith("net.") for k in source):  # a plain state_dict of the network
-            source = {f"net.{k}": v for k, v in source.items()}
-        head = f"net.{getattr(self.net, 'head', '')}."
-        loaded, skipped = {}, {}
-        for name, tensor in self.state_dict().items():
-            if not name.startswith("net."):
-                continue  # normalisation and metrics belong to the new data
-            if name.startswith(head) and not self.hparams.init_head:
-                skipped[name] = "output layer, re-initialised"
-            elif name not in source:
-                skipped[name] = "not in the checkpoint"
-            elif source[name].shape != tensor.shape:
-                skipped[name] = f"shape {list(tensor.shape)} here, {list(source[name].shape)} in the checkpoint"
-            else:
-                loaded[name] = source[name]
-        if not loaded:
-            raise UserError(f"model.init_from: no tensor of {path} fits this model (another architecture?)")
-        self.load_state_dict(loaded, strict=False)
-        log.info("init_from %s: loaded %d tensors: %s", path, len(loaded), ", ".join(loaded))
-        if skipped:
-            log.info("init_from: not loaded: %s", "; ".join(f"{k} ({why})" for k, why in skipped.items()))
-        return list(loaded), skipped
+        """Copy the network tensors of ``path`` whose name and shape match (transfer learning): see
+        :func:`lit_nets.core.models.transfer.load_matching`."""
+        from lit_nets.core.models.transfer import load_matching
 
-    def _metrics(self, prefix: str) -> MetricCollection:
+        return load_matching(self, path)
+
+    def make_metrics(self, prefix: str) -> MetricCollection:
+        """The validation and test metrics (torchmetrics, fed each batch's probabilities and targets, logged as
+        ``<prefix><name>`` each epoch): a subclass adds its own here (docs/extend.md)."""
         if self.binary:
             metrics: dict[str, Any] = {"acc": BinaryAccuracy(), "f1": BinaryF1Score()}
         else:

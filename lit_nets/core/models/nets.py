@@ -55,6 +55,14 @@ def init_weights(module: nn.Module, scheme: str, activation: str = "relu") -> No
                 nn.init.zeros_(m.bias)
 
 
+class Pixels(nn.Module):
+    """The input scaling of a model without statistics: ``uint8`` pixels to [0, 1] (the torchvision convention: the
+    dtype says the range), anything else as it is."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float().div(255.0) if x.dtype == torch.uint8 else x
+
+
 class Standardize(nn.Module):
     """Input normalisation, kept inside the model so an exported model takes raw inputs.
 

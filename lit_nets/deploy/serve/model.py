@@ -64,7 +64,8 @@ def load(path: str, device: str = "cpu") -> Served:
         model = load_classifier(file, device)
         net = Deployable.of(model)
         schema = read_schema(model.schema)
-        explains = has_conv_layers(model) or (isinstance(schema, TabularSchema) and hasattr(model.net, "embed"))
+        table = isinstance(schema, TabularSchema) and (hasattr(model.net, "embed") or not schema.embedded)
+        explains = has_conv_layers(model) or table
         explainer = model if explains else None
         return Served(net, list(model.class_names), list(model.input_shape), schema, file.name, explainer)
     sidecar = file.with_name(file.name + ".json")
