@@ -142,3 +142,18 @@ def test_the_service_answers_a_request(trained) -> None:
     answer = api.encode_response(api.unbatch(api.predict(api.batch([api.decode_request(request)])))[0])
     assert answer["label"] in api.model.class_names, answer
     assert abs(sum(answer["probabilities"].values()) - 1) < 1e-4
+
+
+def test_a_data_module_missing_part_of_the_contract_is_one_line(tmp_path: Path, monkeypatch, capfd) -> None:
+    """A LightningDataModule of a user's without class_names: one line that names it, before any training."""
+    from helpers.cli import in_process
+
+    net = json.dumps({"class_path": "torch.nn.Linear", "init_args": {"in_features": 13, "out_features": 3}})
+    args = ("--model", "lit_nets.models.Classifier", "--model.net", net, "--data", "helpers.outside.data.NoClassNames")
+    proc = in_process("fit", *args, cwd=tmp_path, monkeypatch=monkeypatch, capfd=capfd)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: data: helpers.outside.data.NoClassNames has no class_names; a data module gives lit_nets "
+        "num_classes, input_shape, class_names (docs/extend.md#your-own-data)"
+    )
+    assert not list(tmp_path.glob("lightning_logs/*/checkpoints/*.ckpt")), "nothing trained"
