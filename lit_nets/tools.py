@@ -10,16 +10,15 @@ that names the option and the closest valid ones.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
-import re
 import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from lit_nets.core.errors import UserError
+from lit_nets.core.options import POSITIONAL, one_line, parser_of, read
 
 # subcommand: (module, function); the function's first docstring paragraph is the subcommand's description
 TOOLS = {
@@ -29,7 +28,6 @@ TOOLS = {
     "serve": ("lit_nets.deploy.serve.server", "serve_command"),
     "track": ("lit_nets.train.track", "track_command"),
 }
-POSITIONAL = {"runs"}  # list arguments given without an option name (plot RUN [RUN ...])
 
 
 def tool_function(name: str) -> Callable[..., Any]:
@@ -51,12 +49,28 @@ def list_arguments(function: Callable[..., Any]) -> dict[str, tuple[Any, list[st
     return found
 
 
+def record_of(function: Callable[..., Any]) -> type | None:
+    """The options record a tool takes whole (its one parameter, a dataclass: ``serve_command(options)``), if any."""
+    import dataclasses
+
+    hints = typing.get_type_hints(function)
+    params = list(inspect.signature(function).parameters)
+    record = hints.get(params[0]) if len(params) == 1 else None
+    return record if dataclasses.is_dataclass(record) else None
+
+
 def parser_for(name: str, prog: str) -> Any:
-    """The jsonargparse parser of subcommand ``name``, built from its function."""
+    """The jsonargparse parser of subcommand ``name``, built from its function (or its options record)."""
     from docstring_parser import parse
     from jsonargparse import ActionConfigFile, ArgumentParser
 
     function = tool_function(name)
+    record = record_of(function)
+    if record is not None:
+        about = inspect.getdoc(function).split("\n\n")[0].replace("\n", " ")
+        parser = parser_of(record, f"{prog} {name}", about)
+        parser.add_argument("--config", action=ActionConfigFile, help="a YAML file of these options")
+        return parser
     doc = parse(function.__doc__ or "")
     helps = {p.arg_name: p.description for p in doc.params}
     about = inspect.getdoc(function).split("\n\n")[0].replace("\n", " ")
@@ -87,6 +101,10 @@ def run_tool(name: str, argv: list[str], prog: str = "python -m lit_nets") -> No
     from jsonargparse import ArgumentError
 
     parser = parser_for(name, prog)
+    record = record_of(tool_function(name))
+    if record is not None:
+        tool_function(name)(read(record, argv, f"{prog} {name}", parser))
+        return
     try:
         config = parser.parse_args(argv)
     except ArgumentError as e:
@@ -97,27 +115,3 @@ def run_tool(name: str, argv: list[str], prog: str = "python -m lit_nets") -> No
         if item is Path and arguments.get(arg) is not None:
             arguments[arg] = [Path(value) for value in arguments[arg]]
     tool_function(name)(**arguments)
-
-
-def one_line(message: str, options: list[str], command: str) -> str:
-    """jsonargparse's ``message`` as one line that names the option and the closest of ``options``."""
-    first = message.strip().splitlines()[0] if message.strip() else "the arguments are not valid"
-    listed = f"({command} --help lists them)"
-    if m := re.match(r"unrecognized arguments: (\S+)", first):
-        given = m.group(1).lstrip("-").split("=")[0]
-        close = difflib.get_close_matches(given, options, n=3)
-        hint = f"; did you mean {' or '.join('--' + c for c in close)}?" if close else ""
-        return f"{command} has no option --{given}{hint} {listed}"
-    if m := re.match(r'Parser key "(\w+)":', first):
-        detail = " ".join(line.strip() for line in message.strip().splitlines()[1:] if line.strip())
-        if typed := re.match(r"Expected a <class '(\w+)'>\. Got value: (.*)", detail):
-            detail = f"expected {'an' if typed.group(1)[0] in 'aeiou' else 'a'} {typed.group(1)}, got {typed.group(2)}"
-        return f"--{m.group(1)}: {detail or first}"
-    if m := re.search(r"the following arguments are required: (.+)", message):
-        needed = [name.strip() for name in m.group(1).split(",")]
-        shown = ", ".join(
-            name.upper().rstrip("S") if name in POSITIONAL else name if name.startswith("-") else f"--{name}"
-            for name in needed
-        )
-        return f"{command} needs {shown} {listed}"
-    return f"{first} {listed}"

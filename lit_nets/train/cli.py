@@ -70,12 +70,12 @@ from lit_nets.train.launch import leave_process_group
 from lit_nets.train.reports import run_summary, stopped_early
 from lit_nets.train.run_folders import (
     checkpoint_filename,
+    data_defaults,
     logger_args,
     logger_save_dir,
     logs_root,
     refuse_a_used_version,
     remove_if_empty,
-    weights_to_data,
 )
 from lit_nets.train.search_space import flatten
 
@@ -262,7 +262,7 @@ class LitNetsCLI(CheckpointArguments, LightningCLI):
             )
             rank_zero_info(f"Transfer: model.init_from {model_args.init_from}")
         if self.subcommand == "fit":
-            weights_to_data(config)
+            data_defaults(config)
         init = logger_args(config)
         if init is not None and init.get("save_dir") is not None:
             init.save_dir = logger_save_dir(config)

@@ -17,30 +17,41 @@ Lightning has no cross-validation loop (its issues #839 and #4287 ask for one); 
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from lit_nets.core.errors import UserError
+from lit_nets.core.options import command_options
 from lit_nets.train import runs
 
 HELP_EPILOG = "Every other option is fit's (--config, --trainer.*, --model.*, --data.*): see fit --help."
 
 
-def parse(argv: list[str], prog: str) -> tuple[argparse.Namespace, list[str]]:
+@dataclass
+class CVOptions:
+    """cv's own options (every other one is fit's, passed on to every fold).
+
+    Args:
+        folds: how many folds.
+        repeats: repeated k-fold: rounds of new folds.
+        name: the folder under lightning_logs/cv/ (default: the last config's name).
+    """
+
+    folds: int = 5
+    repeats: int = 1
+    name: str | None = None
+
+
+def parse(argv: list[str], prog: str) -> tuple[CVOptions, list[str]]:
     """cv's own options (folds, repeats, name), checked, and the rest: fit's options, passed on to every fold."""
-    parser = argparse.ArgumentParser(
-        prog=f"{prog} cv", description=__doc__.split("\n\n")[0].replace("``", ""), epilog=HELP_EPILOG
-    )
-    parser.add_argument("--folds", type=int, default=5, help="how many folds (default 5)")
-    parser.add_argument("--repeats", type=int, default=1, help="repeated k-fold: rounds of new folds (default 1)")
-    parser.add_argument("--name", help="the folder under lightning_logs/cv/ (default: the last config's name)")
-    options, rest = parser.parse_known_args(argv)
+    about = __doc__.split("\n\n")[0].replace("``", "")
+    options, rest = command_options(CVOptions, argv, f"{prog} cv", about, HELP_EPILOG)
     if options.folds < 2:
         raise UserError(f"cv --folds must be 2 or more (one fold leaves nothing to train on), got {options.folds}")
     if options.repeats < 1:
@@ -185,7 +196,7 @@ def summary(results: list[dict[str, Any]]) -> Any:
     return pd.concat([frame.astype({"repeat": object, "fold": object}), pd.DataFrame([mean, std])], ignore_index=True)
 
 
-def print_table(table: Any, options: argparse.Namespace, folder: Path, oof_rows: int) -> None:
+def print_table(table: Any, options: CVOptions, folder: Path, oof_rows: int) -> None:
     """The table as Markdown (a row per fold, then mean ± std) and where the files are."""
     rows = table[~table["repeat"].isin(["mean", "std"])]
     metrics = [c for c in table.columns if c.startswith(("val/", "test/"))]

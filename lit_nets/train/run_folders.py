@@ -15,25 +15,32 @@ from lit_nets.core.errors import UserError
 log = logging.getLogger(__name__)
 
 
-def logs_root(config: Any) -> Path:
-    """The folder that holds the runs (``lightning_logs`` under the logger's save_dir), from the config."""
+def logs_root(config: Any, name: str | None = None) -> Path:
+    """The folder that holds the runs: the logger's save_dir and ``name`` (default: the logger's name,
+    ``lightning_logs``), from a config (the parsed Namespace, or the same as plain data). The one rule for the CLI's
+    ``best`` / ``last`` and for cv's folds and tune's trials."""
     init = logger_args(config)
     if init is not None and init.get("save_dir") is not None:
-        return Path(logger_save_dir(config)) / str(init.get("name") or "lightning_logs")
-    return Path(config.trainer.default_root_dir or ".") / "lightning_logs"
+        return Path(logger_save_dir(config)) / (name or str(init.get("name") or "lightning_logs"))
+    return Path(trainer_of(config).get("default_root_dir") or ".") / (name or "lightning_logs")
+
+
+def trainer_of(config: Any) -> Any:
+    """The trainer's section of a config (a Namespace or plain data)."""
+    return config.get("trainer") or {}
 
 
 def logger_args(config: Any) -> Any:
     """The init_args of the configured logger (None when there is none, or it is not a class_path config)."""
-    logger = config.trainer.logger
+    logger = trainer_of(config).get("logger")
     return logger.get("init_args") if hasattr(logger, "get") else None
 
 
 def logger_save_dir(config: Any) -> str:
     """The logger's save_dir: ``--trainer.default_root_dir`` moves the default logger (save_dir ``.``) with it,
     as it moves Lightning's own default logger; a save_dir the user set stays where it is."""
-    save_dir = str(logger_args(config).save_dir)
-    root = config.trainer.default_root_dir
+    save_dir = str(logger_args(config).get("save_dir"))
+    root = trainer_of(config).get("default_root_dir")
     return str(root) if root and save_dir == "." else save_dir
 
 
@@ -73,35 +80,29 @@ def checkpoint_filename(monitor: str | None) -> str | None:
     return f"epoch{{epoch:02d}}-{monitor.replace('/', '_')}{{{monitor}:.4f}}"
 
 
-def weights_to_data(config: Any) -> None:
-    """A backbone's weights say how their images were prepared: size, centre crop, normalisation (their metadata,
-    :func:`lit_nets.core.models.backbones.weights_info`). Each data argument left null (a folder's ``image_size``,
-    ``crop_pct``, ``image_channels``, ``mean`` / ``std``) takes the weights' value, so the data module resizes and
-    the model normalises as the weights expect; a value given in the config or on the command line is kept."""
-    model, data = config.get("model"), config.get("data")
-    if model is None or data is None or not str(model.get("class_path", "")).endswith(".BackboneClassifier"):
-        return
-    from lit_nets.core.models.backbones import weights_info
+def data_defaults(config: Any) -> None:
+    """What the model needs from the data, asked of the model class itself (``Classifier.data_defaults``: a
+    backbone's weights say the size, centre crop and normalisation they were trained at): each data argument the
+    config leaves null takes the model's value, and a line says which; a value given is kept."""
+    import importlib
 
-    init = model.get("init_args") or {}
-    info = weights_info(init.get("backbone", "resnet18"), init.get("weights", "DEFAULT"))
-    args = data.get("init_args")
-    if args is None:
+    model, data = config.get("model"), config.get("data")
+    args = data.get("init_args") if data is not None else None
+    class_path = str(model.get("class_path", "")) if model is not None else ""
+    if args is None or "." not in class_path:
         return
-    values = {
-        "image_size": info.image_size,
-        # a centre crop repeats how pretrained weights saw their images; random weights saw none
-        "crop_pct": info.crop_pct if info.mean is not None else None,
-        "image_channels": 3,
-        "mean": info.mean,
-        "std": info.std,
-    }
+    module, _, name = class_path.rpartition(".")
+    cls = getattr(importlib.import_module(module), name)  # the parser has imported it: the command named it
+    asks = getattr(cls, "data_defaults", None)
+    if asks is None:
+        return
+    values, source = asks(dict(model.get("init_args") or {}))
     if args.get("mean") is not None or args.get("std") is not None:
-        del values["mean"], values["std"]  # given (both, or one: the data module says what is wrong)
+        values = {k: v for k, v in values.items() if k not in ("mean", "std")}  # given: the data module checks them
     used = []
-    for name, value in values.items():
-        if name in args and args[name] is None and value is not None:
-            args[name] = value
-            used.append(f"{name} {value}")
+    for key, value in values.items():
+        if key in args and args[key] is None and value is not None:
+            args[key] = value
+            used.append(f"{key} {value}")
     if used:
-        rank_zero_info(f"Backbone {init.get('backbone')}: {info.described}: data " + ", ".join(used))
+        rank_zero_info(f"{source}: data " + ", ".join(used))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import io
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,39 +62,58 @@ def bare_argv() -> Iterator[None]:
         sys.argv = saved
 
 
-def printed_config(args: list[str]) -> str:
-    """The complete config that ``fit ARGS`` would run (``--print_config``: every default filled in, nothing
-    instantiated); a mistake in ``args`` ends as fit's own one-line error."""
+class _Parsed(Exception):
+    """Raised once fit's arguments are parsed, before anything is built (:func:`parse`)."""
+
+
+def parse(args: list[str]) -> tuple[Any, Any]:
+    """``fit ARGS`` parsed by the CLI's own parser, as fit parses it (a mistake is fit's one line), before any model,
+    data or trainer is built: (the config as a jsonargparse Namespace, the parser, which dumps it)."""
     from lit_nets.train.cli import LitNetsCLI
 
-    printed = io.StringIO()
-    with bare_argv(), contextlib.redirect_stdout(printed), contextlib.suppress(SystemExit):
-        LitNetsCLI(args=["fit", *args, "--print_config"])
-    return printed.getvalue()
+    class ParseOnly(LitNetsCLI):
+        def before_instantiate_classes(self) -> None:
+            raise _Parsed(self)
+
+    with bare_argv():
+        try:
+            ParseOnly(args=["fit", *args])
+        except _Parsed as parsed:
+            cli = parsed.args[0]
+    return cli.config, cli.parser
+
+
+def complete_config(args: list[str]) -> str:
+    """The complete config that ``fit ARGS`` would run, as YAML (every default filled in): what ``best.yaml``
+    holds."""
+    import yaml
+
+    values = config_of(args)
+    values.pop("config", None)  # the files it came from: the YAML is the whole of it
+    return yaml.safe_dump(values, sort_keys=False)
 
 
 def config_of(args: list[str]) -> dict[str, Any]:
-    """:func:`printed_config` as a dict."""
+    """``fit ARGS``'s complete config as plain data (the parsed object, dumped by its parser)."""
     import yaml
 
-    return yaml.safe_load(printed_config(args)) or {}
+    config, parser = parse(args)
+    return yaml.safe_load(parser.dump(config, skip_none=False))["fit"]
 
 
 def logs_folder(config: dict[str, Any], name: str) -> Path:
-    """Where the TensorBoard logger of ``config`` puts runs named ``name`` (``--trainer.default_root_dir`` moves the
-    default logger, as :func:`lit_nets.train.cli.logger_save_dir` says)."""
+    """Where the TensorBoard logger of ``config`` puts runs named ``name``: the CLI's own rule
+    (:func:`lit_nets.train.run_folders.logs_root`)."""
     from lit_nets.core.errors import UserError
+    from lit_nets.train.run_folders import logger_args, logs_root
 
-    trainer = config.get("trainer") or {}
-    logger = trainer.get("logger")
-    if not isinstance(logger, dict) or "save_dir" not in (logger.get("init_args") or {}):
+    init = logger_args(config)
+    if init is None or "save_dir" not in init:
         raise UserError(
             "cv and tune put each run in a folder of the TensorBoard logger: leave trainer.logger as "
             "the default config has it"
         )
-    save_dir = str(logger["init_args"]["save_dir"])
-    root = trainer.get("default_root_dir")
-    return Path(str(root) if root and save_dir == "." else save_dir) / name
+    return logs_root(config, name)
 
 
 def fit(args: list[str], callbacks: list[Any] | None = None) -> Any:

@@ -18,64 +18,71 @@ it), ``trials.csv``, and Optuna's figures (history, importances, slice) as PNGs 
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Literal
 
 import optuna
 from optuna_integration import PyTorchLightningPruningCallback
 
 from lit_nets.core.errors import UserError, shown_url
+from lit_nets.core.options import command_options
 from lit_nets.train import cv, runs, search_space, tune_slots, tune_study, tune_workers
 from lit_nets.train.tune_report import ProgressLine, best_trial, board, finished, report
 
 HELP_EPILOG = "Every other option is fit's (--config, --trainer.*, --model.*, --data.*): see fit --help."
 
 
-def parse(argv: list[str], prog: str) -> tuple[argparse.Namespace, list[str]]:
+@dataclass
+class TuneOptions:
+    """tune's own options (every other one is fit's, given to every trial).
+
+    Args:
+        space: the search space, a YAML file (configs/search/ has three).
+        trials: trials the study should have in all.
+        timeout: seconds after which no new trial starts (default: none).
+        cv: K: a trial's value is the mean over K folds (default: one split).
+        metric: the objective, a val/ metric (default: the config's checkpoint monitor).
+        direction: max or min (default: min for a loss, else max).
+        pruner: stop bad trials early: median, halving or none.
+        startup_trials: trials before the median pruner prunes.
+        warmup_epochs: epochs before a trial can be pruned (default: a quarter of max_epochs).
+        seed: the sampler's seed.
+        name: the folder under lightning_logs/tune/ (default: the last config's name).
+        storage: the study's database, any URL Optuna's RDB storage takes (postgresql://user:password@host:5432/db,
+            mysql+pymysql://...): workers on other machines join the study there (default: SQLite in the study
+            folder).
+        workers: worker processes on this machine sharing the study.
+        heartbeat: seconds between a running trial's heartbeats; a trial silent for 3 times that is failed and run
+            again once.
+        worker: (internal) the number of a worker process that tune --workers started.
+    """
+
+    space: str
+    trials: int = 20
+    timeout: float | None = None
+    cv: int | None = None
+    metric: str | None = None
+    direction: Literal["max", "min"] | None = None
+    pruner: Literal["median", "halving", "none"] = "median"
+    startup_trials: int = 5
+    warmup_epochs: int | None = None
+    seed: int = 0
+    name: str | None = None
+    storage: str | None = None
+    workers: int = 1
+    heartbeat: int = 30
+    worker: int | None = None
+
+
+def parse(argv: list[str], prog: str) -> tuple[TuneOptions, list[str]]:
     """tune's own options, checked, and the rest: fit's options, given to every trial."""
-    parser = argparse.ArgumentParser(
-        prog=f"{prog} tune", description=__doc__.split("\n\n")[0].replace("``", ""), epilog=HELP_EPILOG
-    )
-    parser.add_argument("--space", required=True, help="the search space, a YAML file (configs/search/ has three)")
-    parser.add_argument("--trials", type=int, default=20, help="trials the study should have in all (default 20)")
-    parser.add_argument("--timeout", type=float, help="seconds after which no new trial starts (default: none)")
-    parser.add_argument("--cv", type=int, help="K: a trial's value is the mean over K folds (default: one split)")
-    parser.add_argument("--metric", help="the objective: a val/ metric (default: the config's checkpoint monitor)")
-    parser.add_argument("--direction", choices=["max", "min"], help="default: min for a loss, else max")
-    parser.add_argument(
-        "--pruner",
-        choices=["median", "halving", "none"],
-        default="median",
-        help="stop bad trials early (default median)",
-    )
-    parser.add_argument("--startup_trials", type=int, default=5, help="trials before the median pruner prunes (5)")
-    parser.add_argument(
-        "--warmup_epochs", type=int, help="epochs before a trial can be pruned (default: a quarter of max_epochs)"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="the sampler's seed (default 0)")
-    parser.add_argument("--name", help="the folder under lightning_logs/tune/ (default: the last config's name)")
-    parser.add_argument(
-        "--storage",
-        help="the study's database, any URL Optuna's RDB storage takes (postgresql://user:password@host:5432/db, "
-        "mysql+pymysql://...): workers on other machines join the study there (default: SQLite in the study folder)",
-    )
-    parser.add_argument(
-        "--workers", type=int, default=1, help="worker processes on this machine sharing the study (default 1)"
-    )
-    parser.add_argument(
-        "--heartbeat",
-        type=int,
-        default=30,
-        help="seconds between a running trial's heartbeats; a trial silent for 3 times that is failed and run "
-        "again once (default 30)",
-    )
-    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # a worker process that tune --workers started
-    options, rest = parser.parse_known_args(argv)
+    about = __doc__.split("\n\n")[0].replace("``", "")
+    options, rest = command_options(TuneOptions, argv, f"{prog} tune", about, HELP_EPILOG)
     if options.worker is not None and options.storage is None:
         options.storage = os.environ.get(tune_workers.STORAGE_VARIABLE)
     if options.trials < 1:
@@ -198,7 +205,7 @@ def main(argv: list[str], prog: str) -> None:
             lock.release()
 
 
-def objective_metric(options: argparse.Namespace, config: dict[str, Any]) -> tuple[str, str, list[str]]:
+def objective_metric(options: TuneOptions, config: dict[str, Any]) -> tuple[str, str, list[str]]:
     """The metric, its direction, and the arguments that make each trial's checkpoint choose its best epoch by it."""
     checkpoint = config.get("checkpoint") or {}
     if options.metric is None and checkpoint.get("monitor"):
@@ -212,7 +219,7 @@ def objective_metric(options: argparse.Namespace, config: dict[str, Any]) -> tup
 def say_what_is_searched(
     study: Any,
     folder: Path,
-    options: argparse.Namespace,
+    options: TuneOptions,
     params: list[search_space.Param],
     metric: str,
     direction: str,
@@ -291,7 +298,7 @@ def run_trials(
     tune_slots.work(shared, objective, ProgressLine(options.trials, params, metric, options.cv, writer))
 
 
-def tracking_group(study: Any, options: argparse.Namespace, config: dict[str, Any]) -> Any:
+def tracking_group(study: Any, options: TuneOptions, config: dict[str, Any]) -> Any:
     """The study's parent run in MLflow when the config tracks there (one per study: its id is kept in the study,
     where workers and later starts find it); a group that does nothing otherwise."""
     from lit_nets.train.callbacks.tracking import Group

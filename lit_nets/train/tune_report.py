@@ -141,7 +141,7 @@ def report(
         f"# The best trial ({best.number}) of study {options.name}: {metric} {score(best.value)} on {split}.\n"
         f"# Train it (and test it): python -m lit_nets fit --config {best_yaml}\n"
     )
-    best_yaml.write_text(header + runs.printed_config(rest + search_space.as_args(values)))
+    best_yaml.write_text(header + runs.complete_config(rest + search_space.as_args(values)))
     print(f"Best:         trial {best.number}, {metric} {score(best.value)}: {best.user_attrs.get('run', '')}")
     print(f"Best config:  {best_yaml}    (train it: python -m lit_nets fit --config {best_yaml})")
     print(

@@ -17,7 +17,6 @@ command with one line; the same command continues the study once it answers.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import os
@@ -54,7 +53,7 @@ class Shared:
 
     study: Any
     rdb: Any
-    options: argparse.Namespace
+    options: Any
     folder: Path
 
     @property
@@ -307,7 +306,7 @@ def taken_over(trial: Any, heartbeat: int) -> None:
     )
 
 
-def sampler(options: argparse.Namespace, number: int) -> Any:
+def sampler(options: Any, number: int) -> Any:
     """The sampler for trial ``number``: TPE seeded by the trial's number, so a run repeats, and workers (whose
     trials have different numbers) propose different values."""
     return optuna.samplers.TPESampler(seed=options.seed + number)

@@ -9,7 +9,6 @@ difference, before it trains anything: one study never mixes trials of two setti
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -35,7 +34,7 @@ def embedded_url(folder: Path) -> str:
     return f"sqlite:///{(folder / 'study.db').resolve()}"
 
 
-def storage(options: argparse.Namespace, folder: Path) -> Any:
+def storage(options: Any, folder: Path) -> Any:
     """The study's RDB storage, with a heartbeat per running trial (its grace period: 3 beats)."""
     url = options.storage or embedded_url(folder)
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
@@ -92,7 +91,7 @@ def reason(error: BaseException) -> str:
 
 
 def open_study(
-    folder: Path, options: argparse.Namespace, settings: dict[str, Any], direction: str, worker: bool = False
+    folder: Path, options: Any, settings: dict[str, Any], direction: str, worker: bool = False
 ) -> tuple[Any, Any, bool]:
     """The study, its RDB storage, and whether this command created it (then it recorded ``settings``). A command
     that finds the study compares its settings with the recorded ones first; a worker started by ``tune --workers``

@@ -149,7 +149,7 @@ def test_random_weights_take_no_centre_crop_from_the_weights_metadata() -> None:
     word: a centre crop repeats how pretrained weights saw their images, and random weights saw none."""
     from jsonargparse import Namespace
 
-    from lit_nets.train.run_folders import weights_to_data
+    from lit_nets.train.run_folders import data_defaults
 
     def config(weights: str | None) -> Namespace:
         return Namespace(
@@ -160,9 +160,9 @@ def test_random_weights_take_no_centre_crop_from_the_weights_metadata() -> None:
         )
 
     random = config(None)
-    weights_to_data(random)
+    data_defaults(random)
     assert random.data.init_args.crop_pct is None and random.data.init_args.image_size == [32, 32]
     assert random.data.init_args.mean is None, "measured on the data, not ImageNet's"
     pretrained = config("DEFAULT")
-    weights_to_data(pretrained)
+    data_defaults(pretrained)
     assert pretrained.data.init_args.crop_pct == 0.875 and pretrained.data.init_args.mean is not None

@@ -8,7 +8,6 @@ the checkpoint's hyper-parameters and a checkpoint alone is enough to rebuild th
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -26,7 +25,7 @@ from torchmetrics.classification import (
 
 from lit_nets.core import private_api
 from lit_nets.core.errors import UserError
-from lit_nets.core.models import injected
+from lit_nets.core.models import injected, optimizing
 from lit_nets.core.models.deployable import Deployable, probabilities
 from lit_nets.core.models.fast_path import EpochTotals, PlainHookName
 from lit_nets.core.models.nets import CNN, Pixels, Standardize
@@ -138,6 +137,14 @@ class Classifier(PlainHookName, LightningModule):
         self.val_metrics = self.make_metrics("val/")
         self.test_metrics = self.make_metrics("test/")
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+
+    @classmethod
+    def data_defaults(cls, args: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        """What this model, built with ``args``, needs from the data where a config leaves it unset (a data
+        argument's value by name), and where that comes from, in words: asked by the CLI and by Python callers
+        before the data module is built. Nothing here; a backbone's weights say their image size, crop and
+        normalisation."""
+        return {}, ""
 
     def build_net(self, num_outputs: int) -> nn.Module:
         """The plain network: the one given (``net``), else a subclass builds it here (``num_outputs`` logits for
@@ -290,25 +297,9 @@ class Classifier(PlainHookName, LightningModule):
 
     # -- optimisation ---------------------------------------------------------------------------------------
     def build_optimizer(self, fused: bool = True) -> torch.optim.Optimizer:
-        """The optimiser the hyper-parameters name, over the trainable parameters (frozen layers stay out).
-
-        ``fused``: torch's fused kernels where it has them for the parameters' device (CPU, CUDA, MPS, XPU): one
-        kernel per parameter instead of about eight tensor operations; Adam's step for the seed CNN took 0.4 ms
-        instead of 0.9 ms on our CPU, 2-3% of a training step. The results agree with the usual implementation to
-        rounding.
-        """
-        hp = self.hparams
-        params: Any = self.param_groups()
-        if hp.optimizer == "sgd":
-            kind: Any = torch.optim.SGD
-            options = dict(lr=hp.lr, momentum=hp.momentum, nesterov=hp.momentum > 0, weight_decay=hp.weight_decay)
-        else:
-            kind = torch.optim.Adam if hp.optimizer == "adam" else torch.optim.AdamW
-            options = dict(lr=hp.lr, weight_decay=hp.weight_decay)
-        try:
-            return kind(params, fused=True, **options) if fused else kind(params, **options)
-        except RuntimeError:  # no fused kernel for this device or dtype
-            return kind(params, **options)
+        """The optimiser the hyper-parameters name, over :meth:`param_groups`
+        (:func:`lit_nets.core.models.optimizing.build_optimizer`: torch's fused kernels where it has them)."""
+        return optimizing.build_optimizer(self, fused)
 
     def param_groups(self) -> list[dict[str, Any]]:
         """The optimiser's parameter groups: one, of the trainable parameters (frozen layers stay out); a
@@ -316,26 +307,7 @@ class Classifier(PlainHookName, LightningModule):
         return [{"params": [p for p in self.parameters() if p.requires_grad]}]
 
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
-        opt = self.build_optimizer()
-        epochs = max(1, self.trainer.max_epochs or 1)
-        if hp.scheduler == "none":
-            return opt
-        if hp.scheduler == "cosine":
-            sched: Any = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-        elif hp.scheduler == "step":
-            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, math.ceil(epochs / 3)), gamma=0.1)
-        elif hp.scheduler == "plateau":
-            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.1, patience=2)
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/acc"}}
-        else:  # onecycle
-            sched = torch.optim.lr_scheduler.OneCycleLR(
-                opt,
-                max_lr=[g["lr"] for g in opt.param_groups],
-                total_steps=int(self.trainer.estimated_stepping_batches),
-            )
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-        return {"optimizer": opt, "lr_scheduler": sched}
+        return optimizing.configure_optimizers(self)
 
 
 class CNNClassifier(Classifier):

@@ -66,6 +66,24 @@ class BackboneClassifier(Classifier):
                 "from the start)"
             )
 
+    @classmethod
+    def data_defaults(cls, args: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        """The weights' metadata (:func:`lit_nets.core.models.backbones.weights_info`): the image size, centre crop
+        and normalisation they were trained at, and RGB; random weights (``weights: null``) saw no crop and leave the
+        statistics to the data."""
+        from lit_nets.core.models.backbones import weights_info
+
+        backbone = args.get("backbone", "resnet18")
+        info = weights_info(backbone, args.get("weights", "DEFAULT"))
+        values = {
+            "image_size": info.image_size,
+            "crop_pct": info.crop_pct if info.mean is not None else None,
+            "image_channels": 3,
+            "mean": info.mean,
+            "std": info.std,
+        }
+        return values, f"Backbone {backbone}: {info.described}"
+
     def build_net(self, num_outputs: int) -> nn.Module:
         if len(self.input_shape) != 3:
             raise UserError(

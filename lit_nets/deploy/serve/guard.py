@@ -21,13 +21,14 @@ MAX_PARTS = 16  # an image request has two fields (file, explain); Starlette ans
 
 @dataclass
 class Limits:
-    """What the guard enforces; documented in ``serve --help`` and the README."""
+    """What the guard enforces, from ``serve``'s options (:class:`lit_nets.deploy.serve.server.ServeOptions`, where
+    each is declared and documented)."""
 
-    max_bytes: int
-    body_timeout: float = 30.0  # seconds for the whole body to arrive (a slow client is cut with 408)
-    api_key: str | None = None
-    max_records: int = 1000  # records in one JSON request (413 above)
-    public_info: dict | None = None  # /info for a client without the key: no training statistics
+    max_bytes: int  # --max_payload_mb in bytes
+    body_timeout: float  # seconds for the whole body to arrive (a slow client is cut with 408)
+    api_key: str | None
+    max_records: int  # records in one JSON request (413 above)
+    public_info: dict | None  # /info for a client without the key: no training statistics
 
 
 LOCKED = ("/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc")  # need the API key, when one is set

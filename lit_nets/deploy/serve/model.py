@@ -18,9 +18,6 @@ from lit_nets.core.errors import UserError
 log = logging.getLogger(__name__)
 
 
-IMAGE_FORMATS = ("PNG", "JPEG")
-
-
 # -- the model, from a checkpoint or an exported file -------------------------------------------------------
 @dataclass
 class Served:

@@ -11,13 +11,11 @@ from typing import Any
 
 import torch
 
+from lit_nets.core.data.image_io import IMAGE_FORMATS
 from lit_nets.core.data.schema import TabularSchema
 from lit_nets.core.errors import UserError
 
 log = logging.getLogger(__name__)
-
-
-IMAGE_FORMATS = ("PNG", "JPEG")
 
 
 class Rejected(Exception):

@@ -87,8 +87,28 @@ class Server(ls.LitServer if ls else object):
 
 @dataclass
 class ServeOptions:
-    """Every option of ``serve``, one record from the command line to the server (:func:`serve_command` says what
-    each means)."""
+    """Every option of ``serve``: declared here once, read from the command line (or ``--config serve.yaml``) by
+    jsonargparse, and handed whole to the server, the request guard and the inference workers.
+
+    Args:
+        ckpt_path: checkpoint (.ckpt; or best, last, a run folder) or exported .torchscript.pt/.pt2/.onnx.
+        host: address to listen on (0.0.0.0: every interface).
+        port: port to listen on.
+        max_batch_size: requests run together.
+        batch_timeout: seconds to wait to fill a batch while requests keep coming.
+        max_payload_mb: larger bodies get 413.
+        max_pixels: larger images get 400.
+        top_k: classes in each answer's top_k.
+        accelerator: where the model runs.
+        workers: inference processes per device.
+        api_key: require this key (X-API-Key header, or Authorization: Bearer KEY) on POST /predict, /docs and
+            /openapi.json, and for the training statistics in /info; default: $LIT_NETS_API_KEY, else none.
+        header_timeout: seconds for a request's headers (408 after).
+        body_timeout: seconds for a request's body (408 after).
+        stop_timeout: on SIGTERM/Ctrl-C, seconds to finish the requests in flight.
+        max_records: JSON records in one request (413 above).
+        max_explained: records explained ("explain": 1) in one request (400 above).
+    """
 
     ckpt_path: str
     host: str = "127.0.0.1"
@@ -98,7 +118,7 @@ class ServeOptions:
     max_payload_mb: float = 4
     max_pixels: int = 4096 * 4096
     top_k: int = 5
-    accelerator: str = "auto"
+    accelerator: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     workers: int = 1
     api_key: str | None = None
     header_timeout: float = 10
@@ -160,63 +180,27 @@ def make_server(options: ServeOptions) -> Any:
     return server
 
 
-def serve_command(
-    ckpt_path: str,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    max_batch_size: int = 32,
-    batch_timeout: float = 0.005,
-    max_payload_mb: float = 4,
-    max_pixels: int = 4096 * 4096,
-    top_k: int = 5,
-    accelerator: Literal["auto", "cpu", "cuda", "mps"] = "auto",
-    workers: int = 1,
-    api_key: str | None = None,
-    header_timeout: float = 10,
-    body_timeout: float = 30,
-    stop_timeout: float = 5,
-    max_records: int = 1000,
-    max_explained: int = 100,
-) -> None:
+def serve_command(options: ServeOptions) -> None:
     """An HTTP service and web page for a checkpoint or an exported model.
 
     POST /predict; GET /health, /ready, /info, /metrics. It runs until SIGTERM or Ctrl-C, then finishes the
     requests it took.
-
-    Args:
-        ckpt_path: checkpoint (.ckpt; or best, last, a run folder) or exported .torchscript.pt/.pt2/.onnx.
-        host: address to listen on (0.0.0.0: every interface).
-        port: port to listen on.
-        max_batch_size: requests run together.
-        batch_timeout: seconds to wait to fill a batch while requests keep coming.
-        max_payload_mb: larger bodies get 413.
-        max_pixels: larger images get 400.
-        top_k: classes in each answer's top_k.
-        accelerator: where the model runs.
-        workers: inference processes per device.
-        api_key: require this key (X-API-Key header, or Authorization: Bearer KEY) on POST /predict, /docs and
-            /openapi.json, and for the training statistics in /info; default: $LIT_NETS_API_KEY, else none.
-        header_timeout: seconds for a request's headers (408 after).
-        body_timeout: seconds for a request's body (408 after).
-        stop_timeout: on SIGTERM/Ctrl-C, seconds to finish the requests in flight.
-        max_records: JSON records in one request (413 above).
-        max_explained: records explained ("explain": 1) in one request (400 above).
     """
-    args = ServeOptions(**locals())
-    args.api_key = api_key if api_key is not None else os.environ.get("LIT_NETS_API_KEY")
-    if args.api_key is not None and not args.api_key.strip():  # --api_key "$KEY" with KEY unset: never no key
-        source = "--api_key" if api_key is not None else "LIT_NETS_API_KEY"
+    given = options.api_key
+    options.api_key = given if given is not None else os.environ.get("LIT_NETS_API_KEY")
+    if options.api_key is not None and not options.api_key.strip():  # --api_key "$KEY" with KEY unset: never no key
+        source = "--api_key" if given is not None else "LIT_NETS_API_KEY"
         raise UserError(
             f"serve: {source} is empty (an unset variable?); give the key, or leave it out to serve without one"
         )
-    for name, value in (("max_records", max_records), ("max_explained", max_explained)):
-        if value < 1:
-            raise UserError(f"serve --{name} must be 1 or more, got {value}")
-    if not Path(ckpt_path).is_file():  # best, last or a run folder (an exported file is served as it is)
+    for name in ("max_records", "max_explained"):
+        if getattr(options, name) < 1:
+            raise UserError(f"serve --{name} must be 1 or more, got {getattr(options, name)}")
+    if not Path(options.ckpt_path).is_file():  # best, last or a run folder (an exported file is served as it is)
         from lit_nets.deploy.inference import open_checkpoint
 
-        args.ckpt_path = open_checkpoint(ckpt_path).file
-    run(args)
+        options.ckpt_path = open_checkpoint(options.ckpt_path).file
+    run(options)
 
 
 def run(args: ServeOptions) -> None:
