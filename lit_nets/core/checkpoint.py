@@ -187,7 +187,10 @@ def check_weights(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], p
         for k, v in ours.items()
         if k in state_dict and state_dict[k].shape != v.shape
     ]
-    problems += [f"{k}: not in the checkpoint" for k in ours if k not in state_dict]
+    from lit_nets.core.models.calibration import DEFAULTS
+
+    optional = set(DEFAULTS)  # a checkpoint from before calibration loads as uncalibrated
+    problems += [f"{k}: not in the checkpoint" for k in ours if k not in state_dict and k not in optional]
     problems += [f"{k}: only in the checkpoint" for k in state_dict if k not in ours]
     if problems:
         shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")

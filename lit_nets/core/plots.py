@@ -1,4 +1,4 @@
-"""Figures: learning curves, confusion matrix, conv filters and activations, worst mistakes.
+"""Figures: learning curves, confusion matrix, reliability diagram, conv filters and activations, worst mistakes.
 
 Each function returns a matplotlib figure (the Agg backend: no screen needed) or writes a file; the callback in
 :mod:`lit_nets.train.callbacks` logs them to TensorBoard and saves them as PNG in the run folder, and ``python -m
@@ -177,6 +177,32 @@ def plot_mistakes(items: list[tuple[float, torch.Tensor, int, int]], class_names
     for ax, (confidence, image, true, pred) in zip(axes, items, strict=False):
         _show(ax, image, f"true {class_names[true]}\npred {class_names[pred]} ({confidence:.0%})", fontsize=7)
     fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_reliability(curves: dict[str, tuple[torch.Tensor, torch.Tensor]], title: str, n_bins: int = 15):
+    """A reliability diagram (Guo et al. 2017): per bin of the top class's probability, the share of inputs whose top
+    class was right, one line per entry of ``curves`` (label: (confidences, correct 0/1)), the diagonal where
+    probability and accuracy agree, and below it how many inputs fall in each bin."""
+    plt = pyplot()
+    fig, (ax, counts_ax) = plt.subplots(2, 1, figsize=(5.2, 6.2), height_ratios=(3, 1), sharex=True)
+    edges = torch.linspace(0, 1, n_bins + 1)
+    centres = (edges[:-1] + edges[1:]) / 2
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="calibrated: accuracy = probability")
+    for i, (label, (confidence, correct)) in enumerate(curves.items()):
+        bins = torch.bucketize(confidence.float().clamp(1e-6, 1), edges[1:-1], right=True)
+        seen = torch.bincount(bins, minlength=n_bins).float()
+        right = torch.bincount(bins, weights=correct.float(), minlength=n_bins)
+        mean_conf = torch.bincount(bins, weights=confidence.float(), minlength=n_bins)
+        used = seen > 0
+        x, y = (mean_conf / seen.clamp(min=1))[used].numpy(), (right / seen.clamp(min=1))[used].numpy()
+        ax.plot(x, y, marker="o", label=label)
+        width = 0.9 / n_bins / max(len(curves), 1)
+        counts_ax.bar((centres + (i - 0.5) * width).numpy(), seen.numpy(), width=width, label=label)
+    ax.set(xlim=(0, 1), ylim=(0, 1.02), ylabel="accuracy of the top class", title=title)
+    ax.legend(loc="upper left", fontsize=8)
+    counts_ax.set(xlabel="probability of the top class", ylabel="inputs", yscale="log")
     fig.tight_layout()
     return fig
 

@@ -55,7 +55,7 @@ def export(ckpt_path: Any, formats: list[str], out: str | None = None) -> dict[s
         deployable = deployable.to(memory_format=torch.contiguous_format)
     x = real_batch(ckpt_path, model)
     with torch.no_grad():
-        reference = model(x).float()
+        reference = deployable(x).float()  # calibrated logits: divided by the temperature
     out_dir = Path(out) if out else Path(ckpt_path.file).parent.parent / "export"
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = Path(ckpt_path.file).stem
@@ -76,7 +76,11 @@ def export(ckpt_path: Any, formats: list[str], out: str | None = None) -> dict[s
             "class_names": list(model.class_names),
             "input_shape": ["batch", *model.input_shape],
             "input_dtype": str(x.dtype).removeprefix("torch."),
-            "output": "logits" + (" (one: sigmoid gives the probability of the second class)" if model.binary else ""),
+            "output": "logits"
+            + (" (one: sigmoid gives the probability of the second class)" if model.binary else "")
+            + (", divided by the temperature" if float(deployable.temperature) != 1 else ""),
+            "temperature": float(deployable.temperature),
+            "threshold": float(model.decision_threshold),  # two classes: the second where its probability reaches it
             "schema": model.schema,
             "parity": {"inputs": len(x), "max_abs_diff": diff, "same_top1": same_top1, "tolerance": TOLERANCE},
             "checkpoint": ckpt_path.file,

@@ -118,7 +118,7 @@ def run_fold(
     targets = torch.cat(labels) if labels and sum(len(y) for y in labels) == len(probs) else None
     splits = getattr(data, "splits", None)  # lit_nets' data modules name their validation rows
     ids = (splits.val_ids if splits is not None else None) or list(range(len(probs)))
-    oof = prediction_table(probs, probs.argmax(1), list(model.class_names), ids, targets)
+    oof = prediction_table(probs, model.decide(probs), list(model.class_names), ids, targets)
     metrics = {k: float(v) for k, v in validated.items()} | tested
     return {"fold": fold, "run": str(trainer.log_dir), "best": best, "metrics": metrics, "oof": oof}
 

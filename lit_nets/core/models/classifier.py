@@ -26,7 +26,7 @@ from torchmetrics.classification import (
 from lit_nets.core import private_api
 from lit_nets.core.errors import UserError
 from lit_nets.core.models import injected, optimizing
-from lit_nets.core.models.deployable import Deployable, probabilities
+from lit_nets.core.models.calibration import Calibrated
 from lit_nets.core.models.fast_path import EpochTotals, PlainHookName
 from lit_nets.core.models.nets import CNN, Pixels, Standardize
 
@@ -34,9 +34,10 @@ log = logging.getLogger(__name__)
 Loss = Literal["ce", "bce"]
 Optimizer = Literal["adam", "adamw", "sgd"]
 Scheduler = Literal["none", "cosine", "step", "plateau", "onecycle"]
+Calibrate = Literal["none", "temperature"]
 
 
-class Classifier(PlainHookName, LightningModule):
+class Classifier(PlainHookName, Calibrated, LightningModule):
     """A classifier around a plain network: the network given (``net``, a ``torch.nn.Module`` of yours named in a
     config) or the one a subclass builds (:meth:`build_net`); see docs/extend.md.
 
@@ -67,6 +68,12 @@ class Classifier(PlainHookName, LightningModule):
             every network tensor with the same name and shape is loaded before training, except the output
             layer; the log lists what was loaded and what was not. ``best`` / ``last``: of the newest run.
         init_head: load the output layer too when its shape matches (same classes, e.g. fine-tuning).
+        calibrate: ``temperature``: after each validation, fit one temperature that divides the logits so the
+            probabilities are calibrated on the validation split (Guo et al. 2017; kept in the checkpoint, used by
+            predict, export and serve; ``val/`` and ``test/ece`` and ``nll`` then come with ``_uncalibrated``
+            twins). ``none``: the network's own probabilities.
+        threshold: for two classes, the second class's probability from which it is predicted: a number, or
+            ``f1`` to choose the one with the best F1 on the validation split (kept in the checkpoint).
         compile: ``torch.compile`` the network for training (in place: checkpoints keep their names). For long
             GPU runs; it takes tens of seconds to compile, and on our 2-core CPU it trained the seed CNN at half
             the eager speed, so it is off by default.
@@ -91,6 +98,8 @@ class Classifier(PlainHookName, LightningModule):
         scheduler: Scheduler = "none",
         init_from: str | None = None,
         init_head: bool = False,
+        calibrate: Calibrate = "none",
+        threshold: float | Literal["f1"] = 0.5,
         compile: bool = False,
     ) -> None:
         super().__init__()
@@ -110,12 +119,17 @@ class Classifier(PlainHookName, LightningModule):
             raise UserError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
         if label_smoothing and loss == "bce":
             raise UserError("model.label_smoothing is for loss 'ce'; the binary 'bce' head has no smoothing here")
+        if threshold != 0.5 and num_classes != 2:
+            raise UserError(f"model.threshold is for two classes, the data has {num_classes}; leave it at 0.5")
+        if threshold != "f1" and not 0.0 < float(threshold) < 1.0:
+            raise UserError(f"model.threshold must be between 0 and 1, or f1 (chosen on validation), got {threshold}")
         self.num_classes = num_classes
         self.input_shape = tuple(int(s) for s in input_shape)
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
         if len(self.class_names) != num_classes:
             raise UserError(f"{len(self.class_names)} class names given for {num_classes} classes")
         self.binary = loss == "bce"
+        self.binary_metrics = self.binary or threshold != 0.5  # a second class's probability against a threshold
         self.label_smoothing = label_smoothing
         self.schema = schema
         if class_weights is not None and len(class_weights) != num_classes:
@@ -130,6 +144,7 @@ class Classifier(PlainHookName, LightningModule):
                 self.net, self.input_shape, 1 if self.binary else num_classes, type(self.net).__name__
             )
         self.example_input_array = torch.zeros(2, *self.input_shape)
+        self.setup_calibration()
         # training logs the epoch's loss and accuracy only, from running sums on the device (fast_path)
         self.train_totals = EpochTotals()
         self.train_loss = MeanMetric(nan_strategy="disable")
@@ -189,7 +204,7 @@ class Classifier(PlainHookName, LightningModule):
     def make_metrics(self, prefix: str) -> MetricCollection:
         """The validation and test metrics (torchmetrics, fed each batch's probabilities and targets, logged as
         ``<prefix><name>`` each epoch): a subclass adds its own here (docs/extend.md)."""
-        if self.binary:
+        if self.binary_metrics:  # thresholded at the model's decision threshold (set before each epoch)
             metrics: dict[str, Any] = {"acc": BinaryAccuracy(), "f1": BinaryF1Score()}
         else:
             c = self.num_classes
@@ -201,12 +216,10 @@ class Classifier(PlainHookName, LightningModule):
 
     # -- the forward pass -------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits for raw inputs (uint8 pixels or [0, 1] floats for images; raw values for features): the deployed
-        module's forward (:class:`lit_nets.core.models.deployable.Deployable`)."""
-        return Deployable.forward(self, x)
-
-    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        return probabilities(logits)  # a probability per class, (batch, num_classes), for either loss
+        """Logits for raw inputs (uint8 pixels or [0, 1] floats for images; raw values for features), before the
+        temperature: the deployed module (:class:`lit_nets.core.models.deployable.Deployable`) divides them by it,
+        and :meth:`probabilities` does."""
+        return self.net(self.normalize(x))
 
     def compute_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The loss of a batch; ``y`` holds class indices, or a probability per class (MixUp / CutMix batches).
@@ -224,14 +237,15 @@ class Classifier(PlainHookName, LightningModule):
             logits, y, weight=None if w is None else w.to(logits.dtype), label_smoothing=self.label_smoothing
         )
 
-    def _step(self, batch: Any, metrics: MetricCollection, mean_loss: MeanMetric) -> tuple[torch.Tensor, torch.Tensor]:
+    def _step(self, batch: Any, stage: str, metrics: MetricCollection, mean_loss: MeanMetric) -> torch.Tensor:
         x, y = batch
         logits = self(x)
         loss = self.compute_loss(logits, y)
         probs = self.probabilities(logits.detach())  # metrics and figures need no graph
-        metrics.update(probs[:, 1] if self.binary else probs, y)
+        metrics.update(probs[:, 1] if self.binary_metrics else probs, y)
         mean_loss.update(loss.detach(), weight=len(y))
-        return loss, probs
+        self.keep_outputs(stage, logits, y)  # for the temperature, threshold and calibration error
+        return probs
 
     # -- the loops ----------------------------------------------------------------------------------------
     # A step only updates metric states on the device (no host sync); each epoch logs their values once and
@@ -252,12 +266,10 @@ class Classifier(PlainHookName, LightningModule):
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        _, probs = self._step(batch, self.val_metrics, self.val_loss)
-        return probs  # for the figure callback (confusion matrix, mistakes)
+        return self._step(batch, "val", self.val_metrics, self.val_loss)  # probabilities, for the figures
 
     def test_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        _, probs = self._step(batch, self.test_metrics, self.test_loss)
-        return probs  # for the figure callback (confusion matrix, mistakes)
+        return self._step(batch, "test", self.test_metrics, self.test_loss)  # probabilities, for the figures
 
     def on_train_epoch_end(self) -> None:
         totals = self.train_totals.take()
@@ -267,11 +279,24 @@ class Classifier(PlainHookName, LightningModule):
             self.train_metrics["acc"].update(acc, weight=seen)
         self._log_epoch("train/", self.train_metrics, self.train_loss, prog_bar=("train/loss",))
 
+    def on_validation_epoch_start(self) -> None:
+        self._set_threshold(self.val_metrics)
+
+    def on_test_epoch_start(self) -> None:
+        self._set_threshold(self.test_metrics)
+
+    def _set_threshold(self, metrics: MetricCollection) -> None:
+        for metric in metrics.values():  # binary metrics decide at the threshold the model predicts with
+            if self.binary_metrics and isinstance(getattr(metric, "threshold", None), float):
+                metric.threshold = float(self.decision_threshold)
+
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val/", self.val_metrics, self.val_loss, prog_bar=("val/loss", "val/acc"))
+        self.log_calibration("val")
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test/", self.test_metrics, self.test_loss)
+        self.log_calibration("test")
 
     def _log_epoch(self, prefix: str, metrics: MetricCollection, loss: MeanMetric, prog_bar: tuple = ()) -> None:
         if loss.update_count == 0:  # no batch this epoch (e.g. validation disabled)
@@ -288,7 +313,7 @@ class Classifier(PlainHookName, LightningModule):
         if not isinstance(batch, (list, tuple)):
             batch = (batch,)
         probs = self.probabilities(self(batch[0]))
-        out = {"probs": probs, "preds": probs.argmax(dim=1)}
+        out = {"probs": probs, "preds": self.decide(probs)}
         if len(batch) > 1 and bool((batch[1] >= 0).all()):
             out["target"] = batch[1]
         if len(batch) > 2:

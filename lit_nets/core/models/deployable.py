@@ -11,21 +11,26 @@ from torch import nn
 
 
 class Deployable(nn.Module):
-    """A trained classifier as it is deployed: its normalisation, then its network; raw inputs in, logits out. It is
-    what ``export`` writes and ``serve`` runs, and ``Classifier.forward`` is this ``forward`` (a classifier holds the
-    same two modules)."""
+    """A trained classifier as it is deployed: its normalisation, its network, then its temperature (the logits
+    divided by it: 1 unless ``model.calibrate`` fitted one); raw inputs in, logits out. It is what ``export`` writes
+    and ``serve`` runs."""
 
-    def __init__(self, normalize: nn.Module, net: nn.Module) -> None:
+    def __init__(self, normalize: nn.Module, net: nn.Module, temperature: float = 1.0) -> None:
         super().__init__()
         self.normalize, self.net = normalize, net
+        self.register_buffer("temperature", torch.tensor(float(temperature)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(self.normalize(x))
+        return self.net(self.normalize(x)) / self.temperature
 
     @classmethod
     def of(cls, model: Any) -> Deployable:
         """The deployable part of a trained classifier (shares its weights), in eval mode."""
-        return cls(model.normalize, model.net).eval()
+        temperature = getattr(model, "temperature", None)
+        deployable = cls(model.normalize, model.net, 1.0 if temperature is None else float(temperature))
+        if isinstance(temperature, torch.Tensor):
+            deployable.temperature = deployable.temperature.to(temperature.device)
+        return deployable.eval()
 
 
 def probabilities(logits: torch.Tensor) -> torch.Tensor:

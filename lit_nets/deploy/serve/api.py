@@ -159,9 +159,10 @@ class ClassifierAPI(ls.LitAPI if ls else object):
     def _answer(self, probs: torch.Tensor) -> dict[str, Any]:
         names = self.model.class_names
         (top,) = top_k(probs[None], names, self.top_k)
+        label = self.model.decide(probs)  # two classes: at the model's decision threshold
         return {
-            "label": top[0][0],
-            "probability": round(top[0][1], 6),
+            "label": names[label],
+            "probability": round(float(probs[label]), 6),
             "top_k": [{"label": name, "probability": round(p, 6)} for name, p in top],
             "probabilities": {name: round(float(p), 6) for name, p in zip(names, probs, strict=True)},
         }

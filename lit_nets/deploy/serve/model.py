@@ -29,6 +29,13 @@ class Served:
     schema: ImageSchema | TabularSchema | None
     source: str
     explainer: Any = None  # the Lightning classifier, for Grad-CAM or attributions (checkpoints only)
+    threshold: float = 0.5  # two classes: the second is the answer where its probability reaches this
+
+    def decide(self, probs: torch.Tensor) -> int:
+        """The class the model predicts from one input's probabilities."""
+        if len(probs) == 2:
+            return int(probs[1] >= self.threshold)
+        return int(probs.argmax())
 
     @property
     def kind(self) -> str:
@@ -41,6 +48,8 @@ class Served:
         explains = self.explainer is not None
         info.update(source=self.source, gradcam=explains and self.kind == "image")
         info["attributions"] = explains and self.kind == "tabular"
+        if len(self.class_names) == 2:
+            info["threshold"] = self.threshold  # the second class is the answer from this probability
         if self.kind == "tabular":
             info["features"] = list(self.schema.features)
             if statistics:
@@ -64,7 +73,8 @@ def load(path: str, device: str = "cpu") -> Served:
         table = isinstance(schema, TabularSchema) and (hasattr(model.net, "embed") or not schema.embedded)
         explains = has_conv_layers(model) or table
         explainer = model if explains else None
-        return Served(net, list(model.class_names), list(model.input_shape), schema, file.name, explainer)
+        threshold = float(model.decision_threshold)
+        return Served(net, list(model.class_names), list(model.input_shape), schema, file.name, explainer, threshold)
     sidecar = file.with_name(file.name + ".json")
     if not sidecar.is_file():
         raise UserError(f"{path}: not a checkpoint (.ckpt), and there is no {sidecar.name} beside it to say what it is")
@@ -84,7 +94,8 @@ def load(path: str, device: str = "cpu") -> Served:
             "torchscript, pt2 or onnx"
         )
     schema = read_schema(meta.get("schema"))
-    return Served(net, list(meta["class_names"]), list(meta["input_shape"][1:]), schema, file.name)
+    names, shape = list(meta["class_names"]), list(meta["input_shape"][1:])
+    return Served(net, names, shape, schema, file.name, threshold=float(meta.get("threshold", 0.5)))
 
 
 def _onnx_runner(file: Path, device: str):

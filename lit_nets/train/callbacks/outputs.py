@@ -165,17 +165,28 @@ class FigureLogger(Callback):
     def _start(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if not self._collecting(trainer, stage):
             return
+        from torchmetrics import CatMetric
         from torchmetrics.classification import MulticlassConfusionMatrix
 
         self.confmat = MulticlassConfusionMatrix(pl_module.num_classes).to(pl_module.device)
+        # the reliability diagram's: the top class's probability, raw and as given, and whether it was right
+        self.confidence = {kind: CatMetric(nan_strategy="disable").to(pl_module.device) for kind in ("raw", "given")}
+        self.correct = CatMetric(nan_strategy="disable").to(pl_module.device)
         self.mistakes: list[tuple[float, torch.Tensor, int, int]] = []
 
     def _batch(self, trainer: Any, pl_module: Any, probs: Any, batch: Any, stage: str) -> None:
         if not self._collecting(trainer, stage) or not isinstance(probs, torch.Tensor):
             return
         x, y = batch[0], batch[1]
-        preds = probs.argmax(1)
+        preds = pl_module.decide(probs) if hasattr(pl_module, "decide") else probs.argmax(1)
         self.confmat.update(preds, y)
+        temperature = float(getattr(pl_module, "temperature", 1.0))
+        top = probs.max(dim=1)
+        self.confidence["given"].update(top.values.float())
+        # softmax(T log p) = softmax(z): the network's own probabilities, from the calibrated ones
+        raw = (probs.float().clamp(min=1e-30).log() * temperature).softmax(dim=1) if temperature != 1 else probs
+        self.confidence["raw"].update(raw.max(dim=1).values.float())
+        self.correct.update((probs.argmax(1) == y).float())
         if x.dim() == 4:  # images: keep the most confident mistakes seen so far
             wrong = (preds != y).nonzero().flatten()
             confidence = probs.gather(1, preds[:, None]).squeeze(1)
@@ -189,6 +200,8 @@ class FigureLogger(Callback):
         from lit_nets.core import plots
 
         counts = self.confmat.compute().cpu()  # synchronised across processes
+        given, raw = (self.confidence[kind].compute().cpu() for kind in ("given", "raw"))
+        correct = self.correct.compute().cpu()
         if not trainer.is_global_zero:
             return
         names, n = list(pl_module.class_names), int(counts.sum())
@@ -196,6 +209,7 @@ class FigureLogger(Callback):
         title = f"Confusion matrix, {stage}: {n:,} inputs, accuracy {acc:.4f}"
         self._emit(trainer, plots.plot_confusion(self.confmat, names, title), f"confusion_matrix_{stage}")
         self.written.append(plots.write_per_class(counts, names, self._folder(trainer) / f"per_class_{stage}.csv"))
+        self._reliability(trainer, pl_module, stage, given, raw, correct)
         if self.mistakes:
             title = f"The {len(self.mistakes)} most confident mistakes, {stage} (true / predicted, confidence)"
             self._emit(trainer, plots.plot_mistakes(self.mistakes, names, title), f"mistakes_{stage}")
@@ -217,6 +231,23 @@ class FigureLogger(Callback):
 
     def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         self._end(trainer, pl_module, "val")
+
+    def _reliability(self, trainer: Any, pl_module: Any, stage: str, given: Any, raw: Any, correct: Any) -> None:
+        from lit_nets.core import plots
+        from lit_nets.core.models.calibration import N_BINS
+
+        def ece(confidence: torch.Tensor) -> float:  # Guo et al.'s, over the figure's bins
+            bins = torch.bucketize(confidence.clamp(1e-6, 1), torch.linspace(0, 1, N_BINS + 1)[1:-1], right=True)
+            gap = torch.bincount(bins, weights=confidence - correct, minlength=N_BINS)
+            return float(gap.abs().sum()) / max(len(correct), 1)
+
+        temperature = float(getattr(pl_module, "temperature", 1.0))
+        curves = {f"the network's (ECE {ece(raw):.4f})": (raw, correct)}
+        if temperature != 1:
+            curves[f"calibrated, T = {temperature:.3f} (ECE {ece(given):.4f})"] = (given, correct)
+        title = f"Reliability, {stage}: {len(correct):,} inputs"
+        name = "reliability" if stage == "test" else f"reliability_{stage}"
+        self._emit(trainer, plots.plot_reliability(curves, title, N_BINS), name)
 
     # -- what a CNN learned, at the end of fit ----------------------------------------------------------------
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:

@@ -1,0 +1,133 @@
+"""Probabilities that mean what they say: temperature scaling (Guo et al., "On Calibration of Modern Neural
+Networks", ICML 2017), a binary decision threshold chosen on validation, and the measures of both (expected
+calibration error, negative log-likelihood).
+
+A classifier collects its raw validation and test logits (torchmetrics' ``CatMetric``: gathered across DDP
+processes). After each validation epoch it fits one temperature ``T`` to them (``model.calibrate: temperature``)
+and, for a binary task, the threshold on the second class's probability that maximises F1 (``model.threshold:
+f1``); both are buffers, so the checkpoint saved after that epoch holds the ones fitted on its own logits, and
+predict, export (the deployed module divides its logits by ``T``) and serve use them.
+
+The fit is scikit-learn's ``CalibratedClassifierCV(method="temperature")`` (1.8) in torch: one parameter, log T,
+minimising the NLL with L-BFGS; written here because it runs inside the Lightning loop on the device's tensors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torchmetrics import CatMetric
+
+from lit_nets.core.models.deployable import probabilities
+
+N_BINS = 15  # Guo et al.'s bins for the expected calibration error and the reliability diagram
+# buffers a checkpoint saved before calibration existed lacks: they load as "not calibrated, threshold 0.5"
+DEFAULTS = {"temperature": 1.0, "decision_threshold": 0.5}
+
+
+def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    """The temperature ``T`` that minimises the negative log-likelihood of ``softmax(logits / T)`` (a single logit:
+    ``sigmoid``) on these targets (class indices)."""
+    z, y = logits.detach().double().cpu(), targets.detach().cpu()
+    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=100, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = nll(z / log_t.exp(), y)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return float(log_t.detach().exp().clamp(0.01, 100.0))
+
+
+def nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The mean negative log-likelihood of the targets under these logits (one logit: a binary model's)."""
+    if logits.shape[1] == 1:
+        return F.binary_cross_entropy_with_logits(logits[:, 0], targets.to(logits.dtype))
+    return F.cross_entropy(logits, targets)
+
+
+def expected_calibration_error(probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Guo et al.'s ECE: over 15 equal-width bins of the top class's probability, the share-weighted gap between
+    confidence and accuracy (torchmetrics' ``multiclass_calibration_error``)."""
+    from torchmetrics.functional.classification import multiclass_calibration_error
+
+    return multiclass_calibration_error(probs.float(), targets, probs.shape[1], n_bins=N_BINS)
+
+
+def f1_threshold(positive: torch.Tensor, targets: torch.Tensor) -> float:
+    """The threshold on the second class's probability with the best F1 on these targets (torchmetrics'
+    precision-recall curve: the second class where its probability reaches the threshold)."""
+    from torchmetrics.functional.classification import binary_precision_recall_curve
+
+    if int(targets.sum()) in (0, len(targets)):
+        return 0.5  # one class only: no curve to choose on
+    precision, recall, thresholds = binary_precision_recall_curve(positive.float(), targets.long())
+    f1 = 2 * precision[:-1] * recall[:-1] / (precision[:-1] + recall[:-1]).clamp(min=1e-12)
+    return float(thresholds[int(f1.argmax())])
+
+
+class Calibrated:
+    """What a :class:`~lit_nets.core.models.classifier.Classifier` adds for calibration: the buffers, calibrated
+    probabilities, the decision, and the validation/test measures. A mixin: it needs ``num_classes``, ``hparams``
+    (``calibrate``, ``threshold``), ``log`` and ``register_buffer`` from its class."""
+
+    def setup_calibration(self: Any) -> None:
+        threshold = self.hparams.threshold
+        self.register_buffer("temperature", torch.tensor(DEFAULTS["temperature"]))
+        self.register_buffer("decision_threshold", torch.tensor(0.5 if threshold == "f1" else float(threshold)))
+        self._register_load_state_dict_pre_hook(_fill_missing)
+        self.outputs = torch.nn.ModuleDict(
+            {f"{stage}_{part}": CatMetric(nan_strategy="disable") for stage in ("val", "test") for part in "zy"}
+        )
+
+    def probabilities(self: Any, logits: torch.Tensor) -> torch.Tensor:
+        """A probability per class, (batch, num_classes), calibrated by the fitted temperature (1 when none)."""
+        return probabilities(logits.float() / self.temperature)
+
+    def decide(self: Any, probs: torch.Tensor) -> torch.Tensor:
+        """The predicted class of each row of probabilities: for two classes, the second where its probability
+        reaches the decision threshold (0.5 unless one was chosen); else the likeliest."""
+        if probs.shape[1] == 2:
+            return (probs[:, 1] >= self.decision_threshold).long()
+        return probs.argmax(dim=1)
+
+    def keep_outputs(self: Any, stage: str, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        if targets.dim() == 1:  # hard labels (a mixed batch has no single class to score)
+            self.outputs[f"{stage}_z"].update(logits.detach().float().flatten(1))
+            self.outputs[f"{stage}_y"].update(targets.detach().float())
+
+    def log_calibration(self: Any, stage: str) -> None:
+        """After a validation or test epoch: fit the temperature and threshold (validation, when asked), then log
+        ``<stage>/ece`` and ``<stage>/nll`` of the probabilities the model gives, and, when calibrated, the raw
+        ones' as ``<stage>/ece_uncalibrated`` and ``<stage>/nll_uncalibrated``."""
+        kept_z, kept_y = self.outputs[f"{stage}_z"], self.outputs[f"{stage}_y"]
+        if kept_z.update_count == 0:
+            return
+        z, y = kept_z.compute(), kept_y.compute().long()  # every process's (a no-op without DDP)
+        kept_z.reset()
+        kept_y.reset()
+        if stage == "val" and not self.trainer.sanity_checking:
+            if self.hparams.calibrate == "temperature":
+                self.temperature.fill_(fit_temperature(z, y))
+            if self.hparams.threshold == "f1" and self.num_classes == 2:
+                self.decision_threshold.fill_(f1_threshold(self.probabilities(z)[:, 1], y))
+        values = {"ece": expected_calibration_error(self.probabilities(z), y), "nll": nll(z / self.temperature, y)}
+        if self.hparams.calibrate != "none":
+            values["ece_uncalibrated"] = expected_calibration_error(probabilities(z), y)
+            values["nll_uncalibrated"] = nll(z, y)
+            values["temperature"] = self.temperature.clone()
+        if self.hparams.threshold == "f1":
+            values["threshold"] = self.decision_threshold.clone()
+        for name, value in values.items():
+            self.log(f"{stage}/{name}", value.float(), sync_dist=True)  # the same on every process: a no-op mean
+
+
+def _fill_missing(state: dict[str, Any], prefix: str, *args: Any) -> None:
+    """A checkpoint from before calibration: its model is uncalibrated, its threshold 0.5."""
+    for name, value in DEFAULTS.items():
+        state.setdefault(prefix + name, torch.tensor(value))
