@@ -207,6 +207,30 @@ def plot_reliability(curves: dict[str, tuple[torch.Tensor, torch.Tensor]], title
     return fig
 
 
+def plot_values(predicted: torch.Tensor, true: torch.Tensor, name: str, title: str) -> tuple[Any, Any]:
+    """A value model's figures: predicted against true (the diagonal where they agree), and the residuals (true minus
+    predicted) against the predicted value. At most 20,000 points are drawn (a seeded sample)."""
+    plt = pyplot()
+    if len(true) > 20_000:
+        keep = torch.randperm(len(true), generator=torch.Generator().manual_seed(0))[:20_000]
+        predicted, true = predicted[keep], true[keep]
+    p, t = predicted.double().numpy(), true.double().numpy()
+    alpha = 0.6 if len(t) < 2_000 else 0.25
+    scatter, ax = plt.subplots(figsize=(5.2, 5.2))
+    ax.scatter(t, p, s=6, alpha=alpha, linewidths=0)
+    low, high = float(min(t.min(), p.min())), float(max(t.max(), p.max()))
+    ax.plot([low, high], [low, high], color="grey", linestyle="--", linewidth=1, label="predicted = true")
+    ax.set(xlabel=f"true {name}", ylabel=f"predicted {name}", title=title)
+    ax.legend(loc="upper left", fontsize=8)
+    residual, ax = plt.subplots(figsize=(6.2, 3.8))
+    ax.scatter(p, t - p, s=6, alpha=alpha, linewidths=0)
+    ax.axhline(0, color="grey", linestyle="--", linewidth=1)
+    ax.set(xlabel=f"predicted {name}", ylabel="residual (true - predicted)", title=title)
+    for fig in (scatter, residual):
+        fig.tight_layout()
+    return scatter, residual
+
+
 def plot_command(runs: list[Path], out: Path | None = None) -> None:
     """Learning curves of one or several runs.
 

@@ -9,7 +9,8 @@ matter over the data.
   vector (what the unseen and missing categories start from). The attributions of a column's dimensions (its one-hot
   inputs, its embedding vector) are summed back to the column, so there is one number per column of the file, and by
   IG's completeness they add up, with the baseline's output, to the explained output: the logit of the predicted
-  class (a binary model's one logit: the evidence for its second class).
+  class (a binary model's one logit: the evidence for its second class); a value model's value, in the target's
+  units (before it is kept within the training targets' range).
 - **Over the data**: the mean |contribution| per column on the validation split (a seeded sample of
   ``--importance_rows`` rows, 1,000 by default, when it has more: the whole of diamonds' split took 443 s for the
   recipe model), and, as a model-agnostic check,
@@ -112,8 +113,12 @@ def integrated_gradients(model: Any, x: torch.Tensor, steps: int = STEPS) -> Att
     to_columns = torch.zeros(len(dims), len(columns))
     to_columns[torch.arange(len(dims)), torch.tensor([columns.index(d) for d in dims])] = 1.0
 
+    task = getattr(model, "task", None)
+    value = task is not None and task.value
+    scale, shift = (task.std, task.mean) if value else (1.0, 0.0)  # a value: in the target's units
+
     def head(z: torch.Tensor) -> torch.Tensor:  # the network after the embeddings: differentiable in z
-        return net.from_embedding(z)
+        return net.from_embedding(z) * scale + shift
 
     model.eval()
     x = x.to(model.device, torch.float32)
@@ -121,7 +126,7 @@ def integrated_gradients(model: Any, x: torch.Tensor, steps: int = STEPS) -> Att
         z = net.embed(model.normalize(x))
         logits = head(z)
         baseline = net.baseline(z).contiguous()
-    probs = model.probabilities(logits)
+    probs = logits if value else model.probabilities(logits)  # a value model: its values
     binary = logits.shape[1] == 1
     target = torch.zeros(len(x), dtype=torch.long, device=z.device) if binary else probs.argmax(dim=1)
     method = IntegratedGradients(head)
@@ -141,7 +146,7 @@ def integrated_gradients(model: Any, x: torch.Tensor, steps: int = STEPS) -> Att
     with torch.no_grad():
         at_baseline = head(baseline).gather(1, target[:, None])[:, 0]
     rows = torch.arange(len(x), device=z.device)
-    explained = torch.ones_like(target) if binary else target  # a binary logit speaks for the second class
+    explained = torch.ones_like(target) if binary and not value else target  # a binary logit: the second class
     return Attributions(
         columns=columns,
         values=(values.detach().float().cpu() @ to_columns).numpy(),
@@ -163,10 +168,16 @@ def permutation_importance(
     generator = torch.Generator().manual_seed(seed)
     model.eval()
 
+    value = getattr(getattr(model, "task", None), "value", False)
+
     def score(inputs: torch.Tensor) -> tuple[float, float]:
         with torch.no_grad():
             logits = model(inputs.to(model.device))
             loss = model.compute_loss(logits, y.to(model.device))
+            if value:  # a value: its RMSE, negated so that a worse model "drops"
+                from lit_nets.core.models.heads import values
+
+                return float(loss), -float(((values(model, logits).cpu() - y) ** 2).mean().sqrt())
             probs = model.probabilities(logits)
         return float(loss), float((probs.argmax(dim=1).cpu() == y).float().mean())
 
@@ -184,7 +195,7 @@ def permutation_importance(
         out[column] = {
             "loss_rise": float(np.mean(rises)),
             "loss_rise_std": float(np.std(rises)),
-            "accuracy_drop": round(float(np.mean(falls)), 6),
+            ("rmse_rise" if value else "accuracy_drop"): round(float(np.mean(falls)), 6),
         }
     return out
 
@@ -213,9 +224,12 @@ def explain_rows(
     table = pd.DataFrame({"row": frame.index})
     if schema.target in frame.columns:
         table["target"] = frame[schema.target].to_numpy()
-    predicted = found.probs.argmax(axis=1)
-    table["predicted"] = [names[i] for i in predicted]
-    table["probability"] = found.probs[np.arange(len(predicted)), predicted].round(6)
+    if model.task.value:  # the value, in the target's units (the explained output, kept within the training range)
+        table["predicted"] = found.output.clip(model.task.low, model.task.high)
+    else:
+        predicted = found.probs.argmax(axis=1)
+        table["predicted"] = [names[i] for i in predicted]
+        table["probability"] = found.probs[np.arange(len(predicted)), predicted].round(6)
     table["explained"] = [names[i] for i in found.explained]
     table["baseline"] = found.baseline
     table["output"] = found.output
@@ -260,7 +274,7 @@ def global_importance(model: Any, ckpt_path: Any, rows: Attributions, out_dir: P
     table = pd.DataFrame({"column": overall.columns, "mean_abs_contribution": mean_abs})
     if x is not None:
         permuted = permutation_importance(model, x, y)
-        for key in ("loss_rise", "loss_rise_std", "accuracy_drop"):
+        for key in next(iter(permuted.values())):  # loss_rise, loss_rise_std, accuracy_drop (a value: rmse_rise)
             table[f"permutation_{key}"] = [permuted[c][key] for c in overall.columns]
     table = table.sort_values("mean_abs_contribution", ascending=False)
     csv = out_dir / "importance.csv"
@@ -272,7 +286,7 @@ def global_importance(model: Any, ckpt_path: Any, rows: Attributions, out_dir: P
     ax = axes[0][0]
     ax.barh(shown["column"], shown["mean_abs_contribution"], color="#3056d3")
     ax.set_title("mean |contribution| (Integrated Gradients)", fontsize=9)
-    ax.set_xlabel("logit units")
+    ax.set_xlabel(f"{model.task.name} units" if model.task.value else "logit units")
     if x is not None:
         ax = axes[0][1]
         ax.barh(

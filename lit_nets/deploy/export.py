@@ -69,17 +69,16 @@ def export(ckpt_path: Any, formats: list[str], out: str | None = None) -> dict[s
             with torch.no_grad():
                 got = torch.as_tensor(runner(x)).float()
             diff = float(((got - reference).abs() / reference.abs().clamp(min=1.0)).max())  # relative above 1
-            same_top1 = bool((got.argmax(1) == reference.argmax(1)).all())
+            same_top1 = None if model.task.value else bool((got.argmax(1) == reference.argmax(1)).all())
         meta = {
             "format": fmt,
             "file": path.name,
             "class_names": list(model.class_names),
             "input_shape": ["batch", *model.input_shape],
             "input_dtype": str(x.dtype).removeprefix("torch."),
-            "output": "logits"
-            + (" (one: sigmoid gives the probability of the second class)" if model.binary else "")
-            + (", divided by the temperature" if float(deployable.temperature) != 1 else ""),
-            "temperature": float(deployable.temperature),
+            "output": output_of(model),
+            "task": model.task.to_dict() if model.task.value else {"kind": "classes"},
+            "temperature": float(model.temperature),
             "threshold": float(model.decision_threshold),  # two classes: the second where its probability reaches it
             "schema": model.schema,
             "parity": {"inputs": len(x), "max_abs_diff": diff, "same_top1": same_top1, "tolerance": TOLERANCE},
@@ -91,14 +90,23 @@ def export(ckpt_path: Any, formats: list[str], out: str | None = None) -> dict[s
             print(f"{fmt:12s} {path}  parity NOT checked: onnxruntime is not installed (pip install onnxruntime)")
             report[fmt] = {"path": path, **meta["parity"]}
             continue
+        top1 = "" if same_top1 is None else f", same top-1: {same_top1}"
         print(
-            f"{fmt:12s} {path}  parity on {len(x)} real inputs: max |diff| {diff:.2e}, same top-1: {same_top1} "
-            "(|diff| relative where a logit is above 1)"
+            f"{fmt:12s} {path}  parity on {len(x)} real inputs: max |diff| {diff:.2e}{top1} "
+            f"(|diff| relative where {'a value' if model.task.value else 'a logit'} is above 1)"
         )
         if diff > TOLERANCE:
             raise UserError(f"{fmt}: exported outputs differ from the checkpoint's by {diff:.2e} > {TOLERANCE}")
         report[fmt] = {"path": path, **meta["parity"]}
     return report
+
+
+def output_of(model: Any) -> str:
+    """What the exported module's output is, in words (the sidecar's ``output``)."""
+    if model.task.value:
+        return f"the value of {model.task.name!r}, one per input, in its own units"
+    binary = " (one: sigmoid gives the probability of the second class)" if model.binary else ""
+    return "logits" + binary + (", divided by the temperature" if float(model.temperature) != 1 else "")
 
 
 # -- one exporter per format: write the file, return a function that runs the reloaded artefact -------------

@@ -48,6 +48,7 @@ from lit_nets.core.logs import quiet_warnings
 from lit_nets.core.models import injected
 from lit_nets.core.models.classifier import Classifier
 from lit_nets.core.models.injected import FILLED
+from lit_nets.core.models.tasks import Task, follow_task
 from lit_nets.train import config_errors
 from lit_nets.train.callbacks import (
     FigureLogger,
@@ -271,6 +272,7 @@ class LitNetsCLI(CheckpointArguments, LightningCLI):
             init.name = DEBUG_RUNS
         if self.subcommand == "fit" and not config.get("ckpt_path"):
             refuse_a_used_version(config)
+        follow_the_task(config)
         checkpoint = config.get("checkpoint")
         if checkpoint is not None and checkpoint.get("filename") is None:
             checkpoint.filename = checkpoint_filename(checkpoint.get("monitor"))
@@ -384,3 +386,15 @@ class LitNetsCLI(CheckpointArguments, LightningCLI):
         leave_process_group()
 
     after_validate = after_test = after_predict = lambda self: leave_process_group()
+
+
+def follow_the_task(config: Any) -> None:
+    """A value target's run keeps its best checkpoint (and stops early) by ``val/rmse`` where the config names a
+    metric of classes (the CLI's default ``val/acc``): said in one line
+    (:func:`lit_nets.core.models.tasks.follow_task`)."""
+    data = config.get("data")
+    args = data.get("init_args") if data is not None and hasattr(data, "get") else None
+    if args is not None and hasattr(args, "get") and args.get("task") == "value":
+        said = follow_task(config, Task(kind="value"))
+        if said:
+            rank_zero_info(f"Monitor:      {said}")

@@ -82,7 +82,8 @@ def run_fold(
     then its best checkpoint validated on its fold and its out-of-fold predictions. ``tracked``: its MLflow group's
     arguments (:class:`lit_nets.train.callbacks.tracking.Group`)."""
     from lit_nets.core.logs import quiet_warnings
-    from lit_nets.train.callbacks import prediction_table
+    from lit_nets.core.models import heads
+    from lit_nets.train.callbacks import prediction_table, value_table
 
     args = [
         *rest,
@@ -109,16 +110,21 @@ def run_fold(
         (validated,) = trainer.validate(model, datamodule=data, ckpt_path=best, verbose=False)
     model.eval()
     probs, labels = [], []
+    value = model.task.value
     with torch.no_grad():  # the model holds the best weights now (validate loaded them)
         for batch in data.val_dataloader():
             x, *rest = batch if isinstance(batch, list | tuple) else (batch,)
-            probs.append(model.probabilities(model(x.to(model.device))).float().cpu())
+            out = model(x.to(model.device))
+            probs.append((heads.values(model, out) if value else model.probabilities(out)).float().cpu())
             labels += [rest[0].cpu()] if rest and rest[0].dim() == 1 else []
     probs = torch.cat(probs)
     targets = torch.cat(labels) if labels and sum(len(y) for y in labels) == len(probs) else None
     splits = getattr(data, "splits", None)  # lit_nets' data modules name their validation rows
     ids = (splits.val_ids if splits is not None else None) or list(range(len(probs)))
-    oof = prediction_table(probs, model.decide(probs), list(model.class_names), ids, targets)
+    if value:
+        oof = value_table(probs, ids, targets)
+    else:
+        oof = prediction_table(probs, model.decide(probs), list(model.class_names), ids, targets)
     metrics = {k: float(v) for k, v in validated.items()} | tested
     return {"fold": fold, "run": str(trainer.log_dir), "best": best, "metrics": metrics, "oof": oof}
 
@@ -138,6 +144,9 @@ def main(argv: list[str], prog: str) -> None:
             "that validates on fold k of K (docs/extend.md#your-own-data)"
         )
     options.name = unused_name(runs.logs_folder(config, "lightning_logs/cv"), options.name)
+    value = (data.get("init_args") or {}).get("task") == "value"
+    how = "by tenths of the target's values (quantiles)" if value else "by class"
+    print(f"cv: {options.folds} folds, stratified {how}, seeded", file=sys.stderr, flush=True)
     seed = data_seed(rest) if options.repeats > 1 else None
     group = Group(config, f"cv/{options.name}", {"lit_nets.cv": options.name})
     results, oof = [], []

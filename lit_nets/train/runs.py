@@ -73,6 +73,9 @@ def parse(args: list[str]) -> tuple[Any, Any]:
 
     class ParseOnly(LitNetsCLI):
         def before_instantiate_classes(self) -> None:
+            from lit_nets.train.cli import follow_the_task
+
+            follow_the_task(self.config[self.subcommand] if self.subcommand else self.config)
             raise _Parsed(self)
 
     with bare_argv():

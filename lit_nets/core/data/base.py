@@ -201,6 +201,12 @@ class TensorDataModule(LightningDataModule):
         """How raw records become inputs (CSV data); None for images."""
         return None
 
+    @property
+    def value_target(self) -> dict[str, Any] | None:
+        """A number to predict (regression): its name, mean, std and range (CSV data with ``task: value``); None for
+        classes."""
+        return None
+
     def model_args(self) -> dict[str, Any]:
         """What this data gives a model (classes, input shape, normalisation, class weights, a CSV schema), as the
         model's arguments: ``CNNClassifier(**dm.model_args())``. The CLI links the same names
@@ -286,9 +292,15 @@ class TensorDataModule(LightningDataModule):
         return list(range(size_of(self.predict_tensors)))
 
     def predict_dataloader(self) -> DataLoader:
-        """Batches of ``(x, y, index)``: ``y`` is -1 for unlabelled rows, ``index`` numbers the rows."""
+        """Batches of ``(x, y, index)``: ``y`` is -1 for unlabelled rows (NaN for a value target), ``index`` numbers
+        the rows."""
         if isinstance(self.predict_tensors, Dataset):
             return self._loader(WithIndex(self.predict_tensors), shuffle=False)
         x, *rest = self.predict_tensors
-        y = rest[0] if rest else torch.full((len(x),), -1, dtype=torch.long)
+        value = self.value_target is not None
+        y = (
+            rest[0]
+            if rest
+            else torch.full((len(x),), float("nan") if value else -1, dtype=None if value else torch.long)
+        )
         return self._loader((x, y, torch.arange(len(x))), shuffle=False)

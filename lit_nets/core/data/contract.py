@@ -10,8 +10,10 @@ Required, as attributes or properties readable once the module is built (reading
   (``predict``: ``x``, ``(x,)``, ``(x, y)`` or ``(x, y, index)``).
 
 Optional, None when absent: ``mean`` and ``std`` (the model normalises with them; raw inputs otherwise),
-``class_weights``, ``schema`` (a table's encoding), ``predict_ids`` (names of the predicted rows), and the init
-arguments ``fold`` and ``folds`` (``cv``: validate on fold ``fold`` of ``folds``). lit_nets' own data modules
+``class_weights``, ``schema`` (a table's encoding), ``value_target`` (a number to predict, regression: ``{"name":
+..., "mean": ..., "std": ..., "low": ..., "high": ...}`` with ``num_classes`` 1 and ``class_names`` ``[name]``;
+:mod:`lit_nets.core.models.tasks`), ``predict_ids`` (names of the predicted rows), and the init arguments ``fold``
+and ``folds`` (``cv``: validate on fold ``fold`` of ``folds``). lit_nets' own data modules
 (:class:`lit_nets.core.data.base.TensorDataModule`) meet all of it.
 """
 
@@ -24,8 +26,9 @@ import torch
 from lit_nets.core.errors import UserError
 
 REQUIRED = ("num_classes", "input_shape", "class_names")
-OPTIONAL = ("mean", "std", "class_weights", "schema")
-DATA_ARGS = (*REQUIRED[:2], "mean", "std", REQUIRED[2], "class_weights", "schema")  # what the data gives a model
+OPTIONAL = ("mean", "std", "class_weights", "schema", "value_target")
+# what the data gives a model
+DATA_ARGS = (*REQUIRED[:2], "mean", "std", REQUIRED[2], "class_weights", "schema", "value_target")
 GUIDE = "docs/extend.md#your-own-data"
 
 
@@ -45,7 +48,8 @@ def value(dm: Any, name: str) -> Any:
             f"data: {name_of(dm)} has no {name}; a data module gives lit_nets {', '.join(REQUIRED)} ({GUIDE})"
         )
     found = getattr(dm, name)
-    if name == "num_classes" and (not isinstance(found, int) or isinstance(found, bool) or found < 2):
+    one_value = name == "num_classes" and found == 1 and getattr(dm, "value_target", None) is not None
+    if name == "num_classes" and not one_value and (not isinstance(found, int) or isinstance(found, bool) or found < 2):
         raise UserError(f"data: {name_of(dm)}.num_classes is {found!r}: give the number of classes, 2 or more")
     if name == "input_shape":
         if isinstance(found, torch.Size | tuple):

@@ -89,6 +89,7 @@ class TabularSchema:
     # strings that meant "missing" in the training file besides pandas' own ("", "NA", "NaN", ...): data.na_values
     missing_markers: list[str] = field(default_factory=lambda: ["?"])
     kind: Literal["tabular"] = "tabular"  # what read_schema() tells records apart by
+    target_kind: Literal["classes", "value"] = "classes"  # value: a number (regression); classes is [target]
 
     # -- fitting ----------------------------------------------------------------------------------------
     @classmethod
@@ -104,6 +105,7 @@ class TabularSchema:
         whole: pd.DataFrame | None = None,
         encoding: Encoding = "onehot",
         onehot_max: int = 10,
+        target_kind: Literal["classes", "value"] = "classes",
     ) -> TabularSchema:
         """Fit on the training rows ``train`` of ``file`` (which holds ``features`` and ``target``).
 
@@ -117,6 +119,8 @@ class TabularSchema:
         typed = bool(whole.attrs.get("typed"))  # Parquet / Feather: the file's types decide, nothing is parsed
         counts = train[target].map(label_text).value_counts()
         schema = cls(target=target, classes=classes, class_counts=[int(counts.get(c, 0)) for c in classes])
+        if target_kind == "value":
+            schema.target_kind, schema.class_counts = "value", [len(train)]
         empty = []
         for name in features:
             column = train[name]
@@ -259,7 +263,10 @@ class TabularSchema:
         return out
 
     def encode_target(self, column: pd.Series, file: str | Path) -> np.ndarray:
-        """Class indices of the labels in ``column``; a label not among the classes is an error."""
+        """Class indices of the labels in ``column`` (a label not among the classes is an error); for a value
+        target, its numbers (float32; text is an error)."""
+        if self.target_kind == "value":
+            return target_numbers(column, self.target, file)
         index = {name: i for i, name in enumerate(self.classes)}
         labels = column.map(label_text)
         unknown = ~labels.isin(list(index))
@@ -342,3 +349,37 @@ def categorical_entry(
         "encoding": "onehot",
         "missing_at": len(categories) if has_missing else None,
     }
+
+
+def target_numbers(column: pd.Series, name: str, file: str | Path) -> np.ndarray:
+    """The numbers of a value target's column (float32); one line naming the first that is not a number."""
+    import pandas as pd
+
+    numbers = pd.to_numeric(column, errors="coerce")
+    text = numbers.isna() & column.notna()
+    if text.any():
+        at = text.idxmax()
+        raise UserError(
+            f"{file}: column '{name}', line {line_of(at)}: {column[at]!r} is not a number; a value target (data.task "
+            "value) needs numbers in every row: fix the row, or use data.task classes for labels"
+        )
+    out = numbers.to_numpy(dtype=np.float64)
+    if not np.isfinite(out).all():
+        raise UserError(f"{file}: column '{name}' holds an infinite number; a value target needs finite numbers")
+    return out.astype(np.float32)
+
+
+def value_strata(column: pd.Series, name: str, file: str | Path) -> Any:
+    """Which tenth of the values (by quantile) each row's target falls in: the splits and the folds of a value target
+    are stratified by it, so each holds small and large values alike. A constant target is an error."""
+    import pandas as pd
+    import torch
+
+    numbers = target_numbers(column, name, file)
+    if numbers.min() == numbers.max():
+        raise UserError(
+            f"{file}: target '{name}' is {numbers[0]:g} in every row: there is nothing to predict; set data.target to "
+            "the column to predict"
+        )
+    codes = pd.qcut(pd.Series(numbers).rank(method="first"), q=min(10, len(numbers)), labels=False)
+    return torch.as_tensor(codes.to_numpy(dtype=np.int64).copy())

@@ -24,7 +24,7 @@ from lit_nets.core.data.samples import (
     mark_as_sample,
     write_csv_sample,
 )
-from lit_nets.core.data.schema import Encoding, TabularSchema, class_order, named
+from lit_nets.core.data.schema import Encoding, TabularSchema, class_order, named, value_strata
 from lit_nets.core.data.splits import Splits, hold_out
 from lit_nets.core.data.tables import read_table
 from lit_nets.core.errors import UserError
@@ -42,6 +42,8 @@ class CSVDataModule(TensorDataModule):
         path: table file with the feature columns and the target column; split into train/val/test
             (stratified, seeded) unless val_path / test_path are given.
         target: name of the target column; its values (ints, strings, ...) become the classes.
+        task: ``classes`` (the target's values are classes) or ``value`` (a number to predict, regression: the
+            model gives it in the target's units; configs/regression.yaml).
         features: feature columns (default: every column but the target and those excluded; a column of whole
             numbers rising by one from row to row is an id and left out with a line).
         exclude: columns to leave out (ids, leaks), when features is not given.
@@ -74,6 +76,7 @@ class CSVDataModule(TensorDataModule):
         self,
         path: str | None = None,
         target: str = "target",
+        task: Literal["classes", "value"] = "classes",
         features: list[str] | None = None,
         exclude: list[str] = [],  # noqa: B006 (jsonargparse shows list defaults; never mutated)
         id_column: str | None = None,
@@ -101,7 +104,9 @@ class CSVDataModule(TensorDataModule):
             raise UserError("data.val_fraction must be above 0 unless data.val_path gives validation rows")
         if val_fraction + test_fraction >= 1.0:
             raise UserError("data.val_fraction + data.test_fraction must leave rows for training")
-        self.path, self.target = path, target
+        self.path, self.target, self.task_kind = path, target, task
+        if task == "value" and self.class_weighting is not None:
+            raise UserError("data.class_weights is for classes; a value target (data.task value) has none")
         self.features, self.exclude, self.categorical = features, list(exclude), list(categorical)
         self.id_column = id_column
         if id_column and id_column not in self.exclude:
@@ -160,22 +165,15 @@ class CSVDataModule(TensorDataModule):
         if self.path is None:
             raise UserError("data.path is not set: give the CSV file to train on")
         main = self._labelled(self.path, "training")
-        classes = self._schema.classes if self._schema else class_order(main[self.target])
-        if len(classes) < 2:
-            raise UserError(
-                f"{self.path}: target '{self.target}' has a single class ({classes[0]!r}); a classifier needs two"
-            )
-        if len(classes) > len(main) / 2:
-            raise UserError(
-                f"{self.path}: target '{self.target}' has {len(classes):,} different values in {len(main):,} rows, so "
-                "most classes have a single row: a classifier needs several rows per class to learn and to be "
-                "validated. If the target is a measurement, bin it into classes first; if it is an id, set "
-                "data.target to another column"
-            )
-        y = torch.as_tensor(TabularSchema(self.target, classes, []).encode_target(main[self.target], self.path))
+        if self.task_kind == "value":
+            classes, y = [self.target], value_strata(main[self.target], self.target, self.path)
+        else:
+            classes = self._schema.classes if self._schema else class_order(main[self.target])
+            y = self._class_indices(main, classes)
         rest = torch.arange(len(main))
         frames: dict[str, Any] = {}
         splits = 1 + (not self.val_path) + (not self.test_path and self.test_fraction > 0)
+        names = [f"the {i + 1}. tenth of the values" for i in range(10)] if self.task_kind == "value" else classes
         if self.test_path:
             frames["test"] = self._labelled(self.test_path, "test")
         elif self.test_fraction > 0:
@@ -189,7 +187,7 @@ class CSVDataModule(TensorDataModule):
         else:
             fraction = self.val_fraction / (1.0 - (0.0 if self.test_path else self.test_fraction))
             keep, held = self.validation_split(
-                y[rest], fraction, self.seed + 1, apart="data.val_path", names=classes, **self._about(splits)
+                y[rest], fraction, self.seed + 1, apart="data.val_path", names=names, **self._about(splits)
             )
             frames["val"], rest = main.iloc[rest[held].numpy()], rest[keep]
         frames["train"] = main.iloc[rest.numpy()]
@@ -197,6 +195,20 @@ class CSVDataModule(TensorDataModule):
         frames["classes"] = classes
         self._frames = frames
         return frames
+
+    def _class_indices(self, main: Any, classes: list[str]) -> torch.Tensor:
+        if len(classes) < 2:
+            raise UserError(
+                f"{self.path}: target '{self.target}' has a single class ({classes[0]!r}); a classifier needs two"
+            )
+        if len(classes) > len(main) / 2:
+            raise UserError(
+                f"{self.path}: target '{self.target}' has {len(classes):,} different values in {len(main):,} rows, so "
+                "most classes have a single row: a classifier needs several rows per class to learn and to be "
+                "validated. If the target is a measurement, bin it into classes first; if it is an id, set "
+                "data.target to another column"
+            )
+        return torch.as_tensor(TabularSchema(self.target, classes, []).encode_target(main[self.target], self.path))
 
     def _about(self, splits: int) -> dict[str, Any]:
         """What :func:`hold_out` says about this data when a split cannot be made."""
@@ -232,6 +244,7 @@ class CSVDataModule(TensorDataModule):
                     whole=frames["whole"],
                     encoding=self.categorical_encoding,
                     onehot_max=self.onehot_max,
+                    target_kind=self.task_kind,
                 )
                 self._schema.missing_markers = list(self.na_values)  # a served model's requests use them too
         return self._schema
@@ -261,6 +274,19 @@ class CSVDataModule(TensorDataModule):
     @property
     def class_names(self) -> list[str]:
         return list(self.fitted_schema.classes)
+
+    @property
+    def value_target(self) -> dict[str, Any] | None:
+        """A value target (``data.task value``): its name, the training split's mean and std to standardise it with,
+        and its lowest and highest value (predictions stay within them); None for classes
+        (:mod:`lit_nets.core.models.tasks`)."""
+        if self.fitted_schema.target_kind != "value":
+            return None
+        if self.trained and self.trained.get("value_target"):
+            return dict(self.trained["value_target"])
+        y = self._need("train")[1].double()
+        stats = {"mean": y.mean(), "std": y.std(), "low": y.min(), "high": y.max()}
+        return {"name": self.target, **{k: float(v) for k, v in stats.items()}}
 
     @property
     def input_shape(self) -> list[int]:
@@ -317,7 +343,10 @@ class CSVDataModule(TensorDataModule):
         embedded = f"; embedded: {embedded}" if embedded else ""
         source = f"{self.path} (target '{self.target}', {n_inputs} inputs from {n_columns} columns{embedded})"
         if self.sample and self.path and is_shipped_sample(self.path):
-            source += f"; the shipped sample: {CSV_SAMPLES[self.sample]}"
+            about = CSV_SAMPLES[self.sample]
+            if f"target '{self.target}'" not in about:  # a column of the sample other than its usual target
+                about = about.split(", target ")[0]
+            source += f"; the shipped sample: {about}"
         val_ids = None
         if split["val"] is not None and not self.val_path:
             val_ids = [int(i) for i in self.frames()["val"].index]  # 0-based data rows of path, as predict_ids

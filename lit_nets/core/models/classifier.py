@@ -12,26 +12,20 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
-from torchmetrics.classification import (
-    BinaryAccuracy,
-    BinaryF1Score,
-    MulticlassAccuracy,
-    MulticlassF1Score,
-)
 
 from lit_nets.core import private_api
 from lit_nets.core.errors import UserError
-from lit_nets.core.models import injected, optimizing
+from lit_nets.core.models import heads, injected, optimizing
 from lit_nets.core.models.calibration import Calibrated
 from lit_nets.core.models.fast_path import EpochTotals, PlainHookName
 from lit_nets.core.models.nets import CNN, Pixels, Standardize
+from lit_nets.core.models.tasks import Task
 
 log = logging.getLogger(__name__)
-Loss = Literal["ce", "bce"]
+Loss = Literal["ce", "bce", "mse", "huber", "mae"]
 Optimizer = Literal["adam", "adamw", "sgd"]
 Scheduler = Literal["none", "cosine", "step", "plateau", "onecycle"]
 Calibrate = Literal["none", "temperature"]
@@ -55,7 +49,10 @@ class Classifier(PlainHookName, Calibrated, LightningModule):
             ``data.class_weights: balanced``; for ``bce`` the positive class gets weight[1] / weight[0]).
         schema: how raw records become the input vector: columns, encodings, imputation (set from CSV data by
             the CLI; kept in the checkpoint so predicting on new files needs nothing else).
-        loss: ``ce`` (cross-entropy over C logits) or ``bce`` (binary: one logit, BCE-with-logits).
+        value_target: the number the model predicts (regression; set from the data by the CLI): its name and
+            training mean and std (:mod:`lit_nets.core.models.tasks`); none for classes.
+        loss: ``ce`` (cross-entropy over C logits) or ``bce`` (binary: one logit, BCE-with-logits); for a value
+            ``mse``, ``huber`` or ``mae`` (on the standardised target).
         optimizer: adam, adamw or sgd (with momentum).
         lr: learning rate.
         weight_decay: L2 penalty (decoupled for adamw).
@@ -89,6 +86,7 @@ class Classifier(PlainHookName, Calibrated, LightningModule):
         class_names: Sequence[str] | None = None,
         class_weights: Sequence[float] | None = None,
         schema: dict[str, Any] | None = None,
+        value_target: dict[str, Any] | None = None,
         loss: Loss = "ce",
         optimizer: Optimizer = "adam",
         lr: float = 1e-3,
@@ -107,7 +105,14 @@ class Classifier(PlainHookName, Calibrated, LightningModule):
         if net is not None:
             self.hparams["net"] = injected.spec_of(net)
         self._given_net = net
-        if num_classes < 2:
+        self.task = Task.of(value_target)
+        self.task.check_loss(loss)
+        if self.task.value and (num_classes != 1 or calibrate != "none" or threshold != 0.5 or class_weights):
+            raise UserError(
+                "a value (regression) has one output, no classes to calibrate, threshold or weigh: leave "
+                "model.calibrate, model.threshold and data.class_weights out"
+            )
+        if num_classes < 2 and not self.task.value:
             raise UserError(f"a classifier needs at least 2 classes, the data has {num_classes}")
         if loss == "bce" and num_classes != 2:
             raise UserError(
@@ -130,6 +135,7 @@ class Classifier(PlainHookName, Calibrated, LightningModule):
             raise UserError(f"{len(self.class_names)} class names given for {num_classes} classes")
         self.binary = loss == "bce"
         self.binary_metrics = self.binary or threshold != 0.5  # a second class's probability against a threshold
+        outputs = 1 if self.binary or self.task.value else num_classes
         self.label_smoothing = label_smoothing
         self.schema = schema
         if class_weights is not None and len(class_weights) != num_classes:
@@ -137,18 +143,17 @@ class Classifier(PlainHookName, Calibrated, LightningModule):
         weights = torch.tensor(list(class_weights), dtype=torch.float32) if class_weights else None
         self.register_buffer("class_weights", weights, persistent=False)  # rebuilt from hparams on load
         self.normalize: nn.Module = Standardize(mean, std) if mean is not None else Pixels()
-        self.net = self.build_net(num_outputs=1 if self.binary else num_classes)
+        self.net = self.build_net(num_outputs=outputs)
         self._given_net = None
         if not type(self.net).__module__.startswith("lit_nets."):  # a network of the user's: checked once here
-            injected.check_outputs(
-                self.net, self.input_shape, 1 if self.binary else num_classes, type(self.net).__name__
-            )
+            injected.check_outputs(self.net, self.input_shape, outputs, type(self.net).__name__)
         self.example_input_array = torch.zeros(2, *self.input_shape)
         self.setup_calibration()
         # training logs the epoch's loss and accuracy only, from running sums on the device (fast_path)
         self.train_totals = EpochTotals()
         self.train_loss = MeanMetric(nan_strategy="disable")
-        self.train_metrics = MetricCollection({"acc": MeanMetric()}, prefix="train/")  # correct / seen, weighted
+        accuracy = {} if self.task.value else {"acc": MeanMetric()}  # correct / seen, weighted
+        self.train_metrics = MetricCollection(accuracy, prefix="train/")
         self.val_metrics = self.make_metrics("val/")
         self.test_metrics = self.make_metrics("test/")
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
@@ -202,17 +207,10 @@ class Classifier(PlainHookName, Calibrated, LightningModule):
         return load_matching(self, path)
 
     def make_metrics(self, prefix: str) -> MetricCollection:
-        """The validation and test metrics (torchmetrics, fed each batch's probabilities and targets, logged as
-        ``<prefix><name>`` each epoch): a subclass adds its own here (docs/extend.md)."""
-        if self.binary_metrics:  # thresholded at the model's decision threshold (set before each epoch)
-            metrics: dict[str, Any] = {"acc": BinaryAccuracy(), "f1": BinaryF1Score()}
-        else:
-            c = self.num_classes
-            metrics = {"acc": MulticlassAccuracy(c, average="micro"), "f1": MulticlassF1Score(c, average="macro")}
-            if c > 5:
-                metrics["acc_top5"] = MulticlassAccuracy(c, top_k=5, average="micro")
-        # compute_groups off: with it, F1 and top-5 accuracy (same state shapes) were merged, reported alike
-        return MetricCollection(metrics, prefix=prefix, compute_groups=False)
+        """The validation and test metrics (torchmetrics, fed each batch's probabilities, or a value's outputs in the
+        target's units, and the targets; logged as ``<prefix><name>`` each epoch; :func:`heads.metrics`): a subclass
+        adds its own here (docs/extend.md)."""
+        return heads.metrics(self, prefix)
 
     # -- the forward pass -------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -222,28 +220,21 @@ class Classifier(PlainHookName, Calibrated, LightningModule):
         return self.net(self.normalize(x))
 
     def compute_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The loss of a batch; ``y`` holds class indices, or a probability per class (MixUp / CutMix batches).
-        Logits of shape (batch, k, outputs) are an ensemble's members in training: the mean of their losses."""
-        if logits.dim() == 3:
-            logits, y = logits.flatten(0, 1), y.repeat_interleave(logits.shape[1], dim=0)
-        w = self.class_weights
-        if self.binary:
-            pos_weight = None if w is None else (w[1] / w[0]).reshape(1)
-            y = y[:, 1] if y.dim() == 2 else y  # soft labels: the second class's share
-            return F.binary_cross_entropy_with_logits(logits.squeeze(1), y.to(logits.dtype), pos_weight=pos_weight)
-        if y.dim() == 2:
-            y = y.to(logits.dtype)
-        return F.cross_entropy(
-            logits, y, weight=None if w is None else w.to(logits.dtype), label_smoothing=self.label_smoothing
-        )
+        """The loss of a batch (:func:`heads.loss`): ``y`` holds class indices, a probability per class (MixUp /
+        CutMix batches) or a value; an ensemble's members (batch, k, outputs) in training: the mean of their losses."""
+        return heads.loss(self, logits, y)
 
     def _step(self, batch: Any, stage: str, metrics: MetricCollection, mean_loss: MeanMetric) -> torch.Tensor:
         x, y = batch
         logits = self(x)
         loss = self.compute_loss(logits, y)
+        mean_loss.update(loss.detach(), weight=len(y))
+        if self.task.value:
+            values = heads.values(self, logits.detach())
+            metrics.update(values, y)
+            return values
         probs = self.probabilities(logits.detach())  # metrics and figures need no graph
         metrics.update(probs[:, 1] if self.binary_metrics else probs, y)
-        mean_loss.update(loss.detach(), weight=len(y))
         self.keep_outputs(stage, logits, y)  # for the temperature, threshold and calibration error
         return probs
 
@@ -259,6 +250,7 @@ class Classifier(PlainHookName, Calibrated, LightningModule):
         with torch.no_grad():  # predicted labels are all that accuracy needs: no softmax, no graph
             logits = logits.mean(dim=1) if logits.dim() == 3 else logits  # an ensemble's members: mean logit votes
             preds = (logits.squeeze(1) > 0).long() if self.binary else logits.argmax(dim=1)
+            preds = None if self.task.value else preds  # a value's training logs its loss only
             self.train_totals.add(loss, preds, y.argmax(dim=1) if y.dim() == 2 else y)  # mixed: the larger share
         # only on the steps the logger writes (log_every_n_steps), as Lightning's LearningRateMonitor decides
         if private_api.logs_this_step(self.trainer):
@@ -276,7 +268,8 @@ class Classifier(PlainHookName, Calibrated, LightningModule):
         if totals is not None:
             loss, acc, seen = totals
             self.train_loss.update(loss, weight=seen)
-            self.train_metrics["acc"].update(acc, weight=seen)
+            if "acc" in self.train_metrics:
+                self.train_metrics["acc"].update(acc, weight=seen)
         self._log_epoch("train/", self.train_metrics, self.train_loss, prog_bar=("train/loss",))
 
     def on_validation_epoch_start(self) -> None:
@@ -312,9 +305,14 @@ class Classifier(PlainHookName, Calibrated, LightningModule):
         where ``y < 0`` marks unlabelled inputs and ``index`` numbers the inputs for the prediction writer."""
         if not isinstance(batch, (list, tuple)):
             batch = (batch,)
-        probs = self.probabilities(self(batch[0]))
-        out = {"probs": probs, "preds": self.decide(probs)}
-        if len(batch) > 1 and bool((batch[1] >= 0).all()):
+        if self.task.value:  # a value per input, in the target's units (unlabelled: NaN targets)
+            out = {"values": heads.values(self, self(batch[0]))}
+            labelled = len(batch) > 1 and not bool(batch[1].isnan().any())
+        else:
+            probs = self.probabilities(self(batch[0]))
+            out = {"probs": probs, "preds": self.decide(probs)}
+            labelled = len(batch) > 1 and bool((batch[1] >= 0).all())
+        if labelled:
             out["target"] = batch[1]
         if len(batch) > 2:
             out["index"] = batch[2]
@@ -443,4 +441,7 @@ class MLPClassifier(Classifier):
     def build_net(self, num_outputs: int) -> nn.Module:
         from lit_nets.core.models.table_nets import mlp_for
 
-        return mlp_for(self.schema, self.input_shape, num_outputs, self._mlp_args, self._ensemble_args)
+        net = mlp_for(self.schema, self.input_shape, num_outputs, self._mlp_args, self._ensemble_args)
+        if hasattr(net, "averages"):  # an ensemble's value is its members' mean (classes: their mean probability)
+            net.averages = self.task.value
+        return net

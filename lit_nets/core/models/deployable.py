@@ -1,6 +1,6 @@
-"""A trained classifier as it is used: the deployable module (normalisation then network, raw inputs in, logits
-out), probabilities from logits and the top-k classes. ``Classifier``, ``export``, ``serve`` and the figures share
-it."""
+"""A trained model as it is used: the deployable module (normalisation, network, then the temperature or a value's
+units; raw inputs in, logits or values out), probabilities from logits and the top-k classes. ``Classifier``,
+``export``, ``serve`` and the figures share it."""
 
 from __future__ import annotations
 
@@ -11,26 +11,36 @@ from torch import nn
 
 
 class Deployable(nn.Module):
-    """A trained classifier as it is deployed: its normalisation, its network, then its temperature (the logits
-    divided by it: 1 unless ``model.calibrate`` fitted one); raw inputs in, logits out. It is what ``export`` writes
-    and ``serve`` runs."""
+    """A trained model as it is deployed: its normalisation, its network, then ``* scale + shift``: a classifier's
+    logits divided by its temperature (1 unless ``model.calibrate`` fitted one), a value's output in the target's
+    units (its std and mean); raw inputs in, logits or values out. It is what ``export`` writes and ``serve`` runs."""
 
-    def __init__(self, normalize: nn.Module, net: nn.Module, temperature: float = 1.0) -> None:
+    def __init__(
+        self, normalize: nn.Module, net: nn.Module, scale: float = 1.0, shift: float = 0.0, bounds: Any = None
+    ) -> None:
         super().__init__()
         self.normalize, self.net = normalize, net
-        self.register_buffer("temperature", torch.tensor(float(temperature)))
+        self.register_buffer("scale", torch.tensor(float(scale)))
+        self.register_buffer("shift", torch.tensor(float(shift)))
+        self.bounded = bounds is not None  # a value: within the training targets' range
+        low, high = bounds if bounds is not None else (0.0, 0.0)
+        self.register_buffer("low", torch.tensor(float(low)))
+        self.register_buffer("high", torch.tensor(float(high)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(self.normalize(x)) / self.temperature
+        out = self.net(self.normalize(x)) * self.scale + self.shift
+        return torch.minimum(torch.maximum(out, self.low), self.high) if self.bounded else out
 
     @classmethod
     def of(cls, model: Any) -> Deployable:
-        """The deployable part of a trained classifier (shares its weights), in eval mode."""
-        temperature = getattr(model, "temperature", None)
-        deployable = cls(model.normalize, model.net, 1.0 if temperature is None else float(temperature))
-        if isinstance(temperature, torch.Tensor):
-            deployable.temperature = deployable.temperature.to(temperature.device)
-        return deployable.eval()
+        """The deployable part of a trained model (shares its weights), in eval mode."""
+        task = getattr(model, "task", None)
+        if task is not None and task.value:
+            deployable = cls(model.normalize, model.net, task.std, task.mean, (task.low, task.high))
+        else:
+            deployable = cls(model.normalize, model.net, 1.0 / float(getattr(model, "temperature", 1.0)))
+        device = next(iter(model.parameters()), torch.empty(0)).device
+        return deployable.to(device).eval()
 
 
 def probabilities(logits: torch.Tensor) -> torch.Tensor:

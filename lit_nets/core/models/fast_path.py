@@ -33,13 +33,15 @@ class EpochTotals:
         self.correct: torch.Tensor | None = None
         self.seen = 0
 
-    def add(self, loss: torch.Tensor, preds: torch.Tensor, target: torch.Tensor) -> None:
-        """Count one step: ``loss`` is the step's mean loss over ``len(target)`` inputs."""
+    def add(self, loss: torch.Tensor, preds: torch.Tensor | None, target: torch.Tensor) -> None:
+        """Count one step: ``loss`` is the step's mean loss over ``len(target)`` inputs (``preds`` None: no
+        accuracy, a value's)."""
         if self.loss_sum is None:
             zero = torch.zeros((), device=loss.device)
             self.loss_sum, self.correct = zero, zero.long()
         self.loss_sum.add_(loss.detach().float(), alpha=len(target))
-        self.correct.add_((preds == target).sum())
+        if preds is not None:
+            self.correct.add_((preds == target).sum())
         self.seen += len(target)
 
     def take(self) -> tuple[torch.Tensor, torch.Tensor, int] | None:

@@ -413,6 +413,7 @@ class TabularEnsemble(nn.Module):
             start_scaling_init_chunks=chunks,
         )
         self.output = tabm.LinearEnsemble(int(hidden[0]), num_outputs, k=ensemble)
+        self.averages = False  # the members' mean output (a value, regression) instead of their mean probability
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The members' shared input: each number's embedding, the one-hot inputs, each embedded column's vector."""
@@ -432,7 +433,9 @@ class TabularEnsemble(nn.Module):
     def from_embedding(self, z: torch.Tensor) -> torch.Tensor:
         """The members' logits in training, ``(batch, k, outputs)``; the ensemble's in eval mode."""
         logits = self.output(self.backbone(self.ensemble_view(z)))
-        return logits if self.training else ensemble_logits(logits)
+        if self.training:
+            return logits
+        return logits.mean(dim=1) if self.averages else ensemble_logits(logits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.from_embedding(self.embed(x))

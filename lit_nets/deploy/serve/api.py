@@ -134,7 +134,8 @@ class ClassifierAPI(ls.LitAPI if ls else object):
             metrics.observe_batch(len(valid))
             inputs = torch.cat([item.x for item in valid]).to(self.device)
             with torch.inference_mode():
-                probs = probabilities(self.model.forward(inputs)).cpu()
+                out = self.model.forward(inputs).float().cpu()
+            probs = out if self.model.task.value else probabilities(out)  # a value model: its values
             start = 0
             for item in valid:
                 answers = [self._answer(p) for p in probs[start : start + len(item.x)]]
@@ -157,6 +158,8 @@ class ClassifierAPI(ls.LitAPI if ls else object):
         return output.result
 
     def _answer(self, probs: torch.Tensor) -> dict[str, Any]:
+        if self.model.task.value:  # in the target's units, within the training targets' range
+            return {"value": round(float(probs[0]), 6)}
         names = self.model.class_names
         (top,) = top_k(probs[None], names, self.top_k)
         label = self.model.decide(probs)  # two classes: at the model's decision threshold

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import torch
 
 from lit_nets.core.data.schema import ImageSchema, TabularSchema, read_schema
 from lit_nets.core.errors import UserError
+from lit_nets.core.models.tasks import Task
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class Served:
     source: str
     explainer: Any = None  # the Lightning classifier, for Grad-CAM or attributions (checkpoints only)
     threshold: float = 0.5  # two classes: the second is the answer where its probability reaches this
+    task: Task = field(default_factory=Task)  # a value model (regression) answers {"value": ...}
 
     def decide(self, probs: torch.Tensor) -> int:
         """The class the model predicts from one input's probabilities."""
@@ -45,6 +47,8 @@ class Served:
         """What ``/info`` says of the model; ``statistics`` False: without the example record, whose values are the
         training data's medians (what a service with an API key tells a client without the key)."""
         info = {"kind": self.kind, "class_names": self.class_names, "input_shape": self.input_shape}
+        if self.task.value:  # what it answers: a number, named
+            info.update(task="value", target=self.task.name)
         explains = self.explainer is not None
         info.update(source=self.source, gradcam=explains and self.kind == "image")
         info["attributions"] = explains and self.kind == "tabular"
@@ -74,7 +78,8 @@ def load(path: str, device: str = "cpu") -> Served:
         explains = has_conv_layers(model) or table
         explainer = model if explains else None
         threshold = float(model.decision_threshold)
-        return Served(net, list(model.class_names), list(model.input_shape), schema, file.name, explainer, threshold)
+        names, shape = list(model.class_names), list(model.input_shape)
+        return Served(net, names, shape, schema, file.name, explainer, threshold, model.task)
     sidecar = file.with_name(file.name + ".json")
     if not sidecar.is_file():
         raise UserError(f"{path}: not a checkpoint (.ckpt), and there is no {sidecar.name} beside it to say what it is")
@@ -95,7 +100,8 @@ def load(path: str, device: str = "cpu") -> Served:
         )
     schema = read_schema(meta.get("schema"))
     names, shape = list(meta["class_names"]), list(meta["input_shape"][1:])
-    return Served(net, names, shape, schema, file.name, threshold=float(meta.get("threshold", 0.5)))
+    task = Task.of(meta["task"] if (meta.get("task") or {}).get("kind") == "value" else None)
+    return Served(net, names, shape, schema, file.name, threshold=float(meta.get("threshold", 0.5)), task=task)
 
 
 def _onnx_runner(file: Path, device: str):

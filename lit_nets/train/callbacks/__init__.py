@@ -14,7 +14,7 @@ from lit_nets.train.callbacks.monitoring import (
     say,
     steepest_descent,
 )
-from lit_nets.train.callbacks.outputs import FigureLogger, PredictionWriter, prediction_table
+from lit_nets.train.callbacks.outputs import FigureLogger, PredictionWriter, prediction_table, value_table
 from lit_nets.train.callbacks.saving import (
     LastCheckpoint,
     PeriodicCheckpoint,
@@ -46,4 +46,5 @@ __all__ = [
     "progress_bar",
     "say",
     "steepest_descent",
+    "value_table",
 ]

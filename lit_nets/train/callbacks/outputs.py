@@ -45,12 +45,21 @@ def prediction_table(
     return table
 
 
+def value_table(values: torch.Tensor, ids: list[Any], targets: torch.Tensor | None = None) -> dict[str, Any]:
+    """The columns of a value model's predictions file: ``id``, ``value`` and, when the inputs had them,
+    ``true_value``."""
+    table: dict[str, Any] = {"id": list(ids), "value": values.double().numpy().round(6)}
+    if targets is not None:
+        table["true_value"] = targets.double().numpy()
+    return table
+
+
 class PredictionWriter(BasePredictionWriter):
     """Write ``predict`` results to a CSV file: one row per input, appended every 65,536 rows (a million rows never
     sit in memory as one table; ``predict`` keeps no predictions either).
 
     Columns: ``id`` (the row number of a CSV file, or its ``data.id_column`` under that name; the file name of an
-    image, the index of a test image),
+    image, the index of a test image); for a value (regression) ``value`` and ``true_value``; for classes
     ``label`` (the predicted class name), ``probability`` (of that class), ``true_label`` when the inputs had
     labels, then ``prob_<class>`` for every class when there are at most ``max_class_columns`` classes, and
     ``top_k`` ("name:probability" pairs, best first) when there are more than two.
@@ -73,6 +82,7 @@ class PredictionWriter(BasePredictionWriter):
         self.columns: list[str] = []
         self.pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
         self.rows = self.labelled = self.correct = self.pending_rows = 0
+        self.value = False
 
     def on_predict_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         self.written, self.pending, self.pending_rows, self.rows, self.labelled, self.correct = None, [], 0, 0, 0, 0
@@ -80,15 +90,18 @@ class PredictionWriter(BasePredictionWriter):
     def write_on_batch_end(
         self, trainer: Any, pl_module: Any, prediction: Any, batch_indices: Any, batch: Any, batch_idx: int, *_: Any
     ) -> None:
-        probs, preds = prediction["probs"].float().cpu(), prediction["preds"].cpu()
+        value = "values" in prediction  # a value per input (regression): its squared errors are summed
+        probs = (prediction["values"] if value else prediction["probs"]).float().cpu()
+        preds = torch.zeros(len(probs), dtype=torch.long) if value else prediction["preds"].cpu()
         index = prediction["index"].cpu() if "index" in prediction else torch.arange(len(preds)) + self.rows
         targets = prediction["target"].cpu() if "target" in prediction else None
         self.pending.append((probs, preds, index, targets))
         self.pending_rows += len(preds)
         self.rows += len(preds)
+        self.value = value
         if targets is not None:
             self.labelled += len(targets)
-            self.correct += int((preds == targets).sum())
+            self.correct += float(((probs - targets) ** 2).sum()) if value else int((preds == targets).sum())
         if self.pending_rows >= self.FLUSH_ROWS:
             self._flush(trainer, pl_module)
 
@@ -107,10 +120,14 @@ class PredictionWriter(BasePredictionWriter):
         labelled = all(p[3] is not None for p in self.pending)
         targets = torch.cat([p[3] for p in self.pending]) if labelled else None
         self.pending, self.pending_rows = [], 0
-        names = list(getattr(pl_module, "class_names", [str(i) for i in range(probs.shape[1])]))
+        names = list(getattr(pl_module, "class_names", None) or [str(i) for i in range(probs.shape[-1])])
         given = getattr(trainer.datamodule, "predict_ids", None) if trainer.datamodule is not None else None
         ids = [given[i] for i in index.tolist()] if given is not None else index.tolist()
-        frame = pd.DataFrame(prediction_table(probs, preds, names, ids, targets, self.top_k, self.max_class_columns))
+        if self.value:
+            table = value_table(probs, ids, targets)
+        else:
+            table = prediction_table(probs, preds, names, ids, targets, self.top_k, self.max_class_columns)
+        frame = pd.DataFrame(table)
         frame = frame.rename(columns={"id": getattr(trainer.datamodule, "id_name", "id")})  # data.id_column
         first = self.written is None
         if first:  # the first rows fix the columns (true_label: when they had labels)
@@ -123,7 +140,9 @@ class PredictionWriter(BasePredictionWriter):
         if not self.rows:
             return "Predicted nothing."
         text = f"Predicted {self.rows:,} inputs"
-        if self.labelled == self.rows:
+        if self.labelled == self.rows and self.value:
+            text += f"; RMSE against their targets {(self.correct / self.rows) ** 0.5:.4g}"
+        elif self.labelled == self.rows:
             text += f"; accuracy against their labels {self.correct / self.rows:.4f}"
         return text + "."
 
@@ -168,6 +187,10 @@ class FigureLogger(Callback):
         from torchmetrics import CatMetric
         from torchmetrics.classification import MulticlassConfusionMatrix
 
+        self.value = getattr(getattr(pl_module, "task", None), "value", False)
+        if self.value:  # a value per input: predicted and true, for the scatter and the residuals
+            self.pairs = [CatMetric(nan_strategy="disable").to(pl_module.device) for _ in range(2)]
+            return
         self.confmat = MulticlassConfusionMatrix(pl_module.num_classes).to(pl_module.device)
         # the reliability diagram's: the top class's probability, raw and as given, and whether it was right
         self.confidence = {kind: CatMetric(nan_strategy="disable").to(pl_module.device) for kind in ("raw", "given")}
@@ -178,6 +201,10 @@ class FigureLogger(Callback):
         if not self._collecting(trainer, stage) or not isinstance(probs, torch.Tensor):
             return
         x, y = batch[0], batch[1]
+        if self.value:
+            self.pairs[0].update(probs.float())
+            self.pairs[1].update(y.float())
+            return
         preds = pl_module.decide(probs) if hasattr(pl_module, "decide") else probs.argmax(1)
         self.confmat.update(preds, y)
         temperature = float(getattr(pl_module, "temperature", 1.0))
@@ -199,6 +226,15 @@ class FigureLogger(Callback):
             return
         from lit_nets.core import plots
 
+        if self.value:
+            predicted, true = (pair.compute().cpu() for pair in self.pairs)  # synchronised across processes
+            if trainer.is_global_zero:
+                rmse = float(((predicted - true) ** 2).mean().sqrt())
+                title = f"{stage}: {len(true):,} inputs, RMSE {rmse:.4g}"
+                scatter, residual = plots.plot_values(predicted, true, pl_module.task.name, title)
+                self._emit(trainer, scatter, f"predicted_vs_true_{stage}")
+                self._emit(trainer, residual, f"residuals_{stage}")
+            return
         counts = self.confmat.compute().cpu()  # synchronised across processes
         given, raw = (self.confidence[kind].compute().cpu() for kind in ("given", "raw"))
         correct = self.correct.compute().cpu()
