@@ -1,6 +1,6 @@
 """The tabular recipe as docs/tables.md writes it: ``fit --config configs/tabular_best.yaml`` (diamonds, 53,940 rows,
 defaults on) reaches gradient boosting's test accuracy on the same split. Slow (about 6 minutes on 2 cores):
-``python -m pytest -m slow tests/e2e/test_tabular_best.py``."""
+``python -m pytest -m slow tests/e2e/test_tabular_best.py`` (with the regression configs, about 10 minutes)."""
 
 from __future__ import annotations
 
@@ -27,3 +27,24 @@ def test_the_recipe_on_diamonds_matches_gradient_boosting(tmp_path: Path) -> Non
     boosted = HistGradientBoostingClassifier(random_state=0).fit(x.numpy(), y.numpy())
     reference = float((boosted.predict(x_test.numpy()) == y_test.numpy()).mean())
     assert recipe >= reference - 0.005, (recipe, reference)
+
+
+@pytest.mark.parametrize("config", ["regression.yaml", "regression_best.yaml"])
+def test_a_price_predicted_as_written_matches_gradient_boosting(tmp_path: Path, config: str) -> None:
+    """docs/tables.md's regression commands as written (diamonds' price): test R² within 0.005 of
+    ``HistGradientBoostingRegressor`` fitted on the same training and validation rows."""
+    pytest.importorskip("sklearn")
+    import torch
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    from sklearn.metrics import r2_score
+
+    from lit_nets.data import CSVDataModule
+
+    proc = run_cli("fit", "--config", str(CONFIGS / config), cwd=tmp_path, timeout=1800)
+    r2 = float(re.search(r"test/r2 ([0-9.]+)", proc.stdout).group(1))
+    dm = CSVDataModule(path=str(tmp_path / "data" / "diamonds.csv"), target="price", task="value", sample="diamonds")
+    dm.setup("fit")
+    (x, y), (xv, yv), (x_test, y_test) = dm.splits.train, dm.splits.val, dm.splits.test
+    boosted = HistGradientBoostingRegressor(random_state=0).fit(torch.cat([x, xv]).numpy(), torch.cat([y, yv]).numpy())
+    reference = r2_score(y_test.numpy(), boosted.predict(x_test.numpy()))
+    assert r2 >= reference - 0.005, (r2, reference)

@@ -1,6 +1,7 @@
-"""Regression on a real table that ships in a package (mlxtend's Auto MPG: predict miles per gallon): configs/regression.yaml
-as the docs give it with the table swapped in, against scikit-learn's gradient boosting on the same split, and every
-command a value model goes through (predict, export, serve, explain, cv, tune) answering in miles per gallon."""
+"""Regression on a real table that ships in a package (mlxtend's Auto MPG: predict miles per gallon):
+configs/regression.yaml as the docs give it with the table swapped in, against scikit-learn's gradient boosting on
+the same split, and every command a value model goes through (predict, export, serve, explain, cv, tune) answering
+in miles per gallon."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-
 from helpers.cli import CONFIGS, fit_for_fixture, in_process, run_cli
 
 MPG = ("--data.path", "data/autompg.csv", "--data.target", "mpg", "--data.sample", "autompg")
@@ -36,7 +36,7 @@ def test_an_mlp_predicts_miles_per_gallon_as_well_as_gradient_boosting(mpg) -> N
 
     from lit_nets.deploy.inference import checkpoint_data
 
-    work, best, printed = mpg
+    _, best, printed = mpg
     scores = scores_of(printed)
     assert set(scores) == {"test/loss", "test/rmse", "test/mae", "test/r2"}, scores  # no accuracy for a value
     assert "epoch" in best.name and "val_rmse" in best.name  # the checkpoint kept by val/rmse

@@ -204,7 +204,7 @@ def test_rerun_with_other_settings_is_refused(searched, monkeypatch, capfd) -> N
         (
             "model.init_args.lr: {type: float, low: 0.001, high: 0.1}",
             ("--metric", "val/acx"),
-            "tune --metric val/acx is never logged; this run logs val/acc, val/f1, val/loss",
+            "tune --metric val/acx is never logged; this run logs val/acc, val/ece, val/f1, val/loss, val/nll",
         ),
         (
             "model.init_args.lr: {type: float, low: 0.001, high: 0.1}",
