@@ -231,6 +231,46 @@ def plot_values(predicted: torch.Tensor, true: torch.Tensor, name: str, title: s
     return scatter, residual
 
 
+def plot_label_counts(counts: torch.Tensor, names: list[str], cuts: torch.Tensor, title: str, most: int = 24):
+    """Several labels: each label's 2x2 confusion counts (rows: true no / yes; columns: decided no / yes) at its
+    threshold, up to ``most`` labels, in a grid."""
+    plt = pyplot()
+    shown = min(len(names), most)
+    cols = min(shown, 6)
+    rows = math.ceil(shown / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.1 * rows + 0.4), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k >= shown:
+            continue
+        tp, fp, fn, tn = (int(v) for v in counts[k])
+        grid = [[tn, fp], [fn, tp]]
+        ax.imshow(grid, cmap="Blues")
+        for i in range(2):
+            for j in range(2):
+                dark = grid[i][j] > max(tp, fp, fn, tn) / 2  # white on the dark cells
+                ax.text(
+                    j, i, f"{grid[i][j]:,}", ha="center", va="center", fontsize=8, color="white" if dark else "black"
+                )
+        ax.set_title(f"{names[k]} (at {float(cuts[k]):.2f})", fontsize=8)
+    fig.suptitle(title + "\nrows: true no / yes; columns: decided no / yes", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def write_label_counts(counts: torch.Tensor, names: list[str], cuts: torch.Tensor, path: Path) -> Path:
+    """Per label: its threshold, true and false positives and negatives, precision, recall, F1, as CSV."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["label", "threshold", "tp", "fp", "fn", "tn", "precision", "recall", "f1"])
+        for name, cut, (tp, fp, fn, tn) in zip(names, cuts.tolist(), counts.tolist(), strict=True):
+            precision, recall = tp / max(tp + fp, 1), tp / max(tp + fn, 1)
+            f1 = 2 * precision * recall / max(precision + recall, 1e-12)
+            writer.writerow([name, f"{cut:.4f}", tp, fp, fn, tn, f"{precision:.4f}", f"{recall:.4f}", f"{f1:.4f}"])
+    return path
+
+
 def plot_command(runs: list[Path], out: Path | None = None) -> None:
     """Learning curves of one or several runs.
 

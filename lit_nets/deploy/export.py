@@ -69,7 +69,7 @@ def export(ckpt_path: Any, formats: list[str], out: str | None = None) -> dict[s
             with torch.no_grad():
                 got = torch.as_tensor(runner(x)).float()
             diff = float(((got - reference).abs() / reference.abs().clamp(min=1.0)).max())  # relative above 1
-            same_top1 = None if model.task.value else bool((got.argmax(1) == reference.argmax(1)).all())
+            same_top1 = None if model.task.kind != "classes" else bool((got.argmax(1) == reference.argmax(1)).all())
         meta = {
             "format": fmt,
             "file": path.name,
@@ -77,9 +77,10 @@ def export(ckpt_path: Any, formats: list[str], out: str | None = None) -> dict[s
             "input_shape": ["batch", *model.input_shape],
             "input_dtype": str(x.dtype).removeprefix("torch."),
             "output": output_of(model),
-            "task": model.task.to_dict() if model.task.value else {"kind": "classes"},
-            "temperature": float(model.temperature),
-            "threshold": float(model.decision_threshold),  # two classes: the second where its probability reaches it
+            "task": model.task.to_dict() if model.task.value else {"kind": model.task.kind},
+            "temperature": model.temperature.tolist(),  # several labels: one each
+            # two classes: the second where its probability reaches it; several labels: one each
+            "threshold": model.decision_threshold.tolist(),
             "schema": model.schema,
             "parity": {"inputs": len(x), "max_abs_diff": diff, "same_top1": same_top1, "tolerance": TOLERANCE},
             "checkpoint": ckpt_path.file,
@@ -105,6 +106,9 @@ def output_of(model: Any) -> str:
     """What the exported module's output is, in words (the sidecar's ``output``)."""
     if model.task.value:
         return f"the value of {model.task.name!r}, one per input, in its own units"
+    if model.task.labels:
+        calibrated = ", divided by its temperature" if bool((model.temperature != 1).any()) else ""
+        return f"a logit per label{calibrated}: sigmoid gives its probability; the label applies from its threshold"
     binary = " (one: sigmoid gives the probability of the second class)" if model.binary else ""
     return "logits" + binary + (", divided by the temperature" if float(model.temperature) != 1 else "")
 

@@ -389,12 +389,14 @@ class LitNetsCLI(CheckpointArguments, LightningCLI):
 
 
 def follow_the_task(config: Any) -> None:
-    """A value target's run keeps its best checkpoint (and stops early) by ``val/rmse`` where the config names a
-    metric of classes (the CLI's default ``val/acc``): said in one line
+    """A value target's run keeps its best checkpoint (and stops early) by ``val/rmse``, several labels' by
+    ``val/map``, where the config names a metric of classes (the CLI's default ``val/acc``): said in one line
     (:func:`lit_nets.core.models.tasks.follow_task`)."""
     data = config.get("data")
     args = data.get("init_args") if data is not None and hasattr(data, "get") else None
-    if args is not None and hasattr(args, "get") and args.get("task") == "value":
-        said = follow_task(config, Task(kind="value"))
-        if said:
-            rank_zero_info(f"Monitor:      {said}")
+    if args is None or not hasattr(args, "get"):
+        return
+    kind = "value" if args.get("task") == "value" else "labels" if isinstance(args.get("target"), list) else None
+    said = follow_task(config, Task(kind=kind)) if kind else ""
+    if said:
+        rank_zero_info(f"Monitor:      {said}")

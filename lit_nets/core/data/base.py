@@ -207,6 +207,11 @@ class TensorDataModule(LightningDataModule):
         classes."""
         return None
 
+    @property
+    def multi_label(self) -> bool:
+        """Several labels at once (each ``y`` a 0/1 per class name); False here."""
+        return False
+
     def model_args(self) -> dict[str, Any]:
         """What this data gives a model (classes, input shape, normalisation, class weights, a CSV schema), as the
         model's arguments: ``CNNClassifier(**dm.model_args())``. The CLI links the same names

@@ -12,9 +12,10 @@ Required, as attributes or properties readable once the module is built (reading
 Optional, None when absent: ``mean`` and ``std`` (the model normalises with them; raw inputs otherwise),
 ``class_weights``, ``schema`` (a table's encoding), ``value_target`` (a number to predict, regression: ``{"name":
 ..., "mean": ..., "std": ..., "low": ..., "high": ...}`` with ``num_classes`` 1 and ``class_names`` ``[name]``;
-:mod:`lit_nets.core.models.tasks`), ``predict_ids`` (names of the predicted rows), and the init arguments ``fold``
-and ``folds`` (``cv``: validate on fold ``fold`` of ``folds``). lit_nets' own data modules
-(:class:`lit_nets.core.data.base.TensorDataModule`) meet all of it.
+:mod:`lit_nets.core.models.tasks`), ``multi_label`` (True: several labels at once, a 0/1 per class name in each
+``y`` row, ``class_weights`` each label's negatives per positive), ``predict_ids`` (names of the predicted rows),
+and the init arguments ``fold`` and ``folds`` (``cv``: validate on fold ``fold`` of ``folds``). lit_nets' own data
+modules (:class:`lit_nets.core.data.base.TensorDataModule`) meet all of it.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ import torch
 from lit_nets.core.errors import UserError
 
 REQUIRED = ("num_classes", "input_shape", "class_names")
-OPTIONAL = ("mean", "std", "class_weights", "schema", "value_target")
+OPTIONAL = ("mean", "std", "class_weights", "schema", "value_target", "multi_label")
 # what the data gives a model
-DATA_ARGS = (*REQUIRED[:2], "mean", "std", REQUIRED[2], "class_weights", "schema", "value_target")
+DATA_ARGS = (*REQUIRED[:2], "mean", "std", REQUIRED[2], "class_weights", "schema", "value_target", "multi_label")
 GUIDE = "docs/extend.md#your-own-data"
 
 
@@ -43,7 +44,7 @@ def value(dm: Any, name: str) -> Any:
     is one line naming it; an optional one missing is None."""
     if not hasattr(dm, name):
         if name in OPTIONAL:
-            return None
+            return False if name == "multi_label" else None
         raise UserError(
             f"data: {name_of(dm)} has no {name}; a data module gives lit_nets {', '.join(REQUIRED)} ({GUIDE})"
         )

@@ -81,7 +81,7 @@ def class_order(values: pd.Series) -> list[str]:
 class TabularSchema:
     """The fitted encoding of a CSV file's columns (see the module docstring)."""
 
-    target: str
+    target: str | list[str]  # several labels: their columns
     classes: list[str]
     class_counts: list[int]
     numeric: list[dict[str, Any]] = field(default_factory=list)  # name, fill, mean, std
@@ -89,14 +89,15 @@ class TabularSchema:
     # strings that meant "missing" in the training file besides pandas' own ("", "NA", "NaN", ...): data.na_values
     missing_markers: list[str] = field(default_factory=lambda: ["?"])
     kind: Literal["tabular"] = "tabular"  # what read_schema() tells records apart by
-    target_kind: Literal["classes", "value"] = "classes"  # value: a number (regression); classes is [target]
+    # value: a number (regression), classes is [target]; labels: several two-valued columns, classes are their names
+    target_kind: Literal["classes", "value", "labels"] = "classes"
 
     # -- fitting ----------------------------------------------------------------------------------------
     @classmethod
     def fit(
         cls,
         train: pd.DataFrame,
-        target: str,
+        target: str | list[str],
         classes: list[str],
         features: list[str],
         categorical: list[str],
@@ -105,7 +106,7 @@ class TabularSchema:
         whole: pd.DataFrame | None = None,
         encoding: Encoding = "onehot",
         onehot_max: int = 10,
-        target_kind: Literal["classes", "value"] = "classes",
+        target_kind: Literal["classes", "value", "labels"] = "classes",
     ) -> TabularSchema:
         """Fit on the training rows ``train`` of ``file`` (which holds ``features`` and ``target``).
 
@@ -117,8 +118,13 @@ class TabularSchema:
 
         whole = train if whole is None else whole
         typed = bool(whole.attrs.get("typed"))  # Parquet / Feather: the file's types decide, nothing is parsed
-        counts = train[target].map(label_text).value_counts()
-        schema = cls(target=target, classes=classes, class_counts=[int(counts.get(c, 0)) for c in classes])
+        if target_kind == "labels":  # each label's positives in the training rows
+            positives = label_flags(train[target], file).sum(axis=0)
+            schema = cls(target=list(target), classes=classes, class_counts=[int(p) for p in positives])
+            schema.target_kind = "labels"
+        else:
+            counts = train[target].map(label_text).value_counts()
+            schema = cls(target=target, classes=classes, class_counts=[int(counts.get(c, 0)) for c in classes])
         if target_kind == "value":
             schema.target_kind, schema.class_counts = "value", [len(train)]
         empty = []
@@ -267,6 +273,8 @@ class TabularSchema:
         target, its numbers (float32; text is an error)."""
         if self.target_kind == "value":
             return target_numbers(column, self.target, file)
+        if self.target_kind == "labels":
+            return label_flags(column, file)
         index = {name: i for i, name in enumerate(self.classes)}
         labels = column.map(label_text)
         unknown = ~labels.isin(list(index))
@@ -383,3 +391,24 @@ def value_strata(column: pd.Series, name: str, file: str | Path) -> Any:
         )
     codes = pd.qcut(pd.Series(numbers).rank(method="first"), q=min(10, len(numbers)), labels=False)
     return torch.as_tensor(codes.to_numpy(dtype=np.int64).copy())
+
+
+YES = {"1", "1.0", "yes", "y", "true", "t"}
+NO = {"0", "0.0", "no", "n", "false", "f"}
+
+
+def label_flags(frame: pd.DataFrame, file: str | Path) -> np.ndarray:
+    """Several labels' columns as 0/1 (float32, rows x labels): each column two-valued, 0/1, yes/no or true/false
+    in any case; anything else is one line naming the column and the line."""
+    out = np.zeros(frame.shape, dtype=np.float32)
+    for j, name in enumerate(frame.columns):
+        text = frame[name].map(lambda v: str(v).strip().lower())
+        unknown = ~text.isin(YES | NO)
+        if unknown.any():
+            at = unknown.idxmax()
+            raise UserError(
+                f"{file}: label column '{name}', line {line_of(at)}: {frame[name][at]!r} is not one of 0/1, yes/no, "
+                "true/false; several labels are two-valued columns (a column of classes is one target)"
+            )
+        out[:, j] = text.isin(YES).to_numpy()
+    return out

@@ -24,7 +24,7 @@ from lit_nets.core.data.samples import (
     mark_as_sample,
     write_csv_sample,
 )
-from lit_nets.core.data.schema import Encoding, TabularSchema, class_order, named, value_strata
+from lit_nets.core.data.schema import Encoding, TabularSchema, class_order, label_flags, named, value_strata
 from lit_nets.core.data.splits import Splits, hold_out
 from lit_nets.core.data.tables import read_table
 from lit_nets.core.errors import UserError
@@ -41,9 +41,10 @@ class CSVDataModule(TensorDataModule):
     Args:
         path: table file with the feature columns and the target column; split into train/val/test
             (stratified, seeded) unless val_path / test_path are given.
-        target: name of the target column; its values (ints, strings, ...) become the classes.
+        target: name of the target column; its values (ints, strings, ...) become the classes. Several names,
+            ``[a, b, c]``: several labels at once (multi-label), each column two-valued (0/1, yes/no, true/false).
         task: ``classes`` (the target's values are classes) or ``value`` (a number to predict, regression: the
-            model gives it in the target's units; configs/regression.yaml).
+            model gives it in the target's units; configs/regression.yaml); several target columns are labels.
         features: feature columns (default: every column but the target and those excluded; a column of whole
             numbers rising by one from row to row is an id and left out with a line).
         exclude: columns to leave out (ids, leaks), when features is not given.
@@ -72,10 +73,13 @@ class CSVDataModule(TensorDataModule):
             offline default).
     """
 
+    # the model records the weights themselves (a "balanced" setting here and its list there would not merge)
+    not_hyperparameters = ("class_weights",)
+
     def __init__(
         self,
         path: str | None = None,
-        target: str = "target",
+        target: str | list[str] = "target",
         task: Literal["classes", "value"] = "classes",
         features: list[str] | None = None,
         exclude: list[str] = [],  # noqa: B006 (jsonargparse shows list defaults; never mutated)
@@ -105,6 +109,14 @@ class CSVDataModule(TensorDataModule):
         if val_fraction + test_fraction >= 1.0:
             raise UserError("data.val_fraction + data.test_fraction must leave rows for training")
         self.path, self.target, self.task_kind = path, target, task
+        self.targets = [target] if isinstance(target, str) else list(target)
+        if not isinstance(target, str):  # several columns: several labels at once
+            if task == "value" or not self.targets or len(set(self.targets)) != len(self.targets):
+                raise UserError(
+                    f"data.target {target}: several labels are two or more different two-valued columns, with "
+                    "data.task classes (a value is one column)"
+                )
+            self.task_kind = "labels"
         if task == "value" and self.class_weighting is not None:
             raise UserError("data.class_weights is for classes; a value target (data.task value) has none")
         self.features, self.exclude, self.categorical = features, list(exclude), list(categorical)
@@ -142,12 +154,13 @@ class CSVDataModule(TensorDataModule):
 
     def _labelled(self, path: str, what: str):
         frame = self._read(path, what)
-        if self.target not in frame.columns:
-            raise UserError(
-                f"{path}: no target column '{self.target}'{closest_column(self.target, list(frame.columns))}; the "
-                f"columns are {named(list(frame.columns))} (set data.target)"
-            )
-        missing = frame[self.target].isna()
+        for target in self.targets:
+            if target not in frame.columns:
+                raise UserError(
+                    f"{path}: no target column '{target}'{closest_column(target, list(frame.columns))}; the "
+                    f"columns are {named(list(frame.columns))} (set data.target)"
+                )
+        missing = frame[self.targets].isna().any(axis=1)
         if missing.all():
             raise UserError(
                 f"{path}: the target column '{self.target}' has no values (all {len(frame):,} rows are "
@@ -167,6 +180,9 @@ class CSVDataModule(TensorDataModule):
         main = self._labelled(self.path, "training")
         if self.task_kind == "value":
             classes, y = [self.target], value_strata(main[self.target], self.target, self.path)
+        elif self.task_kind == "labels":  # plain k-fold: no stratification of label sets (said by cv)
+            classes, y = self.targets, torch.zeros(len(main), dtype=torch.long)
+            label_flags(main[self.targets], self.path)  # a column that is not two-valued: one line, before splitting
         else:
             classes = self._schema.classes if self._schema else class_order(main[self.target])
             y = self._class_indices(main, classes)
@@ -231,11 +247,11 @@ class CSVDataModule(TensorDataModule):
                         f"columns are {named(list(train.columns))}"
                     )
                 features = self.features or self._default_features(frames["whole"])
-                if self.target in features:
+                if set(self.targets) & set(features):
                     raise UserError(f"data.features lists the target column '{self.target}'")
                 self._schema = TabularSchema.fit(
                     train,
-                    self.target,
+                    self.targets if self.task_kind == "labels" else self.target,
                     frames["classes"],
                     features,
                     self.categorical,
@@ -251,7 +267,7 @@ class CSVDataModule(TensorDataModule):
 
     def _default_features(self, whole: Any) -> list[str]:
         """Every column but the target, the excluded ones and row ids (said in a line)."""
-        candidates = [c for c in whole.columns if c != self.target and c not in self.exclude]
+        candidates = [c for c in whole.columns if c not in self.targets and c not in self.exclude]
         ids = [c for c in candidates if c not in self.categorical and is_row_id(whole[c])]
         if ids:
             log.warning(
@@ -274,6 +290,23 @@ class CSVDataModule(TensorDataModule):
     @property
     def class_names(self) -> list[str]:
         return list(self.fitted_schema.classes)
+
+    @property
+    def multi_label(self) -> bool:
+        """Several labels at once (a list of target columns)."""
+        return self.task_kind == "labels"
+
+    @property
+    def class_weights(self) -> list[float] | None:
+        """Several labels: each label's negatives per positive in the training split (BCE's positive weight, so a
+        rare label counts as much as a common one); else as the base class says."""
+        if not self.multi_label:
+            return super().class_weights
+        if self.trained and self.trained.get("class_weights"):
+            return list(self.trained["class_weights"])
+        y = self._need("train")[1].double()
+        positives = y.sum(0)
+        return [round(float((len(y) - p) / p), 6) if p else 1.0 for p in positives]
 
     @property
     def value_target(self) -> dict[str, Any] | None:
@@ -316,7 +349,7 @@ class CSVDataModule(TensorDataModule):
             frame = self._read(self.predict_path, "predict")
             x = torch.from_numpy(schema.encode(frame, self.predict_path))
             predict = (x,)
-            if self.target in frame.columns and frame[self.target].notna().all():
+            if set(self.targets) <= set(frame.columns) and frame[self.targets].notna().all().all():
                 predict = (x, torch.from_numpy(schema.encode_target(frame[self.target], self.predict_path)))
             predict_ids = [int(i) for i in frame.index]  # 0-based data rows of the predict file
             if self.id_column:

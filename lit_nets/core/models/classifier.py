@@ -51,6 +51,8 @@ class Classifier(PlainHookName, Calibrated, LightningModule):
             the CLI; kept in the checkpoint so predicting on new files needs nothing else).
         value_target: the number the model predicts (regression; set from the data by the CLI): its name and
             training mean and std (:mod:`lit_nets.core.models.tasks`); none for classes.
+        multi_label: several labels at once (set from the data by the CLI): a sigmoid per class name, ``loss: bce``
+            with per-label positive weights (the data's ``class_weights``), a threshold per label chosen on validation.
         loss: ``ce`` (cross-entropy over C logits) or ``bce`` (binary: one logit, BCE-with-logits); for a value
             ``mse``, ``huber`` or ``mae`` (on the standardised target).
         optimizer: adam, adamw or sgd (with momentum).
@@ -87,6 +89,7 @@ class Classifier(PlainHookName, Calibrated, LightningModule):
         class_weights: Sequence[float] | None = None,
         schema: dict[str, Any] | None = None,
         value_target: dict[str, Any] | None = None,
+        multi_label: bool = False,
         loss: Loss = "ce",
         optimizer: Optimizer = "adam",
         lr: float = 1e-3,
@@ -105,7 +108,7 @@ class Classifier(PlainHookName, Calibrated, LightningModule):
         if net is not None:
             self.hparams["net"] = injected.spec_of(net)
         self._given_net = net
-        self.task = Task.of(value_target)
+        self.task = Task.of(value_target, multi_label)
         self.task.check_loss(loss)
         if self.task.value and (num_classes != 1 or calibrate != "none" or threshold != 0.5 or class_weights):
             raise UserError(
@@ -114,7 +117,7 @@ class Classifier(PlainHookName, Calibrated, LightningModule):
             )
         if num_classes < 2 and not self.task.value:
             raise UserError(f"a classifier needs at least 2 classes, the data has {num_classes}")
-        if loss == "bce" and num_classes != 2:
+        if loss == "bce" and num_classes != 2 and not multi_label:
             raise UserError(
                 f"loss 'bce' is for binary tasks (2 classes), but the data has {num_classes} classes; use loss: ce"
             )
@@ -124,6 +127,8 @@ class Classifier(PlainHookName, Calibrated, LightningModule):
             raise UserError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
         if label_smoothing and loss == "bce":
             raise UserError("model.label_smoothing is for loss 'ce'; the binary 'bce' head has no smoothing here")
+        if threshold != 0.5 and self.task.labels:
+            raise UserError("several labels get a threshold each, chosen on validation: leave model.threshold out")
         if threshold != 0.5 and num_classes != 2:
             raise UserError(f"model.threshold is for two classes, the data has {num_classes}; leave it at 0.5")
         if threshold != "f1" and not 0.0 < float(threshold) < 1.0:
@@ -133,9 +138,9 @@ class Classifier(PlainHookName, Calibrated, LightningModule):
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
         if len(self.class_names) != num_classes:
             raise UserError(f"{len(self.class_names)} class names given for {num_classes} classes")
-        self.binary = loss == "bce"
+        self.binary = loss == "bce" and not self.task.labels
         self.binary_metrics = self.binary or threshold != 0.5  # a second class's probability against a threshold
-        outputs = 1 if self.binary or self.task.value else num_classes
+        outputs = 1 if self.binary or self.task.value else num_classes  # several labels: a logit each
         self.label_smoothing = label_smoothing
         self.schema = schema
         if class_weights is not None and len(class_weights) != num_classes:
@@ -152,7 +157,7 @@ class Classifier(PlainHookName, Calibrated, LightningModule):
         # training logs the epoch's loss and accuracy only, from running sums on the device (fast_path)
         self.train_totals = EpochTotals()
         self.train_loss = MeanMetric(nan_strategy="disable")
-        accuracy = {} if self.task.value else {"acc": MeanMetric()}  # correct / seen, weighted
+        accuracy = {} if self.task.kind != "classes" else {"acc": MeanMetric()}  # correct / seen, weighted
         self.train_metrics = MetricCollection(accuracy, prefix="train/")
         self.val_metrics = self.make_metrics("val/")
         self.test_metrics = self.make_metrics("test/")
@@ -234,7 +239,8 @@ class Classifier(PlainHookName, Calibrated, LightningModule):
             metrics.update(values, y)
             return values
         probs = self.probabilities(logits.detach())  # metrics and figures need no graph
-        metrics.update(probs[:, 1] if self.binary_metrics else probs, y)
+        if not self.task.labels:  # several labels: measured per epoch, at thresholds chosen then (labels.py)
+            metrics.update(probs[:, 1] if self.binary_metrics else probs, y)
         self.keep_outputs(stage, logits, y)  # for the temperature, threshold and calibration error
         return probs
 
@@ -250,7 +256,7 @@ class Classifier(PlainHookName, Calibrated, LightningModule):
         with torch.no_grad():  # predicted labels are all that accuracy needs: no softmax, no graph
             logits = logits.mean(dim=1) if logits.dim() == 3 else logits  # an ensemble's members: mean logit votes
             preds = (logits.squeeze(1) > 0).long() if self.binary else logits.argmax(dim=1)
-            preds = None if self.task.value else preds  # a value's training logs its loss only
+            preds = preds if self.task.kind == "classes" else None  # a value's, labels' training: the loss only
             self.train_totals.add(loss, preds, y.argmax(dim=1) if y.dim() == 2 else y)  # mixed: the larger share
         # only on the steps the logger writes (log_every_n_steps), as Lightning's LearningRateMonitor decides
         if private_api.logs_this_step(self.trainer):
@@ -271,17 +277,6 @@ class Classifier(PlainHookName, Calibrated, LightningModule):
             if "acc" in self.train_metrics:
                 self.train_metrics["acc"].update(acc, weight=seen)
         self._log_epoch("train/", self.train_metrics, self.train_loss, prog_bar=("train/loss",))
-
-    def on_validation_epoch_start(self) -> None:
-        self._set_threshold(self.val_metrics)
-
-    def on_test_epoch_start(self) -> None:
-        self._set_threshold(self.test_metrics)
-
-    def _set_threshold(self, metrics: MetricCollection) -> None:
-        for metric in metrics.values():  # binary metrics decide at the threshold the model predicts with
-            if self.binary_metrics and isinstance(getattr(metric, "threshold", None), float):
-                metric.threshold = float(self.decision_threshold)
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val/", self.val_metrics, self.val_loss, prog_bar=("val/loss", "val/acc"))

@@ -16,11 +16,12 @@ class Deployable(nn.Module):
     units (its std and mean); raw inputs in, logits or values out. It is what ``export`` writes and ``serve`` runs."""
 
     def __init__(
-        self, normalize: nn.Module, net: nn.Module, scale: float = 1.0, shift: float = 0.0, bounds: Any = None
+        self, normalize: nn.Module, net: nn.Module, scale: Any = 1.0, shift: float = 0.0, bounds: Any = None
     ) -> None:
         super().__init__()
         self.normalize, self.net = normalize, net
-        self.register_buffer("scale", torch.tensor(float(scale)))
+        # several labels: a temperature each, so a scale per output
+        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32).detach().clone().cpu())
         self.register_buffer("shift", torch.tensor(float(shift)))
         self.bounded = bounds is not None  # a value: within the training targets' range
         low, high = bounds if bounds is not None else (0.0, 0.0)
@@ -38,7 +39,7 @@ class Deployable(nn.Module):
         if task is not None and task.value:
             deployable = cls(model.normalize, model.net, task.std, task.mean, (task.low, task.high))
         else:
-            deployable = cls(model.normalize, model.net, 1.0 / float(getattr(model, "temperature", 1.0)))
+            deployable = cls(model.normalize, model.net, 1.0 / torch.as_tensor(getattr(model, "temperature", 1.0)))
         device = next(iter(model.parameters()), torch.empty(0)).device
         return deployable.to(device).eval()
 

@@ -1,6 +1,7 @@
 """What the task decides in a :class:`~lit_nets.core.models.classifier.Classifier`: its loss and its validation and
-test metrics (torchmetrics), for classes (one logit with BCE, or C with cross-entropy) and for a value (regression:
-MSE, Huber or MAE on the standardised target; RMSE, MAE and R² in the target's units)."""
+test metrics (torchmetrics), for classes (one logit with BCE, or C with cross-entropy), several labels (a logit each,
+BCE with per-label positive weights) and a value (regression: MSE, Huber or MAE on the standardised target; RMSE,
+MAE and R² in the target's units)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
 
 def metrics(model: Any, prefix: str) -> MetricCollection:
     """The validation or test metrics of ``model``'s task, logged as ``<prefix><name>``."""
+    if model.task.labels:  # measured per epoch at the thresholds chosen then (lit_nets.core.models.labels)
+        return MetricCollection({}, prefix=prefix)
     if model.task.value:
         found: dict[str, Any] = {"rmse": MeanSquaredError(squared=False), "mae": MeanAbsoluteError(), "r2": R2Score()}
     elif model.binary_metrics:  # thresholded at the model's decision threshold (set before each epoch)
@@ -41,6 +44,8 @@ def loss(model: Any, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             return F.huber_loss(out, target)
         return F.l1_loss(out, target) if kind == "mae" else F.mse_loss(out, target)
     w = model.class_weights
+    if model.task.labels:  # a sigmoid per label; the data's class_weights: each label's negatives per positive
+        return F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype), pos_weight=w)
     if model.binary:
         pos_weight = None if w is None else (w[1] / w[0]).reshape(1)
         y = y[:, 1] if y.dim() == 2 else y  # soft labels: the second class's share

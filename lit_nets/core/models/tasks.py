@@ -1,5 +1,6 @@
-"""What a model answers, as a value (not a class per task): a class (``classes``, the default) or a number
-(``value``: regression). The data says it (a CSV module's ``data.task``; the data value ``value_target``, the
+"""What a model answers, as a value (not a class per task): a class (``classes``, the default), a number
+(``value``: regression), or which of several labels apply (``labels``: multi-label, one yes/no per class name; the
+data value ``multi_label``). The data says it (a CSV module's ``data.task``; the data value ``value_target``, the
 target's name, mean and std) and the CLI links it into the model with the other data values, so the checkpoint
 records it; the task decides the head's outputs, the loss, the metrics, the
 monitored metric, and what predict, export and serve answer.
@@ -19,7 +20,7 @@ from typing import Any, Literal
 
 from lit_nets.core.errors import UserError
 
-Kind = Literal["classes", "value"]
+Kind = Literal["classes", "value", "labels"]
 VALUE_LOSSES = ("mse", "huber", "mae")
 CLASS_METRICS = ("val/acc", "val/f1", "val/acc_top5")  # monitored for classes: none of them exists for a value
 
@@ -36,9 +37,13 @@ class Task:
     high: float = math.inf
 
     @classmethod
-    def of(cls, value_target: Task | dict[str, Any] | None) -> Task:
-        """The task of a model given this ``value_target`` (the name, mean and std of a value to predict; None:
-        classes, as every checkpoint from before tasks)."""
+    def of(cls, value_target: Task | dict[str, Any] | None, multi_label: bool = False) -> Task:
+        """The task of a model given this ``value_target`` (the name, mean and std of a value to predict) or
+        ``multi_label``; neither: classes, as every checkpoint from before tasks."""
+        if multi_label and value_target is not None:
+            raise UserError("a target is a value or several labels, not both: set data.task to one of them")
+        if multi_label:
+            return cls(kind="labels")
         if value_target is None:
             return cls()
         if isinstance(value_target, Task):
@@ -58,20 +63,26 @@ class Task:
     def value(self) -> bool:
         return self.kind == "value"
 
+    @property
+    def labels(self) -> bool:
+        return self.kind == "labels"
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def monitor(self) -> tuple[str, str]:
         """The metric a run of this task keeps its best checkpoint by, and whether higher is better."""
-        return ("val/rmse", "min") if self.value else ("val/acc", "max")
+        return {"value": ("val/rmse", "min"), "labels": ("val/map", "max")}.get(self.kind, ("val/acc", "max"))
 
     def check_loss(self, loss: str) -> None:
+        if self.labels and loss != "bce":
+            raise UserError(f"model.loss {loss!r}: several labels take one sigmoid each; use loss: bce")
         if self.value and loss not in VALUE_LOSSES:
             raise UserError(
                 f"model.loss {loss!r} is for classes; the data's target {self.name!r} is a value: use "
                 f"{', '.join(VALUE_LOSSES)} (configs/regression.yaml)"
             )
-        if not self.value and loss in VALUE_LOSSES:
+        if not self.value and loss in VALUE_LOSSES:  # classes or labels
             raise UserError(
                 f"model.loss {loss!r} is for a value (regression); the data's target is classes: use ce or bce, or "
                 "data.task value for a numeric target"
@@ -88,7 +99,7 @@ def follow_task(config: Any, task: Task) -> str:
         args = section.get("init_args", section) if section is not None else None
         if args is None or args.get("monitor") is None:
             continue
-        if (task.value and args.get("monitor") in CLASS_METRICS) or (not task.value and args.get("monitor") == metric):
+        if task.kind != "classes" and args.get("monitor") in CLASS_METRICS:
             args["monitor"], args["mode"] = metric, mode
             changed.append(name)
     return f"{' and '.join(changed)} on {metric} ({mode}): the metric of a {task.kind} task" if changed else ""

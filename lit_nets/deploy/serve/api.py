@@ -136,6 +136,8 @@ class ClassifierAPI(ls.LitAPI if ls else object):
             with torch.inference_mode():
                 out = self.model.forward(inputs).float().cpu()
             probs = out if self.model.task.value else probabilities(out)  # a value model: its values
+            if self.model.task.labels:  # a sigmoid per label
+                probs = torch.sigmoid(out)
             start = 0
             for item in valid:
                 answers = [self._answer(p) for p in probs[start : start + len(item.x)]]
@@ -160,6 +162,13 @@ class ClassifierAPI(ls.LitAPI if ls else object):
     def _answer(self, probs: torch.Tensor) -> dict[str, Any]:
         if self.model.task.value:  # in the target's units, within the training targets' range
             return {"value": round(float(probs[0]), 6)}
+        if self.model.task.labels:  # each label whose probability reaches its threshold
+            cuts = self.model.threshold
+            names = self.model.class_names
+            return {
+                "labels": [name for name, p, cut in zip(names, probs.tolist(), cuts, strict=True) if p >= cut],
+                "probabilities": {name: round(float(p), 6) for name, p in zip(names, probs, strict=True)},
+            }
         names = self.model.class_names
         (top,) = top_k(probs[None], names, self.top_k)
         label = self.model.decide(probs)  # two classes: at the model's decision threshold

@@ -30,7 +30,7 @@ class Served:
     schema: ImageSchema | TabularSchema | None
     source: str
     explainer: Any = None  # the Lightning classifier, for Grad-CAM or attributions (checkpoints only)
-    threshold: float = 0.5  # two classes: the second is the answer where its probability reaches this
+    threshold: Any = 0.5  # two classes: the second is the answer from this probability; several labels: one each
     task: Task = field(default_factory=Task)  # a value model (regression) answers {"value": ...}
 
     def decide(self, probs: torch.Tensor) -> int:
@@ -52,7 +52,9 @@ class Served:
         explains = self.explainer is not None
         info.update(source=self.source, gradcam=explains and self.kind == "image")
         info["attributions"] = explains and self.kind == "tabular"
-        if len(self.class_names) == 2:
+        if self.task.labels:
+            info.update(task="labels", thresholds=dict(zip(self.class_names, self.threshold, strict=True)))
+        elif len(self.class_names) == 2:
             info["threshold"] = self.threshold  # the second class is the answer from this probability
         if self.kind == "tabular":
             info["features"] = list(self.schema.features)
@@ -77,7 +79,7 @@ def load(path: str, device: str = "cpu") -> Served:
         table = isinstance(schema, TabularSchema) and (hasattr(model.net, "embed") or not schema.embedded)
         explains = has_conv_layers(model) or table
         explainer = model if explains else None
-        threshold = float(model.decision_threshold)
+        threshold = model.decision_threshold.tolist()
         names, shape = list(model.class_names), list(model.input_shape)
         return Served(net, names, shape, schema, file.name, explainer, threshold, model.task)
     sidecar = file.with_name(file.name + ".json")
@@ -100,8 +102,9 @@ def load(path: str, device: str = "cpu") -> Served:
         )
     schema = read_schema(meta.get("schema"))
     names, shape = list(meta["class_names"]), list(meta["input_shape"][1:])
-    task = Task.of(meta["task"] if (meta.get("task") or {}).get("kind") == "value" else None)
-    return Served(net, names, shape, schema, file.name, threshold=float(meta.get("threshold", 0.5)), task=task)
+    kind = (meta.get("task") or {}).get("kind", "classes")
+    task = Task.of(meta["task"]) if kind == "value" else Task(kind=kind)
+    return Served(net, names, shape, schema, file.name, threshold=meta.get("threshold", 0.5), task=task)
 
 
 def _onnx_runner(file: Path, device: str):

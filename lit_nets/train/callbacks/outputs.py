@@ -54,6 +54,20 @@ def value_table(values: torch.Tensor, ids: list[Any], targets: torch.Tensor | No
     return table
 
 
+def label_table(
+    probs: torch.Tensor, preds: torch.Tensor, names: list[str], ids: list[Any], targets: torch.Tensor | None = None
+) -> dict[str, Any]:
+    """The columns of a multi-label model's predictions file: ``id``, ``labels`` (the names decided, space-separated,
+    the manifest's format), ``prob_<label>`` for each label and, when the inputs had them, ``true_labels``."""
+    joined = lambda rows: [" ".join(n for n, on in zip(names, row, strict=True) if on) for row in rows.tolist()]  # noqa: E731
+    table: dict[str, Any] = {"id": list(ids), "labels": joined(preds)}
+    for j, name in enumerate(names):
+        table[f"prob_{name}"] = probs[:, j].numpy().round(6)
+    if targets is not None:
+        table["true_labels"] = joined(targets.long())
+    return table
+
+
 class PredictionWriter(BasePredictionWriter):
     """Write ``predict`` results to a CSV file: one row per input, appended every 65,536 rows (a million rows never
     sit in memory as one table; ``predict`` keeps no predictions either).
@@ -82,7 +96,7 @@ class PredictionWriter(BasePredictionWriter):
         self.columns: list[str] = []
         self.pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
         self.rows = self.labelled = self.correct = self.pending_rows = 0
-        self.value = False
+        self.value = self.multi_label = False
 
     def on_predict_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         self.written, self.pending, self.pending_rows, self.rows, self.labelled, self.correct = None, [], 0, 0, 0, 0
@@ -98,10 +112,14 @@ class PredictionWriter(BasePredictionWriter):
         self.pending.append((probs, preds, index, targets))
         self.pending_rows += len(preds)
         self.rows += len(preds)
-        self.value = value
+        self.value, self.multi_label = value, preds.dim() == 2
         if targets is not None:
             self.labelled += len(targets)
-            self.correct += float(((probs - targets) ** 2).sum()) if value else int((preds == targets).sum())
+            if value:
+                self.correct += float(((probs - targets) ** 2).sum())
+            else:  # several labels: an input is right when every label is
+                right = preds == targets
+                self.correct += int((right.all(dim=1) if right.dim() == 2 else right).sum())
         if self.pending_rows >= self.FLUSH_ROWS:
             self._flush(trainer, pl_module)
 
@@ -125,6 +143,8 @@ class PredictionWriter(BasePredictionWriter):
         ids = [given[i] for i in index.tolist()] if given is not None else index.tolist()
         if self.value:
             table = value_table(probs, ids, targets)
+        elif preds.dim() == 2:
+            table = label_table(probs, preds, names, ids, targets)
         else:
             table = prediction_table(probs, preds, names, ids, targets, self.top_k, self.max_class_columns)
         frame = pd.DataFrame(table)
@@ -143,7 +163,8 @@ class PredictionWriter(BasePredictionWriter):
         if self.labelled == self.rows and self.value:
             text += f"; RMSE against their targets {(self.correct / self.rows) ** 0.5:.4g}"
         elif self.labelled == self.rows:
-            text += f"; accuracy against their labels {self.correct / self.rows:.4f}"
+            kind = "every label right (subset accuracy)" if self.multi_label else "accuracy against their labels"
+            text += f"; {kind} {self.correct / self.rows:.4f}"
         return text + "."
 
     def _path(self, trainer: Any) -> Path:
@@ -188,7 +209,8 @@ class FigureLogger(Callback):
         from torchmetrics.classification import MulticlassConfusionMatrix
 
         self.value = getattr(getattr(pl_module, "task", None), "value", False)
-        if self.value:  # a value per input: predicted and true, for the scatter and the residuals
+        self.labels = getattr(getattr(pl_module, "task", None), "labels", False)
+        if self.value or self.labels:  # a value per input, or several labels: predicted and true
             self.pairs = [CatMetric(nan_strategy="disable").to(pl_module.device) for _ in range(2)]
             return
         self.confmat = MulticlassConfusionMatrix(pl_module.num_classes).to(pl_module.device)
@@ -201,7 +223,7 @@ class FigureLogger(Callback):
         if not self._collecting(trainer, stage) or not isinstance(probs, torch.Tensor):
             return
         x, y = batch[0], batch[1]
-        if self.value:
+        if self.value or self.labels:
             self.pairs[0].update(probs.float())
             self.pairs[1].update(y.float())
             return
@@ -226,6 +248,18 @@ class FigureLogger(Callback):
             return
         from lit_nets.core import plots
 
+        if self.labels:
+            probs, true = (pair.compute().cpu() for pair in self.pairs)  # synchronised across processes
+            if trainer.is_global_zero:
+                from lit_nets.core.models.labels import confusion_counts
+
+                names, cuts = list(pl_module.class_names), pl_module.decision_threshold.cpu()
+                counts = confusion_counts(probs, true, cuts)
+                title = f"Per label, {stage}: {len(true):,} inputs"
+                self._emit(trainer, plots.plot_label_counts(counts, names, cuts, title), f"per_label_{stage}")
+                path = self._folder(trainer) / f"per_label_{stage}.csv"
+                self.written.append(plots.write_label_counts(counts, names, cuts, path))
+            return
         if self.value:
             predicted, true = (pair.compute().cpu() for pair in self.pairs)  # synchronised across processes
             if trainer.is_global_zero:
