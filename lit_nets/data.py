@@ -4,7 +4,15 @@
 from lit_nets.core.data.base import TensorDataModule
 from lit_nets.core.data.folder import ImageFolderDataModule
 from lit_nets.core.data.images import ImageDataModule
+from lit_nets.core.data.manifest import ImageLabelsDataModule
 from lit_nets.core.data.mnist import MNISTDataModule
 from lit_nets.core.data.tabular import CSVDataModule
 
-__all__ = ["CSVDataModule", "ImageDataModule", "ImageFolderDataModule", "MNISTDataModule", "TensorDataModule"]
+__all__ = [
+    "CSVDataModule",
+    "ImageDataModule",
+    "ImageFolderDataModule",
+    "ImageLabelsDataModule",
+    "MNISTDataModule",
+    "TensorDataModule",
+]

@@ -83,7 +83,7 @@ def run_fold(
     arguments (:class:`lit_nets.train.callbacks.tracking.Group`)."""
     from lit_nets.core.logs import quiet_warnings
     from lit_nets.core.models import heads
-    from lit_nets.train.callbacks import prediction_table, value_table
+    from lit_nets.train.callbacks import label_table, prediction_table, value_table
 
     args = [
         *rest,
@@ -116,13 +116,15 @@ def run_fold(
             x, *rest = batch if isinstance(batch, list | tuple) else (batch,)
             out = model(x.to(model.device))
             probs.append((heads.values(model, out) if value else model.probabilities(out)).float().cpu())
-            labels += [rest[0].cpu()] if rest and rest[0].dim() == 1 else []
+            labels += [rest[0].cpu()] if rest and (rest[0].dim() == 1 or model.task.labels) else []
     probs = torch.cat(probs)
     targets = torch.cat(labels) if labels and sum(len(y) for y in labels) == len(probs) else None
     splits = getattr(data, "splits", None)  # lit_nets' data modules name their validation rows
     ids = (splits.val_ids if splits is not None else None) or list(range(len(probs)))
     if value:
         oof = value_table(probs, ids, targets)
+    elif model.task.labels:
+        oof = label_table(probs, model.decide(probs), list(model.class_names), ids, targets)
     else:
         oof = prediction_table(probs, model.decide(probs), list(model.class_names), ids, targets)
     metrics = {k: float(v) for k, v in validated.items()} | tested
@@ -144,9 +146,13 @@ def main(argv: list[str], prog: str) -> None:
             "that validates on fold k of K (docs/extend.md#your-own-data)"
         )
     options.name = unused_name(runs.logs_folder(config, "lightning_logs/cv"), options.name)
-    value = (data.get("init_args") or {}).get("task") == "value"
-    how = "by tenths of the target's values (quantiles)" if value else "by class"
-    print(f"cv: {options.folds} folds, stratified {how}, seeded", file=sys.stderr, flush=True)
+    args = data.get("init_args") or {}
+    how = "stratified by class"
+    if args.get("task") == "value":
+        how = "stratified by tenths of the target's values (quantiles)"
+    elif isinstance(args.get("target"), list) or "manifest" in args:
+        how = "plain (several labels: label sets are too many to stratify by)"
+    print(f"cv: {options.folds} folds, {how}, seeded", file=sys.stderr, flush=True)
     seed = data_seed(rest) if options.repeats > 1 else None
     group = Group(config, f"cv/{options.name}", {"lit_nets.cv": options.name})
     results, oof = [], []

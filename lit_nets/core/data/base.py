@@ -54,7 +54,8 @@ class TensorDataModule(LightningDataModule):
     # arguments that are not hyper-parameters: Lightning merges the model's and the data's into one record and
     # refuses differing values under one key (a data module's given ``mean`` / ``std`` reach the model as measured
     # values through the CLI's links; the run's config.yaml keeps them as given)
-    not_hyperparameters: tuple[str, ...] = ()
+    # the model records the class weights themselves ("balanced" here and its list there would not merge)
+    not_hyperparameters: tuple[str, ...] = ("class_weights",)
 
     def __init__(
         self,

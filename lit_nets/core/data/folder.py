@@ -77,7 +77,7 @@ class ImageFolderDataModule(ImageDataModule):
             crops of scikit-learn's two sample photographs, two classes).
     """
 
-    not_hyperparameters = ("mean", "std")  # the model's are the measured values
+    not_hyperparameters = ("mean", "std", "class_weights")  # the model's are the measured values
 
     def __init__(
         self,

