@@ -37,11 +37,12 @@ def cancer(tmp_path_factory) -> tuple[Path, Path, str]:
     return work, best, printed
 
 
-def test_the_temperature_and_threshold_are_fitted_on_the_best_epochs_validation_logits(cancer) -> None:
+def test_the_temperature_and_threshold_are_fitted_on_the_best_epochs_validation_logits(cancer, monkeypatch) -> None:
     from lit_nets.core.models.calibration import f1_threshold, fit_temperature
     from lit_nets.deploy.inference import load_classifier
 
-    _, best, printed = cancer
+    work, best, printed = cancer
+    monkeypatch.chdir(work)  # the checkpoint names its data relative to where it was trained
     model = load_classifier(best)
     z, y = val_logits(model, best)
     temperature = float(model.temperature)
@@ -58,12 +59,15 @@ def test_the_temperature_and_threshold_are_fitted_on_the_best_epochs_validation_
     assert (run / "reliability.png").stat().st_size > 10_000
 
 
-def test_predict_export_and_serve_give_the_calibrated_probabilities_and_the_threshold_decides(cancer) -> None:
+def test_predict_export_and_serve_give_the_calibrated_probabilities_and_the_threshold_decides(
+    cancer, monkeypatch
+) -> None:
     from lit_nets.deploy.inference import load_classifier
     from lit_nets.deploy.serve.api import ClassifierAPI
     from lit_nets.deploy.serve.model import load
 
     work, best, _ = cancer
+    monkeypatch.chdir(work)
     model = load_classifier(best)
     temperature, threshold = float(model.temperature), float(model.decision_threshold)
     z, _ = val_logits(model, best)

@@ -30,13 +30,14 @@ def scores_of(printed: str) -> dict[str, float]:
     return {k: float(v) for k, v in (pair.split() for pair in line.removeprefix("Test (best):").strip().split("  "))}
 
 
-def test_an_mlp_predicts_miles_per_gallon_as_well_as_gradient_boosting(mpg) -> None:
+def test_an_mlp_predicts_miles_per_gallon_as_well_as_gradient_boosting(mpg, monkeypatch) -> None:
     from sklearn.ensemble import HistGradientBoostingRegressor
     from sklearn.metrics import r2_score
 
     from lit_nets.deploy.inference import checkpoint_data
 
-    _, best, printed = mpg
+    work, best, printed = mpg
+    monkeypatch.chdir(work)  # the checkpoint names its data relative to where it was trained
     scores = scores_of(printed)
     assert set(scores) == {"test/loss", "test/rmse", "test/mae", "test/r2"}, scores  # no accuracy for a value
     assert "epoch" in best.name and "val_rmse" in best.name  # the checkpoint kept by val/rmse
@@ -51,12 +52,13 @@ def test_an_mlp_predicts_miles_per_gallon_as_well_as_gradient_boosting(mpg) -> N
         assert (run / figure).stat().st_size > 10_000, figure
 
 
-def test_predict_export_serve_and_explain_answer_in_the_targets_units(mpg) -> None:
+def test_predict_export_serve_and_explain_answer_in_the_targets_units(mpg, monkeypatch) -> None:
     from lit_nets.deploy.inference import load_classifier
     from lit_nets.deploy.serve.api import ClassifierAPI
     from lit_nets.deploy.serve.model import load
 
     work, best, printed = mpg
+    monkeypatch.chdir(work)
     in_process("predict", "--ckpt_path", str(best), cwd=work, check=True)
     table = pd.read_csv(best.parent.parent / "predictions.csv")
     assert list(table.columns) == ["id", "value", "true_value"]
@@ -106,9 +108,10 @@ def test_cv_folds_a_value_by_its_quantiles_and_tune_minimises_rmse(tmp_path: Pat
     assert "objective val/rmse (minimize)" in done.stdout
 
 
-def test_an_ensemble_of_the_recipe_predicts_a_value_as_its_members_mean(tmp_path: Path) -> None:
+def test_an_ensemble_of_the_recipe_predicts_a_value_as_its_members_mean(tmp_path: Path, monkeypatch) -> None:
     from lit_nets.deploy.inference import checkpoint_data, load_classifier
 
+    monkeypatch.chdir(tmp_path)
     args = ("--config", str(CONFIGS / "regression_best.yaml"), *MPG, "--trainer.max_epochs", "8")
     best, printed = fit_for_fixture(tmp_path, *args, "--figures.enabled", "false", *QUIET)
     assert scores_of(printed)["test/r2"] > 0.7, printed[-2000:]
