@@ -66,9 +66,17 @@ IMAGE_OVERLAY = [
     "--trainer.limit_test_batches",
     "3",
 ]
-IMAGE_CONFIGS = ("cnn.yaml", "mnist_best.yaml", "png_folder.yaml", "transfer.yaml", "photos.yaml")
+IMAGE_CONFIGS = (
+    "cnn.yaml",
+    "mnist_best.yaml",
+    "png_folder.yaml",
+    "transfer.yaml",
+    "photos.yaml",
+    "multilabel_images.yaml",
+)
 # the tabular recipe (classes and values): 2 of its 40 epochs (tests/e2e/test_tabular_best.py runs it, -m slow)
 RECIPE_OVERLAY = ["--trainer.max_epochs", "2"]
+LONG_TABLES = ("tabular_best.yaml", "regression_best.yaml", "multilabel.yaml")  # as written: test_tabular_best.py
 PHOTO_OVERLAY = ["--data.image_size", "64"]  # backbones at 64 px, not the weights' 224: seconds per fit on a CPU
 NOT_HERE = {  # by program, module (-m) or script
     "pip": "installing: CI's fresh clone runs the Quickstart's install",
@@ -242,7 +250,7 @@ def run(argv: list[str], capfd, caplog, heading: str) -> None:
             extra[1] = "3"  # a resumed run trains one more epoch
         if "photos.yaml" in config:
             extra += PHOTO_OVERLAY
-    if argv[0] in ("fit", "cv") and ("tabular_best.yaml" in config or "regression_best.yaml" in config):
+    if argv[0] in ("fit", "cv") and any(name in config for name in LONG_TABLES):
         extra = list(RECIPE_OVERLAY)
     if argv[0] == "tune":  # a twentieth of the trials, rounded up: 40 then 50 is 2 then 3, a study continued
         if "--storage" in argv:  # the docs' placeholder server: a real PostgreSQL of this test's

@@ -20,7 +20,7 @@ LABELS = ["fine_cut", "colourless", "clear"]
 @pytest.fixture(scope="module")
 def grades(tmp_path_factory) -> tuple[Path, Path, str]:
     """configs/multilabel.yaml on 3,000 rows of the diamond_labels sample (15 epochs): (folder, best, printed)."""
-    from lit_nets.core.data.label_samples import diamond_labels_frame
+    from lit_nets.core.data.samples import diamond_labels_frame
 
     work = tmp_path_factory.mktemp("grades")
     diamond_labels_frame().sample(3000, random_state=0).to_csv(work / "grades.csv", index=False)

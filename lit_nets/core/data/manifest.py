@@ -12,8 +12,7 @@ import torch
 
 from lit_nets.core.data.folder import ImageFolderDataModule
 from lit_nets.core.data.image_io import image_files, say_what_was_left_out
-from lit_nets.core.data.label_samples import MANIFEST
-from lit_nets.core.data.samples import PNG_SAMPLES, is_shipped_sample
+from lit_nets.core.data.samples import MANIFEST, PNG_SAMPLES, is_shipped_sample
 from lit_nets.core.data.splits import Splits, hold_out
 from lit_nets.core.errors import UserError
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -144,8 +145,6 @@ def write_csv_sample(name: str, path: str | Path) -> Path:
     elif name == "diamonds":
         frame = _diamonds_frame()
     elif name == "diamond_labels":
-        from lit_nets.core.data.label_samples import diamond_labels_frame
-
         frame = diamond_labels_frame()
     else:
         raise UserError(f"unknown sample {name!r}; the samples are {', '.join(CSV_SAMPLES)}")
@@ -268,8 +267,6 @@ def write_png_sample(name: str, root: str | Path) -> Path:
                     Image.fromarray(crop).save(tmp / label / f"{i:03d}.jpg", quality=90)
             parts = {}
         if name == "mnist_pairs":
-            from lit_nets.core.data.label_samples import write_pairs
-
             write_pairs(tmp)
             parts = {}
         for split, index in parts.items():
@@ -282,3 +279,39 @@ def write_png_sample(name: str, root: str | Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return root
+
+
+# -- samples with several labels each, made of real data: diamonds' grades, MNIST digits in pairs -------------
+PAIRS = 3000  # images in mnist_pairs
+MANIFEST = "manifest.csv"
+
+
+def diamond_labels_frame() -> Any:
+    """Diamonds' numbers (carat, depth, table, price, x, y, z) and three labels: ``fine_cut`` (Premium or Ideal,
+    yes/no), ``colourless`` (colour D-F, 1/0) and ``clear`` (clarity IF, VVS1 or VVS2, true/false): the spellings
+    of two-valued columns a table has."""
+    frame = _diamonds_frame()
+    out = frame[["carat", "depth", "table", "price", "x", "y", "z"]].copy()
+    out["fine_cut"] = frame["cut"].isin(["Premium", "Ideal"]).map({True: "yes", False: "no"})
+    out["colourless"] = frame["color"].isin(["D", "E", "F"]).astype(int)
+    out["clear"] = frame["clarity"].isin(["IF", "VVS1", "VVS2"]).map({True: "true", False: "false"})
+    return out
+
+
+def write_pairs(folder: Path, count: int = PAIRS, seed: int = 0) -> None:
+    """``count`` images of two sample digits side by side (28x56 grey PNGs in ``folder/images/``) and the manifest
+    ``folder/manifest.csv`` (``file,labels``: the digits shown, space-separated; one label when both are alike)."""
+    import pandas as pd
+    from torchvision.io import write_png
+
+    images, labels = mnist_sample()
+    rng = np.random.default_rng(seed)
+    left, right = rng.integers(0, len(labels), count), rng.integers(0, len(labels), count)
+    (folder / "images").mkdir(parents=True)
+    rows = []
+    for k, (i, j) in enumerate(zip(left.tolist(), right.tolist(), strict=True)):
+        name = f"images/{k:05d}.png"
+        write_png(torch.cat([images[i], images[j]], dim=2), str(folder / name))
+        digits = sorted({int(labels[i]), int(labels[j])})
+        rows.append({"file": name, "labels": " ".join(str(d) for d in digits)})
+    pd.DataFrame(rows).to_csv(folder / MANIFEST, index=False)

@@ -437,6 +437,6 @@ class MLPClassifier(Classifier):
         from lit_nets.core.models.table_nets import mlp_for
 
         net = mlp_for(self.schema, self.input_shape, num_outputs, self._mlp_args, self._ensemble_args)
-        if hasattr(net, "averages"):  # an ensemble's value is its members' mean (classes: their mean probability)
-            net.averages = self.task.value
+        if hasattr(net, "averages"):  # how an ensemble's members are averaged (classes: their mean probability)
+            net.averages = {"value": "value", "labels": "sigmoid"}.get(self.task.kind, "")
         return net

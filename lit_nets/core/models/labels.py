@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from lit_nets.core.models.calibration import N_BINS, f1_threshold, fit_temperature
+from lit_nets.core.models.measures import N_BINS, f1_threshold, fit_temperature
 
 
 def temperatures(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -413,7 +413,7 @@ class TabularEnsemble(nn.Module):
             start_scaling_init_chunks=chunks,
         )
         self.output = tabm.LinearEnsemble(int(hidden[0]), num_outputs, k=ensemble)
-        self.averages = False  # the members' mean output (a value, regression) instead of their mean probability
+        self.averages = ""  # "value": the members' mean output; "sigmoid": a probability per output (several labels)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The members' shared input: each number's embedding, the one-hot inputs, each embedded column's vector."""
@@ -433,18 +433,18 @@ class TabularEnsemble(nn.Module):
     def from_embedding(self, z: torch.Tensor) -> torch.Tensor:
         """The members' logits in training, ``(batch, k, outputs)``; the ensemble's in eval mode."""
         logits = self.output(self.backbone(self.ensemble_view(z)))
-        if self.training:
-            return logits
-        return logits.mean(dim=1) if self.averages else ensemble_logits(logits)
+        return logits if self.training else ensemble_logits(logits, self.averages)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.from_embedding(self.embed(x))
 
 
-def ensemble_logits(members: torch.Tensor) -> torch.Tensor:
-    """The logits of the mean of the members' probabilities: ``(batch, k, outputs)`` to ``(batch, outputs)``. One
-    output is a binary (sigmoid) head; several, a softmax head, whose mean probability is ``exp`` of these."""
+def ensemble_logits(members: torch.Tensor, averages: str = "") -> torch.Tensor:
+    """The logits of the members' mean probabilities, ``(batch, k, outputs)`` to ``(batch, outputs)``: a sigmoid's
+    (one output, or each: ``averages`` "sigmoid"), else a softmax's; ``averages`` "value": the mean output (a value)."""
     members = members.float()
-    if members.shape[2] == 1:  # log(mean p) - log(mean (1 - p)), in log space: steady where p is near 0 or 1
+    if averages == "value":
+        return members.mean(dim=1)
+    if members.shape[2] == 1 or averages == "sigmoid":  # log(mean p) - log(mean (1 - p)): steady near 0 or 1
         return torch.logsumexp(F.logsigmoid(members), dim=1) - torch.logsumexp(F.logsigmoid(-members), dim=1)
     return torch.logsumexp(members.log_softmax(dim=2), dim=1) - math.log(members.shape[1])
