@@ -222,10 +222,18 @@ def explain_rows(
     found = integrated_gradients(model, torch.from_numpy(schema.encode(frame, rows)))
     names = list(model.class_names)
     table = pd.DataFrame({"row": frame.index})
-    if schema.target in frame.columns:
-        table["target"] = frame[schema.target].to_numpy()
+    targets = [schema.target] if isinstance(schema.target, str) else list(schema.target)  # several labels: theirs
+    if set(targets) <= set(frame.columns):
+        table["target"] = (
+            [" ".join(map(str, row)) for row in frame[targets].to_numpy()]
+            if len(targets) > 1
+            else (frame[targets[0]].to_numpy())
+        )
     if model.task.value:  # the value, in the target's units (the explained output, kept within the training range)
         table["predicted"] = found.output.clip(model.task.low, model.task.high)
+    elif model.task.labels:  # every label decided (each at its threshold); the likeliest one is explained
+        decided = model.decide(torch.from_numpy(found.probs)).numpy()
+        table["predicted"] = [" ".join(n for n, on in zip(names, row, strict=True) if on) for row in decided]
     else:
         predicted = found.probs.argmax(axis=1)
         table["predicted"] = [names[i] for i in predicted]

@@ -146,3 +146,22 @@ def test_a_label_column_that_is_not_two_valued_is_one_line(tmp_path: Path, monke
     )  # fmt: skip
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert said in done.stderr.strip().splitlines()[-1]
+
+
+def test_cv_folds_several_labels_plainly_and_explain_names_the_decided_labels(grades, monkeypatch, capfd) -> None:
+    work, best, _ = grades
+    monkeypatch.chdir(work)
+    args = ("--config", str(CONFIGS / "multilabel.yaml"), "--data.path", "grades.csv", "--data.sample", "null")
+    done = in_process(
+        "cv", *args, "--trainer.max_epochs", "2", "--folds", "2", *QUIET, cwd=work, monkeypatch=monkeypatch,
+        capfd=capfd, check=True,
+    )  # fmt: skip
+    assert "2 folds, plain (several labels: label sets are too many to stratify by)" in done.stderr
+    oof = pd.read_csv(work / "lightning_logs" / "cv" / "multilabel" / "oof_predictions.csv", keep_default_na=False)
+    assert len(oof) == oof["id"].nunique() and {"labels", "true_labels", "prob_clear"} <= set(oof.columns)
+    pd.read_csv(work / "grades.csv").head(5).to_csv(work / "five.csv", index=False)
+    in_process(
+        "explain", "--ckpt_path", str(best), "--rows", "five.csv", "--importance_rows", "0", cwd=work, check=True
+    )
+    found = pd.read_csv(work / "explain" / "five.attributions.csv", keep_default_na=False)
+    assert all(set(p.split()) <= set(LABELS) for p in found["predicted"]) and set(found["explained"]) <= set(LABELS)
