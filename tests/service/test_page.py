@@ -143,3 +143,32 @@ def test_the_page_asks_for_the_api_key_of_a_locked_service(browser, locked_serve
     label = page.inner_text("#label")
     page.close()
     assert asked == ["This service needs its API key:"] and label == "7"
+
+
+def test_a_regression_model_takes_a_row_and_shows_a_number(browser, tmp_path: Path) -> None:
+    """configs/regression.yaml on Auto MPG, served by a real process: the page takes a record (not a drawing) and shows
+    the predicted miles per gallon, no class bars, and the columns' contributions to the value."""
+    import json
+    import urllib.request
+
+    from helpers.cli import CONFIGS, in_process
+    from helpers.service import serving
+
+    args = ("--data.path", "data/autompg.csv", "--data.target", "mpg", "--data.sample", "autompg")
+    quick = ("--trainer.max_epochs", "5", "--test_after_fit", "false", "--figures.enabled", "false")
+    in_process("fit", "--config", str(CONFIGS / "regression.yaml"), *args, *quick, cwd=tmp_path, check=True)
+    with serving(tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt", tmp_path) as url:
+        info = json.load(urllib.request.urlopen(url + "/info"))["model"]
+        assert info["task"] == "value" and info["target"] == "mpg" and info["kind"] == "tabular"
+        page = browser.new_page(viewport={"width": 1300, "height": 760})
+        page.goto(url + "/")
+        page.wait_for_selector("#table-input:not(.hidden)")
+        page.click("#predict-record")
+        page.wait_for_selector("#contributions-panel:not(.hidden)")
+        mpg = float(page.inner_text("#label").replace(",", ""))
+        assert 5 < mpg < 50 and page.inner_text("#probability") == "", mpg  # miles per gallon, not a class
+        assert page.locator("#bars .bar").count() == 0 and page.inner_text("#model").endswith("predicts mpg")
+        assert page.inner_text("#contributions-about").startswith('to the value of "mpg"')
+        page.screenshot(path=str(tmp_path / "page-regression.png"), full_page=True)
+        print(f"screenshot: {tmp_path / 'page-regression.png'}")
+        page.close()
