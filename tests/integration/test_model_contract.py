@@ -1,8 +1,9 @@
 """One contract for every model, as timm's ``test_models.py`` runs over ``list_models()``: every shipped model class
 and two from outside lit_nets (``tests/helpers/outside``: a network given to ``Classifier`` in a config, and a
 subclass that builds its own) is built from a config and trains a few steps, comes back from its checkpoint with
-identical outputs, resumes, exports in every format with its parity check, and answers a request as the service does.
-A new shipped model is tested by adding it to :data:`MODELS`."""
+identical outputs, resumes, exports in every format with its parity check, and answers a request as the service does;
+the code from outside takes the other tasks too (a value, several labels). A new shipped model is tested by adding it
+to :data:`MODELS`."""
 
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ FEW_STEPS = ["--trainer.limit_train_batches", "3", "--trainer.limit_val_batches"
 CNN = ("--config", str(CONFIGS / "cnn.yaml"), "--data.download", "false")
 MLP = ("--config", str(CONFIGS / "mlp.yaml"), "--early_stopping", "null")
 RECIPE = "--data.path data/wine.csv --data.target cultivar --data.sample wine --model.ensemble 4 --early_stopping null"
+VALUE = ("--config", str(CONFIGS / "regression.yaml"), "--early_stopping", "null", "--data.path", "data/autompg.csv",
+         "--data.target", "mpg", "--data.sample", "autompg")  # fmt: skip
+PAIRS = ("--config", str(CONFIGS / "multilabel_images.yaml"))
 PHOTOS = "--model.weights null --data.image_size 32 --model.unfreeze_at_epoch null --model.freeze none"
 MODELS = [
     Model("cnn", CNN, "image"),
@@ -47,6 +51,9 @@ MODELS = [
     Model(
         "outside_subclass", (*MLP, "--model", "helpers.outside.nets.TableClassifier", "--model.hidden", "8"), "table"
     ),
+    # the other tasks, through a user's code: a value (regression) by the subclass, several labels by the network
+    Model("outside_value", (*VALUE, "--model", "helpers.outside.nets.TableClassifier", "--model.hidden", "8"), "table"),
+    Model("outside_labels", (*PAIRS, "--model", "lit_nets.models.Classifier", "--model.net", OUTSIDE_NET), "image"),
 ]
 
 
@@ -106,7 +113,8 @@ def test_every_export_format_answers_as_the_checkpoint(trained) -> None:
     report = export(str(trained.last), list(FORMATS), str(trained.work / "exported"))
     assert set(report) == set(FORMATS)
     for fmt, result in report.items():
-        assert result["same_top1"] and result["max_abs_diff"] <= 1e-4, (fmt, result)
+        # same_top1: None for a value or several labels (no top class); the parity figure covers them
+        assert result["same_top1"] is not False and result["max_abs_diff"] <= 1e-4, (fmt, result)
 
 
 class Upload:
@@ -140,8 +148,14 @@ def test_the_service_answers_a_request(trained) -> None:
     else:
         request = example_record(api.model.schema)
     answer = api.encode_response(api.unbatch(api.predict(api.batch([api.decode_request(request)])))[0])
-    assert answer["label"] in api.model.class_names, answer
-    assert abs(sum(answer["probabilities"].values()) - 1) < 1e-4
+    if api.model.task.value:  # a number, within the training targets' range
+        assert set(answer) == {"value"} and api.model.task.low <= answer["value"] <= api.model.task.high, answer
+    elif api.model.task.labels:  # the labels decided, and a probability per label
+        assert set(answer["labels"]) <= set(api.model.class_names), answer
+        assert set(answer["probabilities"]) == set(api.model.class_names), answer
+    else:
+        assert answer["label"] in api.model.class_names, answer
+        assert abs(sum(answer["probabilities"].values()) - 1) < 1e-4
 
 
 def test_a_data_module_missing_part_of_the_contract_is_one_line(tmp_path: Path, monkeypatch, capfd) -> None:
