@@ -27,6 +27,7 @@ def thresholds(probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The mean binary cross-entropy of every label of every input (no positive weights: a likelihood)."""
     return F.binary_cross_entropy_with_logits(logits.float(), targets.float())
 
 
