@@ -52,6 +52,7 @@ PAGES = [
             "reliability.md",
             "development.md",
             "extend.md",
+            "python.md",
         )
     ),
 ]
@@ -407,13 +408,15 @@ def send(words: list[str], service) -> None:
 
 
 PYTHON_BLOCKS = readme_blocks("python")
+NAMESPACES: dict[str, dict] = {}  # per page
 
 
 @pytest.mark.parametrize(("heading", "code"), PYTHON_BLOCKS, ids=[h[:40] for h, _ in PYTHON_BLOCKS])
 def test_readme_python_block(workspace: Path, monkeypatch, capsys, heading: str, code: str) -> None:
     """The pages' Python snippets, after their commands (in the same folder, as a user who followed them)."""
     monkeypatch.chdir(workspace)
-    exec(compile(code, heading, "exec"), {"__name__": "__readme__"})
+    page = heading.split(":")[0]  # a page's blocks share their names, as a notebook's cells do
+    exec(compile(code, heading, "exec"), NAMESPACES.setdefault(page, {"__name__": "__readme__"}))
     out = capsys.readouterr().out
     if "digit.png is a" in code:
         assert re.search(r"digit\.png is a \d", out), out
