@@ -109,7 +109,8 @@ def test_a_run_resumes_from_its_last_checkpoint(trained) -> None:
     assert [p.name for p in (trained.work / "lightning_logs").iterdir()] == ["version_0"]
 
 
-def test_every_export_format_answers_as_the_checkpoint(trained) -> None:
+def test_every_export_format_answers_as_the_checkpoint(trained, monkeypatch) -> None:
+    monkeypatch.chdir(trained.work)  # the parity batch is the checkpoint's data, named relative to where it trained
     report = export(str(trained.last), list(FORMATS), str(trained.work / "exported"))
     assert set(report) == set(FORMATS)
     for fmt, result in report.items():
