@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lit_nets.core.models.nets import TabularEnsemble, ensemble_logits
+from lit_nets.core.models.ensemble import TabularEnsemble, ensemble_logits
 
 
 def net(**kwargs) -> TabularEnsemble:

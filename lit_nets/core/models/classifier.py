@@ -394,7 +394,8 @@ class MLPClassifier(Classifier):
     """A multilayer perceptron classifier for CSV features (or flattened images), built by
     :func:`lit_nets.core.models.table_nets.mlp_for`: a plain MLP; with embedded categorical columns
     (``data.categorical_encoding``) a :class:`~lit_nets.core.models.nets.TabularMLP`; with ``numeric_embedding:
-    periodic`` or ``ensemble`` above 1 (tables only) the recipe's :class:`~lit_nets.core.models.nets.TabularEnsemble`.
+    periodic`` or ``ensemble`` above 1 (tables only) the recipe's
+    :class:`~lit_nets.core.models.ensemble.TabularEnsemble`.
 
     Args:
         hidden: width of each hidden layer (one per entry; [] for logistic regression); one width for an ensemble.

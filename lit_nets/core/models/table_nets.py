@@ -11,7 +11,8 @@ from torch import nn
 
 from lit_nets.core.data.schema import TabularSchema, read_schema
 from lit_nets.core.errors import UserError
-from lit_nets.core.models.nets import MLP, TabularEnsemble, TabularMLP
+from lit_nets.core.models.ensemble import TabularEnsemble
+from lit_nets.core.models.nets import MLP, TabularMLP
 
 
 def mlp_for(
