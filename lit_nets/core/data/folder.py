@@ -25,6 +25,7 @@ from lit_nets.core.data.image_io import (
     decode,
     header_size,
     image_files,
+    predict_images,
     say_what_was_left_out,
 )
 from lit_nets.core.data.images import ImageDataModule
@@ -256,16 +257,8 @@ class ImageFolderDataModule(ImageDataModule):
             parts["train"] = files, labels
         predict_ids = None
         if self.predict_root:
-            folder = Path(self.predict_root)
-            if not folder.is_dir():
-                raise UserError(f"data.predict_root {folder} is not a folder")
-            others: list[str] = []
-            files = image_files(folder, others)
-            say_what_was_left_out(folder, others)
-            if not files:
-                raise UserError(f"data.predict_root {folder} holds no images (.png, .jpg, .jpeg)")
+            files, predict_ids = predict_images(self.predict_root)
             parts["predict"] = (files, [-1] * len(files))
-            predict_ids = [str(p.relative_to(folder)) for p in files]
         splits = self._decode_all(parts, classes, restored)
         if self.skipped:
             log.warning("skipped %d bad file(s) or folder(s), e.g. %s", len(self.skipped), "; ".join(self.skipped[:3]))

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from lit_nets.core.data.statistics import channel_histogram, stats_from_histogram
+from lit_nets.core.errors import UserError
 
 EXTENSIONS = {".png", ".jpg", ".jpeg"}
 log = logging.getLogger(__name__)
@@ -203,6 +204,20 @@ def image_files(folder: Path, others: list[str] | None = None) -> list[Path]:
                 elif entry.is_file() and others is not None:
                     others.append(entry.path)
     return sorted(found)
+
+
+def predict_images(root: str | Path) -> tuple[list[Path], list[str]]:
+    """The images of ``data.predict_root`` (a flat or nested folder) and their names relative to it, for the
+    predictions file; a missing or empty folder is one line."""
+    folder = Path(root)
+    if not folder.is_dir():
+        raise UserError(f"data.predict_root {folder} is not a folder")
+    others: list[str] = []
+    files = image_files(folder, others)
+    say_what_was_left_out(folder, others)
+    if not files:
+        raise UserError(f"data.predict_root {folder} holds no images (.png, .jpg, .jpeg)")
+    return files, [str(p.relative_to(folder)) for p in files]
 
 
 def say_what_was_left_out(where: Path, others: list[str]) -> None:

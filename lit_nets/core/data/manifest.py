@@ -11,7 +11,7 @@ from typing import Any, Literal
 import torch
 
 from lit_nets.core.data.folder import ImageFolderDataModule
-from lit_nets.core.data.image_io import image_files, say_what_was_left_out
+from lit_nets.core.data.image_io import predict_images
 from lit_nets.core.data.samples import MANIFEST, PNG_SAMPLES, is_shipped_sample
 from lit_nets.core.data.splits import Splits, hold_out
 from lit_nets.core.errors import UserError
@@ -108,16 +108,8 @@ class ImageLabelsDataModule(ImageFolderDataModule):
             parts["train"] = [files[i] for i in rest[keep].tolist()], [flags[i] for i in rest[keep].tolist()]
         predict_ids = None
         if self.predict_root:
-            folder = Path(self.predict_root)
-            if not folder.is_dir():
-                raise UserError(f"data.predict_root {folder} is not a folder")
-            others: list[str] = []
-            found = image_files(folder, others)
-            say_what_was_left_out(folder, others)
-            if not found:
-                raise UserError(f"data.predict_root {folder} holds no images (.png, .jpg, .jpeg)")
-            parts["predict"] = (found, [-1] * len(found))
-            predict_ids = [str(p.relative_to(folder)) for p in found]
+            files, predict_ids = predict_images(self.predict_root)
+            parts["predict"] = (files, [-1] * len(files))
         splits = self._decode_all(parts, classes, restored)
         if self.skipped:
             log.warning("skipped %d bad file(s), e.g. %s", len(self.skipped), "; ".join(self.skipped[:3]))
