@@ -95,6 +95,12 @@ def fit_for_fixture(work: Path, *args: str) -> tuple[Path, str]:
     return work / re.search(r"Best:\s+(\S+)", printed.getvalue()).group(1), printed.getvalue()
 
 
+def printed_scores(printed: str) -> dict[str, float]:
+    """The ``Test (best):`` line of a fit's summary as ``{"test/acc": 0.97, ...}``."""
+    line = next(line for line in printed.splitlines() if line.startswith("Test (best):"))
+    return {k: float(v) for k, v in (pair.split() for pair in line.removeprefix("Test (best):").strip().split("  "))}
+
+
 def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     """Every scalar in a run folder's event files, read with tensorboard's own reader."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from helpers.cli import CONFIGS, fit_for_fixture, in_process, run_cli, scalars
+from helpers.cli import CONFIGS, fit_for_fixture, in_process, printed_scores, run_cli, scalars
 
 QUIET = ("--trainer.enable_progress_bar", "false")
 
@@ -108,13 +108,8 @@ def test_a_cnn_calibrated_on_mnist_digits_has_a_lower_test_nll_and_ece(tmp_path:
     (with a temperature of 1 they would be equal)."""
     args = ("--config", str(CONFIGS / "cnn.yaml"), "--trainer.max_epochs", "3", "--model.calibrate", "temperature")
     _, printed = fit_for_fixture(tmp_path, *args, "--data.download", "false", "--figures.enabled", "false", *QUIET)
-    tested = {k: float(v) for k, v in (pair.split() for pair in _test_line(printed).split("  "))}
+    tested = printed_scores(printed)
     assert abs(tested["test/temperature"] - 1) > 0.1, tested
     assert tested["test/nll"] < tested["test/nll_uncalibrated"], tested
     assert tested["test/ece"] < tested["test/ece_uncalibrated"], tested
     assert tested["test/loss"] == pytest.approx(tested["test/nll_uncalibrated"], rel=1e-3)  # the loss is the raw NLL
-
-
-def _test_line(printed: str) -> str:
-    line = next(line for line in printed.splitlines() if line.startswith("Test (best):"))
-    return line.removeprefix("Test (best):").strip()

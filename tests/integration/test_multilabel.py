@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from helpers.cli import CONFIGS, fit_for_fixture, in_process, run_cli
+from helpers.cli import CONFIGS, fit_for_fixture, in_process, printed_scores, run_cli
 
 QUIET = ("--trainer.enable_progress_bar", "false")
 LABELS = ["fine_cut", "colourless", "clear"]
@@ -27,11 +27,6 @@ def grades(tmp_path_factory) -> tuple[Path, Path, str]:
     args = ("--data.path", "grades.csv", "--data.sample", "null", "--trainer.max_epochs", "15")
     best, printed = fit_for_fixture(work, "--config", str(CONFIGS / "multilabel.yaml"), *args, *QUIET)
     return work, best, printed
-
-
-def scores_of(printed: str) -> dict[str, float]:
-    line = next(line for line in printed.splitlines() if line.startswith("Test (best):"))
-    return {k: float(v) for k, v in (pair.split() for pair in line.removeprefix("Test (best):").strip().split("  "))}
 
 
 def test_each_label_gets_the_threshold_of_its_best_validation_f1(grades, monkeypatch) -> None:
@@ -52,7 +47,7 @@ def test_each_label_gets_the_threshold_of_its_best_validation_f1(grades, monkeyp
     chosen = multilabel_f1_score((probs >= cuts).long(), y.long(), 3, average="none")
     at_half = multilabel_f1_score((probs >= 0.5).long(), y.long(), 3, average="none")
     assert (chosen >= at_half - 1e-6).all(), (chosen, at_half)
-    scores = scores_of(printed)
+    scores = printed_scores(printed)
     assert {"test/map", "test/f1_micro", "test/subset_acc", "test/f1/clear", "test/auc/fine_cut"} <= set(scores)
     assert "test/acc" not in scores
     assert (best.parent.parent / "per_label_test.png").stat().st_size > 5_000
@@ -77,7 +72,7 @@ def test_an_mlp_ranks_the_grades_as_well_as_gradient_boosting(grades, monkeypatc
         ]
     ).T
     reference = float(multilabel_average_precision(boosted.float(), ys.long(), 3))
-    ours = scores_of(printed)["test/map"]
+    ours = printed_scores(printed)["test/map"]
     print(f"diamond grades, 3,000 rows: test mAP MLP {ours:.4f}, HistGradientBoosting per label {reference:.4f}")
     assert ours > reference - 0.05, (ours, reference)
 
@@ -120,7 +115,7 @@ def test_pairs_of_digits_from_a_manifest_are_read_with_both_labels(tmp_path: Pat
     monkeypatch.chdir(tmp_path)
     args = ("--config", str(CONFIGS / "multilabel_images.yaml"), "--trainer.max_epochs", "3")
     best, printed = fit_for_fixture(tmp_path, *args, "--model.calibrate", "temperature", *QUIET)
-    scores = scores_of(printed)
+    scores = printed_scores(printed)
     assert scores["test/map"] > 0.9 and scores["test/f1_micro"] > 0.75, scores
     assert "test/ece_uncalibrated" in scores and "test/auc/9" in scores
     model = load_classifier(best)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from helpers.cli import CONFIGS, fit_for_fixture, in_process, run_cli
+from helpers.cli import CONFIGS, fit_for_fixture, in_process, printed_scores, run_cli
 
 MPG = ("--data.path", "data/autompg.csv", "--data.target", "mpg", "--data.sample", "autompg")
 QUIET = ("--trainer.enable_progress_bar", "false")
@@ -25,11 +25,6 @@ def mpg(tmp_path_factory) -> tuple[Path, Path, str]:
     return work, best, printed
 
 
-def scores_of(printed: str) -> dict[str, float]:
-    line = next(line for line in printed.splitlines() if line.startswith("Test (best):"))
-    return {k: float(v) for k, v in (pair.split() for pair in line.removeprefix("Test (best):").strip().split("  "))}
-
-
 def test_an_mlp_predicts_miles_per_gallon_as_well_as_gradient_boosting(mpg, monkeypatch) -> None:
     from sklearn.ensemble import HistGradientBoostingRegressor
     from sklearn.metrics import r2_score
@@ -38,7 +33,7 @@ def test_an_mlp_predicts_miles_per_gallon_as_well_as_gradient_boosting(mpg, monk
 
     work, best, printed = mpg
     monkeypatch.chdir(work)  # the checkpoint names its data relative to where it was trained
-    scores = scores_of(printed)
+    scores = printed_scores(printed)
     assert set(scores) == {"test/loss", "test/rmse", "test/mae", "test/r2"}, scores  # no accuracy for a value
     assert "epoch" in best.name and "val_rmse" in best.name  # the checkpoint kept by val/rmse
     data = checkpoint_data(best, "fit", "the test")
@@ -63,7 +58,7 @@ def test_predict_export_serve_and_explain_answer_in_the_targets_units(mpg, monke
     table = pd.read_csv(best.parent.parent / "predictions.csv")
     assert list(table.columns) == ["id", "value", "true_value"]
     rmse = float(((table["value"] - table["true_value"]) ** 2).mean() ** 0.5)
-    assert rmse == pytest.approx(scores_of(printed)["test/rmse"], rel=1e-4)  # miles per gallon, as the test split's
+    assert rmse == pytest.approx(printed_scores(printed)["test/rmse"], rel=1e-4)  # in mpg, as the test split's
     assert abs(table["value"].mean() - table["true_value"].mean()) < 2.0  # a model blind to the scale is ~23 mpg off
 
     run_cli("export", "--ckpt_path", str(best), "--format", "onnx", "--out", "exported", cwd=work)
@@ -114,7 +109,7 @@ def test_an_ensemble_of_the_recipe_predicts_a_value_as_its_members_mean(tmp_path
     monkeypatch.chdir(tmp_path)
     args = ("--config", str(CONFIGS / "regression_best.yaml"), *MPG, "--trainer.max_epochs", "8")
     best, printed = fit_for_fixture(tmp_path, *args, "--figures.enabled", "false", *QUIET)
-    assert scores_of(printed)["test/r2"] > 0.7, printed[-2000:]
+    assert printed_scores(printed)["test/r2"] > 0.7, printed[-2000:]
     model = load_classifier(best)
     x = checkpoint_data(best, "test", "the test").splits.test[0]
     net = model.net
