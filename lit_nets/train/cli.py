@@ -48,7 +48,7 @@ from lit_nets.core.logs import quiet_warnings
 from lit_nets.core.models import injected
 from lit_nets.core.models.classifier import Classifier
 from lit_nets.core.models.injected import FILLED
-from lit_nets.core.models.tasks import Task, follow_task
+from lit_nets.core.models.tasks import Task, follow_task, kind_in_config
 from lit_nets.train import config_errors
 from lit_nets.train.callbacks import (
     FigureLogger,
@@ -394,9 +394,7 @@ def follow_the_task(config: Any) -> None:
     (:func:`lit_nets.core.models.tasks.follow_task`)."""
     data = config.get("data")
     args = data.get("init_args") if data is not None and hasattr(data, "get") else None
-    if args is None or not hasattr(args, "get"):
-        return
-    kind = "value" if args.get("task") == "value" else "labels" if isinstance(args.get("target"), list) else None
-    said = follow_task(config, Task(kind=kind)) if kind else ""
+    kind = kind_in_config(args)
+    said = follow_task(config, Task(kind=kind)) if kind != "classes" else ""
     if said:
         rank_zero_info(f"Monitor:      {said}")

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from lit_nets.core.errors import UserError
+from lit_nets.core.models.tasks import kind_in_config
 from lit_nets.core.options import command_options
 from lit_nets.train import runs
 
@@ -146,12 +147,11 @@ def main(argv: list[str], prog: str) -> None:
             "that validates on fold k of K (docs/extend.md#your-own-data)"
         )
     options.name = unused_name(runs.logs_folder(config, "lightning_logs/cv"), options.name)
-    args = data.get("init_args") or {}
-    how = "stratified by class"
-    if args.get("task") == "value":
-        how = "stratified by tenths of the target's values (quantiles)"
-    elif isinstance(args.get("target"), list) or "manifest" in args:
-        how = "plain (several labels: label sets are too many to stratify by)"
+    how = {
+        "classes": "stratified by class",
+        "value": "stratified by tenths of the target's values (quantiles)",
+        "labels": "plain (several labels: label sets are too many to stratify by)",
+    }[kind_in_config(data.get("init_args"))]
     print(f"cv: {options.folds} folds, {how}, seeded", file=sys.stderr, flush=True)
     seed = data_seed(rest) if options.repeats > 1 else None
     group = Group(config, f"cv/{options.name}", {"lit_nets.cv": options.name})

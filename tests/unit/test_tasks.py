@@ -57,3 +57,12 @@ def test_a_value_run_follows_val_rmse_where_the_config_names_a_metric_of_classes
     assert said == "checkpoint on val/rmse (min): the metric of a value task"
     assert follow_task(config, Task(kind="value")) == ""
     assert Task.of(None) == Task() and Task.of(PRICE).value and math.isinf(Task().high)
+
+
+def test_the_task_a_config_asks_for_is_read_once_for_fit_and_cv() -> None:
+    from lit_nets.core.models.tasks import kind_in_config
+
+    assert kind_in_config({"path": "x.csv", "task": "value", "target": "price"}) == "value"
+    assert kind_in_config({"path": "x.csv", "target": ["a", "b"]}) == "labels"
+    assert kind_in_config({"root": "images", "manifest": None}) == "labels"  # ImageLabelsDataModule's arguments
+    assert kind_in_config({"path": "x.csv", "target": "label"}) == kind_in_config(None) == "classes"

@@ -89,6 +89,19 @@ class Task:
             )
 
 
+def kind_in_config(data_args: Any) -> Kind:
+    """The task a config's data arguments (``data.init_args``, before the data is built) ask for: ``task: value``;
+    several target columns, or an image manifest (several labels); else classes. What ``fit`` points its monitored
+    metric at and ``cv`` folds by."""
+    if data_args is None or not hasattr(data_args, "get"):
+        return "classes"
+    if data_args.get("task") == "value":
+        return "value"
+    if isinstance(data_args.get("target"), list) or "manifest" in data_args:
+        return "labels"
+    return "classes"
+
+
 def follow_task(config: Any, task: Task) -> str:
     """Point a run's checkpoint and early stopping at a metric this task logs, where a config names one it does not
     (the CLI's default ``val/acc`` for a value); what was changed, in words (empty when nothing)."""
