@@ -18,7 +18,6 @@ one line.
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,7 +78,14 @@ def fit(config: str | Path | list[str | Path] | None = None, *, verbose: bool = 
     ``model={"lr": 3e-4}``, ``trainer={"max_epochs": 5}``) or values (``seed_everything=1``); a model's or data's
     ``class_path`` swaps the class; ``ckpt_path="last"`` resumes. ``verbose=False``: no progress bar, model summary or
     Lightning info lines (warnings and the run's summary stay)."""
+    import signal
+
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from lit_nets.core.errors import find_user_error
     from lit_nets.train import runs
+    from lit_nets.train.callbacks import SaveOnInterrupt
+    from lit_nets.train.in_memory import interruptible, quiet
 
     args: list[str] = []
     for given in [config] if isinstance(config, str | Path) else list(config or []):
@@ -88,8 +94,21 @@ def fit(config: str | Path | list[str | Path] | None = None, *, verbose: bool = 
         args += _dotted(section, value)
     if not verbose:
         args += ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
-    with _quiet(not verbose):
-        cli = runs.fit(args)
+    stopper = SaveOnInterrupt(signal.SIGINT)  # Ctrl-C: saved at the step's end, as the commands do on SIGTERM
+    with quiet(not verbose), interruptible():
+        try:
+            cli = runs.fit(args, callbacks=[stopper])
+        except SIGTERMException:
+            if not stopper.pending:
+                raise
+            raise KeyboardInterrupt(
+                f"training interrupted: saved {stopper.saved}; resume: api.fit(..., ckpt_path='{stopper.saved}')"
+            ) from None
+        except Exception as e:  # bad input the CLI's parser wrapped in its own error: the command's one line
+            found = find_user_error(e)
+            if found is None:
+                raise
+            raise found from None
     trainer = cli.trainer
     checkpoint = trainer.checkpoint_callback
     best = Path(checkpoint.best_model_path) if checkpoint is not None and checkpoint.best_model_path else None
@@ -106,29 +125,6 @@ def _dotted(section: str, value: Any) -> list[str]:
     if isinstance(value, str):
         return [f"--{section}", value]
     return [f"--{section}", json.dumps(value)]  # numbers, booleans, None, lists and class_path dicts as JSON
-
-
-class _quiet:
-    """Lightning's info lines (GPU available, which callbacks, ...) off while a quiet fit runs."""
-
-    NAMES = ("lightning.pytorch", "lightning.fabric", "lit_nets")
-
-    def __init__(self, on: bool) -> None:
-        self.on, self.levels = on, {}
-
-    def __enter__(self) -> None:
-        if self.on:  # each logger of theirs: Lightning sets levels on some of its children itself
-            import lightning.pytorch  # noqa: F401 (its loggers exist once it is imported)
-
-            names = [n for n in logging.root.manager.loggerDict if n.startswith(self.NAMES)]
-            for name in {*self.NAMES, *names}:
-                logger = logging.getLogger(name)
-                self.levels[name] = logger.level
-                logger.setLevel(logging.WARNING)
-
-    def __exit__(self, *exc: Any) -> None:
-        for name, level in self.levels.items():
-            logging.getLogger(name).setLevel(level)
 
 
 def load(path: str | Path, device: str = "cpu") -> Predictor:

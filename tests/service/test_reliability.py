@@ -375,3 +375,43 @@ def test_fifty_epochs_do_not_grow_memory_and_keep_the_configured_checkpoints(tmp
     assert growth < 20, memory.rss
     kept = sorted(p.name for p in (tmp_path / "lightning_logs" / "version_0" / "checkpoints").glob("*.ckpt"))
     assert len(kept) == 3 and "last.ckpt" in kept, kept
+
+
+# RESUMABLE through the Python door: a script a user runs, interrupted with Ctrl-C
+PYTHON_FIT = f"""
+import sys
+from lit_nets import api
+trainer = {{"max_epochs": 3, "limit_train_batches": 40, "limit_val_batches": 2, "deterministic": True,
+           "enable_progress_bar": False, "callbacks": {{"init_args": {{"every_n_train_steps": 10}}}}}}
+try:
+    api.fit([{str(CONFIGS / "cnn.yaml")!r}, {str(CONFIGS / "preemptible.yaml")!r}], trainer=trainer,
+            data={{"download": False}}, figures={{"enabled": False}}, test_after_fit=False)
+except KeyboardInterrupt as e:
+    print("KeyboardInterrupt:", e)
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_in_python_saves_the_step_and_resuming_ends_with_the_weights_of_an_unbroken_run(
+    tmp_path: Path, unbroken: dict
+) -> None:
+    """api.fit in a script (or a notebook's kernel) stopped with Ctrl-C: the caller gets KeyboardInterrupt, the
+    step reached is saved as last.ckpt, and resuming from it ends where the run never stopped does."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PYTHON_FIT], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    started = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"  # step 10 trained
+    deadline = time.monotonic() + 300
+    while not started.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)  # a few more steps
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "KeyboardInterrupt: training interrupted: saved" in out, out[-3000:]
+    saved = torch.load(started, weights_only=True)
+    said = out.split("Interrupted at epoch ")[1].split(":")[0]  # "E, step S"
+    assert said == f"{saved['epoch']}, step {saved['global_step']}" and 0 < saved["global_step"] < 120
+    assert out.count("Interrupted at epoch") == 1  # saved once
+    diff = resume_and_compare(tmp_path, unbroken)
+    print(f"Ctrl-C at step {saved['global_step']}; max |weight difference| after resuming: {diff:.3g}")
+    assert diff == 0.0

@@ -134,6 +134,17 @@ def _diamonds_frame():
 
 def write_csv_sample(name: str, path: str | Path) -> Path:
     """Write the shipped tabular sample ``name`` (see ``CSV_SAMPLES``) to ``path`` as CSV and return it."""
+    frame = sample_frame(name)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    frame.to_csv(tmp, index=False)
+    tmp.replace(path)  # never a half-written file under the real name
+    return path
+
+
+def sample_frame(name: str) -> Any:
+    """The shipped tabular sample ``name`` (see ``CSV_SAMPLES``) as a pandas DataFrame, as its CSV file holds it."""
     if name == "breast_cancer":
         frame = _sklearn_frame("load_breast_cancer", "diagnosis")
     elif name == "wine":
@@ -148,12 +159,7 @@ def write_csv_sample(name: str, path: str | Path) -> Path:
         frame = diamond_labels_frame()
     else:
         raise UserError(f"unknown sample {name!r}; the samples are {', '.join(CSV_SAMPLES)}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    frame.to_csv(tmp, index=False)
-    tmp.replace(path)  # never a half-written file under the real name
-    return path
+    return frame
 
 
 # -- where a sample may be written, and how it is recognised later ------------------------------------------

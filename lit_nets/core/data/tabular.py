@@ -73,6 +73,8 @@ class CSVDataModule(TensorDataModule):
             (the configs' offline default).
     """
 
+    needs_validation = True  # val_fraction 0 without a val_path is refused (FrameDataModule may train on every row)
+
     def __init__(
         self,
         path: str | None = None,
@@ -101,7 +103,7 @@ class CSVDataModule(TensorDataModule):
         for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if not 0.0 <= value < 1.0:
                 raise UserError(f"data.{name} must be in [0, 1), got {value}")
-        if val_fraction == 0 and not val_path:
+        if val_fraction == 0 and not val_path and self.needs_validation:
             raise UserError("data.val_fraction must be above 0 unless data.val_path gives validation rows")
         if val_fraction + test_fraction >= 1.0:
             raise UserError("data.val_fraction + data.test_fraction must leave rows for training")
@@ -197,6 +199,8 @@ class CSVDataModule(TensorDataModule):
         if self.val_path:
             self.validation_apart()
             frames["val"] = self._labelled(self.val_path, "validation")
+        elif self.val_fraction == 0:  # a module that may train without validating (FrameDataModule)
+            frames["val"] = main.iloc[:0]
         else:
             fraction = self.val_fraction / (1.0 - (0.0 if self.test_path else self.test_fraction))
             keep, held = self.validation_split(

@@ -121,10 +121,12 @@ class SaveOnInterrupt(Callback):
     too). So while training runs, SIGTERM goes to this callback's handler, which only notes it; the next step's
     end saves and then raises Lightning's flag, and the loop stops right there. A SIGTERM during validation is
     answered once validation and one more step are done. The CLI adds it to every run. SIGKILL and power loss
-    cannot be caught: the last regular checkpoint is what survives them.
+    cannot be caught: the last regular checkpoint is what survives them. ``signum`` SIGINT: Ctrl-C is answered the
+    same way (the Python door's fit, where a notebook's interrupt must leave a resumable run).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        self.signum = signum
         self.saved: Path | None = None
         self.pending = False  # a SIGTERM came, not yet answered
         self._previous: Any = None
@@ -134,11 +136,12 @@ class SaveOnInterrupt(Callback):
         if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
             return
         self._launcher = trainer.strategy.launcher
-        self._previous = signal.signal(signal.SIGTERM, self._note)
+        self._previous = signal.signal(self.signum, self._note)
 
     def _note(self, signum: int, frame: Any) -> None:
         if not self.pending:
-            log.info("Received SIGTERM: saving when this training step ends, then stopping")
+            name = signal.Signals(signum).name
+            log.info("Received %s: saving when this training step ends, then stopping", name)
             if self._launcher is not None:  # processes this one started (DDP by script) get it too, as Lightning does
                 self._launcher.kill(signum)
         self.pending = True
@@ -148,7 +151,8 @@ class SaveOnInterrupt(Callback):
         if trainer.world_size > 1:  # every process saves (saving is collective), when any was told to stop
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
         checkpoint = trainer.checkpoint_callback  # any of them: they all write to the run's checkpoints/ folder
-        if not stop or self.saved is not None or checkpoint is None or checkpoint.dirpath is None:
+        saved = any(isinstance(c, SaveOnInterrupt) and c.saved is not None for c in trainer.callbacks)  # SIGINT's too
+        if not stop or saved or checkpoint is None or checkpoint.dirpath is None:
             return
         self.saved = Path(checkpoint.dirpath) / f"{checkpoint.CHECKPOINT_NAME_LAST}{checkpoint.FILE_EXTENSION}"
         trainer.save_checkpoint(self.saved, weights_only=False)  # the whole state: optimiser, loops, callbacks
@@ -168,5 +172,5 @@ class SaveOnInterrupt(Callback):
 
     def _restore(self) -> None:
         if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+            signal.signal(self.signum, self._previous)
             self._previous = None
