@@ -230,6 +230,31 @@ class Predictor:
         table = {"label": [names[c] for c in chosen], "probability": probs[np.arange(len(probs)), chosen]}
         return pd.DataFrame(table | {f"prob_{n}": probs[:, j] for j, n in enumerate(names)})
 
+    def confusion(self, given: Any, truth: Any, title: str = "confusion matrix") -> Any:
+        """The confusion matrix of the predictions on ``given`` against the true classes ``truth`` (one per input,
+        as the training file wrote them), as a matplotlib figure: the ``fit`` command's ``confusion_matrix_test.png``
+        drawing."""
+        import torch
+        from torchmetrics.classification import MulticlassConfusionMatrix
+
+        from lit_nets.core import plots
+        from lit_nets.core.data.column_values import label_text
+
+        if self.task != "classes":
+            raise ValueError(f"a confusion matrix is for classes; this model predicts {self.task}")
+        names = self.classes
+        index = {name: i for i, name in enumerate(names)}
+        true = [label_text(t) for t in truth]
+        unknown = sorted(set(true) - set(index))
+        if unknown:
+            raise ValueError(f"truth: {unknown[:3]} are not classes of this model ({', '.join(names)})")
+        predicted = self.predict(given)["label"]
+        if len(true) != len(predicted):
+            raise ValueError(f"truth: {len(true)} classes for {len(predicted)} inputs")
+        matrix = MulticlassConfusionMatrix(len(names))
+        matrix.update(torch.tensor([index[p] for p in predicted]), torch.tensor([index[t] for t in true]))
+        return plots.plot_confusion(matrix, names, title)
+
 
 def _images(given: Any) -> list[Any]:
     """One image or a batch of them, as a list: a PIL image; a list; an array ``(H, W)`` or ``(H, W, 3|4)`` (one

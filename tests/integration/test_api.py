@@ -101,3 +101,22 @@ def test_a_value_model_answers_values(tmp_path: Path, monkeypatch) -> None:
     assert list(answers.columns) == ["value"] and answers["value"].between(5, 50).all()
     with pytest.raises(ValueError, match="no probabilities"):
         api.load(run.best).predict_proba(rows)
+
+
+def test_the_confusion_matrix_of_rows_against_their_classes(cars) -> None:
+    import matplotlib.figure
+
+    from lit_nets import api
+
+    work, run = cars
+    frame = pd.read_csv(work / "data" / "autompg.csv")
+    predictor = api.load(work / run.best)
+    figure = predictor.confusion(frame.drop(columns="origin"), frame["origin"])
+    assert isinstance(figure, matplotlib.figure.Figure)
+    cells = [t.get_text() for t in figure.axes[0].texts]  # the counts torchmetrics writes in the cells
+    predicted = predictor.predict(frame.drop(columns="origin"))["label"]
+    assert sum(int(c) for c in cells) == len(frame)
+    diagonal = [int(cells[i * 3 + i]) for i in range(3)]
+    assert sum(diagonal) == int((predicted == frame["origin"]).sum())
+    with pytest.raises(ValueError, match="not classes of this model"):
+        predictor.confusion(frame.drop(columns="origin")[:2], ["USA", "Mars"])

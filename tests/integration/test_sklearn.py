@@ -220,3 +220,18 @@ def test_ctrl_c_reaches_the_caller_and_its_handler_comes_back() -> None:
     finally:
         timer.cancel()
         signal.signal(signal.SIGINT, given)
+
+
+def test_threads_follow_the_commands_rule(monkeypatch) -> None:
+    """The estimators size torch's threads as the commands do (here the user's LIT_NETS_THREADS)."""
+    import torch
+
+    X, y = load_wine(return_X_y=True)
+    before = torch.get_num_threads()
+    monkeypatch.setenv("LIT_NETS_THREADS", "1")
+    torch.set_num_threads(2)
+    try:
+        TabularClassifier(max_epochs=1, verbose=0).fit(X, y)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
