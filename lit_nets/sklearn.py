@@ -122,6 +122,26 @@ class _Tabular(_Door):
         self.model_args, self.random_state = model_args, random_state
         self.verbose, self.accelerator = verbose, accelerator
 
+    def _checked(self, X: Any, y: Any, reset: bool) -> tuple[Any, Any]:
+        """``X`` (and ``y``) checked as scikit-learn checks them, ``n_features_in_`` and ``feature_names_in_`` set
+        (``reset``) or compared. A DataFrame keeps its columns' types (scikit-learn's array check would cast a
+        ``category`` column of text to numbers and fail): only its names and width are checked here, its values by
+        the encoding (an infinite number, a text in a number column: one line naming the column)."""
+        import pandas as pd
+        from sklearn.utils import check_array, check_consistent_length, column_or_1d
+
+        if not isinstance(X, pd.DataFrame):
+            if y is None:
+                return validate_data(self, X, reset=reset, **CHECKS), None
+            return validate_data(self, X, y, y_numeric=self._task == "value", **CHECKS)
+        validate_data(self, X, reset=reset, skip_check_array=True)
+        if y is not None:
+            numeric = self._task == "value"
+            y = check_array(y, ensure_2d=False, dtype="numeric" if numeric else None, input_name="y")
+            y = column_or_1d(y, warn=True)
+            check_consistent_length(X, y)
+        return X, y
+
     def _frame(self, X: Any, checked: Any) -> Any:
         """Rows ``X`` (checked by scikit-learn: ``checked``) as a DataFrame with string column names: a DataFrame
         keeps its columns and types (text categories), an array gets x0, x1, ..."""
@@ -138,7 +158,9 @@ class _Tabular(_Door):
         """Train on rows ``X`` (a DataFrame or an array ``(n_samples, n_features)``) and targets ``y``."""
         from sklearn.utils.multiclass import check_classification_targets
 
-        checked, y = validate_data(self, X, y, y_numeric=self._task == "value", **CHECKS)
+        if y is None:  # scikit-learn's words
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
+        checked, y = self._checked(X, y, reset=True)
         frame = self._frame(X, checked)
         _two_samples(len(y))
         if self._task == "value":
@@ -188,7 +210,7 @@ class _Tabular(_Door):
         import torch
 
         check_is_fitted(self)
-        frame = self._frame(X, validate_data(self, X, reset=False, **CHECKS))
+        frame = self._frame(X, self._checked(X, None, reset=False)[0])
         return torch.from_numpy(_value_error(lambda: self.schema_.encode(frame, "X")))
 
 

@@ -124,6 +124,11 @@ def test_a_dataframe_with_text_and_missing_values_goes_in_as_it_is() -> None:
     assert len(gaps) == 6 and clf.predict_proba(gaps).shape == (6, 3)
     with pytest.raises(ValueError, match="brand"):  # a column missing: scikit-learn's own check names it
         clf.predict(X.drop(columns="brand"))
+    # pandas' category dtype for the text (scikit-learn's own array check would cast it to numbers and fail): the
+    # same encoding, so the same model
+    typed = X.astype({"brand": "category"})
+    twin = TabularClassifier(max_epochs=60, random_state=0, verbose=0).fit(typed, y)
+    np.testing.assert_allclose(twin.predict_proba(typed), clf.predict_proba(X), atol=1e-6)
 
 
 def test_regression_in_the_targets_units() -> None:
