@@ -54,14 +54,50 @@ def top_level_help(prog: str) -> str:
     return "\n".join(lines)
 
 
+def program() -> str:
+    """How the usage lines name this program."""
+    return "lit-nets" if Path(sys.argv[0]).name == "lit-nets" else "python -m lit_nets"
+
+
+def quick(argv: list[str], prog: str) -> bool:
+    """The answers that need neither torch nor Lightning (their import is most of a command's start-up): the
+    top-level help, the version, a mistyped subcommand (one line, exit 2) and torchrun's help. True when answered."""
+    if not argv or argv[0] in ("-h", "--help"):
+        print(top_level_help(prog))
+        sys.exit(0 if argv else 2)
+    if argv[0] == "--version":
+        from lit_nets import __version__
+
+        print(f"lit_nets {__version__}")
+        return True
+    if not argv[0].startswith("-") and argv[0] not in SUBCOMMANDS:
+        close = difflib.get_close_matches(argv[0], list(SUBCOMMANDS), n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        print(
+            f"error: unknown subcommand {argv[0]!r}; {hint}The subcommands: {', '.join(SUBCOMMANDS)} "
+            f"({prog} --help says what each does)",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    if argv[0] == "torchrun" and (len(argv) == 1 or argv[1] in ("-h", "--help")):
+        from lit_nets.train.launch import HELP
+
+        print(HELP)
+        return True
+    return False
+
+
 def run() -> None:
-    """Import the CLI without garbage collections, then run it.
+    """Answer at once what needs no torch (:func:`quick`); else import the CLI without garbage collections, then
+    run it.
 
     Importing Lightning, torch and jsonargparse makes ~500,000 long-lived objects, and Python's garbage collector
     walks them all in ~7 full collections on the way (0.6 s of a 5 s start on our CPU). None run while importing,
     and the imported objects then go out of the collector's reach (:func:`lit_nets.core.runtime.freeze_heap`).
     ``LIT_NETS_TUNE=0`` leaves the collector as it is.
     """
+    if quick(sys.argv[1:], program()):
+        return
     tune = os.environ.get("LIT_NETS_TUNE") != "0"
     if tune:
         gc.disable()
@@ -81,6 +117,10 @@ def main(args: list[str] | None = None) -> None:
     Trainer subcommands (fit, validate, test, predict) go to the LightningCLI; ``plot``, ``explain``, ``export``
     and ``serve`` are plain tools with their own arguments (``python -m lit_nets serve --help``).
     """
+    argv = sys.argv[1:] if args is None else list(args)
+    prog = program()
+    if quick(argv, prog):
+        return
     import torch
 
     from lit_nets import tools
@@ -93,27 +133,10 @@ def main(args: list[str] | None = None) -> None:
         # the pytorch profiler's kineto library looks for GPUs and logs "ERROR ... gpuGetDeviceCount failed with
         # code 35" and USDT lines on machines without one; level 6 keeps it quiet (a setting of the user's wins)
         os.environ.setdefault("KINETO_LOG_LEVEL", "6")
-    argv = sys.argv[1:] if args is None else list(args)
-    prog = "lit-nets" if Path(sys.argv[0]).name == "lit-nets" else "python -m lit_nets"
-    if not argv or argv[0] in ("-h", "--help"):
-        print(top_level_help(prog))
-        sys.exit(0 if argv else 2)
-    if argv[0] == "--version":
-        from lit_nets import __version__
-
-        print(f"lit_nets {__version__}")
-        return
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     try:
-        if not argv[0].startswith("-") and argv[0] not in SUBCOMMANDS:
-            close = difflib.get_close_matches(argv[0], list(SUBCOMMANDS), n=1)
-            hint = f"did you mean {close[0]}? " if close else ""
-            raise UserError(
-                f"unknown subcommand {argv[0]!r}; {hint}The subcommands: {', '.join(SUBCOMMANDS)} "
-                f"({prog} --help says what each does)"
-            )
-        if argv and argv[0] in tools.TOOLS:
+        if argv[0] in tools.TOOLS:
             tools.run_tool(argv[0], argv[1:], prog)
             return
         if argv[0] == "cv":
