@@ -120,3 +120,62 @@ def test_the_confusion_matrix_of_rows_against_their_classes(cars) -> None:
     assert sum(diagonal) == int((predicted == frame["origin"]).sum())
     with pytest.raises(ValueError, match="not classes of this model"):
         predictor.confusion(frame.drop(columns="origin")[:2], ["USA", "Mars"])
+
+
+def test_a_file_predicted_in_parts_answers_as_the_predictor_and_a_bad_row_leaves_no_file(
+    cars, monkeypatch, capfd
+) -> None:
+    """predict reads a file a part at a time (constant memory): over 12 parts of 100 rows, with an id column, the
+    answers equal the predictor's on the whole frame; a bad value in the 11th part ends with one line and removes
+    the rows already written."""
+    from lit_nets import api
+
+    work, run = cars
+    monkeypatch.chdir(work)
+    monkeypatch.setattr("lit_nets.core.data.streamed.PART_ROWS", 100)
+    rows = pd.concat([pd.read_csv("data/autompg.csv")] * 3, ignore_index=True)
+    rows.insert(0, "car", [f"car{i}" for i in range(len(rows))])
+    rows.to_csv("many.csv", index=False)
+    args = ("predict", "--ckpt_path", str(run.best), "--data.predict_path", "many.csv", "--data.id_column", "car")
+    done = in_process(*args, cwd=work, monkeypatch=monkeypatch, capfd=capfd, check=True)
+    written = pd.read_csv(run.best.parent.parent / "many.predictions.csv")
+    answers = api.load(run.best).predict(rows.drop(columns=["car", "origin"]))
+    assert list(written["car"]) == list(rows["car"]) and len(written) == 1176
+    assert list(written["label"]) == list(answers["label"])
+    assert np.allclose(written["prob_USA"], answers["prob_USA"], atol=2e-6)
+    accuracy = (answers["label"] == rows["origin"]).mean()
+    assert f"Predicted 1,176 inputs; accuracy against their labels {accuracy:.4f}" in done.stdout
+    rows["weight"] = rows["weight"].astype(object)
+    rows.loc[1000, "weight"] = "heavy"
+    rows.to_csv("many.csv", index=False)
+    (run.best.parent.parent / "many.predictions.csv").unlink()
+    monkeypatch.setattr("lit_nets.train.callbacks.outputs.PredictionWriter.FLUSH_ROWS", 200)  # written in parts too
+    broken = in_process(*args, cwd=work, monkeypatch=monkeypatch, capfd=capfd)
+    assert broken.returncode == 2 and "Traceback" not in broken.stderr
+    assert "error: many.csv: column 'weight' was numeric in training, but line 1002 has 'heavy'" in broken.stderr
+    assert "many.predictions.csv removed: the predict stopped after 900 rows" in broken.stdout  # 1 part read ahead
+    assert not (run.best.parent.parent / "many.predictions.csv").exists()
+
+
+@pytest.mark.parametrize("kind", ["parquet", "feather"])
+def test_parquet_and_feather_files_are_predicted_in_parts_as_the_predictor_answers(cars, monkeypatch, capfd, kind):
+    """pyarrow's batch readers: Parquet by 100 rows, Feather by its record batches (written 100 rows each)."""
+    from lit_nets import api
+
+    work, run = cars
+    monkeypatch.chdir(work)
+    monkeypatch.setattr("lit_nets.core.data.streamed.PART_ROWS", 100)
+    rows = pd.concat([pd.read_csv("data/autompg.csv")] * 2, ignore_index=True).drop(columns="origin")
+    if kind == "parquet":
+        rows.to_parquet("many.parquet", row_group_size=100)
+    else:
+        import pyarrow as pa
+        from pyarrow import feather
+
+        feather.write_feather(pa.Table.from_pandas(rows), "many.feather", chunksize=100)
+    args = ("predict", "--ckpt_path", str(run.best), "--data.predict_path", f"many.{kind}")
+    in_process(*args, cwd=work, monkeypatch=monkeypatch, capfd=capfd, check=True)
+    written = pd.read_csv(run.best.parent.parent / "many.predictions.csv")
+    answers = api.load(run.best).predict(rows)
+    assert list(written["id"]) == list(range(len(rows))) and list(written["label"]) == list(answers["label"])
+    assert np.allclose(written["prob_Japan"], answers["prob_Japan"], atol=2e-6)

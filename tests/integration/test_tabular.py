@@ -294,8 +294,9 @@ def test_dropped_rows_without_a_target_are_counted(tmp_path: Path, caplog) -> No
 def test_bad_predict_files_are_named(tmp_path: Path, text: str, message: str) -> None:
     train = write(tmp_path, "train.csv", NUMBERS)
     dm = CSVDataModule(path=train, target="label", predict_path=write(tmp_path, "new.csv", text))
-    with pytest.raises(UserError, match=message):
-        dm.setup("predict")
+    dm.setup("predict")
+    with pytest.raises(UserError, match=message):  # the file is read as predict goes (streamed)
+        next(iter(dm.predict_dataloader()))
 
 
 def test_a_bad_csv_through_the_cli_is_one_line_without_traceback(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ No Lightning here: pandas and NumPy only.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -218,8 +219,10 @@ class TabularSchema:
         return means, stds
 
     # -- applying it ----------------------------------------------------------------------------------------
-    def encode(self, frame: pd.DataFrame, file: str | Path) -> np.ndarray:
-        """Rows of ``frame`` (read from ``file``) as float32 input vectors (raw numbers, one-hot categories)."""
+    def encode(self, frame: pd.DataFrame, file: str | Path, tally: dict[str, Counter] | None = None) -> np.ndarray:
+        """Rows of ``frame`` (read from ``file``) as float32 input vectors (raw numbers, one-hot categories). The
+        imputed and unseen values are said in a line each, or counted in ``tally`` (``imputed``, ``unseen``: by
+        column) for a file encoded in parts (:meth:`say_tally` says them)."""
         missing = [name for name in self.features if name not in frame.columns]
         if missing:
             raise UserError(
@@ -241,11 +244,21 @@ class TabularSchema:
                 continue
             one_hot = codes[:, None] == np.arange(len(c["categories"]))[None, :]
             parts.append(one_hot.astype(np.float32))
-        log_counts(logging.INFO, file, "imputed {} missing value(s) with training medians", imputed)
-        log_counts(logging.WARNING, file, "{} value(s) of categories not seen in training, encoded as unseen", unseen)
+        if tally is not None:
+            tally.setdefault("imputed", Counter()).update(imputed)
+            tally.setdefault("unseen", Counter()).update(unseen)
+        else:
+            self.say_tally(file, {"imputed": imputed, "unseen": unseen})
         if not parts:
             return np.zeros((len(frame), 0), dtype=np.float32)
         return np.concatenate(parts, axis=1)
+
+    @staticmethod
+    def say_tally(file: str | Path, tally: dict[str, Any]) -> None:
+        """The lines of :meth:`encode` about imputed and unseen values, from its counts."""
+        imputed, unseen = dict(tally.get("imputed") or {}), dict(tally.get("unseen") or {})
+        log_counts(logging.INFO, file, "imputed {} missing value(s) with training medians", imputed)
+        log_counts(logging.WARNING, file, "{} value(s) of categories not seen in training, encoded as unseen", unseen)
 
     def _numbers(self, frame: pd.DataFrame, file: str | Path) -> np.ndarray:
         """The numeric columns of ``frame`` as one float64 array (NaN where missing): columns that pandas read as

@@ -29,6 +29,7 @@ import io
 import logging
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,11 +188,19 @@ def read_table(
 ) -> Any:
     """A table file as a pandas DataFrame: Parquet and Feather by their extension (:func:`read_typed`), anything
     else as CSV read as :func:`dialect_of` says; errors name the file and what to set."""
-    import pandas as pd
-
     if Path(path).suffix.lower() in TYPED:
         return read_typed(path)
-    dialect = dialect_of(path, sep, decimal, encoding)
+    frame = _read_csv(path, na_values, dialect_of(path, sep, decimal, encoding))
+    frame = blanks_as_missing(frame, path)
+    say_what_is_missing(frame, path, na_values)
+    return frame
+
+
+def _read_csv(path: str | Path, na_values: list[str], dialect: Dialect, chunk_rows: int | None = None) -> Any:
+    """pandas' ``read_csv`` as the dialect says (a reader of ``chunk_rows``-row frames when given), its errors as one
+    line naming the file and what to set."""
+    import pandas as pd
+
     if dialect != Dialect():
         log.info("%s: read as %s (set data.sep, data.decimal, data.encoding to change that)", path, dialect.describe())
     try:
@@ -202,28 +211,106 @@ def read_table(
             decimal=dialect.decimal,
             encoding=dialect.encoding,
             skipinitialspace=dialect.skipinitialspace,
+            chunksize=chunk_rows,
         )
     except pd.errors.EmptyDataError:
         raise UserError(f"{path} is empty: a CSV file needs a header line and rows") from None
     except UnicodeDecodeError as e:
-        raise UserError(
-            f"{path} is not {dialect.encoding} text (byte 0x{e.object[e.start]:02x} at position {e.start}): set "
-            "data.encoding to the file's encoding, e.g. cp1252 or latin-1"
-        ) from None
+        raise _not_text(path, dialect, e) from None
     except pd.errors.ParserError as e:
-        raise UserError(
-            f"{path} is not a readable CSV file ({dialect.describe()}): {str(e).strip()}; if the "
-            "separator is wrong, set data.sep"
-        ) from None
+        raise _unreadable(path, dialect, e) from None
     check_column_names(path, dialect)
-    frame = blanks_as_missing(frame, path)
-    say_what_is_missing(frame, path, na_values)
     return frame
 
 
-def blanks_as_missing(frame: Any, path: str | Path) -> Any:
+def _not_text(path: str | Path, dialect: Dialect, e: UnicodeDecodeError) -> UserError:
+    return UserError(
+        f"{path} is not {dialect.encoding} text (byte 0x{e.object[e.start]:02x} at position {e.start}): set "
+        "data.encoding to the file's encoding, e.g. cp1252 or latin-1"
+    )
+
+
+def _unreadable(path: str | Path, dialect: Dialect, e: Exception) -> UserError:
+    return UserError(
+        f"{path} is not a readable CSV file ({dialect.describe()}): {str(e).strip()}; if the separator is wrong, set "
+        "data.sep"
+    )
+
+
+def table_batches(
+    path: str | Path,
+    na_values: list[str],
+    rows: int,
+    sep: str | None = None,
+    decimal: str | None = None,
+    encoding: str | None = None,
+    blanks: Counter | None = None,
+) -> Iterator[Any]:
+    """A table file as DataFrames of at most ``rows`` rows, read one after another (the file is never whole in
+    memory), each indexed by its rows' places in the file (0-based data rows) and read as :func:`read_table` reads
+    the whole: a CSV file through pandas' reader of chunks, Parquet and Feather through pyarrow's batch readers.
+    Cells of only spaces become missing values, counted in ``blanks`` by column."""
+    import pandas as pd
+
+    if Path(path).suffix.lower() in TYPED:
+        start = 0
+        for batch in typed_batches(path, rows):
+            frame = batch.to_pandas()
+            frame.index = pd.RangeIndex(start, start + len(frame))
+            frame.columns = [str(c) for c in frame.columns]
+            frame.attrs["typed"] = True
+            start += len(frame)
+            yield frame
+        return
+    dialect = dialect_of(path, sep, decimal, encoding)
+    chunks = _read_csv(path, na_values, dialect, chunk_rows=rows)
+    with chunks:
+        while True:
+            try:
+                frame = next(chunks)
+            except StopIteration:
+                return
+            except UnicodeDecodeError as e:
+                raise _not_text(path, dialect, e) from None
+            except pd.errors.ParserError as e:
+                raise _unreadable(path, dialect, e) from None
+            yield blanks_as_missing(frame, path, blanks)
+
+
+def typed_batches(path: str | Path, rows: int) -> Iterator[Any]:
+    """The record batches of a Parquet file (``rows`` each) or a Feather / Arrow IPC file (as written), read one at a
+    time by pyarrow; a column of lists or records is refused, exact decimals become floats (as :func:`read_typed`)."""
+    import pyarrow as pa
+    from pyarrow import ipc, parquet
+
+    kind = TYPED[Path(path).suffix.lower()]
+    try:
+        if kind == "Parquet":
+            source = parquet.ParquetFile(path)
+            schema, batches = source.schema_arrow, source.iter_batches(batch_size=rows)
+        else:
+            reader = ipc.open_file(pa.memory_map(str(path)))
+            schema = reader.schema
+            batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+    except Exception as e:  # pyarrow's errors have no common base: ArrowInvalid, OSError, ...
+        raise UserError(f"{path} is not a readable {kind} file: {str(e).strip().splitlines()[0]}") from None
+    for column in schema:
+        if pa.types.is_nested(column.type):
+            raise UserError(
+                f"{path}: column {column.name!r} holds {column.type} values (lists or records), not one "
+                "number or category per row: flatten it into columns, or leave it out of the file"
+            )
+    decimals = [i for i, column in enumerate(schema) if pa.types.is_decimal(column.type)]
+    for batch in batches:
+        for i in decimals:
+            batch = batch.set_column(i, schema.field(i).name, batch.column(i).cast(pa.float64()))
+        yield batch
+
+
+def blanks_as_missing(frame: Any, path: str | Path, tally: Counter | None = None) -> Any:
     """Cells of only spaces are missing values (pandas reads ``" "`` as text, which made a numeric column with a
-    few blank cells, as in IBM's telco churn table, a column of text); a warning names each column and count."""
+    few blank cells, as in IBM's telco churn table, a column of text); a warning names each column and count (with
+    ``tally``: counted there instead, for a file read in parts)."""
     import pandas as pd
 
     counts = {}
@@ -235,10 +322,18 @@ def blanks_as_missing(frame: Any, path: str | Path) -> Any:
         if blank.any():
             counts[name] = int(blank.sum())
             frame[name] = column.mask(blank)
+    if tally is not None:
+        tally.update(counts)
+    elif counts:
+        say_blanks(path, counts)
+    return frame
+
+
+def say_blanks(path: str | Path, counts: dict[str, int]) -> None:
+    """The warning of :func:`blanks_as_missing`."""
     if counts:
         listed = ", ".join(f"{name} ({n:,})" for name, n in counts.items())
         log.warning("%s: read %d cell(s) of only spaces as missing values: %s", path, sum(counts.values()), listed)
-    return frame
 
 
 def say_what_is_missing(frame: Any, path: str | Path, na_values: list[str]) -> None:

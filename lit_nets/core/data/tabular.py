@@ -337,6 +337,30 @@ class CSVDataModule(TensorDataModule):
     def train_class_counts(self) -> list[int]:
         return list(self.fitted_schema.class_counts)
 
+    # -- predicting a file: streamed -------------------------------------------------------------------------
+    def predict_dataloader(self) -> Any:
+        """``predict`` on ``predict_path``: the file read a part at a time (:class:`~lit_nets.core.data.streamed.
+        StreamedRows`), so memory does not grow with its rows; else the test split."""
+        if not self.predict_path:
+            return super().predict_dataloader()
+        from torch.utils.data import DataLoader
+
+        from lit_nets.core.data.streamed import StreamedRows
+
+        read = {"na_values": self.na_values, **self.dialect}
+        batch = MAX_BATCH if self.auto_batch else self.batch_size  # no gradient: the largest batch
+        self.stream = StreamedRows(self.predict_path, self.fitted_schema, batch, read, self.id_column)
+        return DataLoader(self.stream, batch_size=None, num_workers=0)
+
+    @property
+    def predict_ids(self) -> Any:
+        """The predicted rows' names: a streamed file's id column values as they are read (none: the rows'
+        places, which the batches carry)."""
+        stream = getattr(self, "stream", None)
+        if stream is not None:
+            return stream.ids if self.id_column else None
+        return super().predict_ids
+
     # -- tensors ------------------------------------------------------------------------------------------
     def _tensors(self, frame: Any, file: str) -> tuple[torch.Tensor, torch.Tensor]:
         schema = self.fitted_schema
@@ -345,22 +369,6 @@ class CSVDataModule(TensorDataModule):
 
     def load(self) -> Splits:
         schema = self.fitted_schema
-        predict = predict_ids = None
-        if self.predict_path:
-            frame = self._read(self.predict_path, "predict")
-            x = torch.from_numpy(schema.encode(frame, self.predict_path))
-            predict = (x,)
-            if set(self.targets) <= set(frame.columns) and frame[self.targets].notna().all().all():
-                predict = (x, torch.from_numpy(schema.encode_target(frame[self.target], self.predict_path)))
-            predict_ids = [int(i) for i in frame.index]  # 0-based data rows of the predict file
-            if self.id_column:
-                if self.id_column not in frame.columns:
-                    raise UserError(
-                        f"{self.predict_path}: no data.id_column '{self.id_column}'"
-                        f"{closest_column(self.id_column, list(frame.columns))}; the columns are "
-                        f"{named(list(frame.columns))}"
-                    )
-                predict_ids = frame[self.id_column].tolist()
         split = {"train": None, "val": None, "test": None}
         if not (self.stage == "predict" and self.predict_path):  # predicting on a file needs no training data
             frames = self.frames()
@@ -399,8 +407,6 @@ class CSVDataModule(TensorDataModule):
         return Splits(
             **split,
             class_names=schema.classes,
-            predict=predict,
-            predict_ids=predict_ids,
             source=source,
             val_ids=val_ids,
             test_ids=test_ids,

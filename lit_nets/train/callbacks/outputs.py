@@ -155,6 +155,14 @@ class PredictionWriter(BasePredictionWriter):
             self.written.parent.mkdir(parents=True, exist_ok=True)
         frame.reindex(columns=self.columns).to_csv(self.written, index=False, mode="w" if first else "a", header=first)
 
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        """A predict stopped part way (a bad value further down a streamed file, Ctrl-C): its rows so far would pass
+        for a whole file's predictions, so the file goes."""
+        if self.written is not None and trainer.predicting:
+            self.written.unlink(missing_ok=True)
+            say(trainer, f"Predictions:  {self.written} removed: the predict stopped after {self.rows:,} rows")
+            self.written = None
+
     def summary(self) -> str:
         """How many inputs were predicted, and the accuracy where every input had a label."""
         if not self.rows:
