@@ -90,6 +90,8 @@ NOT_HERE = {  # by program, module (-m) or script
     "sbatch": "needs SLURM: tests/unit/test_slurm_script.py checks the script and the environment Lightning reads",
     "docker": "no container engine here: tests/service/test_serve.py runs the image's entry command and health check",
     "scripts/benchmark.py": "minutes of timing: tests/service/test_benchmark.py runs it (-m slow; --synthetic: fast)",
+    "benchmarks/startup.py": "seconds of start-ups: tests/service/test_benchmark.py runs it (-m slow)",
+    "benchmarks/predict_memory.py": "minutes of 10M-row files: tests/service/test_benchmark.py runs it small (-m slow)",
     "scripts/threads_benchmark.py": "a minute of timing beside a busy process (tests/unit/test_threads.py: the rule)",
     "scripts/tabular_comparison.py": "an hour: 4 models x 5 folds of every shipped table (its MLPs are cv, tested)",
 }

@@ -169,3 +169,50 @@ def test_stream_benchmark_times_the_photo_loader_streamed_and_in_memory(tmp_path
     rows = json.loads(out.read_text())["rows"]
     assert [(r["path"], r["workers"]) for r in rows] == [("streamed", 0), ("streamed", 1), ("in memory", 0)]
     assert all(r["images_per_s"] > 0 for r in rows) and "| streamed | 1 |" in proc.stdout
+
+
+@pytest.mark.slow  # seconds of start-ups for figures nobody reads in CI; test_quick_answers.py proves the property
+def test_startup_benchmark_times_the_quick_answers_beside_lightnings_import(tmp_path: Path) -> None:
+    """``benchmarks/startup.py`` (docs/benchmarks.md's start-up table), one run of each command."""
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "startup.py"), "--repeat", "1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| `")]
+    assert len(rows) == 7 and rows[0].startswith('| `python -c "import lightning"` |') and rows[0].endswith("1.00x |")
+    assert "| `python -m lit_nets fitt (mistyped)` |" in proc.stdout
+
+
+def predict_memory(tmp_path: Path, rows: list[int]) -> list[dict]:
+    """``benchmarks/predict_memory.py`` on files of ``rows`` diamonds, with a checkpoint of 20 training steps."""
+    from helpers.cli import CONFIGS, fit_for_fixture
+
+    fit_for_fixture(tmp_path, "--config", str(CONFIGS / "diamonds.yaml"), "--trainer.max_epochs", "1",
+                    "--trainer.limit_train_batches", "20", "--test_after_fit", "false")  # fmt: skip
+    ckpt = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import predict_memory as bench
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    return bench.main(["--rows", *map(str, rows), "--ckpt", str(ckpt), "--work", str(tmp_path)])
+
+
+@pytest.mark.slow  # tests/integration/test_api.py checks the streamed predictions themselves
+def test_predict_memory_benchmark_predicts_each_file(tmp_path: Path, capsys) -> None:
+    results = predict_memory(tmp_path, [2_000, 20_000])
+    assert [r["rows"] for r in results] == [2_000, 20_000] and all(r["peak"] > 1e8 for r in results)
+    assert "| 20,000 |" in capsys.readouterr().out
+    written = tmp_path / "lightning_logs" / "version_0" / "rows_20000.predictions.csv"
+    assert sum(1 for _ in written.open()) == 20_001
+
+
+@pytest.mark.slow
+def test_predict_memory_does_not_grow_with_the_file(tmp_path: Path) -> None:
+    """Ten times the rows, the same peak memory within 10% (measured 1M and 10M in docs/benchmarks.md)."""
+    small, large = predict_memory(tmp_path, [200_000, 2_000_000])
+    assert large["peak"] <= small["peak"] * 1.1, (small, large)
