@@ -271,3 +271,11 @@ def test_the_full_mnist_recipe_trains_with_augmentation_and_smoothing_under_a_ro
     logged = scalars(run.parent / "version_1")
     (acc,), (loss,) = logged["test/acc"], logged["test/loss"]
     assert acc[1] >= 0.9 and loss[1] > 0.5, (acc, loss)
+
+
+def test_a_command_on_a_checkpoint_alone_prints_no_warning_about_its_arguments(trained) -> None:
+    """``validate --ckpt_path best`` takes the classes from the checkpoint: Lightning warned that it was given
+    arguments twice (the checkpoint's and the command line's), on every such command."""
+    work, _ = trained
+    proc = run_cli("validate", "--ckpt_path", "best", "--trainer.enable_progress_bar", "false", cwd=work)
+    assert "val/acc" in proc.stdout and "args parameter is intended" not in proc.stderr, proc.stderr[-2000:]
