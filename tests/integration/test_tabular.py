@@ -299,6 +299,17 @@ def test_bad_predict_files_are_named(tmp_path: Path, text: str, message: str) ->
         next(iter(dm.predict_dataloader()))
 
 
+def test_a_predict_file_without_the_id_column_is_named(tmp_path: Path) -> None:
+    keyed = "key," + NUMBERS.replace("\n", "\nk,", NUMBERS.count("\n") - 1)  # a key column of 'k' on every row
+    train = write(tmp_path, "train.csv", keyed)
+    dm = CSVDataModule(
+        path=train, target="label", id_column="key", predict_path=write(tmp_path, "new.csv", "a,b\n1,2\n")
+    )
+    dm.setup("predict")
+    with pytest.raises(UserError, match=r"new.csv: no data.id_column 'key'; the columns are 'a', 'b'"):
+        next(iter(dm.predict_dataloader()))
+
+
 def test_a_bad_csv_through_the_cli_is_one_line_without_traceback(tmp_path: Path) -> None:
     write(tmp_path, "data.csv", NUMBERS)
     proc = run_cli(
