@@ -153,10 +153,8 @@ def main(args: list[str] | None = None) -> None:
             launch.main(argv[1:])
             return
         from lit_nets.train.cli import LitNetsCLI
-        from lit_nets.train.runs import bare_argv
 
-        with bare_argv():  # the arguments go in once, as args: Lightning warns when sys.argv holds them too
-            LitNetsCLI(args=argv)
+        LitNetsCLI(args=args)
     except SIGTERMException:  # Lightning's SystemExit, with no code: exit 0 would say the run is complete
         print("Stopped by SIGTERM.", file=sys.stderr)
         sys.exit(128 + signal.SIGTERM)

@@ -19,6 +19,9 @@ QUIET_WARNINGS = (
     r".*module\(s\) in eval mode at the start of training.*",  # frozen conv blocks keep BatchNorm in eval on purpose
     r".*Couldn't infer the batch indices.*",  # predict batches carry their own row index
     r".*isinstance\(treespec, LeafSpec\).*",  # Lightning 2.6 calls a pytree API that torch 2.14 deprecates
+    # a command on a checkpoint alone gets the checkpoint's classes as args beside sys.argv (with_checkpoint_classes);
+    # sys.argv must stay whole: DDP's launcher starts the other processes with it
+    r".*LightningCLI's args parameter is intended to run from within Python.*",
 )
 
 
