@@ -89,11 +89,14 @@ NOT_HERE = {  # by program, module (-m) or script
     "lit_nets torchrun": "HOST is a placeholder: tests/service/test_multinode.py runs it as two nodes on this machine",
     "sbatch": "needs SLURM: tests/unit/test_slurm_script.py checks the script and the environment Lightning reads",
     "docker": "no container engine here: tests/service/test_serve.py runs the image's entry command and health check",
-    "scripts/benchmark.py": "minutes of timing: tests/service/test_benchmark.py runs it (-m slow; --synthetic: fast)",
+    "benchmarks/loops.py": "minutes of timing: tests/service/test_benchmark.py runs it (-m slow; --synthetic: fast)",
+    "benchmarks/boosting.py": "one fit per table: tests/service/test_benchmark.py runs it on wine",
+    "benchmarks/csv_loading.py": "a 0.5 GB file read thrice: tests/service/test_benchmark.py runs it small (-m slow)",
+    "benchmarks/photo_loader.py": "minutes of decoding: tests/service/test_benchmark.py runs it small (-m slow)",
     "benchmarks/startup.py": "seconds of start-ups: tests/service/test_benchmark.py runs it (-m slow)",
     "benchmarks/predict_memory.py": "minutes of 10M-row files: tests/service/test_benchmark.py runs it small (-m slow)",
-    "scripts/threads_benchmark.py": "a minute of timing beside a busy process (tests/unit/test_threads.py: the rule)",
-    "scripts/tabular_comparison.py": "an hour: 4 models x 5 folds of every shipped table (its MLPs are cv, tested)",
+    "benchmarks/threads.py": "a minute of timing beside a busy process (tests/unit/test_threads.py: the rule)",
+    "benchmarks/tables.py": "an hour: 4 models x 5 folds of every shipped table (its MLPs are cv, tested)",
 }
 
 

@@ -1,7 +1,7 @@
 """The tabular recipe (configs/tabular_best.yaml: periodic embeddings of the numbers, TabM's ensemble) used as a user
 uses a model: trained from the config on a real table, explained per row, exported to ONNX, with the data's own
 categories embedded. The recipe's accuracy at size is a slow test (tests/e2e/test_tabular_best.py) and
-scripts/tabular_comparison.py."""
+benchmarks/tables.py."""
 
 from __future__ import annotations
 

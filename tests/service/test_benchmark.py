@@ -1,4 +1,4 @@
-"""The benchmark harness runs end to end (A, B and C on real data), and the fast-path pieces it relies on."""
+"""The benchmarks (benchmarks/) run end to end on real data, and the fast-path pieces they rely on."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def test_benchmark_script_times_all_three_runs_on_the_wine_sample(tmp_path: Path
     proc = subprocess.run(
         [
             sys.executable,
-            str(REPO / "scripts" / "benchmark.py"),
+            str(REPO / "benchmarks" / "loops.py"),
             "--task",
             "mlp",
             "--epochs",
@@ -65,7 +65,7 @@ def test_benchmark_synthetic_option_runs_a_and_b(tmp_path: Path) -> None:
     proc = subprocess.run(
         [
             sys.executable,
-            str(REPO / "scripts" / "benchmark.py"),
+            str(REPO / "benchmarks" / "loops.py"),
             "--task",
             "cnn",
             "--runs",
@@ -111,7 +111,7 @@ def test_benchmark_data_dir_trains_on_the_mnist_files_there(tmp_path: Path, samp
     proc = subprocess.run(
         [
             sys.executable,
-            str(REPO / "scripts" / "benchmark.py"),
+            str(REPO / "benchmarks" / "loops.py"),
             "--task",
             "cnn",
             "--data_dir",
@@ -140,14 +140,72 @@ def test_benchmark_data_dir_trains_on_the_mnist_files_there(tmp_path: Path, samp
         assert run["test_acc"] >= 0.7, run  # 2 epochs on 2,000 digits; chance is 0.1
 
 
+@pytest.fixture
+def harness():
+    """benchmarks/harness.py, imported as the scripts import it (their folder on the path)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import harness
+
+        yield harness
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+
+
+def test_benchmarks_stack_configs_as_the_cli_does(harness, tmp_path: Path, monkeypatch) -> None:
+    """A config given after the task's overrides it by the CLI's rules: diamonds.yaml's data module, model arguments
+    and epochs over mlp.yaml's, the batch size from the table's rows (256 for 35,062 training rows), a seed given
+    on the line decides the initial weights as fit's would (the same seed twice: the same weights)."""
+    monkeypatch.chdir(tmp_path)
+    configs = [str(REPO / "configs" / "mlp.yaml"), str(REPO / "configs" / "diamonds.yaml")]
+    assert harness.config_value(configs, "trainer.max_epochs") == 100
+    assert harness.config_value(configs, "early_stopping.init_args.patience") == 5
+    dm, model = harness.build(configs, ["--seed_everything=3"])
+    assert dm.batch_size == 256 and tuple(dm.splits.train[0].shape) == (35062, 22)
+    assert list(model.hparams.hidden) == [64, 32] and model.hparams.lr == 0.003
+    _, again = harness.build(configs, ["--seed_everything=3"])
+    _, other = harness.build(configs, ["--seed_everything=4"])
+    first = next(model.net.parameters())
+    assert torch.equal(first, next(again.net.parameters()))
+    assert not torch.equal(first, next(other.net.parameters()))
+
+
+def test_boosting_benchmark_fits_on_the_mlps_rows(harness, tmp_path: Path, monkeypatch, capsys) -> None:
+    """``benchmarks/boosting.py`` on wine (mlp.yaml): the booster sees the MLP's 115 training rows of 13 inputs and
+    scores the 36 test rows as well as gradient boosting does on wine (above 0.85; chance is 0.40)."""
+    monkeypatch.chdir(tmp_path)
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import boosting
+
+        result = boosting.main([])
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    assert result["rows"] == 115 and result["test_acc"] > 0.85, result
+    assert "| G: gradient boosting | 115 |" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # three fresh processes reading generated tables: seconds of figures nobody reads in CI
+def test_csv_loading_benchmark_reads_a_quarter_half_and_all(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "csv_loading.py"), "--rows", "8000", "--columns", "16"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| 2,000 |" in proc.stdout and "| 4,000 |" in proc.stdout and "| 8,000 |" in proc.stdout
+
+
 @pytest.mark.slow  # as above
 def test_stream_benchmark_times_the_photo_loader_streamed_and_in_memory(tmp_path: Path) -> None:
-    """``scripts/stream_benchmark.py`` (docs/benchmarks.md's photo loader figures) on 40 photos at 64 px."""
+    """``benchmarks/photo_loader.py`` (docs/benchmarks.md's photo loader figures) on 40 photos at 64 px."""
     out = tmp_path / "stream.json"
     proc = subprocess.run(
         [
             sys.executable,
-            str(REPO / "scripts" / "stream_benchmark.py"),
+            str(REPO / "benchmarks" / "photo_loader.py"),
             "--images",
             "40",
             "--size",

@@ -43,7 +43,7 @@ class Throughput(Callback):
     """Training samples per second of each epoch, from its start to its last optimiser step (validation, logging
     at epoch end and checkpointing excluded), logged as ``perf/train_samples_per_sec`` at the epoch's end.
 
-    Add it to a run with ``--trainer.callbacks+=lit_nets.train.callbacks.Throughput``; ``scripts/benchmark.py`` does.
+    Add it to a run with ``--trainer.callbacks+=lit_nets.train.callbacks.Throughput``; ``benchmarks/loops.py`` does.
     Lightning's ThroughputMonitor measures per step with a device sync each time and needs a batch-size function
     in the config, hence this one: one clock reading per batch and one sync (on GPUs) per epoch.
     """

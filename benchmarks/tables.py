@@ -2,9 +2,9 @@
 boosting and logistic regression, on the same folds of every tabular data set lit_nets ships; the tables of
 docs/tables.md.
 
-    python scripts/tabular_comparison.py                       # every data set, 5 folds (about an hour, 2 cores)
-    python scripts/tabular_comparison.py --sets diamonds insteval --folds 3 --out /tmp/cmp
-    python scripts/tabular_comparison.py --sets wine autompg --folds 3 --no-recipe
+    python benchmarks/tables.py                       # every data set, 5 folds (about an hour, 2 cores)
+    python benchmarks/tables.py --sets diamonds insteval --folds 3 --out /tmp/cmp
+    python benchmarks/tables.py --sets wine autompg --folds 3 --no-recipe
 
 For each data set and fold, the MLP is ``python -m lit_nets cv --config ... --folds K`` exactly as a user runs it
 (early stopping, checkpoints, figures, the test of each fold's best checkpoint), once per categorical encoding; the

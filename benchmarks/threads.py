@@ -1,9 +1,9 @@
 """The same fit alone and beside one busy process: training rows/s with lit_nets' thread rule (the CPU share,
 :mod:`lit_nets.core.threads`) and with torch's default (a thread per core, ``--threads`` set to the core count).
 
-    python scripts/threads_benchmark.py                       # configs/insteval.yaml: 73,421 real ratings
-    python scripts/threads_benchmark.py --config configs/mlp.yaml --epochs 20
-    python scripts/threads_benchmark.py --ddp                 # the same as DDP, a process per core (configs/ddp.yaml)
+    python benchmarks/threads.py                       # configs/insteval.yaml: 73,421 real ratings
+    python benchmarks/threads.py --config configs/mlp.yaml --epochs 20
+    python benchmarks/threads.py --ddp                 # the same as DDP, a process per core (configs/ddp.yaml)
 
 Each case is ``python -m lit_nets fit`` in a process of its own with lit_nets' Throughput callback; a busy process is
 a pure-Python loop (``while True: pass``) started before the fit and stopped after it. Prints a table and the

@@ -1,8 +1,8 @@
 """Images/s of the photo loader: a folder too large for memory, decoded, cropped and augmented per image in DataLoader
 workers, as a GPU would be fed (no model: the loader alone is timed, so the figure is the ceiling it sets).
 
-    python scripts/stream_benchmark.py                              # 512 photos, 224 px, 0, 1 and 2 workers
-    python scripts/stream_benchmark.py --images 2048 --workers 0 2 4 8 --augment randaugment --json stream.json
+    python benchmarks/photo_loader.py                              # 512 photos, 224 px, 0, 1 and 2 workers
+    python benchmarks/photo_loader.py --images 2048 --workers 0 2 4 8 --augment randaugment --json stream.json
 
 The folder: seeded crops, 200-420 px a side, of scikit-learn's two sample photographs (real JPEGs, quality 90),
 written to a temporary folder. The data module is ``ImageFolderDataModule`` with ``max_memory_mb: 0`` (every split
