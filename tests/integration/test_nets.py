@@ -30,6 +30,18 @@ def test_cnn_takes_its_shape_from_the_data(shape: tuple[int, int, int], classes:
     assert model(x.float() / 255).shape == (4, classes)
 
 
+def test_two_convs_a_block_stack_before_each_pooling() -> None:
+    """convs_per_block 2 (configs/mnist_best.yaml): VGG's pairs, the second keeping the block's channels; the same
+    pooling, so the same head; Grad-CAM's default layer is the last block's second activation."""
+    net = CNN(channels=(32, 64), convs_per_block=2, batch_norm=True)
+    convs = [(c.in_channels, c.out_channels) for c in net.modules() if isinstance(c, torch.nn.Conv2d)]
+    assert convs == [(1, 32), (32, 32), (32, 64), (64, 64)]
+    assert net.classifier.fc1.in_features == 64 * 7 * 7 and net.cam_layer == "features.act2b"
+    assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    with pytest.raises(ValueError, match="convs_per_block must be 1 or 2"):
+        CNN(convs_per_block=3)
+
+
 def test_too_small_images_are_refused_with_a_reason() -> None:
     with pytest.raises(ValueError, match="too small"):
         CNN(image_size=(3, 3), channels=(8, 8, 8))
@@ -42,9 +54,11 @@ def _batches(sample: tuple[torch.Tensor, torch.Tensor], n: int = 512):
     return x[idx].float() / 255, y[idx]
 
 
-def test_freeze_keeps_weights_and_batchnorm_statistics_bit_identical(sample) -> None:
+@pytest.mark.parametrize("convs", [1, 2])
+def test_freeze_keeps_weights_and_batchnorm_statistics_bit_identical(sample, convs: int) -> None:
+    """Block 1 frozen stays bit-identical, both of its convolutions when it has two (convs_per_block 2)."""
     x, y = _batches(sample)
-    net = CNN(batch_norm=True, freeze=[1])
+    net = CNN(batch_norm=True, freeze=[1], convs_per_block=convs)
     before = {k: v.clone() for k, v in net.state_dict().items()}
     opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.1)
     net.train()
@@ -54,8 +68,11 @@ def test_freeze_keeps_weights_and_batchnorm_statistics_bit_identical(sample) -> 
         loss.backward()
         opt.step()
     after = net.state_dict()
-    frozen = [k for k in before if k.startswith(("features.conv1.", "features.bn1."))]
+    frozen = [
+        k for k in before if k.startswith(("features.conv1.", "features.bn1.", "features.conv1b.", "features.bn1b."))
+    ]
     assert frozen, "block 1 has parameters and BatchNorm buffers"
+    assert ("features.conv1b.weight" in frozen) == (convs == 2)
     for k in frozen:
         assert torch.equal(before[k], after[k]), f"{k} changed although block 1 is frozen"
     for k in ("features.conv2.weight", "features.bn2.running_mean", "classifier.fc2.weight"):

@@ -49,6 +49,21 @@ def test_a_census_style_file_strips_the_spaces_and_reads_question_marks_as_missi
     assert "14 cell(s) read as missing" in caplog.text and "ash (5), colour (9)" in caplog.text
 
 
+def test_a_test_file_spelling_its_labels_another_way_is_relabelled(wine, tmp_path) -> None:
+    """UCI's adult.test ends every label in a full stop (``<=50K.``): without data.relabel the test file's first such
+    row is the one line that names it; with it, the test rows are the training file's classes, row for row."""
+    wine = wine.sample(frac=1.0, random_state=0)  # the file is sorted by class
+    wine.iloc[:120].to_csv(tmp_path / "train.csv", index=False)
+    test = wine.iloc[120:].assign(cultivar=wine["cultivar"].iloc[120:] + ".")
+    test.to_csv(tmp_path / "test.csv", index=False)
+    with pytest.raises(UserError, match=r"test\.csv: column 'cultivar', line 2: label 'class_1\.' is not one of"):
+        setup(tmp_path / "train.csv", test_path=str(tmp_path / "test.csv"))
+    relabel = {f"class_{k}.": f"class_{k}" for k in range(3)}
+    dm = setup(tmp_path / "train.csv", test_path=str(tmp_path / "test.csv"), relabel=relabel)
+    truth = [dm.class_names.index(c) for c in wine["cultivar"].iloc[120:]]
+    assert dm.splits.test[1].tolist() == truth and len(truth) == len(wine) - 120
+
+
 def test_blank_cells_in_a_number_column_are_missing_with_a_warning(wine, tmp_path, caplog) -> None:
     table = wine.astype({"magnesium": object})
     table.loc[[5, 50, 100], "magnesium"] = [" ", "", "   "]

@@ -63,6 +63,8 @@ class CSVDataModule(TensorDataModule):
         max_categories: most different values a text column may have; a column with a different value on most of
             its rows (an id, free text) is an error whatever this says.
         na_values: extra strings that mean "missing" (pandas already knows "", "NA", "NaN", "null", ...).
+        relabel: target values that name a class another way, in any file: ``{"<=50K.": "<=50K", ">50K.": ">50K"}``
+            (UCI's adult.test ends its labels in a full stop; configs/adult.yaml).
         sep: the column separator; default: detected (",", ";", tab or "|"), and logged when not ",".
         decimal: the decimal mark of numbers; default: detected ("," in ";"-separated files written with decimal
             commas, else ".").
@@ -93,6 +95,7 @@ class CSVDataModule(TensorDataModule):
         onehot_max: int = 10,
         max_categories: int = 10_000,
         na_values: list[str] = ["?"],  # noqa: B006
+        relabel: dict[str, str] = {},  # noqa: B006
         sep: str | None = None,
         decimal: str | None = None,
         encoding: str | None = None,
@@ -127,7 +130,7 @@ class CSVDataModule(TensorDataModule):
         if onehot_max < 1:
             raise UserError(f"data.onehot_max must be at least 1, got {onehot_max}")
         self.categorical_encoding, self.onehot_max = categorical_encoding, onehot_max
-        self.max_categories, self.na_values = max_categories, list(na_values)
+        self.max_categories, self.na_values, self.relabel = max_categories, list(na_values), dict(relabel)
         self.dialect = {"sep": sep, "decimal": decimal, "encoding": encoding}
         self.sample = sample
         self._schema: TabularSchema | None = None
@@ -168,6 +171,8 @@ class CSVDataModule(TensorDataModule):
         if missing.any():
             log.warning("%s: dropped %d row(s) whose target '%s' is missing", path, int(missing.sum()), self.target)
             frame = frame[~missing]
+        if self.relabel:
+            frame = frame.assign(**{t: frame[t].replace(self.relabel) for t in self.targets})
         return frame
 
     def frames(self) -> dict[str, Any]:

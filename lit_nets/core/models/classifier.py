@@ -343,6 +343,7 @@ class CNNClassifier(Classifier):
         init: weight initialisation: default (PyTorch's), kaiming or xavier.
         freeze: conv blocks (1-based) whose weights and BatchNorm statistics stay fixed, e.g. [1].
         channels_last: run convolutions in channels-last memory layout (faster on most CPUs and GPUs).
+        convs_per_block: convolutions before each pooling, 1 or 2 (VGG's pairs: configs/mnist_best.yaml).
         **kwargs: the :class:`Classifier` arguments (loss, optimizer, lr, ...).
     """
 
@@ -357,6 +358,7 @@ class CNNClassifier(Classifier):
         init: Literal["default", "kaiming", "xavier"] = "default",
         freeze: list[int] = [],  # noqa: B006
         channels_last: bool = True,
+        convs_per_block: int = 1,
         **kwargs: Any,
     ) -> None:
         self._cnn_args = dict(
@@ -368,6 +370,7 @@ class CNNClassifier(Classifier):
             activation=activation,
             init=init,
             freeze=list(freeze),
+            convs_per_block=convs_per_block,
         )
         self._channels_last = channels_last
         super().__init__(**kwargs)

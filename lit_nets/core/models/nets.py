@@ -88,7 +88,9 @@ class CNN(nn.Module):
     """A small convolutional classifier; the default is the seed architecture.
 
     ``conv3x3(32) → act → pool → conv3x3(64) → act → pool → fc(128) → act → fc(classes)``.
-    Each conv block is ``conv{i}`` [``bn{i}``] ``act{i}`` ``pool{i}`` inside ``features`` and the head is
+    Each conv block is ``conv{i}`` [``bn{i}``] ``act{i}`` ``pool{i}`` inside ``features`` (with two convs a
+    block, ``conv{i}`` [``bn{i}``] ``act{i}`` ``conv{i}b`` [``bn{i}b``] ``act{i}b`` ``pool{i}``, as VGG stacks them)
+    and the head is
     ``flatten drop1 fc1 act_fc1 drop2 fc2`` inside ``classifier`` (so the seed's ``model.conv1.weight`` is
     ``net.features.conv1.weight`` here).
 
@@ -104,6 +106,7 @@ class CNN(nn.Module):
         activation: relu, leaky_relu, elu, gelu or silu.
         init: weight initialisation: default, kaiming or xavier.
         freeze: conv blocks (1-based) whose weights and BatchNorm statistics stay fixed.
+        convs_per_block: convolutions before each pooling (1 or 2): a second one sees a wider field at the same size.
     """
 
     head = "classifier.fc2"  # the output layer: re-initialised when transferring to other classes
@@ -121,8 +124,11 @@ class CNN(nn.Module):
         activation: str = "relu",
         init: str = "default",
         freeze: Sequence[int] = (),
+        convs_per_block: int = 1,
     ) -> None:
         super().__init__()
+        if convs_per_block not in (1, 2):
+            raise ValueError(f"convs_per_block must be 1 or 2, got {convs_per_block}")
         if not channels:
             raise ValueError("channels must list at least one conv block, e.g. [32, 64]")
         if kernel_size % 2 == 0:
@@ -136,12 +142,15 @@ class CNN(nn.Module):
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         c_in = in_channels
         for i, c_out in enumerate(channels, start=1):
-            layers[f"conv{i}"] = nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2, bias=not batch_norm)
-            if batch_norm:
-                layers[f"bn{i}"] = nn.BatchNorm2d(c_out)
-            layers[f"act{i}"] = make_activation(activation)
+            for name in [f"{i}", f"{i}b"][:convs_per_block]:
+                conv = nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2, bias=not batch_norm)
+                layers[f"conv{name}"] = conv
+                if batch_norm:
+                    layers[f"bn{name}"] = nn.BatchNorm2d(c_out)
+                layers[f"act{name}"] = make_activation(activation)
+                c_in = c_out
             layers[f"pool{i}"] = nn.MaxPool2d(2)
-            height, width, c_in = height // 2, width // 2, c_out
+            height, width = height // 2, width // 2
         if height < 1 or width < 1:
             raise ValueError(
                 f"images of {tuple(image_size)} are too small for {len(channels)} pooling blocks; "
@@ -174,7 +183,8 @@ class CNN(nn.Module):
 
     def block_modules(self, block: int) -> list[nn.Module]:
         """The conv (and BatchNorm) modules of conv block ``block`` (1-based)."""
-        return [m for name, m in self.features.named_children() if name in (f"conv{block}", f"bn{block}")]
+        names = (f"conv{block}", f"bn{block}", f"conv{block}b", f"bn{block}b")
+        return [m for name, m in self.features.named_children() if name in names]
 
     def train(self, mode: bool = True) -> CNN:
         super().train(mode)
