@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningDataModule
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, WeightAveraging
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
@@ -375,6 +375,11 @@ class LitNetsCLI(CheckpointArguments, LightningCLI):
         splits = getattr(self.datamodule, "splits", None)
         has_test = contract.has_loader(self.datamodule, "test") and (splits is None or splits.test is not None)
         if wants_test and has_test and best and not trainer.fast_dev_run:
+            # Lightning's weight averaging (EMA) saves the average as a checkpoint's weights and, while it holds its
+            # average (in this process, after fit), loads the trained weights back over them: the test would see
+            # weights validation never chose. Without it, the test reads the checkpoint's weights, as test would.
+            for averaging in [c for c in trainer.callbacks if isinstance(c, WeightAveraging)]:
+                trainer.callbacks.remove(averaging)
             test_results = trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)
         log_dir = trainer.log_dir  # a collective under DDP: every process asks, rank 0 prints
         if trainer.is_global_zero:
