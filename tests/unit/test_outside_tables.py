@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -201,3 +202,29 @@ def test_a_text_id_says_how_to_leave_it_out(wine, tmp_path) -> None:
                                         r"data.exclude \[PassengerId\]"):  # fmt: skip
         setup(tmp_path / "titanic.csv")
     assert setup(tmp_path / "titanic.csv", exclude=["PassengerId"]).class_names[0] == "class_0"
+
+
+def test_quantile_scaling_spreads_a_heavy_tailed_column_as_scikit_learn_does(wine, tmp_path) -> None:
+    """``data.numeric_scaling: quantile``: a census-like column (0 on 90% of rows, a log-normal tail) reaches the
+    model as normal scores; off the ties, scikit-learn's QuantileTransformer gives the same scores; the tie at 0
+    gets the middle of its levels (scikit-learn: the lowest score, -5.2); the schema's standardisation is of the
+    transformed values, and an encoded file reads back the same."""
+    from sklearn.preprocessing import QuantileTransformer
+
+    rng = np.random.default_rng(0)
+    table = wine.assign(gain=np.where(rng.random(len(wine)) < 0.9, 0.0, rng.lognormal(8, 1, len(wine))))
+    table.to_csv(tmp_path / "census.csv", index=False)
+    dm = setup(tmp_path / "census.csv", numeric_scaling="quantile")
+    schema = dm.fitted_schema
+    gain = next(c for c in schema.numeric if c["name"] == "gain")
+    x = schema.encode(table, "census.csv")[:, [c["name"] for c in schema.numeric].index("gain")]
+    train = table.loc[dm.frames()["train"].index, "gain"].to_numpy()
+    reference = QuantileTransformer(n_quantiles=len(train), output_distribution="normal").fit(train[:, None])
+    expected = reference.transform(table[["gain"]].to_numpy())[:, 0]
+    inside = (table["gain"] > 0).to_numpy() & (table["gain"] < train.max()).to_numpy()
+    assert inside.sum() > 5 and np.allclose(x[inside], expected[inside], atol=1e-4)
+    zero_level = (train == 0).mean() / 2  # the middle of the levels the tie spans
+    assert np.allclose(x[(table["gain"] == 0).to_numpy()], NormalDist().inv_cdf(zero_level), atol=0.05)
+    assert abs(x.mean() - gain["mean"]) < 0.2 and abs(gain["std"] - x.std()) < 0.2
+    standard = setup(tmp_path / "census.csv").fitted_schema  # the default: standardised raw values, no knots
+    assert "quantiles" not in next(c for c in standard.numeric if c["name"] == "gain")

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from lit_nets.core.data import quantiles
 from lit_nets.core.data.column_values import (
     FLOAT32_MAX,
     MISSING,
@@ -108,12 +109,14 @@ class TabularSchema:
         encoding: Encoding = "onehot",
         onehot_max: int = 10,
         target_kind: Literal["classes", "value", "labels"] = "classes",
+        scaling: Literal["standard", "quantile"] = "standard",
     ) -> TabularSchema:
         """Fit on the training rows ``train`` of ``file`` (which holds ``features`` and ``target``).
 
         Which columns are numbers is decided on ``whole`` (all rows of the file, default ``train``), so a
         stray text value is reported wherever it is; the statistics come from ``train`` alone. ``encoding``
-        says how categorical columns are encoded (``auto``: one-hot up to ``onehot_max`` categories).
+        says how categorical columns are encoded (``auto``: one-hot up to ``onehot_max`` categories); ``scaling``
+        how numbers are (standardised, or ``quantile``: normal scores of their training ranks, then standardised).
         """
         import pandas as pd
 
@@ -136,7 +139,7 @@ class TabularSchema:
                 continue
             number_type = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
             if name not in categorical and (number_type or not typed) and not pd.api.types.is_bool_dtype(column):
-                numeric = numeric_entry(whole[name], column, name, file)
+                numeric = numeric_entry(whole[name], column, name, file, scaling == "quantile")
                 if numeric is not None:
                     schema.numeric.append(numeric)
                     continue
@@ -234,7 +237,7 @@ class TabularSchema:
             gaps = np.isnan(numbers)
             imputed = {c["name"]: int(n) for c, n in zip(self.numeric, gaps.sum(axis=0), strict=True) if n}
             fills = np.array([c["fill"] for c in self.numeric])
-            parts.append(np.where(gaps, fills, numbers).astype(np.float32))
+            parts.append(quantiles.apply(np.where(gaps, fills, numbers), self.numeric).astype(np.float32))
         for c in self.categorical:  # one-hot ones first (fit sorts them so), as the inputs are
             codes = category_codes(frame[c["name"]], c)  # -1: not seen in training
             if (codes < 0).any():
@@ -334,14 +337,20 @@ def read_schema(data: dict[str, Any] | None) -> ImageSchema | TabularSchema | No
     return TabularSchema.from_dict(data) if kind == "tabular" else ImageSchema(**{**data, "kind": "image"})
 
 
-def numeric_entry(whole: pd.Series, column: pd.Series, name: str, file: str | Path) -> dict[str, Any] | None:
-    """A number column's entry (its median fills a missing value; mean and std standardise it), fitted on the
-    training rows ``column``; None when the column is not numbers (decided on all of the file's rows, ``whole``)."""
+def numeric_entry(
+    whole: pd.Series, column: pd.Series, name: str, file: str | Path, quantile: bool = False
+) -> dict[str, Any] | None:
+    """A number column's entry (its median fills a missing value; mean and std standardise it; with ``quantile``,
+    the knots of its quantile transform, and the transformed values' mean and std), fitted on the training rows
+    ``column``; None when the column is not numbers (decided on all of the file's rows, ``whole``)."""
     values = as_numbers(column, name, file) if as_numbers(whole, name, file) is not None else None
     if values is None:
         return None
     median = float(values.median()) if values.notna().any() else 0.0
     filled = values.fillna(median)
+    if quantile:
+        fitted = quantiles.fit_quantiles(filled.to_numpy(dtype=np.float64))
+        return {"name": name, "fill": median, "mean": fitted.pop("mean"), "std": fitted.pop("std"), "quantiles": fitted}
     std = float(filled.std(ddof=0)) if len(filled) > 1 else 1.0
     return {"name": name, "fill": median, "mean": float(filled.mean()), "std": std if std > 0 else 1.0}
 

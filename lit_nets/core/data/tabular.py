@@ -59,6 +59,9 @@ class CSVDataModule(TensorDataModule):
         categorical_encoding: how text and categorical columns reach the model: onehot (an input per
             category), embedding (an index the model looks up in a learned table of embedding vectors, as fastai
             and pytorch_tabular do), or auto: one-hot up to onehot_max categories, an embedding above.
+        numeric_scaling: how numbers reach the model: standard (standardised by the training mean and std) or
+            quantile (the normal score of each value's rank among the training values, as the tabular literature
+            preprocesses them: heavy tails and outliers spread like the rest; configs/adult.yaml).
         onehot_max: most categories a column may have for auto to one-hot encode it.
         max_categories: most different values a text column may have; a column with a different value on most of
             its rows (an id, free text) is an error whatever this says.
@@ -92,6 +95,7 @@ class CSVDataModule(TensorDataModule):
         val_fraction: float = 0.15,
         test_fraction: float = 0.2,
         categorical_encoding: Encoding = "auto",
+        numeric_scaling: Literal["standard", "quantile"] = "standard",
         onehot_max: int = 10,
         max_categories: int = 10_000,
         na_values: list[str] = ["?"],  # noqa: B006
@@ -130,6 +134,7 @@ class CSVDataModule(TensorDataModule):
         if onehot_max < 1:
             raise UserError(f"data.onehot_max must be at least 1, got {onehot_max}")
         self.categorical_encoding, self.onehot_max = categorical_encoding, onehot_max
+        self.numeric_scaling = numeric_scaling
         self.max_categories, self.na_values, self.relabel = max_categories, list(na_values), dict(relabel)
         self.dialect = {"sep": sep, "decimal": decimal, "encoding": encoding}
         self.sample = sample
@@ -267,6 +272,7 @@ class CSVDataModule(TensorDataModule):
                     encoding=self.categorical_encoding,
                     onehot_max=self.onehot_max,
                     target_kind=self.task_kind,
+                    scaling=self.numeric_scaling,
                 )
                 self._schema.missing_markers = list(self.na_values)  # a served model's requests use them too
         return self._schema
