@@ -45,3 +45,21 @@ def test_the_test_after_fit_tests_the_averaged_weights(tmp_path: Path, monkeypat
     trained.load_state_dict(state["current_model_state"])
     assert abs(accuracy(averaged, x, y) - accuracy(trained, x, y)) >= 0.01  # the case tells them apart
     assert abs(printed - accuracy(averaged, x, y)) < 1e-4, (printed, accuracy(averaged, x, y), accuracy(trained, x, y))
+
+
+def test_the_warmed_up_average_follows_early_weights_and_settles_to_its_decay() -> None:
+    """EMAWeights' update (timm's warm-up): after n updates the decay is min(decay, (1 + n) / (10 + n)), so after 100
+    updates of a weight that jumped from 0 to 1 the average is past 0.99 (Lightning's fixed 0.999: 0.095), and from
+    about 9,000 updates on the decay is the configured one."""
+    from torch.optim.swa_utils import get_ema_avg_fn
+
+    from lit_nets.train.callbacks.averaging import warmed_ema
+
+    warmed, fixed = warmed_ema(0.999), get_ema_avg_fn(0.999)
+    a, b = torch.zeros(1), torch.zeros(1)
+    for n in range(100):
+        a = warmed(a, torch.ones(1), torch.tensor(n + 1))
+        b = fixed(b, torch.ones(1), torch.tensor(n + 1))
+    assert a.item() > 0.99 and abs(b.item() - (1 - 0.999**100)) < 1e-4
+    late = warmed(torch.zeros(1), torch.ones(1), torch.tensor(20_000))
+    assert abs(late.item() - 0.001) < 1e-6

@@ -1,7 +1,8 @@
 """Callbacks the CLI adds to every run, and Throughput, which the benchmark adds, by kind: ``outputs`` (predictions,
 figures), ``monitoring`` (progress, learning rate, throughput, profiler), ``saving`` (checkpoints, lock, interrupt),
-``tracking`` (MLflow)."""
+``tracking`` (MLflow); ``averaging`` (the weights' moving average, which a config adds)."""
 
+from lit_nets.train.callbacks.averaging import EMAWeights
 from lit_nets.train.callbacks.monitoring import (
     EpochLines,
     LearningRateFinder,
@@ -32,6 +33,7 @@ from lit_nets.train.callbacks.saving import (
 from lit_nets.train.callbacks.tracking import MLflowTracking
 
 __all__ = [
+    "EMAWeights",
     "EpochLines",
     "FigureLogger",
     "LastCheckpoint",
