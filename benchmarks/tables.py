@@ -5,6 +5,7 @@ docs/tables.md.
     python benchmarks/tables.py                       # every data set, 5 folds (about an hour, 2 cores)
     python benchmarks/tables.py --sets diamonds insteval --folds 3 --out /tmp/cmp
     python benchmarks/tables.py --sets wine autompg --folds 3 --no-recipe
+    python benchmarks/tables.py --sets adult --folds 3 --out /tmp/cmp      # ../shared/data/adult: the published split
 
 For each data set and fold, the MLP is ``python -m lit_nets cv --config ... --folds K`` exactly as a user runs it
 (early stopping, checkpoints, figures, the test of each fold's best checkpoint), once per categorical encoding; the
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"  # UCI Adult's published files, where this repository sits beside them
 SETS: dict[str, list[str]] = {  # the fit arguments of each data set: its config plus what differs
     "wine": ["--config", "configs/mlp.yaml"],
     "breast_cancer": ["--config", "configs/mlp_bce.yaml"],
@@ -49,22 +51,35 @@ SETS: dict[str, list[str]] = {  # the fit arguments of each data set: its config
     ],
     "insteval": ["--config", "configs/insteval.yaml"],
     "diamonds": ["--config", "configs/diamonds.yaml"],
+    # UCI Adult on its published split (../shared/data/adult: folds of adult.data, the test on adult.test)
+    "adult": [
+        "--config",
+        "configs/mlp.yaml",
+        "--config",
+        "configs/adult.yaml",
+        f"--data.path={SHARED / 'adult' / 'adult.data'}",
+        f"--data.test_path={SHARED / 'adult' / 'adult.test'}",
+    ],
 }
 RECIPE = "configs/tabular_best.yaml"  # its model, trainer and stopping over each data set's own data section
 
 
 def recipe_args(args: list[str], data: str, cwd: Path) -> list[str]:
-    """The fit arguments of ``configs/tabular_best.yaml`` on this data set: the recipe's file with the data set's
-    ``data`` section (and its other arguments), written under ``cwd/recipe``."""
+    """The fit arguments of ``configs/tabular_best.yaml`` on this data set: the recipe's file with the data section
+    that the data set's arguments give (stacked and merged by the CLI's own parser), written under ``cwd/recipe``."""
+    import os
+
     import yaml
 
+    from lit_nets.train import runs
+
     recipe = yaml.safe_load((REPO / RECIPE).read_text())
-    own = yaml.safe_load((REPO / args[1]).read_text())
-    recipe["data"] = own["data"]
+    os.chdir(cwd)  # the configs' relative paths are under cwd (main copies them there)
+    recipe["data"] = runs.config_of(args)["data"]
     path = cwd / "recipe" / f"{data}.yaml"
     path.parent.mkdir(exist_ok=True)
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
-    return ["--config", str(path.relative_to(cwd)), *args[2:]]
+    return ["--config", str(path.relative_to(cwd))]
 
 
 def validation_auc(table: Any, classes: list[str]) -> float | None:
@@ -222,7 +237,7 @@ def main() -> None:
     import pandas as pd
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sets", nargs="+", choices=list(SETS), default=list(SETS))
+    parser.add_argument("--sets", nargs="+", choices=list(SETS), default=[s for s in SETS if s != "adult"])
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=REPO / "comparison")
     parser.add_argument("--no-recipe", action="store_true", help=f"leave out {RECIPE}")
