@@ -7,8 +7,10 @@ images as uint8 pixels (N, C, H, W), CSV rows as float32 vectors encoded as the 
 (numeric columns raw, text columns one-hot). The batch size is dynamic. Beside each file a JSON sidecar holds the
 class names, input shape and dtype, the schema and the parity figure. Each artefact is loaded back and run on a
 real batch of the checkpoint's own data (its test split); the export fails when any logit differs from the
-Lightning model's by more than 1e-4 of its size (at least 1e-4: float32 sums in another order; an ensemble's logit of
-10 may move in its fifth digit). TorchScript and pickled files are code: load them only from sources you trust.
+Lightning model's by more than 1e-3 of its size (at least 1e-3), PyTorch's own tolerance for ONNX parity: float32
+sums in another order, and onnxruntime's sine and cosine, move the logits of the tabular recipe's periodic embeddings
+(angles of hundreds of radians on an outlying number) by up to about 1e-4; a broken export moves them by far more.
+TorchScript and pickled files are code: load them only from sources you trust.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from lit_nets.core.errors import UserError
 log = logging.getLogger(__name__)
 Format = Literal["state_dict", "torchscript", "pt2", "onnx", "all"]  # all: every one
 FORMATS = typing.get_args(Format)[:-1]
-TOLERANCE = 1e-4
+TOLERANCE = 1e-3  # relative above 1 (see the module docstring): torch's ONNX docs compare with rtol 1e-3
 SUFFIX = {"state_dict": ".pt", "torchscript": ".torchscript.pt", "pt2": ".pt2", "onnx": ".onnx"}
 
 

@@ -22,6 +22,10 @@ needs_full_mnist = pytest.mark.skipif(
     not (FULL_MNIST / "MNIST" / "raw" / "train-images-idx3-ubyte").exists(),
     reason="the full MNIST is not in ../shared/data (a fresh clone has no ../shared)",
 )
+ADULT = FULL_MNIST / "adult"  # UCI Adult as published: adult.data to train, adult.test to test
+needs_adult = pytest.mark.skipif(
+    not (ADULT / "adult.test").exists(), reason=f"UCI Adult's published files are not in {ADULT} (a fresh clone)"
+)
 
 
 def run_cli(*args: str, cwd: Path, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
