@@ -6,6 +6,7 @@ docs/tables.md.
     python benchmarks/tables.py --sets diamonds insteval --folds 3 --out /tmp/cmp
     python benchmarks/tables.py --sets wine autompg --folds 3 --no-recipe
     python benchmarks/tables.py --sets adult --folds 3 --out /tmp/cmp      # ../shared/data/adult: the published split
+    python benchmarks/tables.py --sets diamonds insteval adult --folds 3 --no-mlp   # the recipe against scikit-learn
 
 For each data set and fold, the MLP is ``python -m lit_nets cv --config ... --folds K`` exactly as a user runs it
 (early stopping, checkpoints, figures, the test of each fold's best checkpoint), once per categorical encoding; the
@@ -241,6 +242,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=REPO / "comparison")
     parser.add_argument("--no-recipe", action="store_true", help=f"leave out {RECIPE}")
+    parser.add_argument("--no-mlp", action="store_true", help="leave out the plain MLP (the recipe and scikit-learn's)")
     options = parser.parse_args()
     options.out.mkdir(parents=True, exist_ok=True)
     cwd = options.out.resolve()
@@ -252,7 +254,8 @@ def main() -> None:
         args = SETS[data]
         fitted, has_categories = run_sklearn(args, options.folds, cwd)
         results: dict[str, list[dict[str, Any]]] = {}
-        for encoding in ("onehot", "embedding") if has_categories else ("onehot",):  # without: the same model
+        encodings = ("onehot", "embedding") if has_categories else ("onehot",)  # without categories: the same model
+        for encoding in () if options.no_mlp else encodings:
             label = f"MLP ({encoding})" if has_categories else "MLP"
             results[label] = run_mlp(args, encoding, options.folds, f"{data}_{encoding}", cwd)
             print(f"{data}: {label} done", file=sys.stderr, flush=True)

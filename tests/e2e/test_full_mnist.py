@@ -27,5 +27,6 @@ def test_the_seed_config_reaches_0_99_in_5_epochs(tmp_path: Path) -> None:
     assert fit_on_full_mnist("cnn.yaml", tmp_path) >= 0.99
 
 
-def test_the_recipe_reaches_0_995_in_15_epochs(tmp_path: Path) -> None:
-    assert fit_on_full_mnist("mnist_best.yaml", tmp_path) >= 0.995
+def test_the_recipe_reaches_0_996_in_30_epochs(tmp_path: Path) -> None:
+    """Seed 0 tested 0.9968 (the three seeds' mean 0.9971: docs/benchmarks.md); about 25 minutes on 2 cores."""
+    assert fit_on_full_mnist("mnist_best.yaml", tmp_path) >= 0.996
