@@ -27,10 +27,15 @@ def build(configs: list[str], overrides: list[str] | tuple[str, ...] = ()) -> tu
     from lit_nets.train.cli import LitNetsCLI
     from lit_nets.train.runs import bare_argv
 
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # GPU/TPU lines, the tip: the command says them
     args = [*(f"--config={Path(c).resolve()}" for c in configs), *overrides, "--trainer.logger=false"]
-    with bare_argv():
-        cli = LitNetsCLI(args=args, run=False)
+    lightning = logging.getLogger("lightning.pytorch")
+    level = lightning.level
+    lightning.setLevel(logging.ERROR)  # GPU/TPU lines, the tip: the command says them
+    try:  # the level back afterwards: a caller in the same process (a test, a notebook) keeps Lightning's lines
+        with bare_argv():
+            cli = LitNetsCLI(args=args, run=False)
+    finally:
+        lightning.setLevel(level)
     cli.datamodule.setup("fit")
     return cli.datamodule, cli.model
 
