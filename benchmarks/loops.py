@@ -11,7 +11,8 @@ loop (A), a tuned plain loop (B) and ``python -m lit_nets fit`` (C).
 The configs stack as the command line stacks them (the task's config, then each ``--config``), parsed by the CLI's
 own parser; A and B build the model and data module through it (:func:`harness.build`) and C is the command itself,
 so the three share the data split, the model (the same layers and initial weights), the optimiser, learning rate,
-batch size, seed and number of epochs. The CNN trains on the full MNIST when ``--data_dir`` (or ``../shared/data``
+the optimiser's batch (the model's ``step_batch_size`` where a config sets one: C cuts its larger batches into such
+steps), seed and number of epochs. The CNN trains on the full MNIST when ``--data_dir`` (or ``../shared/data``
 beside the repository) holds ``MNIST/raw``, otherwise on what the config names, which offline is the 5,000-digit
 sample; ``--sample`` asks for the sample even where the full set is.
 
@@ -73,6 +74,12 @@ def built(args: argparse.Namespace) -> tuple[Any, Any]:
         dm = synthetic_data(args.synthetic, dm.batch_size, seed=0)
         dm.setup("fit")
     return dm, model
+
+
+def step_size(dm: Any, model: Any) -> int:
+    """Inputs per optimiser step: the model's ``step_batch_size`` where the config sets one (C then cuts each batch
+    into such steps), else the batch size."""
+    return model.hparams.get("step_batch_size") or dm.batch_size
 
 
 def synthetic_data(n: int, batch_size: int, seed: int) -> Any:
@@ -172,7 +179,7 @@ def run_a(args: argparse.Namespace) -> dict[str, Any]:
         train_set = TensorDataset((x - mean) / std, y)
         test_x = (tx - mean) / std
         val_x, val_y = (dm.splits.val[0] - mean) / std, dm.splits.val[1]
-    loader = DataLoader(train_set, batch_size=dm.batch_size, shuffle=True)
+    loader = DataLoader(train_set, batch_size=step_size(dm, model), shuffle=True)
     optimizer = optimizer_of(model, net.parameters())
     criterion = nn.CrossEntropyLoss()
     epoch_rates, epoch_seconds = [], []
@@ -269,7 +276,7 @@ def run_b(args: argparse.Namespace) -> dict[str, Any]:
         start = time.perf_counter()
         order = torch.randperm(len(x), generator=generator).to(args.device)
         loss_sum, correct = torch.zeros((), device=args.device), torch.zeros((), device=args.device, dtype=torch.long)
-        for batch in order.split(dm.batch_size):
+        for batch in order.split(step_size(dm, model)):
             optimizer.zero_grad(set_to_none=True)
             with autocast(args):
                 logits = model(x[batch])

@@ -76,7 +76,11 @@ def recipe_args(args: list[str], data: str, cwd: Path) -> list[str]:
 
     recipe = yaml.safe_load((REPO / RECIPE).read_text())
     os.chdir(cwd)  # the configs' relative paths are under cwd (main copies them there)
-    recipe["data"] = runs.config_of(args)["data"]
+    given = runs.config_of(args)
+    recipe["data"] = given["data"]
+    steps = (given["model"].get("init_args") or {}).get("step_batch_size")
+    if steps:  # the data set's batches are several optimiser steps (diamonds.yaml): the recipe takes the same steps
+        recipe["model"]["init_args"]["step_batch_size"] = steps
     path = cwd / "recipe" / f"{data}.yaml"
     path.parent.mkdir(exist_ok=True)
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))

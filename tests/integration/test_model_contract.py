@@ -2,8 +2,8 @@
 and two from outside lit_nets (``tests/helpers/outside``: a network given to ``Classifier`` in a config, and a
 subclass that builds its own) is built from a config and trains a few steps, comes back from its checkpoint with
 identical outputs, resumes, exports in every format with its parity check, and answers a request as the service does;
-the code from outside takes the other tasks too (a value, several labels). A new shipped model is tested by adding it
-to :data:`MODELS`."""
+the code from outside takes the other tasks too (a value, in several optimiser steps a batch; several labels). A new
+shipped model is tested by adding it to :data:`MODELS`."""
 
 from __future__ import annotations
 
@@ -25,11 +25,13 @@ from lit_nets.models import CLASSIFIERS
 
 @dataclass(frozen=True)
 class Model:
-    """A model as a user names it in configs; ``kind``: what a request to it holds (image, table)."""
+    """A model as a user names it in configs; ``kind``: what a request to it holds (image, table); ``steps``: its
+    optimiser steps in the fixture's 3 batches."""
 
     name: str
     args: tuple[str, ...]
     kind: str
+    steps: int = 3
 
 
 SUBCLASS = ("--model", "helpers.outside.nets.TableClassifier", "--model.hidden", "8")
@@ -51,8 +53,14 @@ MODELS = [
     Model(
         "outside_subclass", (*MLP, "--model", "helpers.outside.nets.TableClassifier", "--model.hidden", "8"), "table"
     ),
-    # the other tasks, through a user's code: a value (regression) by the subclass, several labels by the network
-    Model("outside_value", (*VALUE, "--model", "helpers.outside.nets.TableClassifier", "--model.hidden", "8"), "table"),
+    # the other tasks, through a user's code: a value (regression) by the subclass (in optimiser steps of 8 rows, four
+    # to a batch: model.step_batch_size), several labels by the network
+    Model(
+        "outside_value",
+        (*VALUE, *SUBCLASS, "--model.step_batch_size", "8"),
+        "table",
+        steps=3 * 4,  # batches of 32 rows (autompg's): four steps each
+    ),
     Model("outside_labels", (*PAIRS, "--model", "lit_nets.models.Classifier", "--model.net", OUTSIDE_NET), "image"),
 ]
 
@@ -99,13 +107,13 @@ def test_the_checkpoint_gives_back_the_trained_model(trained) -> None:
     with torch.no_grad():
         again = load_classifier(trained.last)(trained.inputs)
     assert torch.equal(again, trained.outputs) and again.shape == (len(trained.inputs), trained.outputs.shape[1])
-    assert torch.load(trained.last, weights_only=True)["global_step"] == 3
+    assert torch.load(trained.last, weights_only=True)["global_step"] == trained.model.steps
 
 
 def test_a_run_resumes_from_its_last_checkpoint(trained) -> None:
     resume = ("--trainer.max_epochs", "2", "--test_after_fit", "false", "--ckpt_path", "last")
     fit_for_fixture(trained.work, *trained.model.args, *FEW_STEPS, *resume)
-    assert torch.load(trained.last, weights_only=True)["global_step"] == 6, "3 steps more, in the same run"
+    assert torch.load(trained.last, weights_only=True)["global_step"] == 2 * trained.model.steps, "3 batches more"
     assert [p.name for p in (trained.work / "lightning_logs").iterdir()] == ["version_0"]
 
 

@@ -154,15 +154,15 @@ def harness():
 
 def test_benchmarks_stack_configs_as_the_cli_does(harness, tmp_path: Path, monkeypatch) -> None:
     """A config given after the task's overrides it by the CLI's rules: diamonds.yaml's data module, model arguments
-    and epochs over mlp.yaml's, the batch size from the table's rows (256 for 35,062 training rows), a seed given
-    on the line decides the initial weights as fit's would (the same seed twice: the same weights)."""
+    and epochs over mlp.yaml's (batches of 16,384 rows, each 64 optimiser steps of 256: model.step_batch_size),
+    a seed given on the line decides the initial weights as fit's would (the same seed twice: the same weights)."""
     monkeypatch.chdir(tmp_path)
     configs = [str(REPO / "configs" / "mlp.yaml"), str(REPO / "configs" / "diamonds.yaml")]
     assert harness.config_value(configs, "trainer.max_epochs") == 100
     assert harness.config_value(configs, "early_stopping.init_args.patience") == 5
     dm, model = harness.build(configs, ["--seed_everything=3"])
-    assert dm.batch_size == 256 and tuple(dm.splits.train[0].shape) == (35062, 22)
-    assert list(model.hparams.hidden) == [64, 32] and model.hparams.lr == 0.003
+    assert dm.batch_size == 16384 and tuple(dm.splits.train[0].shape) == (35062, 22)
+    assert list(model.hparams.hidden) == [64, 32] and model.hparams.lr == 0.003 and model.hparams.step_batch_size == 256
     _, again = harness.build(configs, ["--seed_everything=3"])
     _, other = harness.build(configs, ["--seed_everything=4"])
     first = next(model.net.parameters())
@@ -246,7 +246,7 @@ def test_startup_benchmark_times_the_quick_answers_beside_lightnings_import(tmp_
 
 
 def predict_memory(tmp_path: Path, rows: list[int]) -> list[dict]:
-    """``benchmarks/predict_memory.py`` on files of ``rows`` diamonds, with a checkpoint of 20 training steps."""
+    """``benchmarks/predict_memory.py`` on files of ``rows`` diamonds, with a checkpoint of one epoch (3 batches)."""
     from helpers.cli import CONFIGS, fit_for_fixture
 
     fit_for_fixture(tmp_path, "--config", str(CONFIGS / "diamonds.yaml"), "--trainer.max_epochs", "1",

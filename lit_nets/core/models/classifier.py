@@ -18,7 +18,7 @@ from torchmetrics import MeanMetric, MetricCollection
 
 from lit_nets.core import private_api
 from lit_nets.core.errors import UserError
-from lit_nets.core.models import heads, injected, optimizing
+from lit_nets.core.models import heads, injected, optimizing, stepping
 from lit_nets.core.models.calibration import Calibrated
 from lit_nets.core.models.fast_path import EpochTotals, PlainHookName
 from lit_nets.core.models.nets import CNN, Pixels, Standardize
@@ -76,6 +76,9 @@ class Classifier(PlainHookName, Calibrated, LightningModule):
         compile: ``torch.compile`` the network for training (in place: checkpoints keep their names). For long
             GPU runs; it takes tens of seconds to compile, and on our 2-core CPU it trained the seed CNN at half
             the eager speed, so it is off by default.
+        step_batch_size: inputs per optimiser step when a training batch holds more: each batch of
+            ``data.batch_size`` is cut into steps of this many, Lightning's cost per step paid once per batch
+            (:mod:`lit_nets.core.models.stepping`: manual optimisation). Default: one step per batch.
     """
 
     def __init__(
@@ -102,6 +105,7 @@ class Classifier(PlainHookName, Calibrated, LightningModule):
         calibrate: Calibrate = "none",
         threshold: float | Literal["f1"] = 0.5,
         compile: bool = False,
+        step_batch_size: int | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net"])  # a module is no hyper-parameter: its class and arguments are
@@ -110,6 +114,7 @@ class Classifier(PlainHookName, Calibrated, LightningModule):
         self._given_net = net
         self.task = Task.of(value_target, multi_label)
         self.task.check_loss(loss)
+        self.automatic_optimization = stepping.automatic(step_batch_size)
         if self.task.value and (num_classes != 1 or calibrate != "none" or threshold != 0.5 or class_weights):
             raise UserError(
                 "a value (regression) has one output, no classes to calibrate, threshold or weigh: leave "
@@ -165,10 +170,9 @@ class Classifier(PlainHookName, Calibrated, LightningModule):
 
     @classmethod
     def data_defaults(cls, args: dict[str, Any]) -> tuple[dict[str, Any], str]:
-        """What this model, built with ``args``, needs from the data where a config leaves it unset (a data
-        argument's value by name), and where that comes from, in words: asked by the CLI and by Python callers
-        before the data module is built. Nothing here; a backbone's weights say their image size, crop and
-        normalisation."""
+        """What this model, built with ``args``, needs from the data where a config leaves it unset (a data argument's
+        value by name) and where that comes from, in words; asked before the data module is built. Nothing here; a
+        backbone's weights say their image size, crop and normalisation."""
         return {}, ""
 
     def build_net(self, num_outputs: int) -> nn.Module:
@@ -249,7 +253,13 @@ class Classifier(PlainHookName, Calibrated, LightningModule):
     # resets them (torchmetrics syncs the states across processes first). Lightning's usual pattern, logging the
     # Metric objects from every step, cost about 1 ms per metric per step here (each self.log call moves its
     # result collection to the device): more than a whole training step of a small MLP.
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
+        if not self.automatic_optimization:  # model.step_batch_size: several optimiser steps on the batch
+            return stepping.fused_training_step(self, batch, batch_idx, self.training_loss)
+        return self.training_loss(batch, batch_idx)
+
+    def training_loss(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        """A training step's loss: the epoch's loss and accuracy counted, ``train/loss_step`` logged."""
         x, y = batch
         logits = self(x)
         loss = self.compute_loss(logits, y)
@@ -277,6 +287,8 @@ class Classifier(PlainHookName, Calibrated, LightningModule):
             if "acc" in self.train_metrics:
                 self.train_metrics["acc"].update(acc, weight=seen)
         self._log_epoch("train/", self.train_metrics, self.train_loss, prog_bar=("train/loss",))
+        if not self.automatic_optimization:  # Lightning steps no schedule under manual optimisation
+            stepping.step_schedules(self, "epoch", self.current_epoch)
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val/", self.val_metrics, self.val_loss, prog_bar=("val/loss", "val/acc"))
@@ -296,22 +308,8 @@ class Classifier(PlainHookName, Calibrated, LightningModule):
         loss.reset()
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
-        """Probabilities and predicted class per input; the batch is ``x``, ``(x, y)`` or ``(x, y, index)``
-        where ``y < 0`` marks unlabelled inputs and ``index`` numbers the inputs for the prediction writer."""
-        if not isinstance(batch, (list, tuple)):
-            batch = (batch,)
-        if self.task.value:  # a value per input, in the target's units (unlabelled: NaN targets)
-            out = {"values": heads.values(self, self(batch[0]))}
-            labelled = len(batch) > 1 and not bool(batch[1].isnan().any())
-        else:
-            probs = self.probabilities(self(batch[0]))
-            out = {"probs": probs, "preds": self.decide(probs)}
-            labelled = len(batch) > 1 and bool((batch[1] >= 0).all())
-        if labelled:
-            out["target"] = batch[1]
-        if len(batch) > 2:
-            out["index"] = batch[2]
-        return out
+        """Probabilities and predicted class (a value's: values) per input (:func:`heads.predict`)."""
+        return heads.predict(self, batch)
 
     # -- optimisation ---------------------------------------------------------------------------------------
     def build_optimizer(self, fused: bool = True) -> torch.optim.Optimizer:

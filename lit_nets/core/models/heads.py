@@ -1,7 +1,7 @@
-"""What the task decides in a :class:`~lit_nets.core.models.classifier.Classifier`: its loss and its validation and
-test metrics (torchmetrics), for classes (one logit with BCE, or C with cross-entropy), several labels (a logit each,
-BCE with per-label positive weights) and a value (regression: MSE, Huber or MAE on the standardised target; RMSE,
-MAE and R² in the target's units)."""
+"""What the task decides in a :class:`~lit_nets.core.models.classifier.Classifier`: its loss, its validation and test
+metrics (torchmetrics) and its predictions, for classes (one logit with BCE, or C with cross-entropy), several labels
+(a logit each, BCE with per-label positive weights) and a value (regression: MSE, Huber or MAE on the standardised
+target; RMSE, MAE and R² in the target's units)."""
 
 from __future__ import annotations
 
@@ -61,3 +61,23 @@ def values(model: Any, out: torch.Tensor) -> torch.Tensor:
     """A value model's outputs in the target's units, one per input, within the training targets' range."""
     task = model.task
     return (out.float()[:, 0] * task.std + task.mean).clamp(task.low, task.high)
+
+
+def predict(model: Any, batch: Any) -> dict[str, torch.Tensor]:
+    """``model``'s probabilities and predicted class per input (a value's: values); the batch is ``x``, ``(x, y)`` or
+    ``(x, y, index)`` where ``y < 0`` marks unlabelled inputs and ``index`` numbers the inputs for the prediction
+    writer."""
+    if not isinstance(batch, (list, tuple)):
+        batch = (batch,)
+    if model.task.value:  # a value per input, in the target's units (unlabelled: NaN targets)
+        out = {"values": values(model, model(batch[0]))}
+        labelled = len(batch) > 1 and not bool(batch[1].isnan().any())
+    else:
+        probs = model.probabilities(model(batch[0]))
+        out = {"probs": probs, "preds": model.decide(probs)}
+        labelled = len(batch) > 1 and bool((batch[1] >= 0).all())
+    if labelled:
+        out["target"] = batch[1]
+    if len(batch) > 2:
+        out["index"] = batch[2]
+    return out

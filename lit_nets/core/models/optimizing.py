@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+PLATEAU_MONITOR = "val/acc"  # what the plateau schedule watches
+
 
 def build_optimizer(model: Any, fused: bool = True) -> torch.optim.Optimizer:
     """The optimiser the hyper-parameters name, over the trainable parameters (frozen layers stay out).
@@ -45,7 +47,9 @@ def configure_optimizers(model: Any) -> Any:
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, math.ceil(epochs / 3)), gamma=0.1)
     elif hp.scheduler == "plateau":
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.1, patience=2)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/acc"}}
+        if not model.automatic_optimization:  # Lightning drops (and warns of) a monitor: stepping.py steps it
+            return {"optimizer": opt, "lr_scheduler": sched}
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": PLATEAU_MONITOR}}
     else:  # onecycle
         sched = torch.optim.lr_scheduler.OneCycleLR(
             opt,
