@@ -22,20 +22,15 @@ def build(configs: list[str], overrides: list[str] | tuple[str, ...] = ()) -> tu
     """The data module (set up for fitting) and the model that ``fit --config C1 --config C2 ... OVERRIDES`` trains:
     the configs stacked, the links from the data to the model and the seed applied by the CLI's own parser
     (``LitNetsCLI``, nothing run), so a plain loop gets the same layers, initial weights and batches as the command."""
-    import logging
-
     from lit_nets.train.cli import LitNetsCLI
+    from lit_nets.train.in_memory import quiet
     from lit_nets.train.runs import bare_argv
 
     args = [*(f"--config={Path(c).resolve()}" for c in configs), *overrides, "--trainer.logger=false"]
-    lightning = logging.getLogger("lightning.pytorch")
-    level = lightning.level
-    lightning.setLevel(logging.ERROR)  # GPU/TPU lines, the tip: the command says them
-    try:  # the level back afterwards: a caller in the same process (a test, a notebook) keeps Lightning's lines
-        with bare_argv():
-            cli = LitNetsCLI(args=args, run=False)
-    finally:
-        lightning.setLevel(level)
+    # the info lines (GPU/TPU, the batch size) off, as the Python doors' fits do: the command says them; the levels come
+    # back afterwards, so a caller in the same process (a test, a notebook) keeps Lightning's lines
+    with quiet(), bare_argv():
+        cli = LitNetsCLI(args=args, run=False)
     cli.datamodule.setup("fit")
     return cli.datamodule, cli.model
 
