@@ -1,5 +1,5 @@
 """Dropout whose mask costs a third on a CPU without Intel's MKL path: the recipe's network (configs/tabular_best.yaml)
-spent a quarter of its InstEval epoch drawing dropout masks.
+spent a fifth (2 threads) to a quarter (1 thread) of its InstEval epoch drawing dropout masks.
 
 Written by hand because no library does it: on CPU, torch's ``bernoulli_`` (what ``nn.Dropout`` draws its mask with)
 takes MKL's parallel generator only on Intel processors and otherwise draws one double-precision Bernoulli per

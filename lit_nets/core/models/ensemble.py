@@ -116,7 +116,7 @@ class TabularEnsemble(nn.Module):
             start_scaling_init="normal" if self.periodic is not None else "random-signs",
             start_scaling_init_chunks=chunks,
         )
-        use_cpu_dropout(self.backbone)  # tabm's nn.Dropout layers: their masks were a quarter of a CPU epoch
+        use_cpu_dropout(self.backbone)  # tabm's nn.Dropout layers: their masks were a fifth of a CPU epoch
         self.output = tabm.LinearEnsemble(int(hidden[0]), num_outputs, k=ensemble)
         # how the members are averaged in eval mode (ensemble_logits): "" for classes, "sigmoid" for several labels,
         # "value" for a number; the classifier sets it for its task
