@@ -54,6 +54,9 @@ TASKS = {"cnn": REPO / "configs" / "cnn.yaml", "mlp": REPO / "configs" / "mlp.ya
 def overrides(args: argparse.Namespace) -> list[str]:
     """The options as command-line arguments after the configs: what A, B and C all get."""
     given = [f"--seed_everything={args.seed}"] if args.seed is not None else []
+    # the same torch threads for A, B and C: chosen by the load (the CLI's default), a run that starts while the load
+    # average still counts the run before gets 1 thread; C's fit goes back to 2 after an epoch, A's and B's loops not
+    given.append(f"--threads={args.threads}")
     if args.batch_size:
         given.append(f"--data.init_args.batch_size={args.batch_size}")
     if args.data_dir:
@@ -208,6 +211,7 @@ def run_a(args: argparse.Namespace) -> dict[str, Any]:
         "epoch_seconds": epoch_seconds,
         "test_acc": accuracy(net, test_x, ty, args.device),
         "data": dm.source,
+        "threads": torch.get_num_threads(),
     }
 
 
@@ -301,6 +305,7 @@ def run_b(args: argparse.Namespace) -> dict[str, Any]:
         "data": dm.source,
         "train_loss": train_loss,
         "train_acc": train_acc,
+        "threads": torch.get_num_threads(),
     }
 
 
@@ -347,12 +352,16 @@ def run_c(args: argparse.Namespace) -> dict[str, Any]:
         "test_acc": accuracy(model, tx, ty, "cpu"),
         "wall_s_inner": wall,
         "data": dm.source,
+        "threads": int(proc.stderr.split("Threads:")[1].split()[0]),  # the fit's own line
     }
 
 
 RUNS = {"A": run_a, "B": run_b, "C": run_c}
 LABELS = {"A": "A: seed's plain loop", "B": "B: tuned plain loop", "C": "C: lit_nets fit"}
-PASSED = ("configs", "epochs", "device", "precision", "batch_size", "synthetic", "data_dir", "sample", "seed", "table")
+PASSED = (
+    *("configs", "epochs", "device", "precision", "batch_size", "synthetic", "data_dir", "sample", "seed", "table"),
+    "threads",
+)
 
 
 def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -373,6 +382,7 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
         "test_acc": result["test_acc"],
         "epoch_samples_per_s": result["epoch_rates"],
         "data": result["data"],
+        "threads": result["threads"],
     }
 
 
@@ -385,8 +395,9 @@ def median_of(repeats: list[dict[str, Any]]) -> dict[str, Any]:
         row["epoch_s"] = median([r["epoch_s"] for r in repeats])
     row["peak_mb"] = max(r["peak_mb"] for r in repeats)
     row["repeats"] = [
-        {k: r[k] for k in ("samples_per_s", "wall_s", "test_acc", "epoch_samples_per_s")} for r in repeats
+        {k: r[k] for k in ("samples_per_s", "wall_s", "test_acc", "epoch_samples_per_s", "threads")} for r in repeats
     ]
+    row["threads"] = "/".join(sorted({str(r["threads"]) for r in repeats}))
     return row
 
 
@@ -400,6 +411,7 @@ def report(summary: dict[str, Any]) -> None:
             f"{row['wall_s']:.1f}",
             f"{row['peak_mb']:,.0f}",
             f"{row['test_acc']:.4f}",
+            row["threads"],
         ]
         for row in summary["runs"]
     ]
@@ -407,7 +419,7 @@ def report(summary: dict[str, Any]) -> None:
         f"{summary['task']} on {summary['data']}: {summary['epochs']} epochs, samples/s averaged over epochs "
         f"2..{summary['epochs']}, median of {summary['repeat']} run(s) each"
     )
-    headers = ["run", "train samples/s", "epoch s (with validation)", "wall s", "peak MB", "test acc"]
+    headers = ["run", "train samples/s", "epoch s (with validation)", "wall s", "peak MB", "test acc", "threads"]
     print_table(headers, rows, title)
     ratios = [f"{key} = {summary[key]:.2f}" for key in ("C/A", "C/B") if key in summary]
     if ratios:
@@ -433,6 +445,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--sample", action="store_true", help="the CNN on the 5,000-digit sample even so")
     parser.add_argument("--table", type=int, help="the MLP on a generated table of this many rows (3 epochs)")
     parser.add_argument("--table_columns", type=int, default=50, help="columns of that table (default 50)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="torch's threads in A, B and C alike (default: the cores this process may use)",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs of each (default 3); the table shows the medians")
     parser.add_argument("--json", help="write the results here too")
     parser.add_argument("--worker", choices=list(RUNS), help=argparse.SUPPRESS)

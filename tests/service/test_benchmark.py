@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,8 @@ def test_benchmark_script_times_all_three_runs_on_the_wine_sample(tmp_path: Path
             str(REPO / "benchmarks" / "loops.py"),
             "--task",
             "mlp",
+            "--threads",
+            "1",
             "--epochs",
             "3",
             "--repeat",
@@ -49,6 +52,7 @@ def test_benchmark_script_times_all_three_runs_on_the_wine_sample(tmp_path: Path
     for run in runs.values():
         assert len(run["epoch_samples_per_s"]) == 3 and run["samples_per_s"] > 0 and run["peak_mb"] > 50
         assert run["test_acc"] >= 0.6, run  # 3 epochs on wine: well above the 0.40 of the largest class
+        assert run["threads"] == "1", run  # A, B and C alike: C's from its fit's Threads: line
 
 
 def test_compile_keeps_the_checkpoint_names() -> None:
@@ -73,6 +77,8 @@ def test_benchmark_synthetic_option_runs_a_and_b(tmp_path: Path) -> None:
             "B",
             "--synthetic",
             "600",
+            "--threads",
+            "2",
             "--epochs",
             "1",
             "--repeat",
@@ -92,6 +98,9 @@ def test_benchmark_synthetic_option_runs_a_and_b(tmp_path: Path) -> None:
     assert set(runs) == {"A", "B"}
     for run in runs.values():
         assert run["samples_per_s"] > 0 and run["test_acc"] < 0.3, run  # random labels: about 0.1
+        # the threads asked for (at most the cores), whatever the load: the CLI's automatic choice gives 1 beside a
+        # busy process (as this suite's other worker), and gave B 1 thread after the run before it
+        assert run["threads"] == str(min(2, len(os.sched_getaffinity(0)))), run
 
 
 @pytest.mark.slow  # as above
