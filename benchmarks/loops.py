@@ -27,9 +27,10 @@ sample; ``--sample`` asks for the sample even where the full set is.
 - C, ``python -m lit_nets fit`` in a subprocess, exactly as a user runs it (TensorBoard, checkpoints, progress bar,
   figures, the test of the best checkpoint at the end), plus the Throughput callback that clocks it.
 
-Each run is its own process, so its peak memory (max RSS) is its own. Reported per run: training samples/s (the mean
-over epochs after the first, which warms up), for tables the seconds per epoch with validation, end-to-end wall time
-of the process, peak memory, and the test accuracy of the model after the last epoch; then the ratios C/A and C/B.
+Each run is its own process, so its peak memory (max RSS) is its own. Reported per run: training samples/s (the median
+over epochs after the first, which warms up), for tables the seconds per epoch with validation (the same median),
+end-to-end wall time of the process, peak memory, and the test accuracy of the model after the last epoch; then the
+ratios C/A and C/B, each the median over the repeats of one repeat's C against its A or B (:func:`ratios`).
 ``--table ROWS`` trains the MLP on a generated practitioner's table (:func:`harness.make_table`) instead.
 """
 
@@ -48,6 +49,7 @@ from typing import Any
 
 from harness import REPO, build, config_value, machine, make_table, median, mnist_dir, print_table, worker_result
 
+HERE = Path(__file__).resolve().parent
 TASKS = {"cnn": REPO / "configs" / "cnn.yaml", "mlp": REPO / "configs" / "mlp.yaml"}
 
 
@@ -260,51 +262,71 @@ def write_idx(raw: Path, prefix: str, images: Any, labels: Any) -> None:
 
 
 # -- B: the tuned plain loop -------------------------------------------------------------------------------------
+class PlainLoop:
+    """B, the tuned plain loop, over a model and its data module's splits: one epoch a call (:meth:`epoch`). ``run``
+    needs ``device`` and ``precision`` (the options, or :mod:`beside`'s)."""
+
+    def __init__(self, model: Any, dm: Any, run: Any) -> None:
+        import torch
+
+        self.model, self.dm, self.run = model.to(run.device), dm, run  # normalize + net; CNNs are channels_last
+        x, y = dm.splits.train
+        self.x, self.y = x.to(run.device), y.to(run.device)
+        self.optimizer = model.build_optimizer()  # as C's: fused kernels where torch has them
+        self.generator = torch.Generator().manual_seed(0)
+        self.step = step_size(dm, model)
+        self.table = x.dtype != torch.uint8
+
+    def epoch(self, validate: bool) -> tuple[float, float | None, float, float]:
+        """Train an epoch: its seconds, the seconds with a validation pass after it (``validate``, else None), the
+        training loss and accuracy."""
+        import torch
+        import torch.nn.functional as F
+
+        model, x, y, device = self.model, self.x, self.y, self.run.device
+        model.train()
+        start = time.perf_counter()
+        order = torch.randperm(len(x), generator=self.generator).to(device)
+        loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long)
+        for batch in order.split(self.step):
+            self.optimizer.zero_grad(set_to_none=True)
+            with autocast(self.run):
+                logits = model(x[batch])
+                loss = F.cross_entropy(logits, y[batch])
+            loss.backward()
+            self.optimizer.step()
+            with torch.no_grad():  # the epoch's loss and accuracy, as C logs them: on the device, no host sync
+                loss_sum += loss.detach() * len(batch)
+                correct += (logits.argmax(1) == y[batch]).sum()
+        sync(device)
+        trained = time.perf_counter() - start
+        train_loss, train_acc = float(loss_sum) / len(x), int(correct) / len(x)
+        if not validate:
+            return trained, None, train_loss, train_acc
+        model.eval()
+        validation_pass(model, self.dm.splits.val[0], self.dm.splits.val[1], self.dm.batch_size, device)
+        return trained, time.perf_counter() - start, train_loss, train_acc
+
+
 def run_b(args: argparse.Namespace) -> dict[str, Any]:
     import torch
-    import torch.nn.functional as F
 
     from lit_nets.core.runtime import freeze_heap, tune
 
     dm, model = built(args)
     tune()  # the process settings lit_nets uses: malloc keeps freed memory, a cached GPU check,
     freeze_heap()  # and no garbage collections of the start-up objects
-    (x, y), (tx, ty) = dm.splits.train, dm.splits.test
-    model = model.to(args.device)  # normalize + net; CNNs are already channels_last
-    x, y = x.to(args.device), y.to(args.device)
-    optimizer = model.build_optimizer()  # as C's: fused kernels where torch has them
-    generator = torch.Generator().manual_seed(0)
-    epoch_rates, epoch_seconds = [], []
-    for _ in range(args.epochs):
-        model.train()
-        start = time.perf_counter()
-        order = torch.randperm(len(x), generator=generator).to(args.device)
-        loss_sum, correct = torch.zeros((), device=args.device), torch.zeros((), device=args.device, dtype=torch.long)
-        for batch in order.split(step_size(dm, model)):
-            optimizer.zero_grad(set_to_none=True)
-            with autocast(args):
-                logits = model(x[batch])
-                loss = F.cross_entropy(logits, y[batch])
-            loss.backward()
-            optimizer.step()
-            with torch.no_grad():  # the epoch's loss and accuracy, as C logs them: on the device, no host sync
-                loss_sum += loss.detach() * len(batch)
-                correct += (logits.argmax(1) == y[batch]).sum()
-        sync(args.device)
-        epoch_rates.append(len(x) / (time.perf_counter() - start))
-        train_loss, train_acc = float(loss_sum) / len(x), int(correct) / len(x)
-        if x.dtype != torch.uint8:  # tables: the validation pass, in the epoch's time
-            model.eval()
-            validation_pass(model, dm.splits.val[0], dm.splits.val[1], dm.batch_size, args.device)
-            epoch_seconds.append(time.perf_counter() - start)
+    loop = PlainLoop(model, dm, args)
+    epochs = [loop.epoch(validate=loop.table) for _ in range(args.epochs)]  # tables: the validation pass, timed
     model.eval()
+    tx, ty = dm.splits.test
     return {
-        "epoch_rates": epoch_rates,
-        "epoch_seconds": epoch_seconds,
+        "epoch_rates": [len(loop.x) / trained for trained, *_ in epochs],
+        "epoch_seconds": [with_validation for _, with_validation, *_ in epochs if with_validation is not None],
         "test_acc": accuracy(model, tx, ty, args.device),
         "data": dm.source,
-        "train_loss": train_loss,
-        "train_acc": train_acc,
+        "train_loss": epochs[-1][2],
+        "train_acc": epochs[-1][3],
         "threads": torch.get_num_threads(),
     }
 
@@ -317,6 +339,12 @@ def run_c(args: argparse.Namespace) -> dict[str, Any]:
     from lit_nets.deploy.inference import load_classifier
 
     work = Path(tempfile.mkdtemp(prefix="bench_c_"))
+    beside = work / "beside.json"
+    # --interleave: B's epochs in this process too, each just before C's (beside.py; first, so that Throughput's
+    # clock starts after B's epoch)
+    interleave = ["--trainer.callbacks+=beside.PlainEpochsBeside", f"--trainer.callbacks.output={beside}"]
+    if args.precision:
+        interleave.append(f"--trainer.callbacks.precision={args.precision}")
     command = [
         sys.executable,
         "-m",
@@ -324,6 +352,7 @@ def run_c(args: argparse.Namespace) -> dict[str, Any]:
         "fit",
         *[f"--config={c}" for c in map(os.path.abspath, args.configs)],
         f"--trainer.max_epochs={args.epochs}",
+        *(interleave if args.interleave else []),
         "--trainer.callbacks+=lit_nets.train.callbacks.Throughput",
         f"--trainer.accelerator={'cpu' if args.device == 'cpu' else 'gpu'}",
         *overrides(args),
@@ -332,8 +361,9 @@ def run_c(args: argparse.Namespace) -> dict[str, Any]:
         command.append(f"--trainer.precision={args.precision}")
     if args.synthetic:
         raise SystemExit("--synthetic is for A and B only: C trains on what the config names")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}
     start = time.perf_counter()
-    proc = subprocess.run(command, cwd=work, capture_output=True, text=True)
+    proc = subprocess.run(command, cwd=work, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"C failed ({' '.join(command)}):\n{proc.stderr[-3000:]}")
@@ -343,12 +373,14 @@ def run_c(args: argparse.Namespace) -> dict[str, Any]:
     rates = [e.value for e in events.Scalars("perf/train_samples_per_sec")]
     stamps = [e.wall_time for e in events.Scalars("val/loss")]  # one per epoch; an epoch: the time between two
     seconds = [b - a for a, b in itertools.pairwise(stamps)]
+    found = json.loads(beside.read_text()) if args.interleave else {}
     dm, _ = build(args.configs, overrides(args))
     model = load_classifier(run_dir / "checkpoints" / "last.ckpt")
     tx, ty = dm.splits.test
     return {
         "epoch_rates": rates,
-        "epoch_seconds": seconds,
+        "epoch_seconds": found.get("fit", seconds),  # interleaved: the stamps would count B's epochs in
+        "beside": found.get("plain"),
         "test_acc": accuracy(model, tx, ty, "cpu"),
         "wall_s_inner": wall,
         "data": dm.source,
@@ -361,6 +393,7 @@ LABELS = {"A": "A: seed's plain loop", "B": "B: tuned plain loop", "C": "C: lit_
 PASSED = (
     *("configs", "epochs", "device", "precision", "batch_size", "synthetic", "data_dir", "sample", "seed", "table"),
     "threads",
+    "interleave",
 )
 
 
@@ -373,10 +406,16 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
     rates = result["epoch_rates"][1:] or result["epoch_rates"]  # the first epoch warms up
     seconds = result.get("epoch_seconds") or []
     seconds = seconds[1:] or seconds
-    return {
+    beside = {}
+    if result.get("beside"):  # --interleave: C's epochs against the B epoch just before each, after the first
+        pairs = list(zip(result["beside"], result["epoch_seconds"], strict=True))[1:]
+        beside = {"beside_epoch_s": median([b for b, _ in pairs]), "one_process": median([c / b for b, c in pairs])}
+    return {  # medians over the epochs: on a shared VM a few epochs take a third longer, whichever run they hit
+        **beside,
         "run": LABELS[name],
-        "samples_per_s": sum(rates) / len(rates),
-        "epoch_s": sum(seconds) / len(seconds) if seconds else None,
+        "samples_per_s": median(rates),
+        "epoch_s": median(seconds) if seconds else None,
+        "epoch_seconds": result.get("epoch_seconds") or [],
         "wall_s": wall,
         "peak_mb": peak,
         "test_acc": result["test_acc"],
@@ -395,10 +434,26 @@ def median_of(repeats: list[dict[str, Any]]) -> dict[str, Any]:
         row["epoch_s"] = median([r["epoch_s"] for r in repeats])
     row["peak_mb"] = max(r["peak_mb"] for r in repeats)
     row["repeats"] = [
-        {k: r[k] for k in ("samples_per_s", "wall_s", "test_acc", "epoch_samples_per_s", "threads")} for r in repeats
+        {k: r[k] for k in ("samples_per_s", "epoch_s", "wall_s", "test_acc", "epoch_samples_per_s", "epoch_seconds")}
+        | {"threads": r["threads"]}
+        for r in repeats
     ]
     row["threads"] = "/".join(sorted({str(r["threads"]) for r in repeats}))
     return row
+
+
+def ratios(c: list[dict[str, Any]], other: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    """C against A or B, repeat by repeat: the runs of one repeat follow each other within seconds, so a slow spell
+    of the machine (minutes long on our VM) hits both sides of a ratio. ``C/<name>`` is the median ratio of training
+    samples/s, ``epoch C/<name>`` of the seconds per epoch with validation (tables); ``... each`` lists every
+    repeat's."""
+    found: dict[str, Any] = {}
+    speed = [mine["samples_per_s"] / theirs["samples_per_s"] for mine, theirs in zip(c, other, strict=True)]
+    found[f"C/{name}"], found[f"C/{name} each"] = median(speed), speed
+    if all(r.get("epoch_s") for r in [*c, *other]):
+        epoch = [mine["epoch_s"] / theirs["epoch_s"] for mine, theirs in zip(c, other, strict=True)]
+        found[f"epoch C/{name}"], found[f"epoch C/{name} each"] = median(epoch), epoch
+    return found
 
 
 def report(summary: dict[str, Any]) -> None:
@@ -416,17 +471,22 @@ def report(summary: dict[str, Any]) -> None:
         for row in summary["runs"]
     ]
     title = (
-        f"{summary['task']} on {summary['data']}: {summary['epochs']} epochs, samples/s averaged over epochs "
+        f"{summary['task']} on {summary['data']}: {summary['epochs']} epochs, medians over epochs "
         f"2..{summary['epochs']}, median of {summary['repeat']} run(s) each"
     )
     headers = ["run", "train samples/s", "epoch s (with validation)", "wall s", "peak MB", "test acc", "threads"]
     print_table(headers, rows, title)
-    ratios = [f"{key} = {summary[key]:.2f}" for key in ("C/A", "C/B") if key in summary]
-    if ratios:
-        print("throughput " + ", ".join(ratios))
-    epochs = [f"{key} = {summary[key]:.2f}" for key in ("epoch C/A", "epoch C/B") if key in summary]
-    if epochs:
-        print("seconds per epoch with validation: " + ", ".join(epochs))
+
+    def said(keys: tuple[str, ...]) -> list[str]:
+        each = {k: ", ".join(f"{r:.2f}" for r in summary[f"{k} each"]) for k in keys if k in summary}
+        return [f"{k} = {summary[k]:.2f} (repeats: {repeats})" for k, repeats in each.items()]
+
+    if throughput := said(("C/A", "C/B")):
+        print("throughput " + "; ".join(throughput))
+    if epochs := said(("epoch C/A", "epoch C/B", "epoch C/B, one process")):
+        print("seconds per epoch with validation: " + "; ".join(epochs))
+    if "B beside C: s an epoch" in summary:
+        print(f"B's epochs in C's process (--interleave): {summary['B beside C: s an epoch']:.3f} s, median")
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -450,6 +510,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         type=int,
         default=len(os.sched_getaffinity(0)),
         help="torch's threads in A, B and C alike (default: the cores this process may use)",
+    )
+    parser.add_argument(
+        "--interleave",
+        action="store_true",
+        help="C's process also runs one epoch of B before each of its own: an epoch-by-epoch C/B from one process",
     )
     parser.add_argument("--repeat", type=int, default=3, help="runs of each (default 3); the table shows the medians")
     parser.add_argument("--json", help="write the results here too")
@@ -491,9 +556,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         }
         for other in ("A", "B"):
             if "C" in rows and other in rows:
-                summary[f"C/{other}"] = rows["C"]["samples_per_s"] / rows[other]["samples_per_s"]
-                if rows["C"].get("epoch_s") and rows[other].get("epoch_s"):  # tables: the epoch with validation
-                    summary[f"epoch C/{other}"] = rows["C"]["epoch_s"] / rows[other]["epoch_s"]
+                summary.update(ratios(repeats["C"], repeats[other], other))
+        if args.interleave and "C" in repeats:
+            summary["B beside C: s an epoch"] = median([r["beside_epoch_s"] for r in repeats["C"]])
+            each = [r["one_process"] for r in repeats["C"]]
+            summary["epoch C/B, one process"], summary["epoch C/B, one process each"] = median(each), each
         results.append(summary)
         report(summary)
     if args.json:

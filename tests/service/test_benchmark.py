@@ -32,6 +32,7 @@ def test_benchmark_script_times_all_three_runs_on_the_wine_sample(tmp_path: Path
             "3",
             "--repeat",
             "1",
+            "--interleave",
             "--json",
             str(out),
         ],
@@ -42,12 +43,13 @@ def test_benchmark_script_times_all_three_runs_on_the_wine_sample(tmp_path: Path
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| A: seed's plain loop |" in proc.stdout and "| C: lit_nets fit |" in proc.stdout
-    assert "throughput C/A = " in proc.stdout
+    assert "throughput C/A = " in proc.stdout and "epoch C/B, one process = " in proc.stdout
     result = json.loads(out.read_text())
     assert result["machine"]["torch"] == torch.__version__
     (mlp,) = result["results"]
     runs = {r["run"][0]: r for r in mlp["runs"]}
     assert set(runs) == {"A", "B", "C"} and mlp["C/A"] > 0 and mlp["C/B"] > 0
+    assert mlp["epoch C/B, one process"] > 0 and len(mlp["epoch C/B, one process each"]) == 1  # B beside C's epochs
     for run in runs.values():
         assert len(run["epoch_samples_per_s"]) == 3 and run["samples_per_s"] > 0 and run["peak_mb"] > 50
         assert run["test_acc"] >= 0.6, run  # 3 epochs on wine: well above the 0.40 of the largest class
@@ -291,3 +293,38 @@ def test_a_b_and_c_get_the_threads_asked_for(harness) -> None:
 
     given = argparse.Namespace(seed=None, batch_size=None, data_dir=None, sample=False, table=None, threads=3)
     assert "--threads=3" in loops.overrides(given)
+
+
+def test_c_is_compared_with_the_run_beside_it(harness) -> None:
+    """A slow spell of the machine (the second repeat here) hits B and C of one repeat alike: the ratio is taken
+    repeat by repeat, then the median (1.2). The ratio of the two columns' medians would read 1.3."""
+    import loops
+
+    b = [{"samples_per_s": s, "epoch_s": e} for s, e in [(1000, 0.10), (500, 0.20), (1000, 0.10)]]
+    c = [{"samples_per_s": s, "epoch_s": e} for s, e in [(900, 0.12), (450, 0.24), (800, 0.13)]]
+    found = loops.ratios(c, b, "B")
+    assert found["epoch C/B"] == pytest.approx(1.2) and found["epoch C/B each"] == pytest.approx([1.2, 1.2, 1.3])
+    assert found["C/B"] == pytest.approx(0.9)
+    assert "epoch C/A" not in loops.ratios(c, [{"samples_per_s": 1000, "epoch_s": None}] * 3, "A")  # images: no epoch
+
+
+def test_plain_epochs_run_beside_the_fit_from_its_weights(harness, tmp_path: Path, monkeypatch) -> None:
+    """``loops.py --interleave``: inside a fit, an epoch of the plain loop before each of the fit's, from the fit's
+    initial weights; both clocked per epoch."""
+    import beside
+
+    from lit_nets.train import runs
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "beside.json"
+    probe = beside.PlainEpochsBeside(str(out))
+    args = ["--config", str(REPO / "configs" / "mlp.yaml"), "--trainer.max_epochs=3", "--threads=1"]
+    runs.fit([*args, "--trainer.enable_progress_bar=false", "--test_after_fit=false"], callbacks=[probe])
+    found = json.loads(out.read_text())
+    assert len(found["plain"]) == len(found["fit"]) == 3 and min(found["plain"] + found["fit"]) > 0
+    assert found["plain_acc"] > 0.6  # B trained: wine's largest class is 0.40
+    start = torch.load(out.with_suffix(".start.ckpt"), weights_only=False)["state_dict"]
+    _, initial = harness.build([str(REPO / "configs" / "mlp.yaml")], ["--threads=1"])  # the same seed: C's start
+    weights = [k for k in initial.state_dict() if k.startswith("net")]
+    assert all(torch.equal(start[k], initial.state_dict()[k]) for k in weights)
+    assert not all(torch.equal(start[k], probe.loop.model.state_dict()[k]) for k in weights)  # B's own steps
